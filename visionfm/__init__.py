@@ -1,0 +1,3 @@
+"""visionfm: vision transformer backbones and task heads, composed through configs."""
+
+__version__ = "0.1.0"
