@@ -26,6 +26,7 @@ from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 from mmengine.registry import Registry
+from mmengine.registry import root as mmengine_root
 
 __all__ = [
     "MODELS",
@@ -34,6 +35,7 @@ __all__ = [
     "METRICS",
     "HOOKS",
     "VISUALIZERS",
+    "OPTIM_WRAPPER_CONSTRUCTORS",
     "ConfigError",
     "build_from_cfg",
 ]
@@ -72,8 +74,8 @@ def _lookup(registry: Registry, obj_type: Any, key: str) -> Any:
         raise ConfigError(
             f"{key}.type: {obj_type!r} is not in the {registry.scope}::{registry.name} "
             f"registry.{hint} ({len(names)} names are registered; "
-            f"`python -c \"from visionfm.registry import {_var_name(registry)} as R; "
-            f"print(R)\"` lists them.)"
+            f'`python -c "from visionfm.registry import {_var_name(registry)} as R; '
+            f'print(R)"` lists them.)'
         )
     return obj_cls
 
@@ -156,7 +158,9 @@ def build_model(
         return nn.ModuleList(built) if all(isinstance(m, nn.Module) for m in built) else built
     args = _merge(cfg, default_args)
     nested = {
-        name: value if name in ("type", "_scope_") else _build_nested(value, registry, f"{key}.{name}")
+        name: value
+        if name in ("type", "_scope_")
+        else _build_nested(value, registry, f"{key}.{name}")
         for name, value in args.items()
     }
     return build_from_cfg(nested, registry, key=key)
@@ -192,3 +196,33 @@ TRANSFORMS = _make("transform", MMENGINE_TRANSFORMS, ["visionfm.data"])
 METRICS = _make("metric", MMENGINE_METRICS, ["visionfm.evaluation"])
 HOOKS = _make("hook", MMENGINE_HOOKS, ["visionfm.engine"])
 VISUALIZERS = _make("visualizer", MMENGINE_VISUALIZERS, ["visionfm.apis"])
+OPTIM_WRAPPER_CONSTRUCTORS = _make(
+    "optimizer wrapper constructor", mmengine_root.OPTIM_WRAPPER_CONSTRUCTORS, ["visionfm.engine"]
+)
+
+# The rest of mmengine's registries get a (so far empty) 'visionfm' child so that runs
+# in the visionfm scope resolve them without mmengine's scope-fallback warnings.
+_PLAIN_CHILDREN = {  # they keep mmengine's build functions
+    name: Registry(
+        getattr(mmengine_root, name).name, parent=getattr(mmengine_root, name), scope="visionfm"
+    )
+    for name in (
+        "RUNNERS",
+        "RUNNER_CONSTRUCTORS",
+        "LOOPS",
+        "STRATEGIES",
+        "DATA_SAMPLERS",
+        "MODEL_WRAPPERS",
+        "WEIGHT_INITIALIZERS",
+        "OPTIMIZERS",
+        "OPTIM_WRAPPERS",
+        "PARAM_SCHEDULERS",
+        "EVALUATOR",
+        "TASK_UTILS",
+        "VISBACKENDS",
+        "LOG_PROCESSORS",
+        "INFERENCERS",
+        "FUNCTIONS",
+    )
+    if hasattr(mmengine_root, name)
+}

@@ -1,35 +1,67 @@
 """Softmax attention with one call and three interchangeable backends.
 
+Scaled dot-product attention (Vaswani et al., "Attention Is All You Need",
+2017), run memory-efficiently in the manner of FlashAttention (Dao et al.,
+2022) and xFormers' ``memory_efficient_attention`` (Rabe & Staats,
+"Self-attention Does Not Need O(n^2) Memory", 2021).
+
 ``attention(q, k, v, bias=None, mask=None, dropout_p=0.0, scale=None, backend=None)``
 is the only place in visionfm that runs softmax attention. Backends:
 
 - ``xformers``: ``xformers.ops.memory_efficient_attention``; CUDA tensors only.
 - ``sdpa``: ``torch.nn.functional.scaled_dot_product_attention`` (flash /
-  memory-efficient / C++ kernels chosen by PyTorch).
+  memory-efficient / C++ kernels chosen by PyTorch). One exception, on CPU:
+  when ``bias`` needs a gradient (learned relative position bias in training)
+  PyTorch's CPU kernel cannot return it and falls back to its own math path,
+  which stores the (B, heads, Nq, Nk) probabilities. We instead run SDPA's
+  forward and an exact backward that recomputes the probabilities in blocks of
+  query rows (``_SdpaBiasGrad``), so memory stays O(block) plus the bias
+  gradient itself.
 - ``math``: the explicit matmul-softmax-matmul reference that tests hold the
   others against.
 
 The backend is chosen per call from the tensors' device and dtype and what is
 installed, never at import time. Priority: the ``backend`` argument (a
 module's override; refused with the reason if it cannot run these tensors),
-then the ``VISIONFM_ATTN`` environment variable (falls back, logging why, if it
-cannot), then automatic (xformers for CUDA when installed, else sdpa).
-``explain_backends(...)`` tells, for given inputs, why each backend would or
-would not be used.
+then the ``VISIONFM_ATTN`` environment variable, read at every call (falls
+back, logging the reason once, if it cannot run them), then automatic
+(xformers for CUDA when installed, else sdpa). ``"auto"`` or None mean
+automatic. ``explain_backends(q)`` tells why each backend would or would not
+be used.
 
 Semantics shared by every backend:
     q: (B, heads, Nq, D), k: (B, heads, Nk, D), v: (B, heads, Nk, Dv)
     bias: additive float tensor broadcastable to (B, heads, Nq, Nk)
-        (relative position bias, ALiBi, window masks given as -inf/0 ...)
+        (relative position bias, ALiBi, window masks given as -inf/0 ...);
+        gradients flow into it on every backend.
     mask: bool tensor broadcastable to (B, heads, Nq, Nk); True = may attend.
-        Every query must be left at least one key it may attend.
+        Every query must be left at least one key it may attend (the output
+        of a fully masked row is undefined: NaN on ``math``, 0 on ``sdpa``).
     scale: logits multiplier, default D ** -0.5
-    dropout_p: dropout on the attention weights (pass 0.0 in eval mode)
+    dropout_p: dropout on the attention weights (pass 0.0 in eval mode).
+        Backends draw different random numbers, so only the distribution,
+        not the values, agree across backends when dropout_p > 0.
     returns (B, heads, Nq, Dv)
+
+Per-module override: modules take the backend name as a constructor argument
+(None = the global default), check it once and pass it on every call::
+
+    class Attention(nn.Module):
+        def __init__(self, dim, num_heads, attn_drop=0.0, attn_backend=None):
+            super().__init__()
+            self.attn_backend = check_backend(attn_backend)  # unknown names fail here
+            ...
+
+        def forward(self, x):  # x: (B, N, C)
+            q, k, v = ...  # each (B, heads, N, head_dim)
+            x = attention(q, k, v, bias=self.rel_pos_bias(),
+                          dropout_p=self.attn_drop if self.training else 0.0,
+                          backend=self.attn_backend)
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import math
@@ -37,23 +69,51 @@ import os
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 BACKENDS = ("xformers", "sdpa", "math")
 ENV_VAR = "VISIONFM_ATTN"
 
 logger = logging.getLogger(__name__)
-_warned: set[str] = set()
+_warned: set[tuple[str, str]] = set()  # (what, reason) pairs already logged
+
+# Query rows per block in the chunked CPU backward are chosen so that one
+# (B, heads, rows, Nk) block holds about this many elements (16 MiB in fp32).
+_BLOCK_ELEMENTS = 1 << 22
+# xformers reads a tensor attn_bias with rows aligned to 16 bytes: 8 elements
+# covers every dtype it supports (fp32 needs 4, fp16/bf16 need 8).
+_XFORMERS_BIAS_ALIGN = 8
 
 
+# ---------------------------------------------------------------- selection
+
+
+def _warn_once(what: str, reason: str, message: str) -> None:
+    if (what, reason) not in _warned:
+        _warned.add((what, reason))
+        logger.warning(message)
+
+
+@functools.cache
 def _xformers_available() -> bool:
+    # Looked up on first need (a CUDA call), never at import; cached afterwards.
     return importlib.util.find_spec("xformers") is not None
 
 
-def _why_not(backend: str, q: torch.Tensor) -> str | None:
+def _xformers_bias_grad_reason() -> str | None:
+    """Why the installed xformers cannot return a bias gradient; None if it can."""
+    try:
+        from xformers.ops.fmha import cutlass
+    except Exception as err:  # noqa: BLE001 - any import failure is a reason
+        return f"xformers.ops.fmha.cutlass cannot be imported ({err})"
+    if not getattr(cutlass.BwOp, "SUPPORTS_ATTN_BIAS_GRAD", False):
+        return "the installed xformers cannot backpropagate into attn_bias (needs >= 0.0.17)"
+    return None
+
+
+def _why_not(backend: str, q: torch.Tensor, bias_needs_grad: bool = False) -> str | None:
     """Reason ``backend`` cannot run on tensors like ``q``; None if it can."""
-    if backend == "math":
-        return None
-    if backend == "sdpa":
+    if backend in ("math", "sdpa"):
         return None
     if backend == "xformers":
         if not q.is_cuda:
@@ -62,46 +122,141 @@ def _why_not(backend: str, q: torch.Tensor) -> str | None:
             return "xformers is not installed (pip install visionfm[xformers])"
         if q.dtype not in (torch.float16, torch.bfloat16, torch.float32):
             return f"xformers does not support dtype {q.dtype}"
+        if bias_needs_grad:
+            return _xformers_bias_grad_reason()
         return None
-    raise ValueError(f"unknown attention backend {backend!r}; choose one of {BACKENDS}")
+    raise ValueError(f"unknown attention backend {backend!r}; choose one of {BACKENDS} or 'auto'")
 
 
-def explain_backends(q: torch.Tensor) -> dict[str, str | None]:
-    """For each backend: None if it can run tensors like ``q``, else the reason it cannot."""
-    return {name: _why_not(name, q) for name in BACKENDS}
+def check_backend(backend: str | None) -> str | None:
+    """Validate a backend name at module construction; returns it (None for 'auto')."""
+    if backend is None or backend == "auto":
+        return None
+    if backend not in BACKENDS:
+        raise ValueError(
+            f"unknown attention backend {backend!r}; choose one of {BACKENDS} or 'auto'"
+        )
+    return backend
 
 
-def select_backend(q: torch.Tensor, backend: str | None = None) -> str:
-    """The backend a call with ``q`` and this override will use (see module docstring)."""
+def explain_backends(q: torch.Tensor, bias: torch.Tensor | None = None) -> dict[str, str | None]:
+    """For each backend: None if it can run tensors like ``q`` (and ``bias``), else why not."""
+    needs_grad = _bias_needs_grad(bias)
+    return {name: _why_not(name, q, needs_grad) for name in BACKENDS}
+
+
+def select_backend(
+    q: torch.Tensor, backend: str | None = None, bias: torch.Tensor | None = None
+) -> str:
+    """The backend a call with ``q`` (and ``bias``) and this override uses (see module doc).
+
+    Raises ValueError for unknown names (argument or environment variable) and
+    for an explicitly requested backend that cannot run these tensors.
+    """
+    needs_grad = _bias_needs_grad(bias)
+    backend = check_backend(backend)
     if backend is not None:
-        reason = _why_not(backend, q)
+        reason = _why_not(backend, q, needs_grad)
         if reason is not None:
             raise ValueError(f"attention backend {backend!r} was requested but cannot run: {reason}")
         return backend
     env = os.environ.get(ENV_VAR, "").strip().lower()
     if env and env != "auto":
-        reason = _why_not(env, q)
+        if env not in BACKENDS:
+            raise ValueError(
+                f"{ENV_VAR}={env!r} is not an attention backend; choose one of {BACKENDS} or 'auto'"
+            )
+        reason = _why_not(env, q, needs_grad)
         if reason is None:
             return env
-        if env not in _warned:
-            _warned.add(env)
-            logger.warning("%s=%s ignored for this call: %s", ENV_VAR, env, reason)
-    return "xformers" if _why_not("xformers", q) is None else "sdpa"
+        _warn_once(env, reason, f"{ENV_VAR}={env} cannot run here ({reason}); using the default")
+    return "xformers" if _why_not("xformers", q, needs_grad) is None else "sdpa"
 
 
-def _combined_bias(
+def _bias_needs_grad(bias: torch.Tensor | None) -> bool:
+    return bias is not None and bias.requires_grad and torch.is_grad_enabled()
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _as_4d(t: torch.Tensor) -> torch.Tensor:
+    """View a tensor broadcastable to (B, heads, Nq, Nk) as 4-D (leading 1s)."""
+    return t.reshape((1,) * (4 - t.dim()) + tuple(t.shape))
+
+
+def _fold_mask(
     bias: torch.Tensor | None, mask: torch.Tensor | None, dtype: torch.dtype
 ) -> torch.Tensor | None:
-    """Fold a boolean mask into an additive bias (masked-out = -inf)."""
+    """One additive float tensor for ``bias`` and ``mask`` (masked-out = -inf).
+
+    Materialised only at the broadcast shape of the two (e.g. (1, heads, N, N)
+    bias with a (B, 1, 1, N) padding mask gives (B, heads, N, N)).
+    """
     if mask is None:
         return bias
-    if mask.dtype != torch.bool:
-        raise TypeError(f"mask must be a bool tensor (True = attend), got {mask.dtype}")
-    neg = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, float("-inf"))
-    return neg if bias is None else bias.to(dtype) + neg
+    neg_inf = torch.tensor(float("-inf"), dtype=dtype, device=mask.device)
+    if bias is None:
+        return torch.zeros((), dtype=dtype, device=mask.device).where(mask, neg_inf)
+    return bias.where(mask, neg_inf)
 
 
-def _math_attention(q, k, v, bias, mask, dropout_p, scale):
+def _validate(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    bias: torch.Tensor | None,
+    mask: torch.Tensor | None,
+    dropout_p: float,
+) -> None:
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError(
+            "q, k, v must be (B, heads, N, head_dim); "
+            f"got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
+    if q.shape[:2] != k.shape[:2] or k.shape[:2] != v.shape[:2]:
+        raise ValueError(
+            "q, k, v must share (B, heads); "
+            f"got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
+    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+        raise ValueError(
+            "q/k head dims or k/v lengths differ: "
+            f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+        )
+    if not q.is_floating_point() or q.dtype != k.dtype or q.dtype != v.dtype:
+        raise TypeError(f"q, k, v must share one float dtype; got {q.dtype}, {k.dtype}, {v.dtype}")
+    if q.device != k.device or q.device != v.device:
+        raise ValueError(f"q, k, v are on different devices: {q.device}, {k.device}, {v.device}")
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
+    logits_shape = (q.shape[0], q.shape[1], q.shape[2], k.shape[2])
+    for name, t in (("bias", bias), ("mask", mask)):
+        if t is None:
+            continue
+        if name == "mask" and t.dtype != torch.bool:
+            raise TypeError(f"mask must be a bool tensor (True = attend), got {t.dtype}")
+        if name == "bias" and not t.is_floating_point():
+            raise TypeError(
+                f"bias must be a float tensor, got {t.dtype} (pass boolean masks as mask=)"
+            )
+        if t.device != q.device:
+            raise ValueError(f"{name} is on {t.device} but q is on {q.device}")
+        try:
+            ok = t.dim() <= 4 and torch.broadcast_shapes(t.shape, logits_shape) == logits_shape
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"{name} of shape {tuple(t.shape)} does not broadcast to "
+                f"(B, heads, Nq, Nk) = {logits_shape}"
+            )
+
+
+# ---------------------------------------------------------------- math
+
+
+def _math(q, k, v, bias, mask, dropout_p, scale):
     logits = torch.matmul(q * scale, k.transpose(-2, -1))  # (B, h, Nq, Nk)
     if bias is not None:
         logits = logits + bias
@@ -110,35 +265,162 @@ def _math_attention(q, k, v, bias, mask, dropout_p, scale):
     weights = logits.softmax(dim=-1)
     if dropout_p > 0.0:
         weights = F.dropout(weights, p=dropout_p, training=True)
-    return torch.matmul(weights, v)
+    return torch.matmul(weights, v)  # (B, h, Nq, Dv)
+
+
+# ---------------------------------------------------------------- sdpa
 
 
 def _sdpa(q, k, v, bias, mask, dropout_p, scale):
-    attn_mask = mask if bias is None else _combined_bias(bias, mask, q.dtype)
-    return F.scaled_dot_product_attention(  # noqa: visionfm-attention (the one allowed call)
+    if _bias_needs_grad(bias) and q.device.type == "cpu" and dropout_p == 0:
+        return _SdpaBiasGrad.apply(q, k, v, bias, mask, scale)
+    attn_mask = mask if bias is None else _fold_mask(bias, mask, q.dtype)
+    return F.scaled_dot_product_attention(
         q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, scale=scale
     )
+
+
+def _block_probs(q_blk, k, bias_blk, mask_blk, scale):
+    """Softmax probabilities (B, h, rows, Nk) for one block of query rows."""
+    p = torch.matmul(q_blk * scale, k.transpose(-2, -1))
+    if bias_blk is not None:
+        p += bias_blk
+    if mask_blk is not None:
+        p.masked_fill_(mask_blk.logical_not(), float("-inf"))
+    p -= p.amax(dim=-1, keepdim=True)
+    p.exp_()
+    p /= p.sum(dim=-1, keepdim=True)
+    return p
+
+
+def _rows(t: torch.Tensor | None, start: int, stop: int) -> torch.Tensor | None:
+    """Query rows [start, stop) of a 4-D bias/mask (unchanged if broadcast over queries)."""
+    if t is None or t.shape[2] == 1:
+        return t
+    return t[:, :, start:stop]
+
+
+def _reduce_to(grad: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Sum a (B, h, rows, Nk) gradient over the dims where ``shape`` broadcasts (size 1)."""
+    dims = [d for d in range(4) if shape[d] == 1 and grad.shape[d] != 1]
+    return grad.sum(dim=dims, keepdim=True) if dims else grad
+
+
+class _SdpaBiasGrad(torch.autograd.Function):
+    """SDPA forward + exact backward in blocks of query rows, with the bias gradient.
+
+    The probabilities P = softmax(q k^T scale + bias, masked) are recomputed per
+    block of query rows instead of stored, as in FlashAttention's backward:
+        dV = P^T dO,  dS = P * (dO V^T - rowsum(dO * O)),
+        dQ = dS K scale,  dK = dS^T Q scale,  dBias = dS (summed over broadcast dims).
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, bias, mask, scale):
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=_fold_mask(bias, mask, q.dtype), scale=scale
+        )
+        ctx.save_for_backward(q, k, v, bias, mask, out)
+        ctx.scale = scale
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        q, k, v, bias, mask, out = ctx.saved_tensors
+        scale = ctx.scale
+        need_q, need_k, need_v, need_bias = ctx.needs_input_grad[:4]
+        bias4 = _as_4d(bias)
+        mask4 = None if mask is None else _as_4d(mask)
+        b, h, nq, nk = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
+        acc = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
+
+        grad_out = grad_out.to(q.dtype)
+        delta = (grad_out.to(acc) * out.to(acc)).sum(-1, keepdim=True)  # (B, h, Nq, 1)
+        dq = torch.empty_like(q) if need_q else None
+        dk = torch.zeros(k.shape, dtype=acc, device=k.device) if need_k else None
+        dv = torch.zeros(v.shape, dtype=acc, device=v.device) if need_v else None
+        dbias = torch.zeros(bias4.shape, dtype=acc, device=bias.device) if need_bias else None
+
+        rows = max(1, _BLOCK_ELEMENTS // max(1, b * h * nk))
+        for start in range(0, nq, rows):
+            stop = min(nq, start + rows)
+            q_blk, do_blk = q[:, :, start:stop], grad_out[:, :, start:stop]
+            p = _block_probs(q_blk, k, _rows(bias4, start, stop), _rows(mask4, start, stop), scale)
+            if need_v:
+                dv += torch.matmul(p.transpose(-2, -1), do_blk)
+            ds = torch.matmul(do_blk, v.transpose(-2, -1))  # dP, (B, h, rows, Nk)
+            ds -= delta[:, :, start:stop].to(ds.dtype)
+            ds *= p  # dS = dLoss / dLogits
+            del p
+            if need_bias:
+                g = _reduce_to(ds, bias4.shape)
+                if bias4.shape[2] == 1:
+                    dbias += g
+                else:
+                    dbias[:, :, start:stop] = g
+            if need_q:
+                dq[:, :, start:stop] = torch.matmul(ds, k) * scale
+            if need_k:
+                dk += torch.matmul(ds.transpose(-2, -1), q_blk) * scale
+
+        def cast(t, like):
+            return None if t is None else t.to(like.dtype)
+
+        dbias = None if dbias is None else dbias.to(bias.dtype).reshape(bias.shape)
+        return dq, cast(dk, k), cast(dv, v), dbias, None, None
+
+
+# ---------------------------------------------------------------- xformers
+
+
+def _xformers_bias(folded: torch.Tensor, shape: tuple[int, int, int, int]) -> torch.Tensor:
+    """``folded`` laid out as xformers wants a tensor attn_bias: exactly ``shape`` =
+    (B, heads, Nq, Nk), last dim contiguous, rows starting on 16-byte boundaries.
+
+    Dims of size 1 stay broadcast (stride 0, no copy) unless the bias needs a
+    gradient: xformers' backward writes a full (B, heads, Nq, Nk) gradient, so
+    then the bias is materialised at full size to keep its layout plain.
+    """
+    b4 = _as_4d(folded)
+    nk = shape[3]
+    aligned = (
+        b4.shape[3] == nk
+        and b4.stride(3) == 1
+        and (b4.shape[2] == 1 or b4.stride(2) % _XFORMERS_BIAS_ALIGN == 0)
+        and b4.storage_offset() % _XFORMERS_BIAS_ALIGN == 0
+    )
+    if folded.requires_grad:
+        if b4.shape == shape and aligned and b4.is_contiguous():
+            return b4
+        b4 = b4.expand(shape)
+    elif aligned:
+        return b4.expand(shape)
+    pad = (-nk) % _XFORMERS_BIAS_ALIGN
+    # Padding the last dim and slicing it back keeps every row 8-aligned.
+    padded = F.pad(b4.expand(*b4.shape[:3], nk), (0, pad))  # (b|1, h|1, Nq|1, Nk + pad)
+    return padded[..., :nk].expand(shape)
 
 
 def _xformers(q, k, v, bias, mask, dropout_p, scale):
     import xformers.ops as xops
 
     b, h, nq, nk = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
-    attn_bias = _combined_bias(bias, mask, q.dtype)
-    if attn_bias is not None:
-        # xformers wants a (B, h, Nq, Nk) bias whose last dim is 8-aligned in memory.
-        pad = (-nk) % 8
-        full = torch.zeros(b, h, nq, nk + pad, dtype=q.dtype, device=q.device)
-        full[..., :nk] = attn_bias
-        attn_bias = full[..., :nk]
-    out = xops.memory_efficient_attention(  # (B, Nq, h, Dv)
-        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-        attn_bias=attn_bias, p=dropout_p, scale=scale,
-    )
+    folded = _fold_mask(bias, mask, q.dtype)
+    attn_bias = None if folded is None else _xformers_bias(folded, (b, h, nq, nk))
+    # xformers takes (B, N, heads, D) with a contiguous last dim.
+    q_, k_, v_ = (t.transpose(1, 2) for t in (q, k, v))
+    q_, k_, v_ = (t if t.stride(-1) == 1 else t.contiguous() for t in (q_, k_, v_))
+    out = xops.memory_efficient_attention(
+        q_, k_, v_, attn_bias=attn_bias, p=dropout_p, scale=scale
+    )  # (B, Nq, h, Dv)
     return out.transpose(1, 2)
 
 
-_IMPLS = {"math": _math_attention, "sdpa": _sdpa, "xformers": _xformers}
+_IMPLS = {"math": _math, "sdpa": _sdpa, "xformers": _xformers}
+
+
+# ---------------------------------------------------------------- entry point
 
 
 def attention(
@@ -151,20 +433,24 @@ def attention(
     scale: float | None = None,
     backend: str | None = None,
 ) -> torch.Tensor:
-    """Softmax attention ``softmax(q k^T * scale + bias, masked) v``; shapes in the module doc."""
-    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
-        raise ValueError(
-            f"q, k, v must be (B, heads, N, D); got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
-        )
-    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
-        raise ValueError(
-            f"q/k head dims or k/v lengths differ: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
-        )
-    if mask is not None and mask.dtype != torch.bool:
-        raise TypeError(f"mask must be a bool tensor (True = attend), got {mask.dtype}")
+    """Softmax attention ``softmax(q k^T * scale + bias, masked) v``.
+
+    q (B, heads, Nq, D), k (B, heads, Nk, D), v (B, heads, Nk, Dv); bias and
+    mask broadcastable to (B, heads, Nq, Nk); returns (B, heads, Nq, Dv).
+    Semantics, backend choice and errors are described in the module doc.
+    """
+    _validate(q, k, v, bias, mask, dropout_p)
     if bias is not None and bias.dtype != q.dtype:
-        bias = bias.to(q.dtype)
+        bias = bias.to(q.dtype)  # e.g. an fp32 bias table under bf16 autocast
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
-    name = select_backend(q, backend)
-    return _IMPLS[name](q, k, v, bias, mask, dropout_p, scale)
+    explicit = check_backend(backend) is not None
+    name = select_backend(q, backend, bias)
+    if name != "xformers" or explicit:
+        return _IMPLS[name](q, k, v, bias, mask, dropout_p, scale)
+    try:
+        return _xformers(q, k, v, bias, mask, dropout_p, scale)
+    except NotImplementedError as err:  # xformers has no kernel for these shapes/options
+        reason = str(err).splitlines()[0]
+        _warn_once("xformers", reason, f"xformers cannot run this call ({reason}); using sdpa")
+        return _sdpa(q, k, v, bias, mask, dropout_p, scale)

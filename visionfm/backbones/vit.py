@@ -1,0 +1,333 @@
+"""Plain Vision Transformer backbone (ViT, DeiT, DINOv2, DINOv3-style RoPE, ViTDet / SAM).
+
+Papers: Dosovitskiy et al. 2021 "An Image is Worth 16x16 Words"; Oquab et al. 2023
+"DINOv2"; Darcet et al. 2024 "Vision Transformers Need Registers"; Li et al. 2022
+"Exploring Plain Vision Transformer Backbones for Object Detection" (ViTDet);
+Kirillov et al. 2023 "Segment Anything".
+
+Token layout inside the model: ``[class token, register tokens..., h * w patch tokens]``.
+The class-token position embedding of published checkpoints is folded into the class
+token on load (adding a constant), so ``pos_embed`` covers patches only, stored as a
+``(1, h, w, C)`` grid and resized bicubically to every input's grid.
+
+Outputs: ``{f"block{i}": (B, embed_dim, ceil(H / p), ceil(W / p))}`` for each ``i`` in
+``out_indices`` (0-based block index, negatives count from the end), i.e. the patch tokens
+after block ``i``, passed through the final norm when ``final_norm`` (the norm is shared by
+all outputs, as in DINOv2's ``get_intermediate_layers``). Every output has stride
+``patch_size``. Inputs whose sides are not multiples of the patch size are zero-padded
+on the right / bottom.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
+
+from visionfm.registry import MODELS
+
+from .base import Backbone, StagePart
+from .vit_attention import Attention, Block, RotaryEmbedding2d
+from .vit_layers import PatchEmbed, make_act, make_mlp, make_norm, resize_pos_embed
+from .weights import ConvertedCheckpoint
+
+__all__ = ["ViT", "VIT_PRESETS"]
+
+
+def _pair(v: int | Sequence[int]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+@MODELS.register_module()
+class ViT(Backbone):
+    """Plain ViT backbone; see the module docstring for the outputs.
+
+    Args:
+        img_size: training image size (int or (H, W)); sets the ``pos_embed`` grid and
+            the global relative-position tables. Any input size runs.
+        patch_size, in_chans, embed_dim, depth, num_heads, mlp_ratio: the usual.
+        qkv_bias: bias in the fused qkv projection.
+        qk_norm: normalise q and k per head with ``norm_layer``.
+        class_token: prepend a class token. reg_tokens: number of register tokens.
+            Both are dropped from the output maps.
+        abs_pos_embed: learnable absolute position embedding on the patch grid.
+        pos_embed_antialias, pos_embed_offset: how ``pos_embed`` is resized, see
+            :func:`~visionfm.backbones.vit_layers.resize_pos_embed` (timm: antialias=True;
+            HF: both off; original DINOv2 repo: offset=0.1).
+        rope_base: enables 2D axial RoPE (DINOv3 form) with this base (DINOv3: 100).
+        init_values: layer-scale initial value; None disables layer scale.
+        drop_path_rate: stochastic depth, increasing linearly to this over the blocks.
+        attn_drop, proj_drop: dropout on attention weights / projection outputs.
+        window_size, window_block_indices: blocks in ``window_block_indices`` attend within
+            ``window_size`` x ``window_size`` windows, the others globally.
+        use_rel_pos: decomposed relative position bias in every block (tables sized for
+            the window in windowed blocks, for the ``img_size`` grid in global ones).
+        out_indices: blocks whose outputs are returned.
+        final_norm: apply the final norm to the outputs (ViTDet / SAM have none).
+        norm_layer, act_layer, mlp_layer: layer factories or names (see ``vit_layers``).
+        attn_backend: attention backend override for every block (None: automatic).
+        frozen_stages: -1 nothing; 0 patch / position embeddings and prefix tokens;
+            k >= 1 also blocks 0 .. k-1; k == depth also the final norm.
+        grad_checkpointing: recompute block activations in backward.
+        pretrained: checkpoint to load at the end of construction (see ``load_pretrained``).
+    """
+
+    def __init__(
+        self,
+        img_size: int | Sequence[int] = 224,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        qk_norm: bool = False,
+        class_token: bool = True,
+        reg_tokens: int = 0,
+        abs_pos_embed: bool = True,
+        pos_embed_antialias: bool = False,
+        pos_embed_offset: float = 0.0,
+        rope_base: float | None = None,
+        init_values: float | None = None,
+        drop_path_rate: float = 0.0,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+        window_size: int = 0,
+        window_block_indices: Sequence[int] = (),
+        use_rel_pos: bool = False,
+        out_indices: Sequence[int] = (-1,),
+        final_norm: bool = True,
+        norm_layer: str | Callable[[int], nn.Module] = "LN",
+        act_layer: str | Callable[[], nn.Module] = "gelu",
+        mlp_layer: str | Callable[..., nn.Module] = "mlp",
+        attn_backend: str | None = None,
+        frozen_stages: int = -1,
+        grad_checkpointing: bool = False,
+        pretrained: str | None = None,
+    ) -> None:
+        super().__init__(frozen_stages=frozen_stages, grad_checkpointing=grad_checkpointing)
+        self.img_size = _pair(img_size)
+        self.patch_size = patch_size
+        self.embed_dim = embed_dim
+        self.depth = depth
+        grid = (self.img_size[0] // patch_size, self.img_size[1] // patch_size)
+        self.num_prefix_tokens = int(class_token) + reg_tokens
+        window_block_indices = sorted({i % depth for i in window_block_indices})
+        self._check_options(window_size, window_block_indices, use_rel_pos, rope_base)
+        self.out_indices = sorted({i % depth for i in out_indices})
+        self.pos_embed_antialias = pos_embed_antialias
+        self.pos_embed_offset = pos_embed_offset
+        norm_layer, act_layer, mlp_layer = (
+            make_norm(norm_layer),
+            make_act(act_layer),
+            make_mlp(mlp_layer),
+        )
+
+        self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if class_token else None
+        self.reg_tokens = nn.Parameter(torch.zeros(1, reg_tokens, embed_dim)) if reg_tokens else None
+        self.pos_embed = nn.Parameter(torch.zeros(1, *grid, embed_dim)) if abs_pos_embed else None
+        self.rope = (
+            RotaryEmbedding2d(embed_dim // num_heads, rope_base) if rope_base is not None else None
+        )
+        drop_rates = torch.linspace(0, drop_path_rate, depth).tolist()
+        self.blocks = nn.ModuleList()
+        for i in range(depth):
+            ws = window_size if i in window_block_indices else 0
+            attn = Attention(
+                embed_dim,
+                num_heads,
+                qkv_bias=qkv_bias,
+                qk_norm_layer=norm_layer if qk_norm else None,
+                attn_drop=attn_drop,
+                proj_drop=proj_drop,
+                window_size=ws,
+                rel_pos_size=((ws, ws) if ws else grid) if use_rel_pos else None,
+                attn_backend=attn_backend,
+            )
+            self.blocks.append(
+                Block(
+                    embed_dim,
+                    attn,
+                    mlp_hidden_dim=round(embed_dim * mlp_ratio),
+                    norm_layer=norm_layer,
+                    act_layer=act_layer,
+                    mlp_layer=mlp_layer,
+                    init_values=init_values,
+                    drop_path=drop_rates[i],
+                    proj_drop=proj_drop,
+                )
+            )
+        self.norm = norm_layer(embed_dim) if final_norm else nn.Identity()
+        self.init_weights()
+        self.freeze_stages()
+        if pretrained:
+            self.load_pretrained(pretrained)
+
+    def _check_options(self, window_size, window_blocks, use_rel_pos, rope_base) -> None:
+        if bool(window_size) != bool(window_blocks):
+            raise ValueError(
+                f"window_size={window_size} and window_block_indices={window_blocks} go "
+                "together: give both or neither"
+            )
+        if (window_size or use_rel_pos) and self.num_prefix_tokens:
+            raise ValueError(
+                "windowed attention and relative position bias work on the patch grid only: "
+                "set class_token=False and reg_tokens=0"
+            )
+        if rope_base is not None and (window_size or use_rel_pos):
+            raise ValueError("rope_base cannot be combined with windowed attention or use_rel_pos")
+
+    def init_weights(self) -> None:
+        """Truncated-normal (std 0.02) linears and tokens, zero biases (ViT / DeiT recipe)."""
+        for p in (self.pos_embed, self.cls_token, self.reg_tokens):
+            if p is not None:
+                nn.init.trunc_normal_(p, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    # -- backbone interface --------------------------------------------------------------
+    def _key(self, i: int) -> str:
+        return f"block{i}"
+
+    @property
+    def out_channels(self) -> dict[str, int]:
+        return {self._key(i): self.embed_dim for i in self.out_indices}
+
+    @property
+    def out_strides(self) -> dict[str, int]:
+        return {self._key(i): self.patch_size for i in self.out_indices}
+
+    @property
+    def num_layers(self) -> int:
+        return self.depth
+
+    def get_layer_id(self, name: str) -> int:
+        """0 for embeddings and prefix tokens, i + 1 for ``blocks.i.*``, depth + 1 otherwise."""
+        if name.startswith(("patch_embed.", "pos_embed", "cls_token", "reg_tokens")):
+            return 0
+        if name.startswith("blocks."):
+            return int(name.split(".")[1]) + 1
+        return self.depth + 1
+
+    def stage_parts(self) -> list[list[StagePart]]:
+        stem = [self.patch_embed]
+        stem += [p for p in (self.pos_embed, self.cls_token, self.reg_tokens) if p is not None]
+        parts: list[list[StagePart]] = [stem] + [[blk] for blk in self.blocks]
+        parts[-1] = parts[-1] + [self.norm]
+        return parts
+
+    def convert_checkpoint(self, state_dict: dict[str, torch.Tensor]) -> ConvertedCheckpoint:
+        from .vit_convert import convert_vit_checkpoint
+
+        return convert_vit_checkpoint(state_dict, self)
+
+    # -- forward -------------------------------------------------------------------------
+    def resized_pos_embed(self, hw: tuple[int, int]) -> torch.Tensor:
+        """``pos_embed`` for an h x w patch grid: (1, h, w, C)."""
+        return resize_pos_embed(
+            self.pos_embed, hw, antialias=self.pos_embed_antialias, offset=self.pos_embed_offset
+        )
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """x: (B, in_chans, H, W) -> ``{"block{i}": (B, embed_dim, ceil(H/p), ceil(W/p))}``."""
+        x = self.patch_embed(x)  # (B, C, h, w)
+        b, c, h, w = x.shape
+        x = x.flatten(2).transpose(1, 2)  # (B, h*w, C)
+        if self.pos_embed is not None:
+            x = x + self.resized_pos_embed((h, w)).reshape(1, h * w, c)
+        prefix = [t for t in (self.cls_token, self.reg_tokens) if t is not None]
+        if prefix:
+            x = torch.cat([t.expand(b, -1, -1) for t in prefix] + [x], dim=1)  # (B, P + h*w, C)
+        rope = self.rope((h, w), x.device, x.dtype) if self.rope is not None else None
+
+        outs = {}
+        use_cp = self.grad_checkpointing and torch.is_grad_enabled()
+        for i in range(self.out_indices[-1] + 1):  # blocks after the last output are skipped
+            blk = self.blocks[i]
+            if use_cp:
+                x = checkpoint(blk, x, (h, w), rope, use_reentrant=False)
+            else:
+                x = blk(x, (h, w), rope)
+            if i in self.out_indices:
+                y = self.norm(x[:, self.num_prefix_tokens :])  # (B, h*w, C)
+                outs[self._key(i)] = y.transpose(1, 2).reshape(b, c, h, w)
+        return outs
+
+
+# -- registered variants -----------------------------------------------------------------
+_DINOV2 = dict(patch_size=14, img_size=518, init_values=1e-5, pos_embed_offset=0.1)
+_DINOV3 = dict(
+    patch_size=16, reg_tokens=4, abs_pos_embed=False, rope_base=100.0, init_values=1e-5,
+    norm_layer="LN_1e-5",
+)  # fmt: skip
+_VITDET = dict(
+    img_size=1024, patch_size=16, class_token=False, use_rel_pos=True, window_size=14,
+    final_norm=False,
+)  # fmt: skip
+
+
+def _windows(depth: int, global_blocks: Sequence[int]) -> dict:
+    return dict(window_block_indices=[i for i in range(depth) if i not in global_blocks])
+
+
+VIT_PRESETS: dict[str, dict] = {
+    "vit_tiny_patch16": dict(embed_dim=192, depth=12, num_heads=3),
+    "vit_small_patch16": dict(embed_dim=384, depth=12, num_heads=6),
+    "vit_base_patch16": dict(embed_dim=768, depth=12, num_heads=12),
+    "vit_large_patch16": dict(embed_dim=1024, depth=24, num_heads=16),
+    "vit_huge_patch14": dict(patch_size=14, embed_dim=1280, depth=32, num_heads=16),
+    "vit_small_patch14_dinov2": dict(_DINOV2, embed_dim=384, depth=12, num_heads=6),
+    "vit_base_patch14_dinov2": dict(_DINOV2, embed_dim=768, depth=12, num_heads=12),
+    "vit_large_patch14_dinov2": dict(_DINOV2, embed_dim=1024, depth=24, num_heads=16),
+    "vit_giant_patch14_dinov2": dict(
+        _DINOV2, embed_dim=1536, depth=40, num_heads=24, mlp_ratio=4096 / 1536,
+        mlp_layer="gated", act_layer="silu",
+    ),  # fmt: skip
+    "vit_small_patch14_reg4_dinov2": dict(_DINOV2, embed_dim=384, depth=12, num_heads=6, reg_tokens=4),
+    "vit_base_patch14_reg4_dinov2": dict(_DINOV2, embed_dim=768, depth=12, num_heads=12, reg_tokens=4),
+    "vit_large_patch14_reg4_dinov2": dict(_DINOV2, embed_dim=1024, depth=24, num_heads=16, reg_tokens=4),
+    "vit_giant_patch14_reg4_dinov2": dict(
+        _DINOV2, embed_dim=1536, depth=40, num_heads=24, mlp_ratio=4096 / 1536,
+        mlp_layer="gated", act_layer="silu", reg_tokens=4,
+    ),  # fmt: skip
+    "vit_small_patch16_dinov3": dict(_DINOV3, embed_dim=384, depth=12, num_heads=6),
+    "vit_base_patch16_dinov3": dict(_DINOV3, embed_dim=768, depth=12, num_heads=12),
+    "vit_large_patch16_dinov3": dict(_DINOV3, embed_dim=1024, depth=24, num_heads=16),
+    "vitdet_base_patch16": dict(
+        _VITDET, embed_dim=768, depth=12, num_heads=12, drop_path_rate=0.1,
+        **_windows(12, (2, 5, 8, 11)),
+    ),  # fmt: skip
+    "vitdet_large_patch16": dict(
+        _VITDET, embed_dim=1024, depth=24, num_heads=16, drop_path_rate=0.4,
+        **_windows(24, (5, 11, 17, 23)),
+    ),  # fmt: skip
+    "vitdet_huge_patch16": dict(
+        _VITDET, embed_dim=1280, depth=32, num_heads=16, drop_path_rate=0.5,
+        **_windows(32, (7, 15, 23, 31)),
+    ),  # fmt: skip
+}
+
+
+def _register_preset(name: str, preset: dict) -> None:
+    def build(**overrides) -> ViT:
+        return ViT(**{**preset, **overrides})
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = f"ViT preset {name!r}: ``ViT(**{preset!r})``; keyword arguments override it."
+    # ViT's signature with the preset's defaults, so that the registry checks argument names
+    sig = inspect.signature(ViT)
+    params = [p.replace(default=preset.get(p.name, p.default)) for p in sig.parameters.values()]
+    build.__signature__ = sig.replace(parameters=params, return_annotation=ViT)
+    MODELS.register_module(name=name, module=build)
+
+
+for _name, _preset in VIT_PRESETS.items():
+    _register_preset(_name, _preset)

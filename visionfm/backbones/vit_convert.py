@@ -1,0 +1,214 @@
+"""Published plain-ViT checkpoints -> the layout of :class:`visionfm.backbones.vit.ViT`.
+
+Recognised by anchor keys, under any prefix (``vit.``, ``dinov2.``, ``backbone.``,
+``image_encoder.`` ...; keys outside the prefix are ignored):
+
+- timm ``VisionTransformer`` (ViT, DeiT, DINOv2 / reg4 as timm stores them) and
+  ``VisionTransformerSAM``: ``patch_embed.proj.weight``, ``blocks.N.attn.qkv.weight``,
+  ``cls_token``, ``reg_token``, ``pos_embed`` as ``(1, prefix + h*w, C)`` or
+  ``(1, h, w, C)``, ``blocks.N.ls1.gamma``, ``blocks.N.attn.rel_pos_h``;
+- the original DINOv2 repo: ``register_tokens``, ``mask_token``, ``mlp.w12`` / ``mlp.w3``,
+  chunked ``blocks.C.N.``; BEiT-style split ``attn.q_bias`` / ``attn.v_bias``;
+- Hugging Face ``ViTModel``, ``Dinov2Model``, ``Dinov2WithRegistersModel`` under their
+  published names (``embeddings.patch_embeddings.projection.weight``,
+  ``encoder.layer.N.attention.attention.query.weight``, ``layernorm``) and the names
+  transformers >= 5 uses in memory (``layers.N.attention.q_proj``); separate q / k / v
+  projections are fused;
+- Hugging Face ``DINOv3ViTModel`` (``embeddings.patch_embeddings.weight``,
+  ``layer.N.attention.q_proj``, no key bias).
+
+Position-embedding entries of prefix tokens are added to those tokens; the patch grid is
+resized to the model's; relative-position tables are resized to the model's lengths.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from .vit_attention import resize_rel_pos
+from .vit_layers import grid_from_length, resize_pos_embed
+from .weights import CheckpointError, ConvertedCheckpoint, find_prefix
+
+__all__ = ["convert_vit_checkpoint"]
+
+_ANCHORS = {
+    "embeddings.patch_embeddings.projection.weight": "Hugging Face ViT/DINOv2",
+    "embeddings.patch_embeddings.weight": "Hugging Face DINOv3",
+    "patch_embed.proj.weight": "timm",
+}
+_IGNORED = re.compile(
+    r"^(head|fc_norm|pooler|neck|attn_pool|classifier|mask_token|embeddings\.mask_token)(\.|$)"
+)
+
+# Hugging Face names inside one layer -> ours ("q"/"k"/"v"/"gate"/"up" are fused later).
+_HF_BLOCK = [
+    ("attention.attention.query.", "attn.q."),
+    ("attention.attention.key.", "attn.k."),
+    ("attention.attention.value.", "attn.v."),
+    ("attention.q_proj.", "attn.q."),
+    ("attention.k_proj.", "attn.k."),
+    ("attention.v_proj.", "attn.v."),
+    ("attention.output.dense.", "attn.proj."),
+    ("attention.o_proj.", "attn.proj."),
+    ("layernorm_before.", "norm1."),
+    ("layernorm_after.", "norm2."),
+    ("intermediate.dense.", "mlp.fc1."),
+    ("output.dense.", "mlp.fc2."),
+    ("mlp.weights_in.", "mlp.fc1."),
+    ("mlp.weights_out.", "mlp.fc2."),
+    ("mlp.gate_proj.", "mlp.gate."),
+    ("mlp.up_proj.", "mlp.up."),
+    ("mlp.down_proj.", "mlp.fc2."),
+    ("layer_scale1.lambda1", "ls1.gamma"),
+    ("layer_scale2.lambda1", "ls2.gamma"),
+]
+_HF_TOP = [
+    ("embeddings.cls_token", "cls_token"),
+    ("embeddings.register_tokens", "reg_tokens"),
+    ("embeddings.position_embeddings", "pos_embed"),
+    ("embeddings.patch_embeddings.projection.", "patch_embed.proj."),
+    ("embeddings.patch_embeddings.", "patch_embed.proj."),
+    ("layernorm.", "norm."),
+]
+_HF_LAYER = re.compile(r"^(?:encoder\.layer|layers|model\.layer|layer)\.(\d+)\.")
+
+
+def _rename(name: str, table: list[tuple[str, str]], anchored: bool) -> str:
+    for old, new in table:
+        if name.startswith(old) if anchored else old in name:
+            return new + name[len(old) :] if anchored else name.replace(old, new, 1)
+    return name
+
+
+def _from_hf(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for name, t in sd.items():
+        m = _HF_LAYER.match(name)
+        if m:
+            rest = _rename(name[m.end() :], _HF_BLOCK, anchored=True)
+            out[f"blocks.{m.group(1)}.{rest}"] = t
+        else:
+            out[_rename(name, _HF_TOP, anchored=True)] = t
+    return out
+
+
+def _from_timm(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for name, t in sd.items():
+        name = re.sub(r"^blocks\.\d+\.(\d+)\.", r"blocks.\1.", name)  # DINOv2 block chunks
+        name = re.sub(r"^(reg_token|register_tokens)$", "reg_tokens", name)
+        name = re.sub(r"\.(ls[12])\.scale_factor$", r".\1.gamma", name)
+        name = name.replace(".mlp.w12.", ".mlp.fc1.").replace(".mlp.w3.", ".mlp.fc2.")
+        name = name.replace(".attn.q_bias", ".attn.q.bias").replace(".attn.v_bias", ".attn.v.bias")
+        out[name] = t
+    return out
+
+
+def _fuse(sd: dict[str, torch.Tensor]) -> None:
+    """In place: ``attn.{q,k,v}`` -> ``attn.qkv`` (absent biases are zeros); ``mlp.{gate,up}``
+    -> ``mlp.fc1`` packed [gate; up], or ``mlp.up`` alone -> ``mlp.fc1``."""
+    blocks = sorted({int(k.split(".")[1]) for k in sd if k.startswith("blocks.")})
+    for i in blocks:
+        a, m = f"blocks.{i}.attn.", f"blocks.{i}.mlp."
+        ws = [sd.pop(f"{a}{p}.weight", None) for p in "qkv"]
+        if any(w is not None for w in ws):
+            if any(w is None for w in ws):
+                raise CheckpointError(f"block {i} has only some of the q / k / v projections")
+            sd[f"{a}qkv.weight"] = torch.cat(ws, dim=0)
+        bs = [sd.pop(f"{a}{p}.bias", None) for p in "qkv"]
+        if any(b is not None for b in bs):
+            ref = next(b for b in bs if b is not None)
+            bs = [torch.zeros_like(ref) if b is None else b for b in bs]
+            sd[f"{a}qkv.bias"] = torch.cat(bs, dim=0)
+        for suffix in ("weight", "bias"):
+            gate, up = sd.pop(f"{m}gate.{suffix}", None), sd.pop(f"{m}up.{suffix}", None)
+            if gate is not None and up is not None:
+                sd[f"{m}fc1.{suffix}"] = torch.cat([gate, up], dim=0)
+            elif up is not None:
+                sd[f"{m}fc1.{suffix}"] = up
+
+
+def _split_pos_embed(
+    pos: torch.Tensor, num_prefix: int, model_grid: tuple[int, int] | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, L, C) or (1, h, w, C) -> (prefix entries (1, P, C), patch grid (1, h, w, C))."""
+    if pos.dim() == 4:
+        return pos[:, :0, 0], pos
+    length = pos.shape[1]
+    candidates = sorted({0, min(1, num_prefix), num_prefix})
+    if model_grid is not None:  # prefer the split giving the model's own grid
+        for p in candidates:
+            if length - p == model_grid[0] * model_grid[1]:
+                return pos[:, :p], pos[:, p:].reshape(1, *model_grid, -1)
+    for p in candidates:
+        grid = grid_from_length(length - p)
+        if grid is not None:
+            return pos[:, :p], pos[:, p:].reshape(1, *grid, -1)
+    raise CheckpointError(
+        f"pos_embed of shape {tuple(pos.shape)} is no square grid after removing "
+        f"{candidates} prefix entries, and does not match the model's grid {model_grid}"
+    )
+
+
+def _fit_positions(sd: dict[str, torch.Tensor], model, notes: list[str]) -> None:
+    """In place: fold prefix position entries into the tokens; resize grid and rel-pos tables."""
+    tokens = [k for k in ("cls_token", "reg_tokens") if k in sd]
+    if "reg_tokens" in sd and sd["reg_tokens"].shape[1] == 0:
+        del sd["reg_tokens"]
+        tokens.remove("reg_tokens")
+    if "pos_embed" in sd:
+        num_prefix = sum(sd[k].shape[1] for k in tokens)
+        model_grid = tuple(model.pos_embed.shape[1:3]) if model.pos_embed is not None else None
+        prefix_pos, grid = _split_pos_embed(sd["pos_embed"], num_prefix, model_grid)
+        start = 0
+        for k in tokens:
+            n = min(sd[k].shape[1], prefix_pos.shape[1] - start)
+            if n > 0:
+                sd[k] = sd[k].clone()
+                sd[k][:, :n] += prefix_pos[:, start : start + n]
+                start += n
+        if model_grid is not None and tuple(grid.shape[1:3]) != model_grid:
+            notes.append(f"pos_embed resized from grid {tuple(grid.shape[1:3])} to {model_grid}")
+            grid = resize_pos_embed(
+                grid, model_grid, model.pos_embed_antialias, model.pos_embed_offset
+            )
+        sd["pos_embed"] = grid
+    own = model.state_dict()
+    for name in [k for k in sd if k.endswith((".rel_pos_h", ".rel_pos_w"))]:
+        if name in own and sd[name].shape[0] != own[name].shape[0]:
+            notes.append(f"{name} resized from {sd[name].shape[0]} to {own[name].shape[0]}")
+            sd[name] = resize_rel_pos(sd[name], own[name].shape[0])
+
+
+def convert_vit_checkpoint(sd: dict[str, torch.Tensor], model) -> ConvertedCheckpoint:
+    """Convert a timm / DINOv2 / Hugging Face ViT state dict (see module doc) for ``model``.
+
+    Raises :class:`CheckpointError` when no ViT format is recognised.
+    """
+    found = find_prefix(sd.keys(), tuple(_ANCHORS))
+    if found is None:
+        sample = ", ".join(sorted(sd)[:8])
+        raise CheckpointError(
+            "not a ViT checkpoint: no key ends with any of "
+            f"{', '.join(repr(a) for a in _ANCHORS)} (timm / DINOv2 / Hugging Face layouts); "
+            f"it has {len(sd)} keys such as: {sample}"
+        )
+    prefix, anchor = found
+    fmt = _ANCHORS[anchor]
+    ignored = [k for k in sd if not k.startswith(prefix)]
+    sd = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
+    if fmt == "timm" and (
+        "register_tokens" in sd or "mask_token" in sd or any(".mlp.w12." in k for k in sd)
+    ):
+        fmt = "DINOv2 (original repo)"
+    ignored += [prefix + k for k in sd if _IGNORED.match(k)]
+    sd = {k: v for k, v in sd.items() if not _IGNORED.match(k)}
+    sd = _from_hf(sd) if fmt.startswith("Hugging Face") else _from_timm(sd)
+    _fuse(sd)
+    notes: list[str] = []
+    _fit_positions(sd, model, notes)
+    if prefix:
+        notes.append(f"keys taken from under the prefix {prefix!r}")
+    return ConvertedCheckpoint(sd, fmt, ignored=ignored, notes=notes)
