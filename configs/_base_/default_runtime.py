@@ -1,0 +1,25 @@
+# Runtime settings every visionfm config inherits.
+default_scope = "visionfm"
+
+default_hooks = dict(
+    timer=dict(type="IterTimerHook"),
+    logger=dict(type="LoggerHook", interval=20),
+    param_scheduler=dict(type="ParamSchedulerHook"),
+    checkpoint=dict(type="CheckpointHook", interval=1, max_keep_ckpts=3),
+    sampler_seed=dict(type="DistSamplerSeedHook"),
+)
+
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
+    dist_cfg=dict(backend="nccl"),  # tools/train.py switches to gloo when there is no GPU
+)
+
+log_processor = dict(type="LogProcessor", window_size=20, by_epoch=True)
+log_level = "INFO"
+load_from = None
+resume = False
+randomness = dict(seed=0)
+
+vis_backends = [dict(type="LocalVisBackend")]
+visualizer = dict(type="Visualizer", vis_backends=vis_backends, name="visualizer")

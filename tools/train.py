@@ -1,0 +1,75 @@
+"""Train from a config.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [auto|PATH]] [--amp]
+                                 [--cfg-options key=value ...] [--launcher pytorch]
+
+Distributed: ``torchrun --nproc_per_node N tools/train.py CONFIG --launcher pytorch``
+(gloo on CPU, nccl on GPU).
+"""
+
+import argparse
+import os
+import os.path as osp
+
+import torch
+from mmengine.config import Config, DictAction
+
+from visionfm.engine import build_runner
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Train a visionfm model from a config")
+    parser.add_argument("config", help="config file path")
+    parser.add_argument("--work-dir", help="where logs and checkpoints go")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        help="resume from PATH, or from the newest checkpoint in the work dir ('auto' or no value)",
+    )
+    parser.add_argument("--amp", action="store_true", help="automatic mixed precision")
+    parser.add_argument(
+        "--cfg-options", nargs="+", action=DictAction, help="override keys: key=value ..."
+    )
+    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
+    parser.add_argument("--local-rank", "--local_rank", type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
+    return args
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = args.launcher
+    if args.work_dir:
+        cfg.work_dir = args.work_dir
+    elif cfg.get("work_dir") is None:
+        cfg.work_dir = osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
+    if args.amp:
+        optim = cfg.optim_wrapper
+        if optim.get("type", "OptimWrapper") == "OptimWrapper":
+            optim.type = "AmpOptimWrapper"
+            # bf16 on CPU; on GPU fp16 with dynamic loss scaling.
+            optim.setdefault("dtype", None if torch.cuda.is_available() else "bfloat16")
+            if not torch.cuda.is_available():
+                optim.setdefault("loss_scale", 1.0)
+    if args.resume == "auto":
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume:
+        cfg.resume, cfg.load_from = True, args.resume
+    if args.launcher != "none" and not torch.cuda.is_available():
+        cfg.env_cfg.setdefault("dist_cfg", {})["backend"] = "gloo"
+    return cfg
+
+
+def main() -> None:
+    args = parse_args()
+    cfg = load_config(args)
+    runner = build_runner(cfg)
+    runner.train()
+
+
+if __name__ == "__main__":
+    main()
