@@ -30,7 +30,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-train-videos", type=int, default=0, help="train clips")
     p.add_argument("--video-frames", type=int, nargs=2, default=(24, 48), metavar=("MIN", "MAX"))
     p.add_argument("--max-objects", type=int, default=6)
-    p.add_argument("--workers", type=int, default=0, help="processes; 0 = this one")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -48,7 +47,6 @@ def main(argv: list[str] | None = None) -> None:
         num_train_videos=args.num_train_videos,
         video_frames=tuple(args.video_frames),
         max_objects=args.max_objects,
-        workers=args.workers,
         progress=not args.no_progress,
     )
     elapsed = time.perf_counter() - start
