@@ -1,1 +1,6 @@
-"""visionfm.evaluation."""
+"""visionfm.evaluation: metrics, registered in ``METRICS`` (the registry imports this
+package itself on lookup)."""
+
+from .coco_metric import CocoMetric
+
+__all__ = ["CocoMetric"]

@@ -1,0 +1,413 @@
+"""COCO detection metric (Lin et al., "Microsoft COCO: Common Objects in Context", 2014),
+computed by the official ``pycocotools`` evaluation.
+
+Config::
+
+    val_evaluator = dict(
+        type='CocoMetric',
+        ann_file='data/coco/annotations/instances_val2017.json',  # None: GT from the samples
+        metric='bbox', classwise=False, outfile_prefix=None, format_only=False)
+
+Each data sample handed to ``process`` (mmengine's ``Evaluator`` turns ``DataSample`` into a
+dict) carries ``img_id`` (the COCO image id), ``ori_shape`` (h, w), ``pred_instances`` with
+``bboxes`` (N, 4) xyxy in ORIGINAL image pixels, ``scores`` (N,) and ``labels`` (N,) in
+0..C-1, and, without ``ann_file``, ``gt_instances`` (``bboxes`` (M, 4) xyxy original pixels,
+``labels`` (M,)) plus optional ``ignored_instances`` (counted as COCO crowd regions).
+
+Labels map to COCO category ids through ``dataset_meta['classes']``: label ``i`` is the
+category of the ann file named ``classes[i]`` (the ann file's categories sorted by id when
+there is no ``dataset_meta``, as ``CocoDataset`` numbers them). Without an ann file the
+category id is ``label + 1``.
+
+Results gathered from several processes are de-duplicated by ``img_id`` (a padded
+distributed sampler repeats images), and only the images that were processed are
+evaluated, so a subset of the ann file can be evaluated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from mmengine.evaluator import BaseMetric
+from mmengine.logging import print_log
+from mmengine.structures import BaseDataElement
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from visionfm.registry import METRICS
+
+__all__ = ["CocoMetric"]
+
+# COCOeval.stats positions -> metric names (AR entries are suffixed with their maxDets).
+_AP_NAMES = ("mAP", "mAP_50", "mAP_75", "mAP_s", "mAP_m", "mAP_l")
+
+
+def _plain(x: Any) -> Any:
+    """``BaseDataElement`` (e.g. ``InstanceData``) -> dict; anything else unchanged."""
+    return x.to_dict() if isinstance(x, BaseDataElement) else x
+
+
+def _numpy(x: Any, dtype: Any) -> np.ndarray:
+    """Tensor / array / list -> numpy array of ``dtype`` on the CPU."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=dtype)
+
+
+def _xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
+    """(N, 4) xyxy -> (N, 4) COCO xywh."""
+    out = boxes.copy()
+    out[:, 2:] -= out[:, :2]
+    return out
+
+
+def _quiet(fn: Any, *args: Any) -> tuple[Any, str]:
+    """Call ``fn`` (pycocotools prints to stdout) and return (result, what it printed)."""
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        out = fn(*args)
+    return out, buf.getvalue()
+
+
+def _coco_from_dict(data: dict) -> COCO:
+    coco = COCO()
+    coco.dataset = data
+    _quiet(coco.createIndex)
+    return coco
+
+
+def _load_ann_file(path: str) -> COCO:
+    """COCO api on ``path``; errors name the file. Missing ``area`` / ``iscrowd`` of
+    annotations default to the box area / 0 (COCOeval needs both)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"CocoMetric: annotation file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"CocoMetric: {path} is not valid JSON: {e}") from e
+    missing = [k for k in ("images", "annotations", "categories") if k not in data]
+    if missing:
+        raise ValueError(f"CocoMetric: {path} is not a COCO annotation file: no {missing}")
+    for ann in data["annotations"]:
+        ann.setdefault("iscrowd", 0)
+        if "area" not in ann:
+            ann["area"] = float(ann["bbox"][2]) * float(ann["bbox"][3])
+    return _coco_from_dict(data)
+
+
+def _bbox_results(results: list[dict], cat_ids: list[int]) -> list[dict]:
+    """Per-image results -> COCO results entries ``{image_id, category_id, bbox xywh,
+    score}``."""
+    entries = []
+    for res in results:
+        labels = res["labels"]
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(cat_ids)):
+            raise ValueError(
+                f"CocoMetric: image {res['img_id']} has predicted labels "
+                f"{sorted(set(labels.tolist()))} outside 0..{len(cat_ids) - 1}"
+            )
+        boxes = _xyxy_to_xywh(res["bboxes"]).tolist()
+        for box, score, label in zip(boxes, res["scores"].tolist(), labels.tolist()):
+            entries.append(
+                dict(
+                    image_id=res["img_id"],
+                    category_id=cat_ids[label],
+                    bbox=box,
+                    score=score,
+                )
+            )
+    return entries
+
+
+# One converter per supported ``metric`` (COCO iouType); 'segm' will add mask results here.
+_RESULT_CONVERTERS = {"bbox": _bbox_results}
+
+
+@METRICS.register_module()
+class CocoMetric(BaseMetric):
+    """COCO AP / AR of detections by pycocotools (see the module doc for the inputs).
+
+    Args:
+        ann_file: COCO json of the evaluated split. None: the ground truth is built from the
+            ``gt_instances`` of the data samples (areas are box areas).
+        metric: COCO iou type(s) to evaluate; ``'bbox'`` (``'segm'`` is not implemented yet).
+        classwise: also log a table of per-class AP / AP50 / AP75.
+        outfile_prefix: write the predictions as a COCO results json
+            ``<prefix>.<metric>.json`` (and, without ``ann_file``, the ground truth as
+            ``<prefix>.gt.json``).
+        format_only: only write the results files (needs ``outfile_prefix``); return {}.
+        proposal_nums: three increasing ``maxDets``: AP uses the last, AR is given for each.
+        collect_device / prefix / collect_dir: as mmengine's ``BaseMetric``.
+
+    ``compute_metrics`` returns ``<metric>_mAP``, ``_mAP_50``, ``_mAP_75``, ``_mAP_s``,
+    ``_mAP_m``, ``_mAP_l`` and ``<metric>_AR@<n>`` for each n of ``proposal_nums``, rounded
+    to 4 decimals. As in pycocotools, -1 means no ground truth for that entry (e.g. no small
+    objects); images without predictions count as misses (AP 0), without GT as no GT.
+    """
+
+    default_prefix = "coco"
+
+    def __init__(
+        self,
+        ann_file: str | None = None,
+        metric: str | Sequence[str] = "bbox",
+        classwise: bool = False,
+        outfile_prefix: str | None = None,
+        format_only: bool = False,
+        proposal_nums: Sequence[int] = (1, 10, 100),
+        collect_device: str = "cpu",
+        prefix: str | None = None,
+        collect_dir: str | None = None,
+    ) -> None:
+        super().__init__(collect_device=collect_device, prefix=prefix, collect_dir=collect_dir)
+        self.metrics = [metric] if isinstance(metric, str) else list(metric)
+        unknown = [m for m in self.metrics if m not in _RESULT_CONVERTERS]
+        if unknown or not self.metrics:
+            raise ValueError(
+                f"CocoMetric: metric must be among {sorted(_RESULT_CONVERTERS)}, got "
+                f"{metric!r} ('segm' is not implemented yet)"
+            )
+        self.proposal_nums = tuple(int(n) for n in proposal_nums)
+        if len(self.proposal_nums) != 3 or list(self.proposal_nums) != sorted(
+            set(self.proposal_nums)
+        ):
+            raise ValueError(
+                f"CocoMetric: proposal_nums must be 3 increasing numbers (pycocotools' "
+                f"maxDets), got {tuple(proposal_nums)}"
+            )
+        if format_only and outfile_prefix is None:
+            raise ValueError("CocoMetric: format_only=True needs outfile_prefix to write to")
+        self.ann_file = ann_file
+        self.classwise = classwise
+        self.outfile_prefix = outfile_prefix
+        self.format_only = format_only
+        self._coco_gt = _load_ann_file(ann_file) if ann_file is not None else None
+
+    # ---- per batch ----------------------------------------------------------------------
+    def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
+        """Store, per image, ``img_id``, the predictions as numpy arrays and (without
+        ``ann_file``) the ground truth and ``ori_shape``."""
+        for sample in data_samples:
+            sample = _plain(sample)
+            if "img_id" not in sample or "pred_instances" not in sample:
+                raise KeyError(
+                    f"CocoMetric: a data sample needs 'img_id' and 'pred_instances', got keys "
+                    f"{sorted(sample)}"
+                )
+            pred = _plain(sample["pred_instances"])
+            result = dict(
+                img_id=int(sample["img_id"]),
+                bboxes=_numpy(pred["bboxes"], np.float64).reshape(-1, 4),
+                scores=_numpy(pred["scores"], np.float64).reshape(-1),
+                labels=_numpy(pred["labels"], np.int64).reshape(-1),
+            )
+            if self._coco_gt is None and not self.format_only:
+                result.update(self._gt_of(sample))
+            self.results.append(result)
+
+    @staticmethod
+    def _gt_of(sample: dict) -> dict:
+        if "gt_instances" not in sample or "ori_shape" not in sample:
+            raise KeyError(
+                "CocoMetric without ann_file builds the ground truth from the data samples, "
+                "which need 'gt_instances' and 'ori_shape' (keep the annotations in the test "
+                f"pipeline, or give ann_file); got keys {sorted(sample)}"
+            )
+        gt = _plain(sample["gt_instances"])
+        ignored = _plain(sample.get("ignored_instances")) or dict(bboxes=[], labels=[])
+        return dict(
+            ori_shape=tuple(int(v) for v in sample["ori_shape"][:2]),
+            gt_bboxes=_numpy(gt["bboxes"], np.float64).reshape(-1, 4),
+            gt_labels=_numpy(gt["labels"], np.int64).reshape(-1),
+            ignored_bboxes=_numpy(ignored["bboxes"], np.float64).reshape(-1, 4),
+            ignored_labels=_numpy(ignored["labels"], np.int64).reshape(-1),
+        )
+
+    # ---- whole dataset ------------------------------------------------------------------
+    def compute_metrics(self, results: list[dict]) -> dict[str, float]:
+        """Evaluate the gathered per-image results (see the class doc for the keys)."""
+        results = self._dedupe(results)
+        if self._coco_gt is not None:
+            coco_gt = self._coco_gt
+            cat_ids = self._ann_file_cat_ids(coco_gt)
+            unknown = sorted({r["img_id"] for r in results} - set(coco_gt.getImgIds()))
+            if unknown:
+                raise ValueError(
+                    f"CocoMetric: image ids {unknown[:10]} are not images of {self.ann_file}"
+                )
+        else:
+            num_classes = self._num_classes(results)
+            cat_ids = list(range(1, num_classes + 1))
+            coco_gt = None if self.format_only else self._gt_from_results(results, num_classes)
+
+        files = {}
+        entries = {m: _RESULT_CONVERTERS[m](results, cat_ids) for m in self.metrics}
+        if self.outfile_prefix is not None:
+            files = self._dump(entries, coco_gt)
+        if self.format_only:
+            print_log(f"CocoMetric: results written to {files} (format_only)", logger="current")
+            return {}
+
+        img_ids = [r["img_id"] for r in results]
+        metrics: dict[str, float] = {}
+        for metric in self.metrics:
+            metrics.update(self._evaluate(coco_gt, entries[metric], metric, img_ids, cat_ids))
+        return metrics
+
+    @staticmethod
+    def _dedupe(results: list[dict]) -> list[dict]:
+        """Keep the first result of every ``img_id`` (padded samplers repeat images)."""
+        seen: dict[int, dict] = {}
+        for res in results:
+            seen.setdefault(res["img_id"], res)
+        if len(seen) < len(results):
+            print_log(
+                f"CocoMetric: {len(results) - len(seen)} repeated image results dropped "
+                f"(padded distributed sampling); evaluating {len(seen)} images",
+                logger="current",
+                level=logging.DEBUG,
+            )
+        return list(seen.values())
+
+    def _classes(self) -> tuple[str, ...] | None:
+        meta = self.dataset_meta or {}
+        classes = meta.get("classes")
+        return tuple(classes) if classes else None
+
+    def _ann_file_cat_ids(self, coco_gt: COCO) -> list[int]:
+        """Category id of each label 0..C-1 (by ``dataset_meta['classes']`` names)."""
+        categories = coco_gt.dataset["categories"]
+        classes = self._classes()
+        if classes is None:
+            return sorted(c["id"] for c in categories)
+        ids_by_name: dict[str, list[int]] = {}
+        for c in categories:
+            ids_by_name.setdefault(c["name"], []).append(c["id"])
+        cat_ids = []
+        for name in classes:
+            ids = ids_by_name.get(name)
+            if not ids:
+                raise ValueError(
+                    f"CocoMetric: class {name!r} of dataset_meta['classes'] is not a category "
+                    f"of {self.ann_file} (its categories: {sorted(ids_by_name)})"
+                )
+            if len(ids) > 1:
+                raise ValueError(
+                    f"CocoMetric: {self.ann_file} has several categories named {name!r} (ids {ids})"
+                )
+            cat_ids.append(ids[0])
+        return cat_ids
+
+    def _num_classes(self, results: list[dict]) -> int:
+        classes = self._classes()
+        if classes is not None:
+            return len(classes)
+        labels = [r[k] for r in results for k in ("labels", "gt_labels") if k in r]
+        return int(max((lab.max() for lab in labels if len(lab)), default=-1)) + 1
+
+    def _gt_from_results(self, results: list[dict], num_classes: int) -> COCO:
+        """COCO ground truth from the samples' ``gt_instances``; category id = label + 1."""
+        classes = self._classes() or tuple(f"class_{i}" for i in range(num_classes))
+        images, annotations = [], []
+        for res in results:
+            h, w = res["ori_shape"]
+            images.append(dict(id=res["img_id"], height=h, width=w))
+            for key, iscrowd in (("gt", 0), ("ignored", 1)):
+                boxes = _xyxy_to_xywh(res[f"{key}_bboxes"])
+                for box, label in zip(boxes.tolist(), res[f"{key}_labels"].tolist()):
+                    if not 0 <= label < num_classes:
+                        raise ValueError(
+                            f"CocoMetric: image {res['img_id']} has ground-truth label {label} "
+                            f"outside 0..{num_classes - 1}"
+                        )
+                    annotations.append(
+                        dict(
+                            id=len(annotations) + 1,  # COCOeval needs ids > 0
+                            image_id=res["img_id"],
+                            category_id=label + 1,
+                            bbox=box,
+                            area=box[2] * box[3],
+                            iscrowd=iscrowd,
+                        )
+                    )
+        categories = [dict(id=i + 1, name=name) for i, name in enumerate(classes)]
+        return _coco_from_dict(dict(images=images, annotations=annotations, categories=categories))
+
+    def _dump(self, entries: dict[str, list[dict]], coco_gt: COCO | None) -> dict[str, str]:
+        """Write ``<prefix>.<metric>.json`` (and ``<prefix>.gt.json`` for GT from samples)."""
+        files = {m: f"{self.outfile_prefix}.{m}.json" for m in entries}
+        contents = {files[m]: entries[m] for m in entries}
+        if self._coco_gt is None and coco_gt is not None:
+            files["gt"] = f"{self.outfile_prefix}.gt.json"
+            contents[files["gt"]] = coco_gt.dataset
+        for path, content in contents.items():
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(content, f)
+        return files
+
+    def _evaluate(
+        self,
+        coco_gt: COCO,
+        entries: list[dict],
+        metric: str,
+        img_ids: list[int],
+        cat_ids: list[int],
+    ) -> dict[str, float]:
+        """Run COCOeval on ``img_ids`` x ``cat_ids``; log its summary (and class table)."""
+        if entries:
+            coco_dt, _ = _quiet(coco_gt.loadRes, [dict(e) for e in entries])
+        else:  # pycocotools' loadRes cannot take an empty list
+            print_log(
+                f"CocoMetric: no {metric} predictions at all",
+                logger="current",
+                level=logging.WARNING,
+            )
+            coco_dt = _coco_from_dict(
+                dict(
+                    images=list(coco_gt.dataset["images"]),
+                    categories=list(coco_gt.dataset["categories"]),
+                    annotations=[],
+                )
+            )
+        coco_eval = COCOeval(coco_gt, coco_dt, iouType=metric)
+        coco_eval.params.imgIds = img_ids
+        coco_eval.params.catIds = cat_ids
+        coco_eval.params.maxDets = list(self.proposal_nums)
+        _, log = _quiet(
+            lambda: (coco_eval.evaluate(), coco_eval.accumulate(), coco_eval.summarize())
+        )
+        print_log(f"CocoMetric ({metric}, {len(img_ids)} images):\n{log}", logger="current")
+        if self.classwise:
+            print_log(self._class_table(coco_eval, cat_ids), logger="current")
+        stats = coco_eval.stats
+        names = list(_AP_NAMES) + [f"AR@{n}" for n in self.proposal_nums]
+        return {f"{metric}_{name}": round(float(v), 4) for name, v in zip(names, stats)}
+
+    def _class_table(self, coco_eval: COCOeval, cat_ids: list[int]) -> str:
+        """Per-class AP, AP50, AP75 (area all, last maxDets) as a text table."""
+        precision = coco_eval.eval["precision"]  # (iou thrs, recall thrs, K, areas, maxDets)
+        iou_thrs = list(np.round(coco_eval.params.iouThrs, 2))
+        sorted_ids = list(coco_eval.params.catIds)  # COCOeval sorts the category ids
+        names = self._classes() or tuple(c["name"] for c in coco_eval.cocoGt.loadCats(cat_ids))
+        rows = []
+        for name, cat_id in zip(names, cat_ids):
+            k = sorted_ids.index(cat_id)
+            values = []
+            for t in (slice(None), iou_thrs.index(0.5), iou_thrs.index(0.75)):
+                p = precision[t, :, k, 0, -1]
+                p = p[p > -1]
+                values.append(f"{p.mean():.3f}" if p.size else "nan")
+            rows.append((str(name), *values))
+        width = max([len("category")] + [len(r[0]) for r in rows])
+        lines = [f"{'category':<{width}}  {'AP':>6}  {'AP50':>6}  {'AP75':>6}"]
+        lines += [f"{r[0]:<{width}}  {r[1]:>6}  {r[2]:>6}  {r[3]:>6}" for r in rows]
+        return "\n".join(lines)

@@ -1,0 +1,189 @@
+"""Detection losses: sigmoid focal loss and the set-prediction losses of DETR-style heads.
+
+Focal loss: Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017. Set losses after
+a one-to-one matching: DETR (Carion et al., ECCV 2020) with the focal classification loss of
+Deformable DETR (Zhu et al., ICLR 2021) / DINO (Zhang et al., ICLR 2023), an L1 loss on
+normalised cxcywh boxes and a generalized IoU loss (Rezatofighi et al., CVPR 2019).
+
+A DETR head uses them per decoder layer::
+
+    num_boxes = average_num_boxes(sum(len(t["labels"]) for t in targets), device)
+    for logits, boxes in zip(all_layer_logits, all_layer_boxes):  # (B, Q, C), (B, Q, 4)
+        indices = matcher(logits, boxes, targets)
+        losses = set_prediction_losses(logits, boxes, targets, indices, num_boxes)
+        # {"loss_cls", "loss_bbox", "loss_giou"}: unweighted; the head applies its weights
+
+All three losses are sums over the batch divided by ``num_boxes``, the number of
+ground-truth boxes averaged over processes, so every process's gradient has the same scale.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor
+
+from visionfm.ops.boxes import box_cxcywh_to_xyxy, generalized_box_iou_paired
+
+__all__ = [
+    "average_num_boxes",
+    "box_l1_loss",
+    "focal_classification_loss",
+    "giou_loss",
+    "set_prediction_losses",
+    "sigmoid_focal_loss",
+]
+
+
+def sigmoid_focal_loss(
+    logits: Tensor,
+    targets: Tensor,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    reduction: Literal["none", "mean", "sum"] = "mean",
+    normalizer: float | Tensor | None = None,
+) -> Tensor:
+    """Binary focal loss on sigmoid logits, per element.
+
+    ``loss = a_t * (1 - p_t) ** gamma * BCE(logits, targets)`` with ``p_t = p`` for positives
+    and ``1 - p`` for negatives, ``a_t = alpha`` / ``1 - alpha`` (no weighting if
+    ``alpha < 0``).
+
+    Args:
+        logits: any shape, e.g. (B, Q, C).
+        targets: same shape, in [0, 1] (one-hot labels or soft targets).
+        reduction: ``'none'``: per-element loss; ``'sum'``: its sum; ``'mean'``: its sum
+            divided by ``normalizer`` if given, else by the number of elements.
+        normalizer: divisor of the sum for ``reduction='mean'`` (e.g. the number of boxes).
+
+    Returns:
+        the loss: same shape as ``logits`` for ``'none'``, else a scalar.
+    """
+    prob = logits.sigmoid()
+    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p_t = prob * targets + (1 - prob) * (1 - targets)
+    loss = bce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = loss * (alpha * targets + (1 - alpha) * (1 - targets))
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "mean":
+        return loss.sum() / normalizer if normalizer is not None else loss.mean()
+    raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+
+
+def box_l1_loss(pred: Tensor, target: Tensor, normalizer: float | Tensor) -> Tensor:
+    """Sum of absolute differences of (N, 4) boxes, divided by ``normalizer`` -> scalar."""
+    return (pred - target).abs().sum() / normalizer
+
+
+def giou_loss(pred: Tensor, target: Tensor, normalizer: float | Tensor) -> Tensor:
+    """Sum of ``1 - GIoU`` over paired (N, 4) xyxy boxes, divided by ``normalizer`` -> scalar."""
+    return (1 - generalized_box_iou_paired(pred, target)).sum() / normalizer
+
+
+def average_num_boxes(num_local: int | Tensor, device: torch.device | str) -> float:
+    """Number of ground-truth boxes per process, averaged over processes, at least 1.
+
+    ``num_local`` is this process's count (summed over its batch). With
+    ``torch.distributed`` initialised, the counts are all-reduced and divided by the world
+    size; otherwise ``num_local`` is used. The clamp at 1 keeps batches without any box
+    finite.
+    """
+    num = torch.as_tensor(num_local, dtype=torch.float32, device=device)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(num)
+        num = num / dist.get_world_size()
+    return max(num.item(), 1.0)
+
+
+def _batch_indices(
+    indices: list[tuple[Tensor, Tensor]], device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """Matched pairs of a batch -> (batch_idx, pred_idx) on ``device``, each (M,) over all
+    images."""
+    pred_idx = [p.to(device) for p, _ in indices]
+    batch_idx = torch.cat([torch.full_like(p, i) for i, p in enumerate(pred_idx)])
+    return batch_idx, torch.cat(pred_idx)
+
+
+def _float32_or_wider(x: Tensor) -> Tensor:
+    """Half / bfloat16 -> float32 (losses are computed in float32 also under autocast)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def focal_classification_loss(
+    pred_logits: Tensor,
+    targets: list[dict[str, Tensor]],
+    indices: list[tuple[Tensor, Tensor]],
+    num_boxes: float,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+) -> Tensor:
+    """Focal loss of every query against its matched target's class, or "no object".
+
+    Args:
+        pred_logits: (B, Q, C) logits.
+        targets: B dicts with ``labels`` (N_i,) in 0..C-1.
+        indices: B ``(pred_idx, tgt_idx)`` pairs from the matcher.
+        num_boxes: normaliser (``average_num_boxes``).
+
+    Returns:
+        scalar: focal loss summed over (B, Q, C) / ``num_boxes``. Unmatched queries have an
+        all-zero target, so an image without ground truth still has a loss.
+    """
+    pred_logits = _float32_or_wider(pred_logits)
+    onehot = torch.zeros_like(pred_logits)  # (B, Q, C)
+    batch_idx, pred_idx = _batch_indices(indices, pred_logits.device)
+    labels = torch.cat(
+        [
+            t["labels"].to(pred_logits.device)[tgt.to(pred_logits.device)]
+            for t, (_, tgt) in zip(targets, indices)
+        ]
+    )
+    onehot[batch_idx, pred_idx, labels] = 1.0
+    return sigmoid_focal_loss(
+        pred_logits, onehot, alpha, gamma, reduction="mean", normalizer=num_boxes
+    )
+
+
+def set_prediction_losses(
+    pred_logits: Tensor,
+    pred_boxes: Tensor,
+    targets: list[dict[str, Tensor]],
+    indices: list[tuple[Tensor, Tensor]],
+    num_boxes: float,
+    focal_alpha: float = 0.25,
+    focal_gamma: float = 2.0,
+) -> dict[str, Tensor]:
+    """Losses of one decoder layer given its matching.
+
+    Args:
+        pred_logits: (B, Q, C) classification logits.
+        pred_boxes: (B, Q, 4) predicted boxes, normalised cxcywh.
+        targets: B dicts with ``labels`` (N_i,) long and ``boxes`` (N_i, 4) normalised cxcywh.
+        indices: B ``(pred_idx, tgt_idx)`` pairs (``HungarianMatcher``'s output).
+        num_boxes: normaliser from ``average_num_boxes``.
+
+    Returns:
+        ``loss_cls`` (focal), ``loss_bbox`` (L1 on cxcywh), ``loss_giou`` (1 - GIoU on xyxy),
+        unweighted scalars. Without any matched box the box losses are exactly 0 and still
+        connected to ``pred_boxes`` (so every parameter receives a gradient).
+    """
+    batch_idx, pred_idx = _batch_indices(indices, pred_boxes.device)
+    matched = _float32_or_wider(pred_boxes[batch_idx, pred_idx])  # (M, 4)
+    tgt_boxes = torch.cat(
+        [t["boxes"].to(matched)[tgt.to(matched.device)] for t, (_, tgt) in zip(targets, indices)]
+    )  # (M, 4)
+    return dict(
+        loss_cls=focal_classification_loss(
+            pred_logits, targets, indices, num_boxes, focal_alpha, focal_gamma
+        ),
+        loss_bbox=box_l1_loss(matched, tgt_boxes, num_boxes),
+        loss_giou=giou_loss(box_cxcywh_to_xyxy(matched), box_cxcywh_to_xyxy(tgt_boxes), num_boxes),
+    )
