@@ -1,0 +1,39 @@
+"""visionfm.data: datasets, transforms, ``DataSample`` and the model-side ``DataPreprocessor``.
+
+Importing this package registers everything in ``DATASETS`` / ``TRANSFORMS`` / ``MODELS``
+(the registries import it themselves on lookup).
+"""
+
+from .data_sample import DataSample
+from .datasets import CocoDataset, collate
+from .preprocessor import DataPreprocessor, padding_mask
+from .transforms import (
+    COCO_FLIP_PAIRS,
+    Compose,
+    LoadAnnotations,
+    LoadImage,
+    PackInputs,
+    PhotoMetricDistortion,
+    RandomChoiceResize,
+    RandomCrop,
+    RandomFlip,
+    Resize,
+)
+
+__all__ = [
+    "COCO_FLIP_PAIRS",
+    "CocoDataset",
+    "Compose",
+    "DataPreprocessor",
+    "DataSample",
+    "LoadAnnotations",
+    "LoadImage",
+    "PackInputs",
+    "PhotoMetricDistortion",
+    "RandomChoiceResize",
+    "RandomCrop",
+    "RandomFlip",
+    "Resize",
+    "collate",
+    "padding_mask",
+]

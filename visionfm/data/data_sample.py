@@ -1,0 +1,85 @@
+"""``DataSample``: the one per-image container that flows from dataset to head and back.
+
+Ground truth goes in, predictions come back in the same object (see DESIGN.md, "Data flow"):
+
+================  ===================================================================
+field             content
+================  ===================================================================
+gt_instances      ``InstanceData``: ``bboxes`` float (N, 4) xyxy absolute pixels,
+                  ``labels`` long (N,), optional ``masks`` bool (N, H, W),
+                  optional ``keypoints`` float (N, K, 3) ``[x, y, visibility]``
+ignored_instances ``InstanceData`` like ``gt_instances`` for crowd / ignored regions
+gt_sem_seg        Tensor (H, W) long, 255 = ignore
+gt_depth          Tensor (H, W) float metres, 0 = invalid
+text              str, e.g. a referring expression or a grounding prompt
+phrases           list[str], one per ground-truth instance for grounding
+pred_instances    ``InstanceData``: ``bboxes``, ``scores``, ``labels``, [``masks``, ``keypoints``]
+pred_sem_seg      Tensor (H, W) long
+pred_depth        Tensor (H, W) float metres
+================  ===================================================================
+
+Metainfo (set by the transforms and the data preprocessor): ``img_path``, ``img_id``,
+``ori_shape`` (h, w) of the image on disk, ``img_shape`` (h, w) after the transforms,
+``scale_factor`` (w_scale, h_scale) accumulated over resizes, ``flip``, ``flip_direction``,
+``homography_matrix`` (3, 3) mapping original pixel coordinates to current ones,
+``pad_shape`` / ``batch_input_shape`` (h, w) of the padded batch.
+
+Coordinates are continuous pixel coordinates: pixel (i, j) covers ``[j, j+1) x [i, i+1)``, so a
+box around pixel columns 2..5 is ``x1=2, x2=6`` and a keypoint at a pixel's centre is
+``(j + 0.5, i + 0.5)``. Predictions are reported in the ORIGINAL image's coordinates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from mmengine.structures import BaseDataElement, InstanceData
+
+__all__ = ["DataSample"]
+
+
+def _typed_field(name: str, dtype: type | tuple[type, ...], doc: str) -> property:
+    """A property stored as the private data field ``_name`` that checks the value's type."""
+    private = "_" + name
+
+    def getter(self: BaseDataElement) -> Any:
+        return getattr(self, private)
+
+    def setter(self: BaseDataElement, value: Any) -> None:
+        self.set_field(value, private, dtype=dtype)
+
+    def deleter(self: BaseDataElement) -> None:
+        delattr(self, private)
+
+    return property(getter, setter, deleter, doc)
+
+
+class DataSample(BaseDataElement):
+    """Per-image ground truth, predictions and metainfo; fields are typed (see module doc).
+
+    Example::
+
+        sample = DataSample(metainfo=dict(img_shape=(480, 640)))
+        sample.gt_instances = InstanceData(bboxes=torch.zeros(0, 4), labels=torch.zeros(0).long())
+        sample.gt_sem_seg = torch.zeros(480, 640, dtype=torch.long)
+    """
+
+    gt_instances = _typed_field("gt_instances", InstanceData, "InstanceData of ground truth.")
+    ignored_instances = _typed_field(
+        "ignored_instances", InstanceData, "InstanceData of crowd / ignored ground truth."
+    )
+    pred_instances = _typed_field("pred_instances", InstanceData, "InstanceData of predictions.")
+    gt_sem_seg = _typed_field("gt_sem_seg", torch.Tensor, "(H, W) long labels, 255 = ignore.")
+    pred_sem_seg = _typed_field("pred_sem_seg", torch.Tensor, "(H, W) long predicted labels.")
+    gt_depth = _typed_field("gt_depth", torch.Tensor, "(H, W) float metres, 0 = invalid.")
+    pred_depth = _typed_field("pred_depth", torch.Tensor, "(H, W) float predicted metres.")
+    text = _typed_field("text", str, "Free text (referring expression / prompt).")
+    phrases = _typed_field("phrases", list, "list[str], one phrase per ground-truth instance.")
+
+    def __contains__(self, item: str) -> bool:
+        """``'gt_instances' in sample`` also finds typed fields (stored as ``_gt_instances``)."""
+        return super().__contains__(item) or (
+            isinstance(getattr(type(self), item, None), property)
+            and super().__contains__("_" + item)
+        )

@@ -1,0 +1,36 @@
+"""Data transforms: callables on a ``results`` dict, registered in ``TRANSFORMS``.
+
+Typical detection pipeline::
+
+    train_pipeline = [
+        dict(type='LoadImage'),
+        dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+        dict(type='RandomFlip', prob=0.5),
+        dict(type='RandomChoiceResize', scales=[(1333, 640), (1333, 800)]),
+        dict(type='RandomCrop', crop_size=(0.6, 0.6), crop_type='relative_range'),
+        dict(type='PhotoMetricDistortion'),
+        dict(type='PackInputs'),
+    ]
+"""
+
+from .compose import Compose
+from .crop import RandomCrop
+from .formatting import PackInputs
+from .geometric import COCO_FLIP_PAIRS, RandomChoiceResize, RandomFlip, Resize
+from .loading import LoadAnnotations, LoadImage, decode_segmentation, read_image_file
+from .photometric import PhotoMetricDistortion
+
+__all__ = [
+    "COCO_FLIP_PAIRS",
+    "Compose",
+    "LoadAnnotations",
+    "LoadImage",
+    "PackInputs",
+    "PhotoMetricDistortion",
+    "RandomChoiceResize",
+    "RandomCrop",
+    "RandomFlip",
+    "Resize",
+    "decode_segmentation",
+    "read_image_file",
+]

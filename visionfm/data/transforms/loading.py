@@ -1,0 +1,267 @@
+"""Transforms that read files: images (OpenCV), COCO annotations, sem-seg and depth PNGs.
+
+A ``results`` dict flows through the pipeline. Keys read / written here:
+
+- ``img_path`` -> ``img`` uint8 (H, W, 3) RGB, ``ori_shape`` / ``img_shape`` (h, w),
+  ``scale_factor`` (1.0, 1.0), ``flip`` False, ``flip_direction`` None,
+  ``homography_matrix`` float32 (3, 3) identity.
+- ``instances`` (list of dicts from a dataset: ``bbox`` xyxy, ``bbox_label``, ``ignore_flag``,
+  ``mask`` COCO polygons / RLE, ``keypoints`` flat [x, y, v] * K) + ``num_keypoints`` ->
+  ``gt_bboxes`` float32 (N, 4), ``gt_labels`` int64 (N,), ``gt_ignore_flags`` bool (N,),
+  ``gt_masks`` bool (N, H, W), ``gt_keypoints`` float32 (N, K, 3).
+- ``seg_map_path`` -> ``gt_sem_seg`` integer (H, W), 255 = ignore.
+- ``depth_path`` -> ``gt_depth`` float32 (H, W) metres, 0 = invalid.
+"""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+from pycocotools import mask as mask_util
+
+from visionfm.registry import TRANSFORMS
+
+__all__ = ["LoadImage", "LoadAnnotations", "decode_segmentation", "read_image_file"]
+
+_MAGIC = {
+    b"\xff\xd8\xff": "JPEG",
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"BM": "BMP",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+    b"RIFF": "WEBP",
+}
+
+
+def _read_bytes(path: str) -> bytes:
+    """The file's bytes; errors name the file and what was wrong."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"file not found: {path}")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"expected a file but found a directory: {path}")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise OSError(f"cannot read file {path}: {e}") from e
+    if not data:
+        raise ValueError(f"file is empty (0 bytes): {path}")
+    return data
+
+
+def _check_complete(data: bytes, path: str) -> str | None:
+    """Detect truncated JPEG / PNG files (some OpenCV builds decode them silently).
+
+    A JPEG must have an end-of-image marker (FF D9) after its last start-of-scan marker
+    (FF DA); FF D9 cannot occur inside entropy-coded data, so this ignores trailing junk and
+    embedded thumbnails. A PNG must contain its IEND chunk.
+    """
+    fmt = next((name for magic, name in _MAGIC.items() if data.startswith(magic)), None)
+    if fmt == "JPEG" and data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
+        raise ValueError(f"truncated JPEG (no end-of-image marker after the last scan): {path}")
+    if fmt == "PNG" and data.rfind(b"IEND") < 0:
+        raise ValueError(f"truncated PNG (no IEND chunk): {path}")
+    return fmt
+
+
+def read_image_file(path: str, flags: int) -> np.ndarray:
+    """Decode ``path`` with ``cv2.imdecode(flags)``; missing / truncated / corrupt files raise.
+
+    ``cv2.IMREAD_COLOR`` applies the EXIF orientation tag (as ``cv2.imread`` does); add
+    ``cv2.IMREAD_IGNORE_ORIENTATION`` to get the raw pixel layout.
+    """
+    data = _read_bytes(path)
+    fmt = _check_complete(data, path)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if img is None:
+        what = f"corrupt {fmt} data" if fmt else "unknown or unsupported image format"
+        raise ValueError(f"cannot decode image file ({what}, {len(data)} bytes): {path}")
+    return img
+
+
+@TRANSFORMS.register_module()
+class LoadImage:
+    """Read ``results['img_path']`` with OpenCV into ``results['img']`` uint8 (H, W, 3) RGB.
+
+    EXIF orientation is honoured (``cv2.IMREAD_COLOR`` rotates the pixels as a photo viewer
+    would) unless ``ignore_orientation=True``. Grey / 16-bit / alpha images become 8-bit RGB.
+    If the dataset gives ``height`` / ``width`` and the decoded image differs, this raises:
+    the annotations would not line up (usually an EXIF-rotated photo annotated unrotated).
+
+    When ``results`` has no ``img_path`` but an ``img`` array (a video frame, a webcam frame),
+    that RGB array is used as it is.
+    """
+
+    def __init__(self, ignore_orientation: bool = False) -> None:
+        self.ignore_orientation = ignore_orientation
+
+    def __call__(self, results: dict) -> dict:
+        path = results.get("img_path")
+        if path is None:
+            if not isinstance(results.get("img"), np.ndarray):
+                raise KeyError("LoadImage needs results['img_path'] or an img array")
+            img = results["img"]
+        else:
+            flags = cv2.IMREAD_COLOR
+            if self.ignore_orientation:
+                flags |= cv2.IMREAD_IGNORE_ORIENTATION
+            img = cv2.cvtColor(read_image_file(path, flags), cv2.COLOR_BGR2RGB)
+        h, w = img.shape[:2]
+        expected = (results.get("height"), results.get("width"))
+        if None not in expected and expected != (h, w):
+            raise ValueError(
+                f"image {path} decodes to h={h}, w={w} but its annotation says "
+                f"h={expected[0]}, w={expected[1]} (EXIF-rotated photo? try "
+                f"LoadImage(ignore_orientation=True))"
+            )
+        results.update(
+            img=img,
+            ori_shape=(h, w),
+            img_shape=(h, w),
+            scale_factor=(1.0, 1.0),
+            flip=False,
+            flip_direction=None,
+            homography_matrix=np.eye(3, dtype=np.float32),
+        )
+        return results
+
+    def __repr__(self) -> str:
+        return f"LoadImage(ignore_orientation={self.ignore_orientation})"
+
+
+def decode_segmentation(segm: list | dict, height: int, width: int) -> np.ndarray | None:
+    """COCO ``segmentation`` (polygons, uncompressed or compressed RLE) -> bool (H, W).
+
+    Same semantics as pycocotools' ``COCO.annToMask``; returns None for an empty polygon list.
+    """
+    if isinstance(segm, list):
+        polys = [p for p in segm if len(p) >= 6]  # a polygon needs 3 points
+        if not polys:
+            return None
+        rle = mask_util.merge(mask_util.frPyObjects(polys, height, width))
+    elif isinstance(segm, dict) and isinstance(segm.get("counts"), list):
+        rle = mask_util.frPyObjects(segm, height, width)
+    elif isinstance(segm, dict) and "counts" in segm:
+        if list(segm["size"]) != [height, width]:
+            raise ValueError(f"RLE size {segm['size']} differs from the image's {[height, width]}")
+        rle = segm
+    else:
+        raise ValueError(f"unknown COCO segmentation format: {type(segm).__name__}")
+    return mask_util.decode(rle).astype(bool)
+
+
+def _box_mask(bbox: list[float], height: int, width: int) -> np.ndarray:
+    """Filled box as a mask, for instances without a segmentation."""
+    mask = np.zeros((height, width), dtype=bool)
+    x1, y1, x2, y2 = (int(round(v)) for v in bbox)
+    mask[max(y1, 0) : max(y2, 0), max(x1, 0) : max(x2, 0)] = True
+    return mask
+
+
+@TRANSFORMS.register_module()
+class LoadAnnotations:
+    """Turn a dataset's ``instances`` and file paths into ``gt_*`` arrays (see module doc).
+
+    Args:
+        with_bbox / with_label: write ``gt_bboxes`` + ``gt_ignore_flags`` / ``gt_labels``.
+        with_mask: decode ``gt_masks`` from COCO polygons / RLE at ``height`` x ``width``;
+            an instance without a segmentation gets its filled box.
+        with_keypoints: write ``gt_keypoints`` (N, K, 3) with K = ``results['num_keypoints']``.
+        with_seg: read ``seg_map_path`` (8/16-bit single-channel PNG of class indices).
+        with_depth: read ``depth_path`` (16-bit PNG) and divide by ``depth_scale``
+            (1000 for millimetres -> metres); 0 stays 0 = invalid.
+        reduce_zero_label: map seg label 0 to 255 (ignore) and shift the others down by one.
+    """
+
+    def __init__(
+        self,
+        with_bbox: bool = True,
+        with_label: bool = True,
+        with_mask: bool = False,
+        with_keypoints: bool = False,
+        with_seg: bool = False,
+        with_depth: bool = False,
+        depth_scale: float = 1000.0,
+        reduce_zero_label: bool = False,
+    ) -> None:
+        self.with_bbox = with_bbox
+        self.with_label = with_label
+        self.with_mask = with_mask
+        self.with_keypoints = with_keypoints
+        self.with_seg = with_seg
+        self.with_depth = with_depth
+        self.depth_scale = depth_scale
+        self.reduce_zero_label = reduce_zero_label
+
+    def __call__(self, results: dict) -> dict:
+        instances = results.get("instances", [])
+        if self.with_bbox:
+            boxes = [inst["bbox"] for inst in instances]
+            results["gt_bboxes"] = np.array(boxes, dtype=np.float32).reshape(-1, 4)
+            flags = [bool(inst.get("ignore_flag", 0)) for inst in instances]
+            results["gt_ignore_flags"] = np.array(flags, dtype=bool)
+        if self.with_label:
+            labels = [inst["bbox_label"] for inst in instances]
+            results["gt_labels"] = np.array(labels, dtype=np.int64)
+        if self.with_mask:
+            results["gt_masks"] = self._masks(results, instances)
+        if self.with_keypoints:
+            results["gt_keypoints"] = self._keypoints(results, instances)
+        if self.with_seg:
+            results["gt_sem_seg"] = self._sem_seg(results["seg_map_path"])
+        if self.with_depth:
+            results["gt_depth"] = self._depth(results["depth_path"])
+        return results
+
+    def _masks(self, results: dict, instances: list[dict]) -> np.ndarray:
+        """(N, H, W) bool at the annotated size (``height``/``width``, else the image's)."""
+        h = results.get("height") or results["img_shape"][0]
+        w = results.get("width") or results["img_shape"][1]
+        masks = np.zeros((len(instances), h, w), dtype=bool)
+        for i, inst in enumerate(instances):
+            segm = inst.get("mask")
+            try:
+                mask = decode_segmentation(segm, h, w) if segm else None
+            except ValueError as e:
+                where = f"{results.get('img_path')}, annotation id {inst.get('ann_id')}"
+                raise ValueError(f"{where}: {e}") from e
+            masks[i] = _box_mask(inst["bbox"], h, w) if mask is None else mask
+        return masks
+
+    @staticmethod
+    def _keypoints(results: dict, instances: list[dict]) -> np.ndarray:
+        """(N, K, 3) float32 [x, y, visibility]; missing keypoints are all zero."""
+        k = results.get("num_keypoints", 0)
+        if not k:
+            raise ValueError(
+                f"with_keypoints=True but the dataset has no keypoint categories "
+                f"(image {results.get('img_path')})"
+            )
+        kps = np.zeros((len(instances), k, 3), dtype=np.float32)
+        for i, inst in enumerate(instances):
+            if inst.get("keypoints"):
+                kps[i] = np.asarray(inst["keypoints"], dtype=np.float32).reshape(k, 3)
+        return kps
+
+    def _sem_seg(self, path: str) -> np.ndarray:
+        seg = read_image_file(path, cv2.IMREAD_UNCHANGED)
+        if seg.ndim != 2:
+            raise ValueError(f"semantic mask must be single-channel, got shape {seg.shape}: {path}")
+        if self.reduce_zero_label:
+            seg = seg.copy()
+            seg[seg == 0] = 255
+            seg = np.where(seg == 255, seg, seg - 1).astype(seg.dtype)
+        return seg
+
+    def _depth(self, path: str) -> np.ndarray:
+        depth = read_image_file(path, cv2.IMREAD_UNCHANGED)
+        if depth.ndim != 2:
+            raise ValueError(f"depth map must be single-channel, got shape {depth.shape}: {path}")
+        return depth.astype(np.float32) / self.depth_scale
+
+    def __repr__(self) -> str:
+        flags = ("bbox", "label", "mask", "keypoints", "seg", "depth")
+        on = [f for f in flags if getattr(self, f"with_{f}")]
+        return f"LoadAnnotations(with={on}, depth_scale={self.depth_scale})"
