@@ -18,7 +18,7 @@ install: $(VENV)/.installed
 
 demo: install
 	$(PY) tools/make_synthetic.py --out $(DATA) --num-train 200 --num-val 50 --seed 0
-	$(PY) tools/browse_dataset.py configs/synthetic/coco_instances.py --out $(OUT) --num 8 \
+	$(PY) tools/browse_dataset.py configs/_base_/datasets/synthetic_instances.py --out $(OUT) --num 8 \
 		--cfg-options data_root=$(DATA)/
 	@echo "demo: ground truth drawn over synthetic images in $(OUT)/"
 

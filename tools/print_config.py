@@ -2,7 +2,9 @@
 
 import argparse
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
+
+from visionfm.engine.config import load_config
 
 
 def main() -> None:
@@ -12,9 +14,7 @@ def main() -> None:
         "--cfg-options", nargs="+", action=DictAction, help="override keys: key=value ..."
     )
     args = parser.parse_args()
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     print(cfg.pretty_text)
 
 

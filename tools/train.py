@@ -12,9 +12,9 @@ import os
 import os.path as osp
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
-from visionfm.engine import build_runner
+from visionfm.engine import build_runner, load_config
 
 
 def parse_args() -> argparse.Namespace:
@@ -38,10 +38,8 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def load_config(args: argparse.Namespace) -> Config:
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+def prepare_config(args: argparse.Namespace):
+    cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
     if args.work_dir:
         cfg.work_dir = args.work_dir
@@ -66,7 +64,7 @@ def load_config(args: argparse.Namespace) -> Config:
 
 def main() -> None:
     args = parse_args()
-    cfg = load_config(args)
+    cfg = prepare_config(args)
     runner = build_runner(cfg)
     runner.train()
 

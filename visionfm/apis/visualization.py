@@ -242,3 +242,44 @@ def side_by_side(*images: np.ndarray, gap: int = 4, fill: int = 255) -> np.ndarr
         out[: im.shape[0], x : x + im.shape[1]] = im
         x += im.shape[1] + gap
     return out
+
+
+def draw_sample(
+    image: np.ndarray,
+    sample,
+    class_names: Sequence[str],
+    skeleton: Sequence[tuple[int, int]] | None = None,
+    prefix: str = "gt",
+    score_thr: float = 0.3,
+) -> np.ndarray:
+    """Everything a ``DataSample`` holds for ``prefix`` ('gt' or 'pred'), drawn over ``image``.
+
+    image: (H, W, 3) uint8 RGB in the coordinates of the sample's fields. Instances (boxes,
+    masks, keypoints) are drawn on the image; a semantic map is blended in; a depth map is
+    shown colourised to the right of the image.
+    """
+    out = _to_rgb(image)
+    instances = getattr(sample, f"{prefix}_instances", None)
+    if instances is not None and "bboxes" in instances:
+
+        def arr(name):
+            return instances[name].detach().cpu().numpy() if name in instances else None
+
+        out = draw_instances(
+            out,
+            arr("bboxes"),
+            arr("labels"),
+            class_names,
+            scores=arr("scores"),
+            masks=arr("masks"),
+            keypoints=arr("keypoints"),
+            skeleton=skeleton,
+            score_thr=score_thr if prefix == "pred" else 0.0,
+        )
+    sem_seg = getattr(sample, f"{prefix}_sem_seg", None)
+    if sem_seg is not None:
+        out = draw_sem_seg(out, sem_seg.detach().cpu().numpy(), class_names)
+    depth = getattr(sample, f"{prefix}_depth", None)
+    if depth is not None:
+        out = side_by_side(out, colorize_depth(depth.detach().cpu().numpy()))
+    return out

@@ -1,0 +1,43 @@
+"""Draw what a config's dataset feeds the model: ``python tools/browse_dataset.py CONFIG --out DIR``.
+
+Images go through the split's pipeline (augmentations included), and their ground
+truth (boxes, masks, keypoints, semantic maps, depth) is drawn over them as PNGs.
+"""
+
+import argparse
+import os
+
+import cv2
+from mmengine.config import DictAction
+from tqdm import tqdm
+
+from visionfm.apis.visualization import draw_sample
+from visionfm.engine import load_config
+from visionfm.registry import DATASETS
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("config")
+    parser.add_argument("--out", required=True, help="folder for the PNGs")
+    parser.add_argument("--split", choices=["train", "val", "test"], default="train")
+    parser.add_argument("--num", type=int, default=8, help="how many samples")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction)
+    args = parser.parse_args()
+
+    cfg = load_config(args.config, args.cfg_options)
+    dataset = DATASETS.build(cfg[f"{args.split}_dataloader"].dataset)
+    meta = dataset.metainfo
+    os.makedirs(args.out, exist_ok=True)
+    for i in tqdm(range(min(args.num, len(dataset))), desc="drawing"):
+        item = dataset[i]
+        image = item["inputs"].permute(1, 2, 0).numpy()
+        sample = item["data_samples"]
+        drawn = draw_sample(image, sample, meta["classes"], skeleton=meta.get("skeleton"))
+        name = os.path.splitext(os.path.basename(sample.img_path))[0]
+        cv2.imwrite(os.path.join(args.out, f"{name}.png"), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+    print(f"{min(args.num, len(dataset))} images drawn in {args.out}")
+
+
+if __name__ == "__main__":
+    main()
