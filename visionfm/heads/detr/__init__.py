@@ -1,0 +1,32 @@
+"""DETR-style detection: the head, its transformer parts, query selection, denoising and the
+Hungarian matcher (all registered in ``MODELS``)."""
+
+from .deformable import DeformableMemoryAttention
+from .denoising import CdnQueryGenerator
+from .head import DETRHead
+from .matcher import HungarianMatcher
+from .positional import SinePositionalEncoding
+from .transformer import (
+    DetrDecoder,
+    DetrDecoderLayer,
+    DetrEncoder,
+    DetrEncoderLayer,
+    DetrFFN,
+    DetrMultiheadAttention,
+    GlobalMemoryAttention,
+)
+
+__all__ = [
+    "CdnQueryGenerator",
+    "DETRHead",
+    "DeformableMemoryAttention",
+    "DetrDecoder",
+    "DetrDecoderLayer",
+    "DetrEncoder",
+    "DetrEncoderLayer",
+    "DetrFFN",
+    "DetrMultiheadAttention",
+    "GlobalMemoryAttention",
+    "HungarianMatcher",
+    "SinePositionalEncoding",
+]

@@ -1,0 +1,390 @@
+"""One detection head for the DETR family: DETR, Deformable DETR (box refinement, two-stage)
+and DINO, each a configuration of :class:`DETRHead`.
+
+Papers: DETR (Carion et al., ECCV 2020); Deformable DETR (Zhu et al., ICLR 2021); DINO
+(Zhang et al., ICLR 2023).
+
+Pipeline: the chosen feature levels are projected to ``embed_dims`` (a
+:class:`~visionfm.necks.ChannelMapper` owned by the head, with extra stride-2 levels when
+``num_feature_levels`` exceeds the inputs), flattened with sine positions (+ level
+embeddings for several levels) and per-level padding masks into a :class:`Memory`; the
+encoder encodes it; queries come from :class:`DecoderQueries` (learned, or the top-k
+two-stage proposals); DINO's denoising queries are put in front during training; the
+decoder returns every layer's hidden states and boxes; a class head per layer gives logits.
+
+Where the variants differ (all by config):
+
+=====================  ================  ==========================  ======================
+                       DETR              Deformable DETR             DINO
+=====================  ================  ==========================  ======================
+memory attention       global            deformable                  deformable
+levels                 1                 4 (3 + 1 extra)             4 or 5
+queries                learned position  learned position + 2-d      top-k proposals +
+                                         point; two-stage: top-k     learned content
+                                         proposals                   (mixed selection)
+query position         fixed             fixed                       ``ref_point_head`` of
+                                                                     the reference box
+box refinement         no                ``with_box_refine``         yes, look-forward-twice
+denoising              no                no                          ``CdnQueryGenerator``
+=====================  ================  ==========================  ======================
+
+Losses (all variants): sigmoid focal classification + L1 + GIoU after Hungarian matching
+with focal costs, on every decoder layer (``d{i}.`` prefixes for the auxiliary ones), on the
+two-stage proposals (``enc_``) and on the denoising queries (``dn_``, matched by
+construction). DETR here is trained like Deformable DETR (focal loss, no "no-object" softmax
+class): one matcher and one loss for the family, and it converges faster. Boxes are
+normalised to each image's valid region (``img_shape``), not to the padded batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+from mmengine.structures import InstanceData
+from torch import Tensor, nn
+
+from visionfm.data.preprocessor import padding_mask
+from visionfm.models.losses import average_num_boxes, set_prediction_losses
+from visionfm.necks.channel_mapper import ChannelMapper
+from visionfm.ops.boxes import box_cxcywh_to_xyxy, clip_boxes, rescale_boxes
+from visionfm.registry import MODELS
+
+from .deformable import DeformableMemoryAttention, Memory, flatten_levels
+from .denoising import denoising_matches
+from .positional import SinePositionalEncoding
+from .query_selection import DecoderQueries, TwoStageProposals, query_mode
+from .transformer import MLP
+
+__all__ = ["DETRHead", "boxes_to_original"]
+
+
+def boxes_to_original(bboxes: Tensor, metainfo: Mapping) -> Tensor:
+    """(N, 4) xyxy boxes in network-input pixels -> (N, 4) in the original image's pixels.
+
+    Inverts ``homography_matrix`` (original -> input: resize, flip, crop, ...) on the four
+    corners and takes their bounding box; without it divides by ``scale_factor`` (w, h).
+    Clipped to ``ori_shape`` when present.
+    """
+    matrix = metainfo.get("homography_matrix")
+    if matrix is not None:
+        inv = torch.linalg.inv(torch.as_tensor(matrix, dtype=torch.float64)).to(bboxes.device)
+        x1, y1, x2, y2 = bboxes.double().unbind(-1)
+        xs, ys = torch.stack((x1, x2, x1, x2), -1), torch.stack((y1, y1, y2, y2), -1)
+        mapped = torch.stack((xs, ys, torch.ones_like(xs)), -1) @ inv.T  # (N, 4 corners, 3)
+        xy = mapped[..., :2] / mapped[..., 2:]
+        bboxes = torch.cat((xy.amin(1), xy.amax(1)), dim=-1).to(bboxes.dtype)
+    elif "scale_factor" in metainfo:
+        sw, sh = metainfo["scale_factor"][:2]
+        bboxes = bboxes / bboxes.new_tensor([sw, sh, sw, sh])
+    if "ori_shape" in metainfo:
+        bboxes = clip_boxes(bboxes, metainfo["ori_shape"][:2])
+    return bboxes
+
+
+def _resize_mask(mask: Tensor, like: Tensor) -> Tensor:
+    """(B, H, W) bool padding mask -> (B, h, w) at the size of ``like`` (..., h, w), nearest."""
+    return F.interpolate(mask[None].float(), size=like.shape[-2:])[0].bool()
+
+
+def _select(feats: Mapping[str, Tensor], in_channels) -> dict[str, Tensor]:
+    if isinstance(in_channels, Mapping):
+        return {k: feats[k] for k in in_channels}
+    return dict(list(feats.items())[-len(in_channels) :])
+
+
+@MODELS.register_module()
+class DETRHead(nn.Module):
+    """DETR / Deformable DETR / DINO detection head (see the module doc).
+
+    Args:
+        num_classes: object classes (no background class: sigmoid scores).
+        embed_dims: transformer width C.
+        encoder: a ``DetrEncoder``; decoder: a ``DetrDecoder`` (layers injected).
+        matcher: e.g. ``HungarianMatcher``.
+        in_channels: ``{level: channels}`` of the input feature dict to use (the neck's or
+            backbone's ``out_channels``), or a list for its last levels.
+        strides: ``{level: stride}`` / list aligned with ``in_channels`` (``out_strides``).
+        num_queries: matching queries.
+        num_feature_levels: levels in the memory; beyond the inputs, stride-2 extra levels are
+            added by the input projection. None: as many as inputs.
+        positional_encoding: (B, H, W) padding mask -> (B, C, H, W); default: normalised sine.
+        two_stage: queries from the top-k encoder proposals (+ ``enc_`` losses).
+        with_box_refine: one box / class head per decoder layer; each layer's boxes become
+            the next layer's references (detached).
+        denoising: a ``CdnQueryGenerator`` (DINO), used in training only.
+        mixed_query_selection: with ``two_stage``: learned content queries, references from
+            the proposals, positions from the decoder's ``ref_point_head`` (DINO).
+        look_forward_twice: with ``with_box_refine``: see ``DetrDecoder.forward``.
+        loss_cls, loss_bbox, loss_giou: loss weights.
+        focal_alpha, focal_gamma: focal loss parameters.
+        input_norm: norm of the input projection (``'GN'``; None: plain conv, exactly
+            padding-invariant, since GroupNorm statistics include padded pixels).
+        test_cfg: ``max_per_img`` (top-k over queries x classes), ``score_thr``.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        embed_dims: int,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        matcher: nn.Module,
+        in_channels: Mapping[str, int] | Sequence[int],
+        strides: Mapping[str, int] | Sequence[int],
+        num_queries: int = 300,
+        num_feature_levels: int | None = None,
+        positional_encoding: nn.Module | None = None,
+        two_stage: bool = False,
+        with_box_refine: bool = False,
+        denoising: nn.Module | None = None,
+        mixed_query_selection: bool = False,
+        look_forward_twice: bool = False,
+        loss_cls: float = 1.0,
+        loss_bbox: float = 5.0,
+        loss_giou: float = 2.0,
+        focal_alpha: float = 0.25,
+        focal_gamma: float = 2.0,
+        input_norm: str | Callable[[int], nn.Module] | None = "GN",
+        test_cfg: Mapping | None = None,
+    ) -> None:
+        super().__init__()
+        num_in = len(in_channels)
+        levels = num_feature_levels or num_in
+        ref_head = getattr(decoder, "ref_point_head", None)
+        if look_forward_twice and not with_box_refine:
+            raise ValueError("look_forward_twice needs with_box_refine=True")
+        self._check(levels, num_in, encoder, decoder)
+        self.num_classes, self.embed_dims, self.num_queries = num_classes, embed_dims, num_queries
+        self.in_channels = in_channels
+        self.two_stage, self.with_box_refine = two_stage, with_box_refine
+        self.look_forward_twice = look_forward_twice
+        self.loss_weights = dict(loss_cls=loss_cls, loss_bbox=loss_bbox, loss_giou=loss_giou)
+        self.focal_alpha, self.focal_gamma = focal_alpha, focal_gamma
+        self.test_cfg = {"max_per_img": 100, "score_thr": 0.0, **(test_cfg or {})}
+
+        self.input_proj = ChannelMapper(
+            in_channels, strides, embed_dims, levels - num_in, norm_layer=input_norm
+        )
+        self.positional_encoding = positional_encoding or SinePositionalEncoding(embed_dims // 2)
+        self.level_embed = nn.Parameter(torch.empty(levels, embed_dims)) if levels > 1 else None
+        self.encoder, self.decoder, self.matcher, self.denoising = (
+            encoder,
+            decoder,
+            matcher,
+            denoising,
+        )
+        mode = query_mode(
+            two_stage,
+            mixed_query_selection,
+            ref_head,
+            decoder.needs_reference,
+            denoising is not None,
+        )
+        self.queries = DecoderQueries(mode, num_queries, embed_dims)
+        self.proposals = TwoStageProposals(embed_dims, num_classes) if two_stage else None
+        num_heads = len(decoder.layers) if with_box_refine else 1
+        self.cls_heads = nn.ModuleList(nn.Linear(embed_dims, num_classes) for _ in range(num_heads))
+        self.box_heads = nn.ModuleList(MLP(embed_dims, embed_dims, 4, 3) for _ in range(num_heads))
+        self._reset_parameters()
+
+    @staticmethod
+    def _check(levels, num_in, encoder, decoder) -> None:
+        """Incompatible options fail here, at construction (queries: ``query_mode``)."""
+        if levels < num_in:
+            raise ValueError(f"num_feature_levels={levels} is below the {num_in} input levels")
+        for m in (*encoder.modules(), *decoder.modules()):
+            if isinstance(m, DeformableMemoryAttention) and m.num_levels != levels:
+                raise ValueError(
+                    f"a deformable attention has num_levels={m.num_levels} but the head makes "
+                    f"{levels} feature levels"
+                )
+
+    def _reset_parameters(self) -> None:
+        """Xavier transformer linears, deformable-attention init, prior-0.01 class biases,
+        zero last box layers (as Deformable DETR / DINO)."""
+        for p in (*self.encoder.parameters(), *self.decoder.parameters()):
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+        for m in self.modules():
+            if isinstance(m, DeformableMemoryAttention):
+                m.reset_parameters()
+        if self.level_embed is not None:
+            nn.init.normal_(self.level_embed)
+        prior = -math.log((1 - 0.01) / 0.01)
+        cls_heads = [*self.cls_heads, *([self.proposals.cls_head] if self.proposals else [])]
+        for head in cls_heads:
+            nn.init.constant_(head.bias, prior)
+        box_heads = [*self.box_heads, *([self.proposals.box_head] if self.proposals else [])]
+        for head in box_heads:
+            nn.init.zeros_(head.layers[-1].weight)
+            nn.init.zeros_(head.layers[-1].bias)
+        if self.queries.mode == "points":  # 2-d references: start with small boxes
+            nn.init.constant_(self.box_heads[0].layers[-1].bias[2:], -2.0)
+        if self.proposals is not None:
+            nn.init.xavier_uniform_(self.proposals.proj.weight)
+        self.queries.reset_parameters()
+
+    # ------------------------------------------------------------------ forward
+    def _memory(self, feats: Mapping[str, Tensor], data_samples) -> Memory:
+        """Project, mask and flatten the input levels (see the module doc)."""
+        inputs = _select(feats, self.in_channels)
+        pixels = None
+        if data_samples is not None:
+            shapes = [s.img_shape[:2] for s in data_samples]
+            batch_shape = data_samples[0].metainfo.get("batch_input_shape") or tuple(
+                max(sizes) for sizes in zip(*shapes)
+            )
+            first = next(iter(inputs.values()))
+            pixels = padding_mask(data_samples, tuple(batch_shape[:2]), first.device)  # (B, H, W)
+            # zero the padded positions, so that the extra levels' stride-2 convs read the
+            # same zeros at an image's border whether or not the batch pads it
+            inputs = {
+                k: v.masked_fill(_resize_mask(pixels, v)[:, None], 0) for k, v in inputs.items()
+            }
+        maps = list(self.input_proj(inputs).values())
+        if pixels is None:  # no metainfo: nothing is padding
+            masks = [m.new_zeros(m.shape[0], *m.shape[-2:], dtype=torch.bool) for m in maps]
+        else:
+            masks = [_resize_mask(pixels, m) for m in maps]
+        pos = [self.positional_encoding(m) for m in masks]
+        return flatten_levels(maps, masks, pos, self.level_embed)
+
+    def targets(self, data_samples) -> list[dict[str, Tensor]]:
+        """Ground truth as ``labels`` (N,) and ``boxes`` (N, 4) cxcywh normalised to
+        ``img_shape``."""
+        return [
+            dict(
+                labels=s.gt_instances.labels.long(),
+                boxes=rescale_boxes(s.gt_instances.bboxes.float(), s.img_shape[:2], "normalized"),
+            )
+            for s in data_samples
+        ]
+
+    def forward(self, feats: Mapping[str, Tensor], data_samples, targets=None) -> dict:
+        """feats: ``{level: (B, C_l, H_l, W_l)}``; targets (training, for denoising): as
+        :meth:`targets`.
+
+        Returns ``logits`` (num_layers, B, Q, num_classes), ``boxes`` (num_layers, B, Q, 4)
+        normalised cxcywh; with two-stage ``enc_logits`` / ``enc_boxes`` (B, Q, ...); with
+        denoising in training ``dn_logits`` / ``dn_boxes`` (num_layers, B, num_dn, ...) and
+        ``dn_meta``.
+        """
+        memory = self._memory(feats, data_samples)
+        memory = replace(memory, feats=self.encoder(memory))
+        out: dict = {}
+        proposals = None
+        if self.proposals is not None:
+            enc = self.proposals(memory.feats, memory, self.num_queries)
+            out.update(enc_logits=enc["logits"], enc_boxes=enc["boxes"])
+            proposals = enc["reference"]
+        query, query_pos, reference = self.queries(memory.feats.shape[0], proposals)
+        dn, mask = None, None
+        if self.denoising is not None and self.training and targets is not None:
+            dn = self.denoising(targets, self.num_queries)
+        if dn is not None:
+            query = torch.cat((dn[0], query), dim=1)
+            reference = torch.cat((dn[1], reference), dim=1)
+            mask = dn[2]
+        layers = len(self.decoder.layers)
+        box_heads = [self.box_heads[i if self.with_box_refine else 0] for i in range(layers)]
+        hidden, boxes = self.decoder(
+            query,
+            query_pos,
+            reference,
+            memory,
+            box_heads,
+            mask,
+            self.with_box_refine,
+            self.look_forward_twice,
+        )
+        logits = torch.stack(
+            [self.cls_heads[i if self.with_box_refine else 0](h) for i, h in enumerate(hidden)]
+        )
+        num_dn = 0 if dn is None else dn[0].shape[1]
+        out.update(logits=logits[:, :, num_dn:], boxes=boxes[:, :, num_dn:])
+        if dn is not None:
+            out.update(
+                dn_logits=logits[:, :, :num_dn], dn_boxes=boxes[:, :, :num_dn], dn_meta=dn[3]
+            )
+        return out
+
+    # ------------------------------------------------------------------ losses
+    def _weighted(self, raw: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+        return {f"{prefix}{k}": v * self.loss_weights[k] for k, v in raw.items()}
+
+    def _set_losses(self, logits, boxes, targets, num_boxes, prefix, indices=None):
+        """logits (B, Q, C), boxes (B, Q, 4): Hungarian matching (unless ``indices`` are
+        given), then the weighted set losses."""
+        if indices is None:
+            indices = self.matcher(logits, boxes, targets)
+        raw = set_prediction_losses(
+            logits, boxes, targets, indices, num_boxes, self.focal_alpha, self.focal_gamma
+        )
+        return self._weighted(raw, prefix)
+
+    def _dn_losses(self, out: dict, layer: int, targets, num_boxes, prefix) -> dict[str, Tensor]:
+        """Denoising outputs of one layer: positives matched to their box by construction,
+        negatives to "no object"; padding slots left out."""
+        meta = out.get("dn_meta")
+        if meta is None:  # no box in the batch: zeros that keep the embedding in the graph
+            zero = self.denoising.label_embed.weight.sum() * 0.0
+            return {f"{prefix}{k}": zero for k in self.loss_weights}
+        valid, merged, indices = denoising_matches(targets, meta)
+        logits = out["dn_logits"][layer][valid][None]  # (1, real denoising queries, C)
+        boxes = out["dn_boxes"][layer][valid][None]
+        groups = meta["num_groups"]
+        return self._set_losses(logits, boxes, [merged], num_boxes * groups, prefix, indices)
+
+    def loss(self, feats: Mapping[str, Tensor], data_samples) -> dict[str, Tensor]:
+        """Weighted losses: ``loss_cls/bbox/giou`` (last layer), ``d{i}.loss_*`` (earlier
+        layers), ``enc_loss_*`` (two-stage), ``dn_loss_*`` / ``d{i}.dn_loss_*`` (denoising)."""
+        device = next(iter(feats.values())).device
+        targets = [{k: v.to(device) for k, v in t.items()} for t in self.targets(data_samples)]
+        out = self(feats, data_samples, targets)
+        num_boxes = average_num_boxes(sum(len(t["labels"]) for t in targets), device)
+        losses: dict[str, Tensor] = {}
+        layers = out["logits"].shape[0]
+        for i in range(layers):
+            prefix = "" if i == layers - 1 else f"d{i}."
+            losses.update(
+                self._set_losses(out["logits"][i], out["boxes"][i], targets, num_boxes, prefix)
+            )
+            if self.denoising is not None:
+                losses.update(self._dn_losses(out, i, targets, num_boxes, prefix + "dn_"))
+        if "enc_logits" in out:
+            losses.update(
+                self._set_losses(out["enc_logits"], out["enc_boxes"], targets, num_boxes, "enc_")
+            )
+        return losses
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def predict(self, feats: Mapping[str, Tensor], data_samples, rescale: bool = True):
+        """Fill each sample's ``pred_instances`` (``bboxes`` (K, 4) xyxy, ``scores``,
+        ``labels``): top ``max_per_img`` of queries x classes by sigmoid score, above
+        ``score_thr``; in original-image pixels when ``rescale``, else input pixels."""
+        out = self(feats, data_samples)
+        for logits, boxes, sample in zip(out["logits"][-1], out["boxes"][-1], data_samples):
+            sample.pred_instances = self.postprocess(logits, boxes, sample.metainfo, rescale)
+        return list(data_samples)
+
+    def postprocess(self, logits: Tensor, boxes: Tensor, metainfo: Mapping, rescale=True):
+        """One image: logits (Q, num_classes), boxes (Q, 4) normalised cxcywh ->
+        ``InstanceData`` (see :meth:`predict`)."""
+        scores = logits.sigmoid().flatten()  # (Q * num_classes,)
+        k = min(self.test_cfg["max_per_img"], scores.numel())
+        scores, index = scores.topk(k)
+        labels = index % self.num_classes
+        h, w = metainfo["img_shape"][:2]
+        bboxes = box_cxcywh_to_xyxy(boxes[index // self.num_classes]) * boxes.new_tensor(
+            [w, h, w, h]
+        )
+        keep = scores > self.test_cfg["score_thr"]
+        bboxes, scores, labels = bboxes[keep], scores[keep], labels[keep]
+        if rescale:
+            bboxes = boxes_to_original(bboxes, metainfo)
+        return InstanceData(bboxes=bboxes, scores=scores, labels=labels)

@@ -1,0 +1,108 @@
+"""Sine positional encodings for DETR-style heads.
+
+- :class:`SinePositionalEncoding`: the 2D sine encoding of feature-map positions of DETR
+  (Carion et al., "End-to-End Object Detection with Transformers", ECCV 2020), computed from
+  the padding mask so that positions are measured inside the valid image only.
+- :func:`sine_encoding`: the same encoding of normalised coordinates, one block per
+  coordinate, used for box-conditioned queries (DAB-DETR, Liu et al. ICLR 2022; DINO, Zhang et
+  al. ICLR 2023) and for the two-stage proposals of Deformable DETR (Zhu et al. ICLR 2021).
+
+Both put the y block before the x block, so a query's position code lines up with the
+memory's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from visionfm.registry import MODELS
+
+__all__ = ["SinePositionalEncoding", "sine_encoding"]
+
+
+def _frequencies(num_feats: int, temperature: float, device: torch.device) -> Tensor:
+    """(num_feats,) divisors ``temperature ** (2 * (i // 2) / num_feats)``."""
+    i = torch.arange(num_feats, dtype=torch.float32, device=device)
+    return temperature ** (2 * torch.div(i, 2, rounding_mode="floor") / num_feats)
+
+
+def _interleave(angles: Tensor) -> Tensor:
+    """(..., F) angles -> (..., F) ``[sin a0, cos a1, sin a2, cos a3, ...]``."""
+    return torch.stack((angles[..., 0::2].sin(), angles[..., 1::2].cos()), dim=-1).flatten(-2)
+
+
+def sine_encoding(
+    coords: Tensor, num_feats: int = 128, temperature: float = 10000.0, scale: float = 2 * math.pi
+) -> Tensor:
+    """Sine code of normalised coordinates.
+
+    Args:
+        coords: (..., D) values in [0, 1]; D = 2 ``(x, y)`` or 4 ``(cx, cy, w, h)``.
+        num_feats: channels per coordinate (even).
+
+    Returns:
+        (..., D * num_feats), blocks ordered ``y, x`` then (for D = 4) ``w, h``.
+    """
+    freqs = _frequencies(num_feats, temperature, coords.device)
+    code = _interleave(coords.float()[..., None] * scale / freqs)  # (..., D, num_feats)
+    order = [1, 0, *range(2, coords.shape[-1])]
+    return code[..., order, :].flatten(-2).to(coords.dtype)
+
+
+@MODELS.register_module()
+class SinePositionalEncoding(nn.Module):
+    """2D sine encoding of the valid pixels of a padded feature map.
+
+    Row / column indices count valid positions only (cumulative sums of the inverted padding
+    mask), so an image's encoding does not depend on how much padding the batch adds.
+
+    Args:
+        num_feats: channels per axis; the output has ``2 * num_feats`` (= embed dims).
+        temperature: frequency base (DETR: 10000; DINO: 20).
+        normalize: divide indices by the valid extent and multiply by ``scale``.
+        scale: range of normalised positions.
+        offset: added to the 1-based index before normalising (Deformable DETR: -0.5, the
+            pixel centre; DETR / DINO: 0).
+        eps: keeps the division finite on fully padded rows / columns.
+    """
+
+    def __init__(
+        self,
+        num_feats: int = 128,
+        temperature: float = 10000.0,
+        normalize: bool = True,
+        scale: float = 2 * math.pi,
+        offset: float = 0.0,
+        eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        if num_feats % 2:
+            raise ValueError(f"num_feats must be even, got {num_feats}")
+        self.num_feats = num_feats
+        self.temperature = temperature
+        self.normalize = normalize
+        self.scale = scale
+        self.offset = offset
+        self.eps = eps
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_feats={self.num_feats}, temperature={self.temperature}, "
+            f"normalize={self.normalize}, offset={self.offset}"
+        )
+
+    def forward(self, mask: Tensor) -> Tensor:
+        """mask: (B, H, W) bool, True on padding -> (B, 2 * num_feats, H, W) float32."""
+        valid = (~mask).float()
+        y = valid.cumsum(1)  # (B, H, W): 1-based row index among valid rows
+        x = valid.cumsum(2)
+        if self.normalize:
+            y = (y + self.offset) / (y[:, -1:, :] + self.eps) * self.scale
+            x = (x + self.offset) / (x[:, :, -1:] + self.eps) * self.scale
+        freqs = _frequencies(self.num_feats, self.temperature, mask.device)
+        pos_y = _interleave(y[..., None] / freqs)  # (B, H, W, num_feats)
+        pos_x = _interleave(x[..., None] / freqs)
+        return torch.cat((pos_y, pos_x), dim=-1).permute(0, 3, 1, 2)

@@ -1,0 +1,175 @@
+"""Where the decoder's queries come from: learned embeddings, or encoder proposals.
+
+- DETR (Carion et al., ECCV 2020): learned query positions, zero content, no reference.
+- Deformable DETR (Zhu et al., ICLR 2021), single stage: learned (position, content) pairs;
+  2-d reference points ``sigmoid(Linear(position))``.
+- DAB-DETR style anchors (Liu et al., ICLR 2022): learned content and learned 4-d reference
+  boxes; the decoder's ``ref_point_head`` makes the positions.
+- Deformable DETR, two stage: every encoder token proposes a box (a fixed-size box at its
+  centre, refined by a box head); the top-k by class score become the references, and their
+  sine code, through Linear + LayerNorm, both positions and content.
+- DINO (Zhang et al., ICLR 2023), mixed query selection: top-k proposals as references,
+  content queries learned (static), positions from the decoder's ``ref_point_head``.
+
+The top-k proposals' boxes are detached before they become references; their class logits
+and boxes are returned with gradient for the encoder (two-stage) loss.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from visionfm.ops.boxes import inverse_sigmoid
+
+from .deformable import Memory
+from .positional import sine_encoding
+from .transformer import MLP
+
+__all__ = ["DecoderQueries", "TwoStageProposals", "encoder_proposals", "query_mode"]
+
+QueryMode = Literal["learned_pos", "points", "anchors", "proposals", "mixed"]
+
+
+def query_mode(
+    two_stage: bool,
+    mixed: bool,
+    ref_point_head: nn.Module | None,
+    needs_reference: bool,
+    denoising: bool,
+) -> QueryMode:
+    """The query mode a head's options ask for; incompatible options raise ValueError."""
+    if mixed and not two_stage:
+        raise ValueError("mixed_query_selection needs two_stage=True")
+    if (mixed or denoising) and ref_point_head is None:
+        raise ValueError(
+            "mixed query selection and denoising need the decoder's ref_point_head (their "
+            "queries have no learned position)"
+        )
+    if two_stage:
+        if not mixed and ref_point_head is not None:
+            raise ValueError("two_stage with a ref_point_head: set mixed_query_selection=True")
+        return "mixed" if mixed else "proposals"
+    if ref_point_head is not None:
+        return "anchors"
+    return "points" if needs_reference else "learned_pos"
+
+
+def encoder_proposals(
+    memory: Memory, base_scale: float = 0.05, margin: float = 0.01
+) -> tuple[Tensor, Tensor]:
+    """One box per encoder token: its centre, sized ``base_scale * 2 ** level``.
+
+    Returns ``proposals`` (B, S, 4) as logits of normalised cxcywh (inverse sigmoid; 0 where
+    invalid) and ``valid`` (B, S) bool: not padding and every coordinate inside
+    ``(margin, 1 - margin)``. Centres are normalised to the valid image, so they do not
+    depend on the batch's padding.
+    """
+    centres = memory.token_centres()  # (B, S, 2)
+    size = base_scale * 2.0 ** memory.token_levels().to(centres)  # (S,)
+    proposals = torch.cat((centres, size[None, :, None].expand(len(centres), -1, 2)), dim=-1)
+    inside = ((proposals > margin) & (proposals < 1 - margin)).all(-1)
+    valid = inside & ~memory.padding_mask
+    proposals = inverse_sigmoid(proposals).masked_fill(~valid[..., None], 0.0)
+    return proposals.to(memory.feats.dtype), valid
+
+
+class TwoStageProposals(nn.Module):
+    """Encoder proposals and their top-k selection (two-stage Deformable DETR / DINO).
+
+    Each valid token's feature goes through Linear + LayerNorm, then a class head and a box
+    head (box logits added to the token's fixed proposal, :func:`encoder_proposals`).
+    """
+
+    def __init__(self, embed_dims: int, num_classes: int, base_scale: float = 0.05) -> None:
+        super().__init__()
+        self.base_scale = base_scale
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.norm = nn.LayerNorm(embed_dims)
+        self.cls_head = nn.Linear(embed_dims, num_classes)
+        self.box_head = MLP(embed_dims, embed_dims, 4, 3)
+
+    def forward(self, tokens: Tensor, memory: Memory, num_queries: int) -> dict[str, Tensor]:
+        """tokens: (B, S, C) encoder output.
+
+        Returns ``logits`` (B, K, num_classes) and ``boxes`` (B, K, 4) normalised cxcywh of the
+        K = ``num_queries`` best-scoring valid proposals (with gradient), and ``reference``
+        (B, K, 4): the same boxes, detached.
+        """
+        if tokens.shape[1] < num_queries:
+            raise ValueError(
+                f"two-stage selection needs at least num_queries={num_queries} encoder tokens, "
+                f"got {tokens.shape[1]}: use larger images or fewer queries"
+            )
+        proposals, valid = encoder_proposals(memory, self.base_scale)
+        feats = self.norm(self.proj(tokens.masked_fill(~valid[..., None], 0.0)))
+        logits = self.cls_head(feats)  # (B, S, num_classes)
+        boxes = self.box_head(feats) + proposals  # (B, S, 4) logits
+        score = logits.detach().max(-1).values.masked_fill(~valid, float("-inf"))
+        index = score.topk(num_queries, dim=1).indices  # (B, K)
+        logits = logits.gather(1, index[..., None].expand(-1, -1, logits.shape[-1]))
+        boxes = boxes.gather(1, index[..., None].expand(-1, -1, 4)).sigmoid()
+        return dict(logits=logits, boxes=boxes, reference=boxes.detach())
+
+
+class DecoderQueries(nn.Module):
+    """The decoder's initial (content, position, reference) for one of the modes of the
+    module doc: ``learned_pos`` (DETR), ``points`` (Deformable DETR), ``anchors`` (DAB),
+    ``proposals`` (two-stage Deformable DETR), ``mixed`` (DINO)."""
+
+    def __init__(self, mode: QueryMode, num_queries: int, embed_dims: int) -> None:
+        super().__init__()
+        if mode not in ("learned_pos", "points", "anchors", "proposals", "mixed"):
+            raise ValueError(f"unknown query mode {mode!r}")
+        self.mode, self.num_queries, self.embed_dims = mode, num_queries, embed_dims
+        if mode in ("learned_pos", "mixed", "anchors"):
+            self.content = nn.Embedding(num_queries, embed_dims)  # positions for learned_pos
+        if mode == "points":
+            self.content = nn.Embedding(num_queries, 2 * embed_dims)  # (position, content)
+            self.point_head = nn.Linear(embed_dims, 2)
+        if mode == "anchors":
+            self.anchors = nn.Embedding(num_queries, 4)
+        if mode == "proposals":
+            self.pos_trans = nn.Linear(2 * embed_dims, 2 * embed_dims)
+            self.pos_norm = nn.LayerNorm(2 * embed_dims)
+
+    def reset_parameters(self) -> None:
+        if self.mode == "points":
+            nn.init.xavier_uniform_(self.point_head.weight)
+            nn.init.zeros_(self.point_head.bias)
+        if self.mode == "anchors":
+            nn.init.uniform_(self.anchors.weight, -3.0, 3.0)  # spread in logit space
+        if self.mode == "proposals":
+            nn.init.xavier_uniform_(self.pos_trans.weight)
+            nn.init.zeros_(self.pos_trans.bias)
+
+    def forward(
+        self, batch_size: int, proposals: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """proposals: (B, Q, 4) detached top-k boxes in [0, 1] (two-stage modes only).
+
+        Returns content (B, Q, C), position (B, Q, C) or None (made by the decoder's
+        ``ref_point_head``), reference (B, Q, 2|4) in [0, 1] or None.
+        """
+        b = batch_size
+        if self.mode == "learned_pos":
+            pos = self.content.weight.expand(b, -1, -1)
+            return torch.zeros_like(pos), pos, None
+        if self.mode == "points":
+            pos, content = self.content.weight.expand(b, -1, -1).chunk(2, dim=-1)
+            return content, pos, self.point_head(pos).sigmoid()
+        if self.mode == "anchors":
+            return (
+                self.content.weight.expand(b, -1, -1),
+                None,
+                self.anchors.weight.sigmoid()[None].expand(b, -1, -1),
+            )
+        if proposals is None:
+            raise ValueError(f"query mode {self.mode!r} needs the encoder's proposals")
+        if self.mode == "mixed":
+            return self.content.weight.expand(b, -1, -1), None, proposals
+        code = self.pos_norm(self.pos_trans(sine_encoding(proposals, self.embed_dims // 2)))
+        pos, content = code.chunk(2, dim=-1)
+        return content, pos, proposals
