@@ -8,9 +8,17 @@ for torch >= 2.6); every tool imports it before building a runner.
 from .checkpoint import install as _install_checkpoint_loader
 from .checkpoint import load_checkpoint_file
 from .config import load_config
-from .hooks import RNGStateHook
+from .hooks import DrawPredictionsHook, RNGStateHook
+from .optim import LayerDecayOptimWrapperConstructor
 from .runner import build_runner
 
 _install_checkpoint_loader()
 
-__all__ = ["RNGStateHook", "build_runner", "load_checkpoint_file", "load_config"]
+__all__ = [
+    "DrawPredictionsHook",
+    "LayerDecayOptimWrapperConstructor",
+    "RNGStateHook",
+    "build_runner",
+    "load_checkpoint_file",
+    "load_config",
+]

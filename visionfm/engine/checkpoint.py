@@ -91,3 +91,35 @@ def load_from_local_weights_only(path: str, map_location=None) -> dict:
 def install() -> None:
     """Route mmengine's loading of local checkpoint files through ``load_checkpoint_file``."""
     CheckpointLoader.register_scheme(prefixes="", loader=load_from_local_weights_only, force=True)
+
+
+def load_model_weights(model: torch.nn.Module, path: str) -> dict:
+    """Load a training checkpoint's (or a bare state dict's) weights into ``model``, strictly.
+
+    Returns the checkpoint's ``meta`` (``{}`` for a bare state dict). Raises RuntimeError
+    naming ``path`` and listing the missing, unexpected and mismatched-shape keys when the
+    checkpoint does not belong to this model.
+    """
+    ckpt = load_checkpoint_file(path)
+    state = ckpt.get("state_dict", ckpt)
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(state))
+        if hasattr(state[k], "shape") and state[k].shape != own[k].shape
+    ]
+    if missing or unexpected or mismatched:
+
+        def show(items: list[str]) -> str:
+            return ", ".join(items[:8]) + (f" ... ({len(items)} in all)" if len(items) > 8 else "")
+
+        raise RuntimeError(
+            f"checkpoint {path} does not match the model ({type(model).__name__}): "
+            f"missing {show(missing) or 'none'}; unexpected {show(unexpected) or 'none'}; "
+            f"shape mismatch {show(mismatched) or 'none'}"
+        )
+    model.load_state_dict(state)
+    return ckpt.get("meta", {}) if "state_dict" in ckpt else {}

@@ -43,3 +43,69 @@ class RNGStateHook(Hook):
         random.setstate(state["python"])
         np.random.set_state(state["numpy"])
         torch.set_rng_state(state["torch"])
+
+
+@HOOKS.register_module()
+class DrawPredictionsHook(Hook):
+    """During testing, draw each image's predictions over the original image into ``out_dir``."""
+
+    def __init__(self, out_dir: str, score_thr: float = 0.3):
+        self.out_dir = out_dir
+        self.score_thr = score_thr
+
+    def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        import os
+
+        import cv2
+
+        from visionfm.apis.visualization import draw_sample
+
+        meta = runner.test_dataloader.dataset.metainfo
+        os.makedirs(self.out_dir, exist_ok=True)
+        for sample in outputs or []:
+            image = cv2.cvtColor(cv2.imread(sample.img_path), cv2.COLOR_BGR2RGB)
+            drawn = draw_sample(
+                image,
+                sample,
+                meta["classes"],
+                skeleton=meta.get("skeleton"),
+                prefix="pred",
+                score_thr=self.score_thr,
+            )
+            name = os.path.splitext(os.path.basename(sample.img_path))[0] + ".png"
+            cv2.imwrite(os.path.join(self.out_dir, name), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+
+
+@HOOKS.register_module()
+class ClassNumCheckHook(Hook):
+    """Refuse to train / evaluate when a head's ``num_classes`` differs from the number of
+    classes of the dataset it runs on (the usual cause of "AP is 0" reports)."""
+
+    priority = "VERY_HIGH"
+
+    def _check(self, runner, dataloader, split: str) -> None:
+        from mmengine.model import is_model_wrapper
+
+        classes = getattr(dataloader.dataset, "metainfo", {}).get("classes")
+        if classes is None:
+            return
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        for name, module in model.named_modules():
+            num = getattr(module, "num_classes", None)
+            if isinstance(num, int) and num != len(classes):
+                source = getattr(dataloader.dataset, "ann_file", "the dataset")
+                raise ValueError(
+                    f"model.{name}.num_classes is {num} but the {split} dataset ({source}) has "
+                    f"{len(classes)} classes: {list(classes)[:20]}. Set num_classes = "
+                    f"{len(classes)} in the config (head and denoising), or give the dataset "
+                    f"metainfo=dict(classes=...) with the head's classes."
+                )
+
+    def before_train(self, runner) -> None:
+        self._check(runner, runner.train_dataloader, "train")
+
+    def before_val(self, runner) -> None:
+        self._check(runner, runner.val_dataloader, "val")
+
+    def before_test(self, runner) -> None:
+        self._check(runner, runner.test_dataloader, "test")

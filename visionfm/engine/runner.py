@@ -2,8 +2,10 @@
 
 The model is built with our ``MODELS`` registry (recursive: constructors get
 built modules) before it reaches mmengine, whose own builder is not recursive.
-The ``RNGStateHook`` is always added so that resuming continues the random
-streams (dropout, drop path, augmentation) where the checkpoint left them.
+Two hooks are always added: ``RNGStateHook``, so that resuming continues the random
+streams (dropout, drop path, augmentation) where the checkpoint left them, and
+``ClassNumCheckHook``, which refuses a head whose ``num_classes`` differs from the
+dataset's number of classes.
 """
 
 from __future__ import annotations
@@ -51,8 +53,9 @@ def build_runner(cfg: Config) -> Runner:
         raise ValueError(f"default_scope must be 'visionfm', got {cfg.default_scope!r}")
     kwargs = {key: cfg[key] for key in _RUNNER_KEYS if key in cfg}
     custom_hooks = list(cfg.get("custom_hooks") or [])
-    if not any(h.get("type") == "RNGStateHook" for h in custom_hooks if isinstance(h, dict)):
-        custom_hooks.append(dict(type="RNGStateHook"))
+    for always in ("RNGStateHook", "ClassNumCheckHook"):
+        if not any(isinstance(h, dict) and h.get("type") == always for h in custom_hooks):
+            custom_hooks.append(dict(type=always))
     seed = (cfg.get("randomness") or {}).get("seed")
     if seed is not None:  # the model's initial weights follow the config's seed too
         set_random_seed(seed, deterministic=cfg.randomness.get("deterministic", False))

@@ -1,0 +1,16 @@
+# AdamW with gradient clipping, linear warm-up then cosine decay, validation every epoch.
+max_epochs = 12
+lr = 4e-4
+
+optim_wrapper = dict(
+    type="OptimWrapper",
+    optimizer=dict(type="AdamW", lr=lr, weight_decay=1e-4),
+    clip_grad=dict(max_norm=0.1, norm_type=2),
+)
+param_scheduler = [
+    dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=200),
+    dict(type="CosineAnnealingLR", by_epoch=True, begin=0, end=max_epochs, eta_min_ratio=0.05),
+]
+train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=max_epochs, val_interval=1)
+val_cfg = dict(type="ValLoop")
+test_cfg = dict(type="TestLoop")

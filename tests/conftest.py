@@ -1,0 +1,22 @@
+"""Shared fixtures: a small synthetic dataset written once per test session."""
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory):
+    from visionfm.data.synthetic import make_synthetic
+
+    root = tmp_path_factory.mktemp("synthetic")
+    make_synthetic(root, num_train=12, num_val=6, seed=0, num_videos=1, progress=False)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """Tiny models gain nothing from intra-op threads; under xdist they only oversubscribe."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

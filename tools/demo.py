@@ -1,0 +1,79 @@
+"""Run a trained model on an image, a folder, a video file or a webcam.
+
+    python tools/demo.py CONFIG CHECKPOINT INPUT [--out DIR] [--score-thr 0.3] [--device cpu]
+
+INPUT: an image file, a folder of images, a video file, or a webcam index such as 0.
+Images are written to OUT as PNGs with the predictions drawn; a video becomes OUT/<name>.mp4
+at the input's fps and size; a webcam is recorded to OUT/webcam.mp4 (stop with Ctrl-C or
+--max-frames).
+"""
+
+import argparse
+import os
+
+import cv2
+from mmengine.config import DictAction
+from tqdm import tqdm
+
+from visionfm.apis import Inferencer
+from visionfm.data.video import VideoWriter, open_source
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="visionfm demo on images / videos / webcam")
+    parser.add_argument("config")
+    parser.add_argument("checkpoint")
+    parser.add_argument("input", help="image, folder, video file or webcam index")
+    parser.add_argument("--out", default="outputs/demo")
+    parser.add_argument("--score-thr", type=float, default=0.3)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction)
+    args = parser.parse_args()
+
+    inferencer = Inferencer(
+        args.config,
+        args.checkpoint,
+        device=args.device,
+        score_thr=args.score_thr,
+        cfg_options=args.cfg_options,
+    )
+    source = open_source(args.input)
+    os.makedirs(args.out, exist_ok=True)
+    total = None if source.kind == "webcam" else len(source)
+    if args.max_frames is not None:
+        total = args.max_frames if total is None else min(total, args.max_frames)
+
+    writer = None
+    if source.kind in ("video", "webcam"):
+        name = (
+            "webcam"
+            if source.kind == "webcam"
+            else os.path.splitext(os.path.basename(args.input))[0]
+        )
+        writer = VideoWriter(os.path.join(args.out, f"{name}.mp4"), source.fps, source.size)
+    written = []
+    try:
+        for index, (name, frame) in enumerate(tqdm(source, total=total, desc=source.kind)):
+            if args.max_frames is not None and index >= args.max_frames:
+                break
+            drawn = inferencer.visualize(frame, inferencer(frame))
+            if writer is not None:
+                writer.write(drawn)
+            else:
+                path = os.path.join(args.out, os.path.splitext(os.path.basename(name))[0] + ".png")
+                cv2.imwrite(path, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+                written.append(path)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if writer is not None:
+            writer.close()
+            written.append(writer.path)
+    print(
+        f"demo output: {', '.join(written) if len(written) <= 4 else args.out + '/ (' + str(len(written)) + ' files)'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
