@@ -9,6 +9,13 @@ Scaled dot-product attention (Vaswani et al., "Attention Is All You Need",
 is the only place in visionfm that runs softmax attention. Backends:
 
 - ``xformers``: ``xformers.ops.memory_efficient_attention``; CUDA tensors only.
+  In automatic choice, a call xformers has no kernel for falls back to sdpa
+  (logged once); a kernel missing only for the backward (e.g. fp32 with
+  head_dim > 64 on sm86) is reported by xformers at ``backward()`` time: give
+  such a module ``backend="sdpa"``. The adapter hands xformers what it
+  documents: (B, N, heads, D) operands with head dims zero-padded to a
+  multiple of 8 if needed, and a (B, heads, Nq, Nk) bias with 16-byte aligned
+  rows, broadcast by stride 0 (materialised only when it needs a gradient).
 - ``sdpa``: ``torch.nn.functional.scaled_dot_product_attention`` (flash /
   memory-efficient / C++ kernels chosen by PyTorch). One exception, on CPU:
   when ``bias`` needs a gradient (learned relative position bias in training)
@@ -16,7 +23,8 @@ is the only place in visionfm that runs softmax attention. Backends:
   which stores the (B, heads, Nq, Nk) probabilities. We instead run SDPA's
   forward and an exact backward that recomputes the probabilities in blocks of
   query rows (``_SdpaBiasGrad``), so memory stays O(block) plus the bias
-  gradient itself.
+  gradient itself. (With dropout_p > 0 that case still takes PyTorch's math
+  fallback: the dropout pattern cannot be recovered for a recomputation.)
 - ``math``: the explicit matmul-softmax-matmul reference that tests hold the
   others against.
 
@@ -36,7 +44,7 @@ Semantics shared by every backend:
         gradients flow into it on every backend.
     mask: bool tensor broadcastable to (B, heads, Nq, Nk); True = may attend.
         Every query must be left at least one key it may attend (the output
-        of a fully masked row is undefined: NaN on ``math``, 0 on ``sdpa``).
+        of a fully masked row is undefined: NaN on ``math``, 0 or NaN elsewhere).
     scale: logits multiplier, default D ** -0.5
     dropout_p: dropout on the attention weights (pass 0.0 in eval mode).
         Backends draw different random numbers, so only the distribution,
@@ -80,9 +88,9 @@ _warned: set[tuple[str, str]] = set()  # (what, reason) pairs already logged
 # Query rows per block in the chunked CPU backward are chosen so that one
 # (B, heads, rows, Nk) block holds about this many elements (16 MiB in fp32).
 _BLOCK_ELEMENTS = 1 << 22
-# xformers reads a tensor attn_bias with rows aligned to 16 bytes: 8 elements
-# covers every dtype it supports (fp32 needs 4, fp16/bf16 need 8).
-_XFORMERS_BIAS_ALIGN = 8
+# xformers reads attn_bias rows and q/k/v head dims aligned to 16 bytes: 8
+# elements covers every dtype it supports (fp32 needs 4, fp16/bf16 need 8).
+_XFORMERS_ALIGN = 8
 
 
 # ---------------------------------------------------------------- selection
@@ -100,14 +108,15 @@ def _xformers_available() -> bool:
     return importlib.util.find_spec("xformers") is not None
 
 
+@functools.cache
 def _xformers_bias_grad_reason() -> str | None:
     """Why the installed xformers cannot return a bias gradient; None if it can."""
     try:
         from xformers.ops.fmha import cutlass
-    except Exception as err:  # noqa: BLE001 - any import failure is a reason
+    except Exception as err:  # a broken install (e.g. built for another torch) is a reason too
         return f"xformers.ops.fmha.cutlass cannot be imported ({err})"
     if not getattr(cutlass.BwOp, "SUPPORTS_ATTN_BIAS_GRAD", False):
-        return "the installed xformers cannot backpropagate into attn_bias (needs >= 0.0.17)"
+        return "the installed xformers cannot backpropagate into attn_bias; upgrade it"
     return None
 
 
@@ -158,7 +167,9 @@ def select_backend(
     if backend is not None:
         reason = _why_not(backend, q, needs_grad)
         if reason is not None:
-            raise ValueError(f"attention backend {backend!r} was requested but cannot run: {reason}")
+            raise ValueError(
+                f"attention backend {backend!r} was requested but cannot run: {reason}"
+            )
         return backend
     env = os.environ.get(ENV_VAR, "").strip().lower()
     if env and env != "auto":
@@ -280,24 +291,28 @@ def _sdpa(q, k, v, bias, mask, dropout_p, scale):
     )
 
 
-def _block_probs(q_blk, k, bias_blk, mask_blk, scale):
-    """Softmax probabilities (B, h, rows, Nk) for one block of query rows."""
-    p = torch.matmul(q_blk * scale, k.transpose(-2, -1))
-    if bias_blk is not None:
-        p += bias_blk
-    if mask_blk is not None:
-        p.masked_fill_(mask_blk.logical_not(), float("-inf"))
-    p -= p.amax(dim=-1, keepdim=True)
-    p.exp_()
-    p /= p.sum(dim=-1, keepdim=True)
-    return p
+def _merge_bh(t: torch.Tensor) -> torch.Tensor:
+    """(B, h, X, Y) -> (B * h, X, Y); a view whenever the strides allow."""
+    return t.reshape(t.shape[0] * t.shape[1], t.shape[2], t.shape[3])
+
+
+def _bias_3d(bias4: torch.Tensor, b: int, h: int) -> torch.Tensor | None:
+    """A 4-D bias viewed as 3-D and broadcastable to (B * h, Nq, Nk), or None where no
+    view does (shared over the batch but not over heads with B > 1, or expanded)."""
+    bb, bh = bias4.shape[:2]
+    if (bb, bh) == (b, h) or bb * bh == 1 or (b == 1 and bh == h):
+        try:
+            return bias4.view(bb * bh, bias4.shape[2], bias4.shape[3])
+        except RuntimeError:  # strides do not merge: add it in 4-D instead of copying
+            return None
+    return None
 
 
 def _rows(t: torch.Tensor | None, start: int, stop: int) -> torch.Tensor | None:
-    """Query rows [start, stop) of a 4-D bias/mask (unchanged if broadcast over queries)."""
-    if t is None or t.shape[2] == 1:
+    """Query rows [start, stop) along dim -2 (unchanged if broadcast over queries)."""
+    if t is None or t.shape[-2] == 1:
         return t
-    return t[:, :, start:stop]
+    return t[..., start:stop, :]
 
 
 def _reduce_to(grad: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -313,13 +328,16 @@ class _SdpaBiasGrad(torch.autograd.Function):
     block of query rows instead of stored, as in FlashAttention's backward:
         dV = P^T dO,  dS = P * (dO V^T - rowsum(dO * O)),
         dQ = dS K scale,  dK = dS^T Q scale,  dBias = dS (summed over broadcast dims).
+    Work happens on (B * heads, rows, Nk) blocks in two reused buffers; when the
+    bias has the full (B, heads, Nq, Nk) shape, dS is written straight into its
+    gradient.
     """
 
     @staticmethod
     def forward(ctx, q, k, v, bias, mask, scale):
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=_fold_mask(bias, mask, q.dtype), scale=scale
-        )
+        # detach: a bias flagged requires_grad would send SDPA to its math fallback.
+        attn_mask = _fold_mask(bias.detach(), mask, q.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale)
         ctx.save_for_backward(q, k, v, bias, mask, out)
         ctx.scale = scale
         return out
@@ -330,45 +348,83 @@ class _SdpaBiasGrad(torch.autograd.Function):
         q, k, v, bias, mask, out = ctx.saved_tensors
         scale = ctx.scale
         need_q, need_k, need_v, need_bias = ctx.needs_input_grad[:4]
-        bias4 = _as_4d(bias)
-        mask4 = None if mask is None else _as_4d(mask)
         b, h, nq, nk = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
-        acc = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
+        low = q.dtype in (torch.float16, torch.bfloat16)
+        acc = torch.float32 if low else q.dtype  # accumulators across blocks
 
-        grad_out = grad_out.to(q.dtype)
-        delta = (grad_out.to(acc) * out.to(acc)).sum(-1, keepdim=True)  # (B, h, Nq, 1)
-        dq = torch.empty_like(q) if need_q else None
-        dk = torch.zeros(k.shape, dtype=acc, device=k.device) if need_k else None
-        dv = torch.zeros(v.shape, dtype=acc, device=v.device) if need_v else None
-        dbias = torch.zeros(bias4.shape, dtype=acc, device=bias.device) if need_bias else None
+        q3, k3, v3 = _merge_bh(q), _merge_bh(k), _merge_bh(v)  # (B*h, N, D|Dv)
+        do3 = _merge_bh(grad_out.to(q.dtype))
+        neg_delta = -(do3.to(acc) * _merge_bh(out).to(acc)).sum(-1, keepdim=True)  # (B*h, Nq, 1)
+        neg_delta = neg_delta.to(q.dtype)
+        bias4 = _as_4d(bias)
+        bias3 = _bias_3d(bias4, b, h)
+        mask4 = None if mask is None else _as_4d(mask)
+
+        dq3 = q3.new_empty(q3.shape) if need_q else None
+        dk3 = k3.new_zeros(k3.shape, dtype=acc) if need_k else None
+        dv3 = v3.new_zeros(v3.shape, dtype=acc) if need_v else None
+        dbias = ds_into = None
+        if need_bias:
+            if tuple(bias4.shape) == (b, h, nq, nk):  # no reduction: dS is the gradient
+                dbias = bias4.new_empty(bias4.shape, dtype=q.dtype)
+                ds_into = _merge_bh(dbias)
+            elif bias4.shape[2] == nq:  # reduced over batch/heads/keys, rows written once
+                dbias = bias4.new_empty(bias4.shape, dtype=acc)
+            else:  # broadcast over queries: accumulated across blocks
+                dbias = bias4.new_zeros(bias4.shape, dtype=acc)
+
+        def accumulate(total, x, y, alpha):  # total += alpha * x @ y
+            if total.dtype == x.dtype:
+                total.baddbmm_(x, y, alpha=alpha)
+            else:
+                total += torch.bmm(x, y).mul_(alpha)
 
         rows = max(1, _BLOCK_ELEMENTS // max(1, b * h * nk))
+        k3_t, v3_t = k3.transpose(1, 2), v3.transpose(1, 2)
+        buffers = None
         for start in range(0, nq, rows):
             stop = min(nq, start + rows)
-            q_blk, do_blk = q[:, :, start:stop], grad_out[:, :, start:stop]
-            p = _block_probs(q_blk, k, _rows(bias4, start, stop), _rows(mask4, start, stop), scale)
-            if need_v:
-                dv += torch.matmul(p.transpose(-2, -1), do_blk)
-            ds = torch.matmul(do_blk, v.transpose(-2, -1))  # dP, (B, h, rows, Nk)
-            ds -= delta[:, :, start:stop].to(ds.dtype)
-            ds *= p  # dS = dLoss / dLogits
-            del p
-            if need_bias:
-                g = _reduce_to(ds, bias4.shape)
-                if bias4.shape[2] == 1:
-                    dbias += g
-                else:
-                    dbias[:, :, start:stop] = g
-            if need_q:
-                dq[:, :, start:stop] = torch.matmul(ds, k) * scale
-            if need_k:
-                dk += torch.matmul(ds.transpose(-2, -1), q_blk) * scale
+            if buffers is None or stop - start != buffers[0].shape[1]:
+                buffers = [q3.new_empty((b * h, stop - start, nk)) for _ in range(2)]
+            s, p = buffers  # (B*h, rows, Nk) each
+            q_blk, do_blk = q3[:, start:stop], do3[:, start:stop]
 
-        def cast(t, like):
-            return None if t is None else t.to(like.dtype)
+            # P for this block: softmax(q k^T scale + bias, masked)
+            if bias3 is not None:
+                torch.baddbmm(_rows(bias3, start, stop), q_blk, k3_t, alpha=scale, out=s)
+            else:
+                torch.bmm(q_blk, k3_t, out=s).mul_(scale)
+                s.view(b, h, stop - start, nk).add_(_rows(bias4, start, stop))
+            if mask4 is not None:
+                s.view(b, h, stop - start, nk).masked_fill_(
+                    _rows(mask4, start, stop).logical_not(), float("-inf")
+                )
+            torch.softmax(s, dim=-1, out=p)
+
+            if need_v:
+                accumulate(dv3, p.transpose(1, 2), do_blk, 1.0)
+            # dS = P * (dO V^T - rowsum(dO * O))
+            torch.baddbmm(neg_delta[:, start:stop], do_blk, v3_t, out=s)
+            if ds_into is not None:
+                ds = torch.mul(s, p, out=ds_into[:, start:stop])
+            else:
+                ds = s.mul_(p)
+                if need_bias:
+                    g = _reduce_to(ds.view(b, h, stop - start, nk), bias4.shape)
+                    if bias4.shape[2] == 1:
+                        dbias += g
+                    else:
+                        dbias[:, :, start:stop] = g
+            if need_q:
+                torch.mul(torch.bmm(ds, k3), scale, out=dq3[:, start:stop])
+            if need_k:
+                accumulate(dk3, ds.transpose(1, 2), q_blk, scale)
+
+        def unmerge(t3, like):
+            return None if t3 is None else t3.view(like.shape).to(like.dtype)
 
         dbias = None if dbias is None else dbias.to(bias.dtype).reshape(bias.shape)
-        return dq, cast(dk, k), cast(dv, v), dbias, None, None
+        return unmerge(dq3, q), unmerge(dk3, k), unmerge(dv3, v), dbias, None, None
 
 
 # ---------------------------------------------------------------- xformers
@@ -387,8 +443,8 @@ def _xformers_bias(folded: torch.Tensor, shape: tuple[int, int, int, int]) -> to
     aligned = (
         b4.shape[3] == nk
         and b4.stride(3) == 1
-        and (b4.shape[2] == 1 or b4.stride(2) % _XFORMERS_BIAS_ALIGN == 0)
-        and b4.storage_offset() % _XFORMERS_BIAS_ALIGN == 0
+        and (b4.shape[2] == 1 or b4.stride(2) % _XFORMERS_ALIGN == 0)
+        and b4.storage_offset() % _XFORMERS_ALIGN == 0
     )
     if folded.requires_grad:
         if b4.shape == shape and aligned and b4.is_contiguous():
@@ -396,10 +452,21 @@ def _xformers_bias(folded: torch.Tensor, shape: tuple[int, int, int, int]) -> to
         b4 = b4.expand(shape)
     elif aligned:
         return b4.expand(shape)
-    pad = (-nk) % _XFORMERS_BIAS_ALIGN
+    pad = (-nk) % _XFORMERS_ALIGN
     # Padding the last dim and slicing it back keeps every row 8-aligned.
     padded = F.pad(b4.expand(*b4.shape[:3], nk), (0, pad))  # (b|1, h|1, Nq|1, Nk + pad)
     return padded[..., :nk].expand(shape)
+
+
+def _xformers_operand(t: torch.Tensor) -> torch.Tensor:
+    """(B, heads, N, d) -> (B, N, heads, d') as xformers takes it: unit-stride last dim,
+    d' = d zero-padded to a multiple of 8 (its kernels need 16-byte aligned rows).
+    Zero columns change neither q.k nor, once sliced off, the output."""
+    t = t.transpose(1, 2)
+    pad = (-t.shape[-1]) % _XFORMERS_ALIGN
+    if pad:
+        return F.pad(t, (0, pad))
+    return t if t.stride(-1) == 1 else t.contiguous()
 
 
 def _xformers(q, k, v, bias, mask, dropout_p, scale):
@@ -408,13 +475,15 @@ def _xformers(q, k, v, bias, mask, dropout_p, scale):
     b, h, nq, nk = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
     folded = _fold_mask(bias, mask, q.dtype)
     attn_bias = None if folded is None else _xformers_bias(folded, (b, h, nq, nk))
-    # xformers takes (B, N, heads, D) with a contiguous last dim.
-    q_, k_, v_ = (t.transpose(1, 2) for t in (q, k, v))
-    q_, k_, v_ = (t if t.stride(-1) == 1 else t.contiguous() for t in (q_, k_, v_))
-    out = xops.memory_efficient_attention(
-        q_, k_, v_, attn_bias=attn_bias, p=dropout_p, scale=scale
-    )  # (B, Nq, h, Dv)
-    return out.transpose(1, 2)
+    out = xops.memory_efficient_attention(  # (B, Nq, h, Dv'); scale is always explicit
+        _xformers_operand(q),
+        _xformers_operand(k),
+        _xformers_operand(v),
+        attn_bias=attn_bias,
+        p=dropout_p,
+        scale=scale,
+    )
+    return out[..., : v.shape[-1]].transpose(1, 2)  # (B, h, Nq, Dv)
 
 
 _IMPLS = {"math": _math, "sdpa": _sdpa, "xformers": _xformers}

@@ -1,0 +1,277 @@
+"""Attention time and peak memory on CPU: the default path (``sdpa``) vs the ``math`` reference.
+
+    python benchmarks/bench_attention.py [--sizes 256 512 1024 2048 4096] [--threads 2]
+
+B=1, heads=6, head_dim=64, fp32; N query/key tokens; with and without an additive
+(1, heads, N, N) bias (a learned relative position bias: it needs a gradient in the
+forward+backward pass); forward under ``no_grad``, and forward+backward. Writes a
+markdown table to ``benchmarks/results/attention_cpu.md``.
+
+Peak memory. Every case runs in a fresh subprocess with glibc told to serve every
+allocation over 64 KiB by its own mmap (``MALLOC_MMAP_THRESHOLD_``), so memory freed by
+torch goes back to the kernel at once and the resident set size (RSS) follows the
+bytes actually live. The worker builds the inputs, warms the kernels up on a tiny
+size, resets the kernel's RSS high-water mark (``echo 5 > /proc/self/clear_refs``)
+and runs the case once: peak = VmHWM - VmRSS just before the call, i.e. every byte
+the call (and its backward, gradients included) touched on top of its inputs. The
+inputs (q, k, v, bias, the output gradient) are excluded for both paths alike.
+Timing runs in another fresh process with glibc's default allocator settings (the
+mmap-per-allocation setting makes every allocation fault in fresh pages), both paths
+in turn: one warm-up each at full size, then repeats alternating between the paths
+(at least 3, more for short cases) so that load from other jobs hits both alike;
+the median of each is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results" / "attention_cpu.md"
+PATHS = {"ours": None, "math": "math"}  # label -> backend argument (None = default choice)
+
+
+# ---------------------------------------------------------------- worker (one case)
+
+
+def _proc_status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def run_case(case: dict) -> dict:
+    """One case in a fresh process: the peak memory of ``case["path"]``
+    (``case["measure"] == "memory"``), or the time of every path, alternating."""
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from visionfm.ops.attention import attention, select_backend
+
+    torch.set_num_threads(case["threads"])
+    backward = case["pass"] == "fwd+bwd"
+    b, h, d = case["batch"], case["heads"], case["dim"]
+
+    def make(n: int):
+        gen = torch.Generator().manual_seed(0)
+        q, k, v = (torch.randn(b, h, n, d, generator=gen) for _ in range(3))
+        bias = torch.randn(1, h, n, n, generator=gen) if case["bias"] else None
+        grad = torch.randn(b, h, n, d, generator=gen)
+        if backward:
+            for t in (q, k, v) if bias is None else (q, k, v, bias):
+                t.requires_grad_()
+        return q, k, v, bias, grad
+
+    def call(path, q, k, v, bias, grad):
+        if backward:
+            out = attention(q, k, v, bias=bias, backend=PATHS[path])
+            out.backward(grad)
+            for t in (q, k, v, bias):
+                if t is not None:
+                    t.grad = None
+        else:
+            with torch.no_grad():
+                attention(q, k, v, bias=bias, backend=PATHS[path])
+
+    paths = [case["path"]] if case["measure"] == "memory" else list(PATHS)
+    for path in paths:  # initialise kernels and thread pools outside the measurement
+        call(path, *make(64))
+    inputs = make(case["n"])
+
+    if case["measure"] == "memory":
+        rss_before = _proc_status_kib("VmRSS")
+        exact = _reset_peak()
+        maxrss_before = _proc_status_kib("VmHWM")
+        call(case["path"], *inputs)
+        peak_kib = _proc_status_kib("VmHWM") - (rss_before if exact else maxrss_before)
+        backend = select_backend(inputs[0], PATHS[case["path"]], inputs[3])
+        return dict(case, backend=backend, peak_mb=peak_kib / 1024, peak_exact=exact)
+
+    start = time.perf_counter()
+    for path in paths:  # warm-up at full size
+        call(path, *inputs)
+    first = (time.perf_counter() - start) / len(paths)
+    repeats = max(case["min_repeats"], min(20, int(case["budget_s"] / max(first, 1e-4))))
+    times: dict[str, list[float]] = {path: [] for path in paths}
+    for _ in range(repeats):  # alternate, so that load drift hits every path alike
+        for path in paths:
+            start = time.perf_counter()
+            call(path, *inputs)
+            times[path].append(time.perf_counter() - start)
+    return {path: statistics.median(t) * 1e3 for path, t in times.items()} | {"repeats": repeats}
+
+
+# ---------------------------------------------------------------- driver
+
+
+def _spawn(case: dict) -> dict:
+    env = dict(os.environ)
+    if case["measure"] == "memory":  # freed memory leaves RSS at once (see module doc)
+        env.update(MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
+    env.pop("VISIONFM_ATTN", None)  # the default path is the automatic choice
+    proc = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(case)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"case {case} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _machine() -> str:
+    import torch
+
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, "
+        f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()})"
+    )
+
+
+def _attn_mb(args, n: int) -> float:
+    """Size of one (B, heads, N, N) fp32 matrix in MB."""
+    return args.batch * args.heads * n * n * 4 / 2**20
+
+
+def _table(results: list[dict], args) -> str:
+    by_key = {(r["n"], r["bias"], r["pass"], r["path"]): r for r in results}
+    lines = [
+        "# Attention on CPU: default path vs math reference",
+        "",
+        f"Date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}. "
+        f"Machine: {_machine()}; torch.set_num_threads({args.threads}).",
+        f"Shapes: B={args.batch}, heads={args.heads}, head_dim={args.dim}, fp32, N tokens "
+        "(queries = keys). Bias: an additive (1, heads, N, N) tensor; in fwd+bwd it needs a "
+        "gradient (a learned relative position bias).",
+        "Written by `python benchmarks/bench_attention.py`; see its docstring for the method.",
+        "",
+        "Time: median of repeats after a warm-up, in ms (one fresh process per row, the two "
+        "paths alternating). Peak: the "
+        "high-water mark of the process's resident memory during one call, above the inputs "
+        "(another fresh process; every allocation > 64 KiB served by its own mmap so freed "
+        "memory leaves RSS), gradients included for fwd+bwd. The bias itself is an input "
+        "(not counted); its gradient, as big as the bias, is counted. `attn MB` is the size "
+        "of one (B, heads, N, N) fp32 matrix, for scale.",
+        f"Load average while running (other jobs share this machine, so times are noisy): "
+        f"{args.load[0]:.1f} at start, {args.load[1]:.1f} at the end.",
+        "",
+        "| N | bias | pass | ours backend | ours ms | math ms | time ours/math "
+        "| attn MB | ours peak MB | math peak MB | memory ours/math |",
+        "|---:|:---:|:---|:---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n in args.sizes:
+        for bias in (False, True):
+            for pas in ("fwd", "fwd+bwd"):
+                o, m = by_key[(n, bias, pas, "ours")], by_key[(n, bias, pas, "math")]
+                mem_ratio = o["peak_mb"] / m["peak_mb"] if m["peak_mb"] > 0 else float("nan")
+                lines.append(
+                    f"| {n} | {'yes' if bias else 'no'} | {pas} | {o['backend']} "
+                    f"| {o['ms']:.1f} | {m['ms']:.1f} | {o['ms'] / m['ms']:.2f} "
+                    f"| {_attn_mb(args, n):.1f} "
+                    f"| {o['peak_mb']:.1f} | {m['peak_mb']:.1f} | {mem_ratio:.3f} |"
+                )
+    n_max = max(args.sizes)
+    lines += ["", f"Target: at N={n_max} the default path uses at most 1/4 of the memory of math."]
+    for bias in (False, True):
+        for pas in ("fwd", "fwd+bwd"):
+            o, m = by_key[(n_max, bias, pas, "ours")], by_key[(n_max, bias, pas, "math")]
+            ratio = o["peak_mb"] / m["peak_mb"]
+            verdict = "met" if ratio <= 0.25 else "NOT met"
+            line = (
+                f"- {'with' if bias else 'without'} bias, {pas}: "
+                f"{o['peak_mb']:.1f} MB vs {m['peak_mb']:.1f} MB = {ratio:.3f} -> {verdict}"
+            )
+            if bias and pas == "fwd+bwd":  # the bias gradient is an output both must allocate
+                grad_mb = _attn_mb(args, n_max) / args.batch
+                line += (
+                    f" (both include the {grad_mb:.1f} MB bias gradient; without it: "
+                    f"{o['peak_mb'] - grad_mb:.1f} vs {m['peak_mb'] - grad_mb:.1f} MB = "
+                    f"{(o['peak_mb'] - grad_mb) / (m['peak_mb'] - grad_mb):.3f})"
+                )
+            lines.append(line)
+    if not all(r["peak_exact"] for r in results):
+        lines += [
+            "",
+            "Note: /proc/self/clear_refs was not writable; peaks are ru_maxrss deltas "
+            "and may under-count.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024, 2048, 4096])
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--heads", type=int, default=6)
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--min-repeats", type=int, default=3)
+    parser.add_argument("--budget-s", type=float, default=3.0, help="timing seconds per case")
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(run_case(json.loads(args.worker))))
+        return
+
+    from tqdm import tqdm
+
+    cases = [
+        dict(
+            n=n,
+            bias=bias,
+            threads=args.threads,
+            batch=args.batch,
+            heads=args.heads,
+            dim=args.dim,
+            min_repeats=args.min_repeats,
+            budget_s=args.budget_s,
+            **{"pass": pas},
+        )
+        for n in args.sizes
+        for bias in (False, True)
+        for pas in ("fwd", "fwd+bwd")
+    ]
+    load_start = os.getloadavg()[0]
+    results = []
+    for case in tqdm(cases, desc="attention cases", unit="case"):
+        timing = _spawn(dict(case, measure="time"))
+        for path in PATHS:
+            memory = _spawn(dict(case, measure="memory", path=path))
+            results.append(dict(memory, ms=timing[path], repeats=timing["repeats"]))
+    args.load = (load_start, os.getloadavg()[0])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(_table(results, args))
+    print(args.out.read_text())
+
+
+if __name__ == "__main__":
+    main()
