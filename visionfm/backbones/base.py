@@ -34,7 +34,7 @@ class Backbone(nn.Module):
 
     ``frozen_stages = -1`` freezes nothing. Frozen parameters get ``requires_grad=False``
     and frozen modules stay in eval mode through ``train()`` (dropout, drop path and
-    norm statistics off).
+    norm statistics off). Subclasses call ``self.freeze_stages()`` at the end of ``__init__``.
     """
 
     def __init__(self, frozen_stages: int = -1, grad_checkpointing: bool = False) -> None:
@@ -80,14 +80,9 @@ class Backbone(nn.Module):
         for k, part in enumerate(self.stage_parts()):
             frozen = k <= self.frozen_stages
             for item in part:
-                if isinstance(item, nn.Parameter):
-                    item.requires_grad_(not frozen)
-                else:
-                    item.requires_grad_(not frozen)
-                    if frozen:
-                        item.eval()
-                    else:
-                        item.train(self.training)
+                item.requires_grad_(not frozen)
+                if isinstance(item, nn.Module):
+                    item.train(self.training and not frozen)
 
     def _frozen_modules(self) -> list[nn.Module]:
         parts = self.stage_parts()[: self.frozen_stages + 1]

@@ -15,7 +15,7 @@ Outputs: ``{f"block{i}": (B, embed_dim, ceil(H / p), ceil(W / p))}`` for each ``
 after block ``i``, passed through the final norm when ``final_norm`` (the norm is shared by
 all outputs, as in DINOv2's ``get_intermediate_layers``). Every output has stride
 ``patch_size``. Inputs whose sides are not multiples of the patch size are zero-padded
-on the right / bottom.
+on the right / bottom. Blocks after the last of ``out_indices`` are not run.
 """
 
 from __future__ import annotations
@@ -129,12 +129,15 @@ class ViT(Backbone):
 
         self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if class_token else None
-        self.reg_tokens = nn.Parameter(torch.zeros(1, reg_tokens, embed_dim)) if reg_tokens else None
+        self.reg_tokens = (
+            nn.Parameter(torch.zeros(1, reg_tokens, embed_dim)) if reg_tokens else None
+        )
         self.pos_embed = nn.Parameter(torch.zeros(1, *grid, embed_dim)) if abs_pos_embed else None
+        self._pos_cache: tuple | None = None  # (key, resized pos_embed), see resized_pos_embed
         self.rope = (
             RotaryEmbedding2d(embed_dim // num_heads, rope_base) if rope_base is not None else None
         )
-        drop_rates = torch.linspace(0, drop_path_rate, depth).tolist()
+        drop_rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
         self.blocks = nn.ModuleList()
         for i in range(depth):
             ws = window_size if i in window_block_indices else 0
@@ -163,7 +166,7 @@ class ViT(Backbone):
                 )
             )
         self.norm = norm_layer(embed_dim) if final_norm else nn.Identity()
-        self.init_weights()
+        self._init_weights()
         self.freeze_stages()
         if pretrained:
             self.load_pretrained(pretrained)
@@ -182,8 +185,12 @@ class ViT(Backbone):
         if rope_base is not None and (window_size or use_rel_pos):
             raise ValueError("rope_base cannot be combined with windowed attention or use_rel_pos")
 
-    def init_weights(self) -> None:
-        """Truncated-normal (std 0.02) linears and tokens, zero biases (ViT / DeiT recipe)."""
+    def _init_weights(self) -> None:
+        """Truncated-normal (std 0.02) linears and tokens, zero biases (ViT / DeiT recipe).
+
+        Private on purpose: mmengine's ``BaseModule.init_weights`` calls its children's
+        public ``init_weights`` when training starts, which would wipe loaded weights.
+        """
         for p in (self.pos_embed, self.cls_token, self.reg_tokens):
             if p is not None:
                 nn.init.trunc_normal_(p, std=0.02)
@@ -231,10 +238,25 @@ class ViT(Backbone):
 
     # -- forward -------------------------------------------------------------------------
     def resized_pos_embed(self, hw: tuple[int, int]) -> torch.Tensor:
-        """``pos_embed`` for an h x w patch grid: (1, h, w, C)."""
-        return resize_pos_embed(
-            self.pos_embed, hw, antialias=self.pos_embed_antialias, offset=self.pos_embed_offset
-        )
+        """``pos_embed`` for an h x w patch grid, flattened: (1, h * w, C).
+
+        When no gradient is needed (inference) the resized table is cached for the last grid;
+        the cache key includes the parameter's version counter, so in-place updates
+        (optimizer steps, ``load_state_dict``) and ``.to()`` invalidate it.
+        """
+        pos = self.pos_embed
+        if tuple(pos.shape[1:3]) == tuple(hw):
+            return pos.reshape(1, -1, pos.shape[-1])
+        cacheable = not (torch.is_grad_enabled() and pos.requires_grad)
+        key = (tuple(hw), pos._version, pos.data_ptr(), pos.dtype, pos.device)
+        key += (torch.is_inference_mode_enabled(),)
+        if cacheable and self._pos_cache is not None and self._pos_cache[0] == key:
+            return self._pos_cache[1]
+        resized = resize_pos_embed(
+            pos, hw, antialias=self.pos_embed_antialias, offset=self.pos_embed_offset
+        ).reshape(1, -1, pos.shape[-1])
+        self._pos_cache = (key, resized.detach()) if cacheable else None
+        return resized
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """x: (B, in_chans, H, W) -> ``{"block{i}": (B, embed_dim, ceil(H/p), ceil(W/p))}``."""
@@ -242,7 +264,7 @@ class ViT(Backbone):
         b, c, h, w = x.shape
         x = x.flatten(2).transpose(1, 2)  # (B, h*w, C)
         if self.pos_embed is not None:
-            x = x + self.resized_pos_embed((h, w)).reshape(1, h * w, c)
+            x = x + self.resized_pos_embed((h, w))
         prefix = [t for t in (self.cls_token, self.reg_tokens) if t is not None]
         if prefix:
             x = torch.cat([t.expand(b, -1, -1) for t in prefix] + [x], dim=1)  # (B, P + h*w, C)
@@ -263,56 +285,47 @@ class ViT(Backbone):
 
 
 # -- registered variants -----------------------------------------------------------------
+def _arch(embed_dim: int, depth: int, num_heads: int, **kwargs) -> dict:
+    return dict(embed_dim=embed_dim, depth=depth, num_heads=num_heads, **kwargs)
+
+
+def _vitdet(embed_dim: int, depth: int, num_heads: int, drop_path: float, global_blocks) -> dict:
+    """ViTDet: windows of 14 except in ``global_blocks``, rel pos, no class token / final norm."""
+    windowed = [i for i in range(depth) if i not in global_blocks]
+    return _arch(
+        embed_dim, depth, num_heads, img_size=1024, patch_size=16, class_token=False,
+        use_rel_pos=True, window_size=14, window_block_indices=windowed, final_norm=False,
+        drop_path_rate=drop_path,
+    )  # fmt: skip
+
+
+# original DINOv2 repo: patch 14 at 518 px, layer scale, pos_embed resized with offset 0.1
 _DINOV2 = dict(patch_size=14, img_size=518, init_values=1e-5, pos_embed_offset=0.1)
+_GIANT_MLP = dict(mlp_ratio=4096 / 1536, mlp_layer="gated", act_layer="silu")  # SwiGLU 4096
 _DINOV3 = dict(
-    patch_size=16, reg_tokens=4, abs_pos_embed=False, rope_base=100.0, init_values=1e-5,
-    norm_layer="LN_1e-5",
-)  # fmt: skip
-_VITDET = dict(
-    img_size=1024, patch_size=16, class_token=False, use_rel_pos=True, window_size=14,
-    final_norm=False,
-)  # fmt: skip
-
-
-def _windows(depth: int, global_blocks: Sequence[int]) -> dict:
-    return dict(window_block_indices=[i for i in range(depth) if i not in global_blocks])
-
+    reg_tokens=4, abs_pos_embed=False, rope_base=100.0, init_values=1e-5, norm_layer="LN_1e-5"
+)
 
 VIT_PRESETS: dict[str, dict] = {
-    "vit_tiny_patch16": dict(embed_dim=192, depth=12, num_heads=3),
-    "vit_small_patch16": dict(embed_dim=384, depth=12, num_heads=6),
-    "vit_base_patch16": dict(embed_dim=768, depth=12, num_heads=12),
-    "vit_large_patch16": dict(embed_dim=1024, depth=24, num_heads=16),
-    "vit_huge_patch14": dict(patch_size=14, embed_dim=1280, depth=32, num_heads=16),
-    "vit_small_patch14_dinov2": dict(_DINOV2, embed_dim=384, depth=12, num_heads=6),
-    "vit_base_patch14_dinov2": dict(_DINOV2, embed_dim=768, depth=12, num_heads=12),
-    "vit_large_patch14_dinov2": dict(_DINOV2, embed_dim=1024, depth=24, num_heads=16),
-    "vit_giant_patch14_dinov2": dict(
-        _DINOV2, embed_dim=1536, depth=40, num_heads=24, mlp_ratio=4096 / 1536,
-        mlp_layer="gated", act_layer="silu",
-    ),  # fmt: skip
-    "vit_small_patch14_reg4_dinov2": dict(_DINOV2, embed_dim=384, depth=12, num_heads=6, reg_tokens=4),
-    "vit_base_patch14_reg4_dinov2": dict(_DINOV2, embed_dim=768, depth=12, num_heads=12, reg_tokens=4),
-    "vit_large_patch14_reg4_dinov2": dict(_DINOV2, embed_dim=1024, depth=24, num_heads=16, reg_tokens=4),
-    "vit_giant_patch14_reg4_dinov2": dict(
-        _DINOV2, embed_dim=1536, depth=40, num_heads=24, mlp_ratio=4096 / 1536,
-        mlp_layer="gated", act_layer="silu", reg_tokens=4,
-    ),  # fmt: skip
-    "vit_small_patch16_dinov3": dict(_DINOV3, embed_dim=384, depth=12, num_heads=6),
-    "vit_base_patch16_dinov3": dict(_DINOV3, embed_dim=768, depth=12, num_heads=12),
-    "vit_large_patch16_dinov3": dict(_DINOV3, embed_dim=1024, depth=24, num_heads=16),
-    "vitdet_base_patch16": dict(
-        _VITDET, embed_dim=768, depth=12, num_heads=12, drop_path_rate=0.1,
-        **_windows(12, (2, 5, 8, 11)),
-    ),  # fmt: skip
-    "vitdet_large_patch16": dict(
-        _VITDET, embed_dim=1024, depth=24, num_heads=16, drop_path_rate=0.4,
-        **_windows(24, (5, 11, 17, 23)),
-    ),  # fmt: skip
-    "vitdet_huge_patch16": dict(
-        _VITDET, embed_dim=1280, depth=32, num_heads=16, drop_path_rate=0.5,
-        **_windows(32, (7, 15, 23, 31)),
-    ),  # fmt: skip
+    "vit_tiny_patch16": _arch(192, 12, 3),
+    "vit_small_patch16": _arch(384, 12, 6),
+    "vit_base_patch16": _arch(768, 12, 12),
+    "vit_large_patch16": _arch(1024, 24, 16),
+    "vit_huge_patch14": _arch(1280, 32, 16, patch_size=14),
+    "vit_small_patch14_dinov2": _arch(384, 12, 6, **_DINOV2),
+    "vit_base_patch14_dinov2": _arch(768, 12, 12, **_DINOV2),
+    "vit_large_patch14_dinov2": _arch(1024, 24, 16, **_DINOV2),
+    "vit_giant_patch14_dinov2": _arch(1536, 40, 24, **_DINOV2, **_GIANT_MLP),
+    "vit_small_patch14_reg4_dinov2": _arch(384, 12, 6, **_DINOV2, reg_tokens=4),
+    "vit_base_patch14_reg4_dinov2": _arch(768, 12, 12, **_DINOV2, reg_tokens=4),
+    "vit_large_patch14_reg4_dinov2": _arch(1024, 24, 16, **_DINOV2, reg_tokens=4),
+    "vit_giant_patch14_reg4_dinov2": _arch(1536, 40, 24, **_DINOV2, **_GIANT_MLP, reg_tokens=4),
+    "vit_small_patch16_dinov3": _arch(384, 12, 6, **_DINOV3),
+    "vit_base_patch16_dinov3": _arch(768, 12, 12, **_DINOV3),
+    "vit_large_patch16_dinov3": _arch(1024, 24, 16, **_DINOV3),
+    "vitdet_base_patch16": _vitdet(768, 12, 12, 0.1, global_blocks=(2, 5, 8, 11)),
+    "vitdet_large_patch16": _vitdet(1024, 24, 16, 0.4, global_blocks=(5, 11, 17, 23)),
+    "vitdet_huge_patch16": _vitdet(1280, 32, 16, 0.5, global_blocks=(7, 15, 23, 31)),
 }
 
 

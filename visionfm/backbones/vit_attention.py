@@ -58,9 +58,10 @@ class RotaryEmbedding2d(nn.Module):
     def forward(self, hw: tuple[int, int], device: torch.device, dtype: torch.dtype) -> Rope:
         """Returns (cos, sin), each (h * w, head_dim), rows in raster order."""
         h, w = hw
-        freqs = self.base ** -(torch.arange(self.head_dim // 4, device=device) * 4.0 / self.head_dim)
-        ys = (torch.arange(h, device=device) + 0.5) / h * 2.0 - 1.0  # (h,)
-        xs = (torch.arange(w, device=device) + 0.5) / w * 2.0 - 1.0  # (w,)
+        f = dict(device=device, dtype=torch.float64 if dtype == torch.float64 else torch.float32)
+        freqs = self.base ** -(torch.arange(self.head_dim // 4, **f) * 4.0 / self.head_dim)
+        ys = (torch.arange(h, **f) + 0.5) / h * 2.0 - 1.0  # (h,)
+        xs = (torch.arange(w, **f) + 0.5) / w * 2.0 - 1.0  # (w,)
         coords = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(-1, 2)
         angles = 2 * math.pi * coords[:, :, None] * freqs  # (hw, 2, head_dim / 4)
         angles = angles.flatten(1).tile(2)  # (hw, head_dim)

@@ -75,10 +75,11 @@ _HF_TOP = [
 _HF_LAYER = re.compile(r"^(?:encoder\.layer|layers|model\.layer|layer)\.(\d+)\.")
 
 
-def _rename(name: str, table: list[tuple[str, str]], anchored: bool) -> str:
+def _rename(name: str, table: list[tuple[str, str]]) -> str:
+    """Replace the first matching leading part of ``name`` from ``table``."""
     for old, new in table:
-        if name.startswith(old) if anchored else old in name:
-            return new + name[len(old) :] if anchored else name.replace(old, new, 1)
+        if name.startswith(old):
+            return new + name[len(old) :]
     return name
 
 
@@ -87,10 +88,10 @@ def _from_hf(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     for name, t in sd.items():
         m = _HF_LAYER.match(name)
         if m:
-            rest = _rename(name[m.end() :], _HF_BLOCK, anchored=True)
+            rest = _rename(name[m.end() :], _HF_BLOCK)
             out[f"blocks.{m.group(1)}.{rest}"] = t
         else:
-            out[_rename(name, _HF_TOP, anchored=True)] = t
+            out[_rename(name, _HF_TOP)] = t
     return out
 
 
@@ -109,7 +110,7 @@ def _from_timm(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def _fuse(sd: dict[str, torch.Tensor]) -> None:
     """In place: ``attn.{q,k,v}`` -> ``attn.qkv`` (absent biases are zeros); ``mlp.{gate,up}``
     -> ``mlp.fc1`` packed [gate; up], or ``mlp.up`` alone -> ``mlp.fc1``."""
-    blocks = sorted({int(k.split(".")[1]) for k in sd if k.startswith("blocks.")})
+    blocks = sorted({int(hit[1]) for k in sd if (hit := re.match(r"blocks\.(\d+)\.", k))})
     for i in blocks:
         a, m = f"blocks.{i}.attn.", f"blocks.{i}.mlp."
         ws = [sd.pop(f"{a}{p}.weight", None) for p in "qkv"]

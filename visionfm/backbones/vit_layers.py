@@ -34,6 +34,7 @@ __all__ = [
     "LayerScale",
     "Mlp",
     "PatchEmbed",
+    "grid_from_length",
     "make_act",
     "make_mlp",
     "make_norm",

@@ -72,9 +72,16 @@ def read_checkpoint(source: str | os.PathLike | Mapping) -> dict[str, torch.Tens
         else:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any reader failure means a corrupt or foreign file
+        hint = ""
+        if "weights_only" in str(exc):
+            hint = (
+                "\nThe file pickles Python objects besides tensors (e.g. training arguments). "
+                "If you trust it, re-save just the weights: "
+                "torch.save(torch.load(path, weights_only=False)['model'], new_path)."
+            )
         raise CheckpointError(
             f"cannot read checkpoint {path} ({path.stat().st_size} bytes): "
-            f"{type(exc).__name__}: {exc}"
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{hint}"
         ) from exc
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state dict")
@@ -162,7 +169,9 @@ class LoadReport:
             lines.append(f"unexpected in checkpoint ({len(self.unexpected)}):")
             lines += [f"  {n} {_fmt_shape(s)}" for n, s in self.unexpected]
         if self.ignored:
-            lines.append(f"ignored ({len(self.ignored)}): {', '.join(self.ignored)}")
+            shown = ", ".join(self.ignored[:12])
+            more = f", ... ({len(self.ignored) - 12} more)" if len(self.ignored) > 12 else ""
+            lines.append(f"ignored ({len(self.ignored)}): {shown}{more}")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
