@@ -71,7 +71,8 @@ def test_list_of_configs_builds_module_list():
 
 
 @pytest.mark.parametrize(
-    "registry, name", [(MODELS, "visionfm.ops"), (DATASETS, "visionfm.data"), (TRANSFORMS, "visionfm.data")]
+    "registry, name",
+    [(MODELS, "visionfm.ops"), (DATASETS, "visionfm.data"), (TRANSFORMS, "visionfm.data")],
 )
 def test_registries_name_their_locations(registry, name):
     assert name in registry._locations

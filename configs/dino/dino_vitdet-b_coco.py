@@ -1,7 +1,7 @@
 # DINO with a ViTDet-B backbone (windowed attention + 4 global blocks, relative position
 # bias) and the simple feature pyramid on COCO 2017, layer-wise lr decay 0.7, 12 epochs.
 # Initialise the backbone from a published ViT-B checkpoint (timm / HF / MAE format):
-#   --cfg-options model.backbone.init_cfg.checkpoint=PATH   (see README, "pretrained weights")
+#   --cfg-options model.backbone.pretrained=PATH   (.pth / .bin / .safetensors; see README)
 _base_ = [
     "../_base_/models/dino_vit_sfp.py",
     "../_base_/datasets/coco_detection.py",
