@@ -45,14 +45,14 @@ def prepare_config(args: argparse.Namespace):
         cfg.work_dir = args.work_dir
     elif cfg.get("work_dir") is None:
         cfg.work_dir = osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
-    if args.amp:
+    if args.amp:  # fp16 + dynamic loss scaling on GPU; bf16 autocast on CPU
         optim = cfg.optim_wrapper
-        if optim.get("type", "OptimWrapper") == "OptimWrapper":
-            optim.type = "AmpOptimWrapper"
-            # bf16 on CPU; on GPU fp16 with dynamic loss scaling.
-            optim.setdefault("dtype", None if torch.cuda.is_available() else "bfloat16")
-            if not torch.cuda.is_available():
-                optim.setdefault("loss_scale", 1.0)
+        if optim.get("type", "OptimWrapper") != "OptimWrapper":
+            raise ValueError(f"--amp: optim_wrapper is already {optim.type}")
+        if torch.cuda.is_available():
+            optim.type, optim.loss_scale = "AmpOptimWrapper", "dynamic"
+        else:
+            optim.type, optim.dtype = "AutocastOptimWrapper", "bfloat16"
     if args.resume == "auto":
         cfg.resume, cfg.load_from = True, None
     elif args.resume:

@@ -36,6 +36,7 @@ __all__ = [
     "HOOKS",
     "VISUALIZERS",
     "OPTIM_WRAPPER_CONSTRUCTORS",
+    "OPTIM_WRAPPERS",
     "ConfigError",
     "build_from_cfg",
 ]
@@ -226,3 +227,4 @@ _PLAIN_CHILDREN = {  # they keep mmengine's build functions
     )
     if hasattr(mmengine_root, name)
 }
+OPTIM_WRAPPERS = _PLAIN_CHILDREN["OPTIM_WRAPPERS"]

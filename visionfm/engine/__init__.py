@@ -9,12 +9,13 @@ from .checkpoint import install as _install_checkpoint_loader
 from .checkpoint import load_checkpoint_file
 from .config import load_config
 from .hooks import DrawPredictionsHook, RNGStateHook
-from .optim import LayerDecayOptimWrapperConstructor
+from .optim import AutocastOptimWrapper, LayerDecayOptimWrapperConstructor
 from .runner import build_runner
 
 _install_checkpoint_loader()
 
 __all__ = [
+    "AutocastOptimWrapper",
     "DrawPredictionsHook",
     "LayerDecayOptimWrapperConstructor",
     "RNGStateHook",

@@ -16,11 +16,14 @@ slowest and the last blocks fastest; parameters outside the backbone (neck, head
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
+import torch
 from mmengine.model import is_model_wrapper
-from mmengine.optim import DefaultOptimWrapperConstructor
+from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 from torch import nn
 
-from visionfm.registry import OPTIM_WRAPPER_CONSTRUCTORS
+from visionfm.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS
 
 _NO_DECAY_KEYWORDS = (
     "pos_embed",
@@ -72,3 +75,20 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             )
             group["params"].append(param)
         params.extend(groups.values())
+
+
+@OPTIM_WRAPPERS.register_module()
+class AutocastOptimWrapper(OptimWrapper):
+    """Mixed precision without loss scaling: the forward runs under ``torch.autocast`` in
+    ``dtype`` (bfloat16 by default) on ``device_type``. For CPUs, where mmengine's
+    ``AmpOptimWrapper`` (CUDA only) cannot run; bf16 keeps fp32's range, so no scaler."""
+
+    def __init__(self, *args, dtype: str = "bfloat16", device_type: str = "cpu", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        self.device_type = device_type
+
+    @contextmanager
+    def optim_context(self, model: nn.Module):
+        with super().optim_context(model), torch.autocast(self.device_type, dtype=self.dtype):
+            yield
