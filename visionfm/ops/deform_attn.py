@@ -389,6 +389,10 @@ def multi_scale_deformable_attention(
 
     Returns:
         (B, Q, heads * head_dim), heads-major on the last dim.
+
+    The three tensors must share dtype and device; for half / bfloat16 the pixel
+    coordinates and weights are computed in float32. Differentiable once (w.r.t.
+    value, sampling_locations and attention_weights), not twice.
     """
     _check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
     return _MSDeformAttn.apply(value, sampling_locations, attention_weights, spatial_shapes)
