@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= data/synthetic
+WORK ?= work_dirs/demo
 OUT ?= outputs/demo
+CONFIG ?= configs/dino/dino_vit-t_synthetic.py
 JOBS ?= 2
 
 .PHONY: install demo test lint benchmark clean
@@ -16,11 +18,19 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The main job: synthetic data -> train the DINO demo detector on CPU -> COCO evaluation ->
+# predictions drawn on the validation images -> demo on an image and a video -> learning curve.
+demo: export OMP_WAIT_POLICY = PASSIVE
 demo: install
-	$(PY) tools/make_synthetic.py --out $(DATA) --num-train 200 --num-val 50 --seed 0
-	$(PY) tools/browse_dataset.py configs/_base_/datasets/synthetic_instances.py --out $(OUT) --num 8 \
-		--cfg-options data_root=$(DATA)/
-	@echo "demo: ground truth drawn over synthetic images in $(OUT)/"
+	$(PY) tools/make_synthetic.py --out $(DATA) --num-train 2000 --num-val 200 --seed 0
+	$(PY) tools/train.py $(CONFIG) --work-dir $(WORK) --cfg-options data_root=$(DATA)/
+	$(PY) tools/test.py $(CONFIG) $$(cat $(WORK)/last_checkpoint) --work-dir $(WORK) \
+		--out $(OUT)/results.json --show-dir $(OUT)/show --cfg-options data_root=$(DATA)/
+	$(PY) tools/demo.py $(CONFIG) $$(cat $(WORK)/last_checkpoint) $(DATA)/images/val/000000.jpg --out $(OUT)
+	$(PY) tools/demo.py $(CONFIG) $$(cat $(WORK)/last_checkpoint) $(DATA)/videos/val/video_000.mp4 --out $(OUT)
+	$(PY) tools/analyze_logs.py $(WORK) --out $(OUT)/learning_curve.png --md $(OUT)/learning_curve.md
+	@echo "demo results: metrics above; $(OUT)/results.json, $(OUT)/show/, $(OUT)/000000.png,"
+	@echo "              $(OUT)/video_000.mp4, $(OUT)/learning_curve.png; checkpoints in $(WORK)/"
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -32,6 +42,7 @@ test: lint
 benchmark: install
 	$(PY) benchmarks/bench_attention.py
 	$(PY) benchmarks/bench_vit.py
+	$(PY) benchmarks/bench_deform_attn.py
 
 clean:
 	rm -rf $(VENV) work_dirs outputs data

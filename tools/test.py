@@ -40,6 +40,7 @@ def main() -> None:
         if not args.out.endswith(".json"):
             parser.error("--out must end with .json")
         prefix = args.out[: -len(".json")]
+        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         cfg.test_evaluator.outfile_prefix = prefix
     if args.show_dir:
         hooks = list(cfg.get("custom_hooks") or [])

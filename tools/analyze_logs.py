@@ -1,0 +1,113 @@
+"""Plot a run's learning curves from its work dir: loss and lr per iteration, and the
+validation metric against wall-clock minutes.
+
+    python tools/analyze_logs.py WORK_DIR [--metric coco/bbox_mAP] [--out curves.png] [--md table.md]
+
+Reads the newest ``WORK_DIR/<timestamp>/<timestamp>.log`` that mmengine wrote (its
+timestamps give the minutes); minutes count from the first training iteration's log
+line back by that iteration window's own duration, i.e. from the start of training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import re
+from datetime import datetime
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+_STAMP = re.compile(r"^(?:\d{4}/)?(\d\d/\d\d \d\d:\d\d:\d\d) - mmengine - INFO - (.*)$")
+_TRAIN = re.compile(
+    r"Epoch\(train\)\s+\[(\d+)\]\[\s*(\d+)/(\d+)\].*?lr: ([\d.e+-]+).*?time: ([\d.]+).*?\bloss: ([\d.e+-]+)"
+)
+_VAL = re.compile(r"Epoch\(val\)\s+\[(\d+)\]\[\s*\d+/\d+\]\s+(\S+: .*)$")
+
+
+def parse_log(path: str, metric: str) -> tuple[list[dict], list[dict]]:
+    """(train rows: iter/minutes/lr/loss, val rows: epoch/minutes/metrics) from one log."""
+    train, val, start = [], [], None
+    for line in open(path, encoding="utf-8"):
+        m = _STAMP.match(line.rstrip())
+        if not m:
+            continue
+        when = datetime.strptime(m.group(1), "%m/%d %H:%M:%S")
+        if t := _TRAIN.search(m.group(2)):
+            epoch, it, per_epoch = int(t.group(1)), int(t.group(2)), int(t.group(3))
+            if start is None:  # back-date by the iterations this first line covers
+                start = when.timestamp() - float(t.group(5)) * it
+            train.append(
+                dict(
+                    iter=(epoch - 1) * per_epoch + it,
+                    lr=float(t.group(4)),
+                    loss=float(t.group(6)),
+                    minutes=(when.timestamp() - start) / 60,
+                )
+            )
+        elif (v := _VAL.search(m.group(2))) and metric in m.group(2) and start is not None:
+            values = dict(re.findall(r"(\S+): ([\d.-]+)", v.group(2)))
+            val.append(
+                dict(
+                    epoch=int(v.group(1)),
+                    minutes=(when.timestamp() - start) / 60,
+                    **{k: float(x) for k, x in values.items()},
+                )
+            )
+    return train, val
+
+
+def newest_log(work_dir: str) -> str:
+    logs = sorted(glob.glob(os.path.join(work_dir, "*", "*.log")))
+    if not logs:
+        raise FileNotFoundError(f"no mmengine log (<timestamp>/<timestamp>.log) under {work_dir}")
+    return logs[-1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("work_dir")
+    parser.add_argument("--metric", default="coco/bbox_mAP")
+    parser.add_argument("--out", help="PNG path (default WORK_DIR/curves.png)")
+    parser.add_argument("--md", help="also write the metric table as markdown here")
+    args = parser.parse_args()
+
+    log = newest_log(args.work_dir)
+    train, val = parse_log(log, args.metric)
+    if not train:
+        raise SystemExit(f"{log}: no training iterations logged")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    axes[0].plot([r["iter"] for r in train], [r["loss"] for r in train])
+    axes[0].set(xlabel="iteration", ylabel="total loss", title="loss")
+    axes[1].plot([r["iter"] for r in train], [r["lr"] for r in train])
+    axes[1].set(xlabel="iteration", ylabel="lr", title="learning rate")
+    axes[2].plot([r["minutes"] for r in val], [r[args.metric] for r in val], marker="o")
+    axes[2].set(
+        xlabel="minutes of training (incl. validation)",
+        ylabel=args.metric,
+        title=f"{args.metric} vs time",
+    )
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = args.out or os.path.join(args.work_dir, "curves.png")
+    fig.savefig(out, dpi=100)
+    rows = ["| epoch | minutes | " + args.metric + " | AP50 |", "|---|---|---|---|"]
+    ap50 = args.metric + "_50"
+    rows += [
+        f"| {r['epoch']} | {r['minutes']:.1f} | {r[args.metric]:.3f} | {r.get(ap50, float('nan')):.3f} |"
+        for r in val
+    ]
+    table = "\n".join(rows)
+    if args.md:
+        with open(args.md, "w", encoding="utf-8") as f:
+            f.write(table + "\n")
+    print(table)
+    print(f"curves written to {out}")
+
+
+if __name__ == "__main__":
+    main()
