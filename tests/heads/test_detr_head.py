@@ -20,15 +20,6 @@ from visionfm.registry import MODELS
 C, NUM_CLASSES = 32, 3
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: intra-op threads only add overhead, badly so on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _attn(kind: str, levels: int) -> dict:
     if kind == "global":
         return dict(type="GlobalMemoryAttention", embed_dims=C, num_heads=2)

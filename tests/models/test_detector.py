@@ -22,15 +22,6 @@ from visionfm.registry import MODELS
 NUM_CLASSES = 5  # the synthetic world's classes
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: intra-op threads only add overhead, badly so on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def dino_cfg(
     embed_dims: int = 32, num_queries: int = 30, enc_layers: int = 1, dec_layers: int = 2
 ) -> dict:

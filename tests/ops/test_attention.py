@@ -38,15 +38,6 @@ CASES = [(d, b) for d in DEVICES for b in _runnable(d) if b != "math"]
 ALL_CASES = [(d, b) for d in DEVICES for b in _runnable(d)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tensors here are tiny: extra intra-op threads only spin (and slow down a busy box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(autouse=True)
 def _clean_state(monkeypatch):
     monkeypatch.delenv(ENV_VAR, raising=False)

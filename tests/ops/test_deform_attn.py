@@ -19,15 +19,6 @@ from visionfm.registry import MODELS
 SHAPES = [(5, 7), (3, 4), (2, 3), (1, 1)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tensors here are tiny: extra intra-op threads only spin (and slow down a busy box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _level_starts(shapes: list[tuple[int, int]]) -> torch.Tensor:
     sizes = torch.tensor([h * w for h, w in shapes])
     return sizes.cumsum(0) - sizes
