@@ -458,3 +458,37 @@ def test_all_presets_are_covered_and_small_ones_run():
         "block3": (192, 2, 3),
         "block11": (192, 2, 3),
     }
+
+
+def test_conv_stem_matches_patch_grid_and_trains():
+    """The conv stem gives the patch embedding's grid for any input size, and learns."""
+    from visionfm.backbones.vit_layers import ConvStemEmbed, PatchEmbed
+
+    x = torch.randn(2, 3, 45, 38)
+    conv, patch = ConvStemEmbed(8, 3, 32), PatchEmbed(8, 3, 32)
+    assert conv(x).shape == patch(x).shape == (2, 32, 6, 5)
+    model = MODELS.build(
+        dict(
+            type="ViT",
+            img_size=32,
+            patch_size=8,
+            embed_dim=32,
+            depth=1,
+            num_heads=2,
+            class_token=False,
+            embed_layer="conv",
+        )
+    )
+    assert isinstance(model.patch_embed, ConvStemEmbed)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    target = torch.randn(2, 32, 6, 5)
+    losses = []
+    for _ in range(5):
+        loss = (model(x)["block0"] - target).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    with pytest.raises(ValueError, match="power-of-two"):
+        ConvStemEmbed(14, 3, 32)

@@ -31,7 +31,7 @@ from visionfm.registry import MODELS
 
 from .base import Backbone, StagePart
 from .vit_attention import Attention, Block, RotaryEmbedding2d
-from .vit_layers import PatchEmbed, make_act, make_mlp, make_norm, resize_pos_embed
+from .vit_layers import make_act, make_embed, make_mlp, make_norm, resize_pos_embed
 from .weights import ConvertedCheckpoint
 
 __all__ = ["ViT", "VIT_PRESETS"]
@@ -68,6 +68,8 @@ class ViT(Backbone):
         out_indices: blocks whose outputs are returned.
         final_norm: apply the final norm to the outputs (ViTDet / SAM have none).
         norm_layer, act_layer, mlp_layer: layer factories or names (see ``vit_layers``).
+        embed_layer: 'patch' (the usual strided patch projection) or 'conv' (a convolutional
+            stem, faster to train from scratch) or a factory (patch_size, in_chans, embed_dim).
         attn_backend: attention backend override for every block (None: automatic).
         frozen_stages: -1 nothing; 0 patch / position embeddings and prefix tokens;
             k >= 1 also blocks 0 .. k-1; k == depth also the final norm.
@@ -104,6 +106,7 @@ class ViT(Backbone):
         norm_layer: str | Callable[[int], nn.Module] = "LN",
         act_layer: str | Callable[[], nn.Module] = "gelu",
         mlp_layer: str | Callable[..., nn.Module] = "mlp",
+        embed_layer: str | Callable[..., nn.Module] = "patch",
         attn_backend: str | None = None,
         frozen_stages: int = -1,
         grad_checkpointing: bool = False,
@@ -127,7 +130,7 @@ class ViT(Backbone):
             make_mlp(mlp_layer),
         )
 
-        self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
+        self.patch_embed = make_embed(embed_layer)(patch_size, in_chans, embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if class_token else None
         self.reg_tokens = (
             nn.Parameter(torch.zeros(1, reg_tokens, embed_dim)) if reg_tokens else None

@@ -201,6 +201,49 @@ class PatchEmbed(nn.Module):
         return self.proj(x)
 
 
+class ConvStemEmbed(nn.Module):
+    """Convolutional stem (Xiao et al., 2021, "Early Convolutions Help Transformers See
+    Better"): log2(patch) stride-2 3x3 conv + BatchNorm + ReLU stages, widths growing to
+    ``embed_dim``, then a 1x1 projection. Same interface and output grid as PatchEmbed;
+    it trains faster from scratch (no published checkpoint uses it, so it has no converter).
+
+    (B, in_chans, H, W) -> (B, embed_dim, ceil(H / p), ceil(W / p)).
+    """
+
+    def __init__(self, patch_size: int = 16, in_chans: int = 3, embed_dim: int = 768) -> None:
+        super().__init__()
+        stages = patch_size.bit_length() - 1
+        if patch_size < 2 or 2**stages != patch_size:
+            raise ValueError(f"the conv stem needs a power-of-two patch size, got {patch_size}")
+        self.patch_size = patch_size
+        widths = [max(embed_dim // 2 ** (stages - i), 16) for i in range(1, stages + 1)]
+        layers, prev = [], in_chans
+        for width in widths:
+            layers += [
+                nn.Conv2d(prev, width, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+            ]
+            prev = width
+        self.stem = nn.Sequential(*layers)
+        self.proj = nn.Conv2d(prev, embed_dim, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.patch_size
+        pad_h, pad_w = (-x.shape[-2]) % p, (-x.shape[-1]) % p
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        return self.proj(self.stem(x))
+
+
+_EMBEDS = {"patch": PatchEmbed, "conv": ConvStemEmbed}
+
+
+def make_embed(embed_layer: str | Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """``embed_layer`` name ('patch', 'conv') or factory ``(patch_size, in_chans, embed_dim)``."""
+    return _lookup("embed_layer", _EMBEDS, embed_layer)
+
+
 def resize_pos_embed(
     pos: torch.Tensor,
     size: tuple[int, int],
