@@ -94,6 +94,7 @@ def main() -> None:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     out = args.out or os.path.join(args.work_dir, "curves.png")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     fig.savefig(out, dpi=100)
     rows = ["| epoch | minutes | " + args.metric + " | AP50 |", "|---|---|---|---|"]
     ap50 = args.metric + "_50"

@@ -58,7 +58,12 @@ def prepare_config(args: argparse.Namespace):
     elif args.resume:
         cfg.resume, cfg.load_from = True, args.resume
     if args.launcher != "none" and not torch.cuda.is_available():
+        # CPU processes: gloo, and DDP without device_ids (mmengine passes the local rank)
         cfg.env_cfg.setdefault("dist_cfg", {})["backend"] = "gloo"
+        cfg.setdefault(
+            "model_wrapper_cfg",
+            dict(type="MMDistributedDataParallel", device_ids=None, broadcast_buffers=False),
+        )
     return cfg
 
 

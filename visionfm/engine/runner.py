@@ -42,6 +42,7 @@ _RUNNER_KEYS = (
     "visualizer",
     "randomness",
     "experiment_name",
+    "model_wrapper_cfg",
 )
 
 
