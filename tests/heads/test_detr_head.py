@@ -13,7 +13,7 @@ from mmengine.structures import InstanceData
 
 from visionfm.data.data_sample import DataSample
 from visionfm.heads.detr import DETRHead, SinePositionalEncoding
-from visionfm.heads.detr.head import boxes_to_original
+from visionfm.ops.geometry import boxes_to_original
 from visionfm.necks import ChannelMapper
 from visionfm.registry import MODELS
 

@@ -50,7 +50,8 @@ from torch import Tensor, nn
 from visionfm.data.preprocessor import padding_mask
 from visionfm.models.losses import average_num_boxes, set_prediction_losses
 from visionfm.necks.channel_mapper import ChannelMapper
-from visionfm.ops.boxes import box_cxcywh_to_xyxy, clip_boxes, rescale_boxes
+from visionfm.ops.boxes import box_cxcywh_to_xyxy, rescale_boxes
+from visionfm.ops.geometry import boxes_to_original
 from visionfm.registry import MODELS
 
 from .deformable import DeformableMemoryAttention, Memory, flatten_levels
@@ -59,30 +60,7 @@ from .positional import SinePositionalEncoding
 from .query_selection import DecoderQueries, TwoStageProposals, query_mode
 from .transformer import MLP
 
-__all__ = ["DETRHead", "boxes_to_original"]
-
-
-def boxes_to_original(bboxes: Tensor, metainfo: Mapping) -> Tensor:
-    """(N, 4) xyxy boxes in network-input pixels -> (N, 4) in the original image's pixels.
-
-    Inverts ``homography_matrix`` (original -> input: resize, flip, crop, ...) on the four
-    corners and takes their bounding box; without it divides by ``scale_factor`` (w, h).
-    Clipped to ``ori_shape`` when present.
-    """
-    matrix = metainfo.get("homography_matrix")
-    if matrix is not None:
-        inv = torch.linalg.inv(torch.as_tensor(matrix, dtype=torch.float64)).to(bboxes.device)
-        x1, y1, x2, y2 = bboxes.double().unbind(-1)
-        xs, ys = torch.stack((x1, x2, x1, x2), -1), torch.stack((y1, y1, y2, y2), -1)
-        mapped = torch.stack((xs, ys, torch.ones_like(xs)), -1) @ inv.T  # (N, 4 corners, 3)
-        xy = mapped[..., :2] / mapped[..., 2:]
-        bboxes = torch.cat((xy.amin(1), xy.amax(1)), dim=-1).to(bboxes.dtype)
-    elif "scale_factor" in metainfo:
-        sw, sh = metainfo["scale_factor"][:2]
-        bboxes = bboxes / bboxes.new_tensor([sw, sh, sw, sh])
-    if "ori_shape" in metainfo:
-        bboxes = clip_boxes(bboxes, metainfo["ori_shape"][:2])
-    return bboxes
+__all__ = ["DETRHead"]
 
 
 def _resize_mask(mask: Tensor, like: Tensor) -> Tensor:
