@@ -14,7 +14,10 @@ Outputs: ``{f"block{i}": (B, embed_dim, ceil(H / p), ceil(W / p))}`` for each ``
 ``out_indices`` (0-based block index, negatives count from the end), i.e. the patch tokens
 after block ``i``, passed through the final norm when ``final_norm`` (the norm is shared by
 all outputs, as in DINOv2's ``get_intermediate_layers``). Every output has stride
-``patch_size``. Inputs whose sides are not multiples of the patch size are zero-padded
+``patch_size``. With ``return_class_token`` each output also comes with
+``f"block{i}_cls"``: the class token after block ``i`` (normed like the map), shape
+``(B, embed_dim)`` -- a token, not a map, so it is not listed in ``out_channels`` /
+``out_strides`` (DPT's readout reads it). Inputs whose sides are not multiples of the patch size are zero-padded
 on the right / bottom. Blocks after the last of ``out_indices`` are not run.
 """
 
@@ -54,9 +57,10 @@ class ViT(Backbone):
         class_token: prepend a class token. reg_tokens: number of register tokens.
             Both are dropped from the output maps.
         abs_pos_embed: learnable absolute position embedding on the patch grid.
-        pos_embed_antialias, pos_embed_offset: how ``pos_embed`` is resized, see
-            :func:`~visionfm.backbones.vit_layers.resize_pos_embed` (timm: antialias=True;
-            HF: both off; original DINOv2 repo: offset=0.1).
+        pos_embed_antialias, pos_embed_offset, pos_embed_mode: how ``pos_embed`` is
+            resized, see :func:`~visionfm.backbones.vit_layers.resize_pos_embed` (timm:
+            antialias=True; HF: both off; original DINOv2 repo: offset=0.1; HF DPT:
+            mode='bilinear').
         rope_base: enables 2D axial RoPE (DINOv3 form) with this base (DINOv3: 100).
         init_values: layer-scale initial value; None disables layer scale.
         drop_path_rate: stochastic depth, increasing linearly to this over the blocks.
@@ -66,7 +70,9 @@ class ViT(Backbone):
         use_rel_pos: decomposed relative position bias in every block (tables sized for
             the window in windowed blocks, for the ``img_size`` grid in global ones).
         out_indices: blocks whose outputs are returned.
-        final_norm: apply the final norm to the outputs (ViTDet / SAM have none).
+        final_norm: apply the final norm to the outputs (ViTDet / SAM / DPT have none).
+        return_class_token: also return each output block's class token (see the module
+            doc); needs ``class_token``.
         norm_layer, act_layer, mlp_layer: layer factories or names (see ``vit_layers``).
         embed_layer: 'patch' (the usual strided patch projection) or 'conv' (a convolutional
             stem, faster to train from scratch) or a factory (patch_size, in_chans, embed_dim).
@@ -93,6 +99,7 @@ class ViT(Backbone):
         abs_pos_embed: bool = True,
         pos_embed_antialias: bool = False,
         pos_embed_offset: float = 0.0,
+        pos_embed_mode: str = "bicubic",
         rope_base: float | None = None,
         init_values: float | None = None,
         drop_path_rate: float = 0.0,
@@ -103,6 +110,7 @@ class ViT(Backbone):
         use_rel_pos: bool = False,
         out_indices: Sequence[int] = (-1,),
         final_norm: bool = True,
+        return_class_token: bool = False,
         norm_layer: str | Callable[[int], nn.Module] = "LN",
         act_layer: str | Callable[[], nn.Module] = "gelu",
         mlp_layer: str | Callable[..., nn.Module] = "mlp",
@@ -121,9 +129,17 @@ class ViT(Backbone):
         self.num_prefix_tokens = int(class_token) + reg_tokens
         window_block_indices = sorted({i % depth for i in window_block_indices})
         self._check_options(window_size, window_block_indices, use_rel_pos, rope_base)
+        if return_class_token and not class_token:
+            raise ValueError("return_class_token=True needs class_token=True")
+        if pos_embed_mode not in ("bicubic", "bilinear"):
+            raise ValueError(
+                f"pos_embed_mode must be 'bicubic' or 'bilinear', got {pos_embed_mode!r}"
+            )
+        self.return_class_token = return_class_token
         self.out_indices = sorted({i % depth for i in out_indices})
         self.pos_embed_antialias = pos_embed_antialias
         self.pos_embed_offset = pos_embed_offset
+        self.pos_embed_mode = pos_embed_mode
         norm_layer, act_layer, mlp_layer = (
             make_norm(norm_layer),
             make_act(act_layer),
@@ -256,13 +272,18 @@ class ViT(Backbone):
         if cacheable and self._pos_cache is not None and self._pos_cache[0] == key:
             return self._pos_cache[1]
         resized = resize_pos_embed(
-            pos, hw, antialias=self.pos_embed_antialias, offset=self.pos_embed_offset
+            pos,
+            hw,
+            antialias=self.pos_embed_antialias,
+            offset=self.pos_embed_offset,
+            mode=self.pos_embed_mode,
         ).reshape(1, -1, pos.shape[-1])
         self._pos_cache = (key, resized.detach()) if cacheable else None
         return resized
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """x: (B, in_chans, H, W) -> ``{"block{i}": (B, embed_dim, ceil(H/p), ceil(W/p))}``."""
+        """x: (B, in_chans, H, W) -> ``{"block{i}": (B, embed_dim, ceil(H/p), ceil(W/p))}``
+        (+ ``"block{i}_cls"``: (B, embed_dim) with ``return_class_token``)."""
         x = self.patch_embed(x)  # (B, C, h, w)
         b, c, h, w = x.shape
         x = x.flatten(2).transpose(1, 2)  # (B, h*w, C)
@@ -284,6 +305,8 @@ class ViT(Backbone):
             if i in self.out_indices:
                 y = self.norm(x[:, self.num_prefix_tokens :])  # (B, h*w, C)
                 outs[self._key(i)] = y.transpose(1, 2).reshape(b, c, h, w)
+                if self.return_class_token:
+                    outs[self._key(i) + "_cls"] = self.norm(x[:, 0])  # (B, C)
         return outs
 
 

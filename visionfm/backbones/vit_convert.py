@@ -173,7 +173,11 @@ def _fit_positions(sd: dict[str, torch.Tensor], model, notes: list[str]) -> None
         if model_grid is not None and tuple(grid.shape[1:3]) != model_grid:
             notes.append(f"pos_embed resized from grid {tuple(grid.shape[1:3])} to {model_grid}")
             grid = resize_pos_embed(
-                grid, model_grid, model.pos_embed_antialias, model.pos_embed_offset
+                grid,
+                model_grid,
+                model.pos_embed_antialias,
+                model.pos_embed_offset,
+                getattr(model, "pos_embed_mode", "bicubic"),
             )
         sd["pos_embed"] = grid
     own = model.state_dict()
@@ -209,6 +213,12 @@ def convert_vit_checkpoint(sd: dict[str, torch.Tensor], model) -> ConvertedCheck
     sd = _from_hf(sd) if fmt.startswith("Hugging Face") else _from_timm(sd)
     _fuse(sd)
     notes: list[str] = []
+    if isinstance(getattr(model, "norm", None), torch.nn.Identity):  # final_norm=False
+        dropped = [k for k in sd if k.startswith("norm.")]
+        if dropped:
+            ignored += [prefix + k for k in dropped]
+            sd = {k: v for k, v in sd.items() if k not in dropped}
+            notes.append("the model has no final norm (final_norm=False): its weights are unused")
     _fit_positions(sd, model, notes)
     if prefix:
         notes.append(f"keys taken from under the prefix {prefix!r}")

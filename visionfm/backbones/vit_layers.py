@@ -249,8 +249,9 @@ def resize_pos_embed(
     size: tuple[int, int],
     antialias: bool = False,
     offset: float = 0.0,
+    mode: str = "bicubic",
 ) -> torch.Tensor:
-    """Bicubic resize of a grid of absolute position embeddings.
+    """Bicubic (or ``mode``) resize of a grid of absolute position embeddings.
 
     Args:
         pos: (1, h, w, C) embeddings of the grid they were trained on.
@@ -259,6 +260,7 @@ def resize_pos_embed(
             False gives the plain bicubic kernel (Hugging Face, ViTDet, mmpretrain).
         offset: the original DINOv2 repo's ``interpolate_offset`` (0.1 there): resample with
             scale factor ``(H + offset) / h`` instead of the exact target size.
+        mode: ``'bicubic'`` (timm, HF ViT / DINOv2) or ``'bilinear'`` (HF DPT).
 
     Returns:
         (1, H, W, C), in ``pos``'s dtype (computed in float32).
@@ -269,9 +271,9 @@ def resize_pos_embed(
     grid = pos.permute(0, 3, 1, 2).float()  # (1, C, h, w)
     if offset:
         scale = ((size[0] + offset) / h, (size[1] + offset) / w)
-        grid = F.interpolate(grid, scale_factor=scale, mode="bicubic", antialias=antialias)
+        grid = F.interpolate(grid, scale_factor=scale, mode=mode, antialias=antialias)
     else:
-        grid = F.interpolate(grid, size=tuple(size), mode="bicubic", antialias=antialias)
+        grid = F.interpolate(grid, size=tuple(size), mode=mode, antialias=antialias)
     return grid.to(pos.dtype).permute(0, 2, 3, 1)
 
 

@@ -1,0 +1,568 @@
+"""Swin Transformer V1 and V2 backbones (shifted-window attention, hierarchical outputs).
+
+Papers: Liu et al. 2021 "Swin Transformer: Hierarchical Vision Transformer using Shifted
+Windows"; Liu et al. 2022 "Swin Transformer V2: Scaling Up Capacity and Resolution".
+
+Layout: a ``p x p`` patch embedding (conv + norm), then stages ``0 .. S-1``; stage ``i > 0``
+starts with patch merging (2 x 2 tokens -> twice the channels), then runs ``depths[i]``
+blocks alternating plain and shifted windows. Token maps stay ``(B, H, W, C)`` inside.
+
+Outputs: ``{f"p{log2(stride)}": (B, embed_dim * 2**i, ceil(H / (p * 2**i)), ...)}`` for each
+stage ``i`` in ``out_indices``, each through its own norm (``p2 .. p5`` for ``p = 4``, the
+level names of the necks and heads). Stages after the last output are not run.
+
+Any input size: the image is zero-padded to a multiple of the patch size, odd maps are
+padded before merging, and every stage pads its map to a multiple of the window (padding
+tokens take part as keys, as in the reference implementations) and crops back. Along an
+axis where the map fits in one window (``size <= window``), the window shrinks to the map
+and is not shifted (timm's rule, applied to the actual input; the official and HF models
+apply it to square maps); ``always_partition=True`` keeps full, shifted windows everywhere
+(the Swin detection repo, mmdet and HF ``SwinBackbone``). Shifted windows mask the pairs
+that the cyclic shift brings together; the relative position bias plus that mask is the
+additive bias passed to :func:`visionfm.ops.attention.attention`.
+
+V2 differs by residual post-norm, scaled cosine attention (per-head learnable logit
+scale, clamped at ``log(100)``, folded into the normalised queries; attention scale 1),
+a continuous position bias (MLP over log-spaced relative coordinates, ``16 * sigmoid``;
+``pretrained_window_sizes`` gives the windows it was trained with, so other windows run),
+q / v biases with a zero k bias, and patch merging that normalises after the reduction.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from visionfm.ops.attention import attention, check_backend
+from visionfm.registry import MODELS
+
+from .base import Backbone, StagePart
+from .vit_layers import DropPath, Mlp, PatchEmbed, make_act, make_norm
+from .weights import ConvertedCheckpoint
+
+__all__ = [
+    "SWIN_PRESETS",
+    "SwinTransformer",
+    "SwinTransformerV2",
+    "shift_window_mask",
+    "stage_window",
+    "window_attention",
+]
+
+Pair = tuple[int, int]
+
+
+def _per_stage(value: int | Sequence[int], n: int, name: str) -> list[int]:
+    values = [int(value)] * n if isinstance(value, int) else [int(v) for v in value]
+    if len(values) != n:
+        raise ValueError(f"{name} needs one value per stage ({n}), got {value}")
+    return values
+
+
+# -- windows -----------------------------------------------------------------------------
+def stage_window(hw: Pair, window_size: int, always_partition: bool = False) -> tuple[Pair, Pair]:
+    """(window, shift) per axis for an h x w map: an axis that fits in one window gets a
+    window of its size and no shift, unless ``always_partition``."""
+    if always_partition:
+        return (window_size, window_size), (window_size // 2, window_size // 2)
+    window = (min(window_size, hw[0]), min(window_size, hw[1]))
+    shift = tuple(window_size // 2 if n > window_size else 0 for n in hw)
+    return window, shift
+
+
+def shift_window_mask(
+    padded_hw: Pair, window: Pair, shift: Pair, device=None
+) -> torch.Tensor | None:
+    """Which token pairs of each shifted window may attend: (nW, N, N) bool, or None unshifted.
+
+    After the cyclic shift by ``-shift`` the last window row / column holds tokens from the
+    far side of the map; tokens attend only within their region (3 per shifted axis).
+    """
+    if not any(shift):
+        return None
+
+    def regions(n: int, w: int, s: int) -> torch.Tensor:
+        idx = torch.arange(n, device=device)
+        return (idx >= n - w).long() + (idx >= n - s).long() if s else torch.zeros_like(idx)
+
+    (hp, wp), (wh, ww) = padded_hw, window
+    ids = regions(hp, wh, shift[0])[:, None] * 3 + regions(wp, ww, shift[1])[None, :]
+    ids = ids.view(hp // wh, wh, wp // ww, ww).transpose(1, 2).reshape(-1, wh * ww)  # (nW, N)
+    return ids[:, :, None] == ids[:, None, :]
+
+
+def window_attention(
+    x: torch.Tensor, attn: nn.Module, window: Pair, shift: Pair, mask: torch.Tensor | None
+) -> torch.Tensor:
+    """Shifted-window attention on a token map: (B, H, W, C) -> (B, H, W, C).
+
+    Pads to a multiple of ``window``, rolls by ``-shift``, runs ``attn`` on the windows
+    (B, nW, wh * ww, C) with ``mask`` (see :func:`shift_window_mask`), then undoes it all.
+    """
+    b, h, w, c = x.shape
+    (wh, ww), (sh, sw) = window, shift
+    pad_h, pad_w = (-h) % wh, (-w) % ww
+    if pad_h or pad_w:
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    if sh or sw:
+        x = torch.roll(x, (-sh, -sw), dims=(1, 2))
+    hp, wp = h + pad_h, w + pad_w
+    windows = x.view(b, hp // wh, wh, wp // ww, ww, c).transpose(2, 3).reshape(b, -1, wh * ww, c)
+    windows = attn(windows, window, mask)  # (B, nW, N, C)
+    x = windows.view(b, hp // wh, wp // ww, wh, ww, c).transpose(2, 3).reshape(b, hp, wp, c)
+    if sh or sw:
+        x = torch.roll(x, (sh, sw), dims=(1, 2))
+    return x[:, :h, :w] if pad_h or pad_w else x
+
+
+def _relative_index(window: Pair, table: Pair, device) -> torch.Tensor:
+    """(N * N,) index of each (query, key) offset of a ``window`` in a (2*th-1) x (2*tw-1) table."""
+    ys, xs = torch.meshgrid(
+        torch.arange(window[0], device=device),
+        torch.arange(window[1], device=device),
+        indexing="ij",
+    )
+    ys, xs = ys.flatten(), xs.flatten()
+    dy = ys[:, None] - ys[None, :] + table[0] - 1
+    dx = xs[:, None] - xs[None, :] + table[1] - 1
+    return (dy * (2 * table[1] - 1) + dx).flatten()
+
+
+# -- blocks ------------------------------------------------------------------------------
+class WindowAttention(nn.Module):
+    """Window self-attention with a learned relative position bias table (Swin V1).
+
+    ``rel_pos_table``: ((2 * window_size - 1) ** 2, heads); smaller windows use its centre.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window_size: int,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+        attn_backend: str | None = None,
+    ) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"stage width {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.window_size = window_size
+        self.attn_drop = attn_drop
+        self.attn_backend = attn_backend
+        self.scale: float | None = None  # head_dim ** -0.5
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self._init_position(num_heads, window_size)
+
+    def _init_position(self, num_heads: int, window_size: int) -> None:
+        self.rel_pos_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
+
+    def relative_bias(self, window: Pair) -> torch.Tensor:
+        """(heads, N, N) additive bias for a window of ``window`` tokens, N = wh * ww."""
+        n = window[0] * window[1]
+        ws = (self.window_size, self.window_size)
+        idx = _relative_index(window, ws, self.rel_pos_table.device)
+        return self.rel_pos_table[idx].view(n, n, -1).permute(2, 0, 1)
+
+    def qkv_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """x: (B, nW, N, C) -> q, k, v each (B, nW, heads, N, head_dim)."""
+        b, nw, n, c = x.shape
+        qkv = self.qkv(x).view(b, nw, n, 3, self.num_heads, c // self.num_heads)
+        return qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)
+
+    def forward(self, x: torch.Tensor, window: Pair, mask: torch.Tensor | None) -> torch.Tensor:
+        """x: (B, nW, N, C) windows; mask: (nW, N, N) bool (True = attend) or None."""
+        b, nw, n, c = x.shape
+        q, k, v = self.qkv_heads(x)
+        bias = self.relative_bias(window)  # (heads, N, N)
+        if mask is None:  # one bias for every window: (B * nW, heads) batch
+            q, k, v = (t.reshape(b * nw, self.num_heads, n, -1) for t in (q, k, v))
+            bias = bias[None]
+        else:  # a bias per window: fold windows into the head dim, (B, nW * heads) batch
+            bias = bias.masked_fill(~mask[:, None], float("-inf")).reshape(1, -1, n, n)
+            q, k, v = (t.reshape(b, nw * self.num_heads, n, -1) for t in (q, k, v))
+        drop = self.attn_drop if self.training else 0.0
+        out = attention(q, k, v, bias, dropout_p=drop, scale=self.scale, backend=self.attn_backend)
+        out = out.reshape(b, nw, self.num_heads, n, -1).transpose(2, 3).reshape(b, nw, n, c)
+        return self.proj_drop(self.proj(out))
+
+
+class CosineWindowAttention(WindowAttention):
+    """Swin V2 window attention: scaled cosine similarity plus a continuous position bias.
+
+    ``logit_scale``: (heads,) log of the per-head temperature; ``rel_pos_mlp``: 2 -> 512 ->
+    heads MLP over log-spaced relative coordinates, normalised by ``pretrained_window_size - 1``
+    (0: by the window in use); q / v biases with a zero k bias.
+    """
+
+    def __init__(self, *args, pretrained_window_size: int = 0, **kwargs) -> None:
+        qkv_bias = kwargs.pop("qkv_bias", True)
+        super().__init__(*args, qkv_bias=False, **kwargs)
+        self.pretrained_window_size = pretrained_window_size
+        self.scale = 1.0  # the temperature is folded into q
+        dim = self.qkv.in_features
+        self.q_bias = nn.Parameter(torch.zeros(dim)) if qkv_bias else None
+        self.v_bias = nn.Parameter(torch.zeros(dim)) if qkv_bias else None
+
+    def _init_position(self, num_heads: int, window_size: int) -> None:
+        self.logit_scale = nn.Parameter(torch.full((num_heads,), math.log(10.0)))
+        self.rel_pos_mlp = nn.Sequential(
+            nn.Linear(2, 512), nn.ReLU(inplace=True), nn.Linear(512, num_heads, bias=False)
+        )
+
+    def relative_bias(self, window: Pair) -> torch.Tensor:
+        """(heads, N, N): ``16 * sigmoid(mlp(log-spaced offsets))`` for a ``window``."""
+        wh, ww = window
+        device = self.logit_scale.device
+        pw = self.pretrained_window_size
+        norm = (pw, pw) if pw > 0 else window
+        coords = torch.meshgrid(
+            torch.arange(1 - wh, wh, device=device, dtype=torch.float32),
+            torch.arange(1 - ww, ww, device=device, dtype=torch.float32),
+            indexing="ij",
+        )
+        table = torch.stack(coords, dim=-1)  # (2wh-1, 2ww-1, 2) offsets (dy, dx)
+        table = table / table.new_tensor([max(norm[0] - 1, 1), max(norm[1] - 1, 1)]) * 8
+        table = torch.sign(table) * torch.log2(table.abs() + 1.0) / math.log2(8)
+        table = self.rel_pos_mlp(table.to(self.rel_pos_mlp[0].weight.dtype)).view(
+            -1, self.num_heads
+        )
+        n = wh * ww
+        bias = table[_relative_index(window, window, device)].view(n, n, -1).permute(2, 0, 1)
+        return 16 * torch.sigmoid(bias)
+
+    def qkv_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """x: (B, nW, N, C) -> unit q scaled by the temperature, unit k, v: (B, nW, heads, N, d)."""
+        b, nw, n, c = x.shape
+        bias = None
+        if self.q_bias is not None:
+            bias = torch.cat([self.q_bias, torch.zeros_like(self.q_bias), self.v_bias])
+        qkv = F.linear(x, self.qkv.weight, bias).view(b, nw, n, 3, self.num_heads, -1)
+        q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)
+        temperature = self.logit_scale.clamp(max=math.log(100.0)).exp()[:, None, None]
+        q = F.normalize(q, dim=-1) * temperature.to(q.dtype)  # (autocast: keep q's dtype)
+        return q, F.normalize(k, dim=-1), v
+
+
+class SwinBlock(nn.Module):
+    """Swin block on a (B, H, W, C) map. Pre-norm (V1): ``x + dp(attn(norm1(x)))``, then
+    ``x + dp(mlp(norm2(x)))``; residual post-norm (V2): ``x + dp(norm1(attn(x)))``, then
+    ``x + dp(norm2(mlp(x)))``."""
+
+    def __init__(
+        self,
+        dim: int,
+        attn: WindowAttention,
+        mlp_hidden_dim: int,
+        norm_layer: Callable[[int], nn.Module],
+        act_layer: Callable[[], nn.Module],
+        drop_path: float = 0.0,
+        proj_drop: float = 0.0,
+        post_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        self.post_norm = post_norm
+        self.norm1 = norm_layer(dim)
+        self.attn = attn
+        self.norm2 = norm_layer(dim)
+        self.mlp = Mlp(dim, mlp_hidden_dim, act_layer=act_layer, drop=proj_drop)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(
+        self, x: torch.Tensor, window: Pair, shift: Pair, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """x: (B, H, W, C) -> (B, H, W, C); window / shift / mask as in :func:`window_attention`."""
+        if self.post_norm:
+            x = x + self.drop_path(self.norm1(window_attention(x, self.attn, window, shift, mask)))
+            return x + self.drop_path(self.norm2(self.mlp(x)))
+        x = x + self.drop_path(window_attention(self.norm1(x), self.attn, window, shift, mask))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class PatchMerging(nn.Module):
+    """2 x 2 tokens -> one of twice the width: (B, H, W, C) -> (B, ceil(H/2), ceil(W/2), 2C).
+
+    Concatenation order (x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2], x[1::2, 1::2]) as in the
+    references; V1 normalises the 4C vector before the reduction, V2 the 2C one after it.
+    """
+
+    def __init__(self, dim: int, norm_layer: Callable[[int], nn.Module], norm_after: bool) -> None:
+        super().__init__()
+        self.norm_after = norm_after
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+        self.norm = norm_layer(2 * dim if norm_after else 4 * dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, h, w, c = x.shape
+        if h % 2 or w % 2:
+            x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+        h2, w2 = (h + 1) // 2, (w + 1) // 2
+        x = x.view(b, h2, 2, w2, 2, c).permute(0, 1, 3, 4, 2, 5).reshape(b, h2, w2, 4 * c)
+        return self.norm(self.reduction(x)) if self.norm_after else self.reduction(self.norm(x))
+
+
+class SwinStage(nn.Module):
+    """Optional patch merging, then blocks alternating plain and shifted windows."""
+
+    def __init__(self, downsample: nn.Module | None, blocks: list[SwinBlock], window_size: int):
+        super().__init__()
+        self.downsample = downsample if downsample is not None else nn.Identity()
+        self.blocks = nn.ModuleList(blocks)
+        self.window_size = window_size
+
+    def forward(
+        self, x: torch.Tensor, always_partition: bool = False, grad_checkpointing: bool = False
+    ) -> torch.Tensor:
+        """x: (B, H, W, C_in) -> (B, H', W', C), H' = ceil(H / 2) after merging."""
+        x = self.downsample(x)
+        h, w = x.shape[1:3]
+        window, shift = stage_window((h, w), self.window_size, always_partition)
+        padded = (h + (-h) % window[0], w + (-w) % window[1])
+        mask = shift_window_mask(padded, window, shift, x.device)
+        for i, blk in enumerate(self.blocks):
+            args = (window, shift, mask) if i % 2 else (window, (0, 0), None)
+            x = (
+                checkpoint(blk, x, *args, use_reentrant=False)
+                if grad_checkpointing
+                else blk(x, *args)
+            )
+        return x
+
+
+# -- the models --------------------------------------------------------------------------
+@MODELS.register_module()
+class SwinTransformer(Backbone):
+    """Swin Transformer (V1) backbone; see the module docstring for outputs and input sizes.
+
+    Args:
+        patch_size, in_chans, embed_dim: patch embedding (stage ``i`` is ``embed_dim * 2**i`` wide).
+        depths, num_heads: blocks and attention heads per stage.
+        window_size: window side, one for all stages or one per stage.
+        mlp_ratio, qkv_bias: the usual.
+        drop_path_rate: stochastic depth, growing linearly to this over all blocks.
+        attn_drop, proj_drop: dropout on attention weights / projection outputs.
+        always_partition: full shifted windows even where a map fits in one window.
+        out_indices: stages whose outputs are returned (negatives count from the end).
+        norm_layer, act_layer: factories or names (see ``vit_layers``); LayerNorm eps 1e-5.
+        pretrained_window_sizes: Swin V2 only (see :class:`SwinTransformerV2`).
+        attn_backend: attention backend override for every block (None: automatic).
+        frozen_stages: -1 nothing; 0 the patch embedding; k >= 1 also stages 0 .. k-1 and
+            their output norms.
+        grad_checkpointing: recompute block activations in backward.
+        pretrained: checkpoint to load at the end of construction (see ``load_pretrained``).
+    """
+
+    version = 1
+
+    def __init__(
+        self,
+        patch_size: int = 4,
+        in_chans: int = 3,
+        embed_dim: int = 96,
+        depths: Sequence[int] = (2, 2, 6, 2),
+        num_heads: Sequence[int] = (3, 6, 12, 24),
+        window_size: int | Sequence[int] = 7,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_path_rate: float = 0.0,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+        always_partition: bool = False,
+        out_indices: Sequence[int] = (0, 1, 2, 3),
+        norm_layer: str | Callable[[int], nn.Module] = "LN_1e-5",
+        act_layer: str | Callable[[], nn.Module] = "gelu",
+        pretrained_window_sizes: int | Sequence[int] = 0,
+        attn_backend: str | None = None,
+        frozen_stages: int = -1,
+        grad_checkpointing: bool = False,
+        pretrained: str | None = None,
+    ) -> None:
+        super().__init__(frozen_stages=frozen_stages, grad_checkpointing=grad_checkpointing)
+        n = len(depths)
+        num_heads = _per_stage(num_heads, n, "num_heads")
+        windows = _per_stage(window_size, n, "window_size")
+        pretrained_windows = _per_stage(pretrained_window_sizes, n, "pretrained_window_sizes")
+        if self.version == 1 and any(pretrained_windows):
+            raise ValueError("pretrained_window_sizes is a Swin V2 option: use SwinTransformerV2")
+        if patch_size & (patch_size - 1):
+            raise ValueError(
+                f"patch_size must be a power of two (levels are named by stride), got {patch_size}"
+            )
+        self.depths = [int(d) for d in depths]
+        self.patch_size = patch_size
+        self.always_partition = always_partition
+        self.out_indices = sorted({i % n for i in out_indices})
+        self.widths = [embed_dim * 2**i for i in range(n)]
+        check_backend(attn_backend)
+        norm_layer, act_layer = make_norm(norm_layer), make_act(act_layer)
+
+        self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
+        self.patch_norm = norm_layer(embed_dim)
+        total = sum(self.depths)
+        drop_rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
+        self.stages = nn.ModuleList()
+        for i, (dim, depth) in enumerate(zip(self.widths, self.depths)):
+            blocks = []
+            for j in range(depth):
+                attn = self._make_attn(dim, num_heads[i], windows[i], qkv_bias, attn_drop,
+                                       proj_drop, attn_backend, pretrained_windows[i])  # fmt: skip
+                blocks.append(
+                    SwinBlock(dim, attn, int(dim * mlp_ratio), norm_layer, act_layer,
+                              drop_rates[sum(self.depths[:i]) + j], proj_drop, self.version == 2)
+                )  # fmt: skip
+            merge = PatchMerging(dim // 2, norm_layer, self.version == 2) if i else None
+            self.stages.append(SwinStage(merge, blocks, windows[i]))
+        self.norms = nn.ModuleDict(
+            {self.level_name(i): norm_layer(self.widths[i]) for i in self.out_indices}
+        )
+        self._init_weights()
+        self.freeze_stages()
+        if pretrained:
+            self.load_pretrained(pretrained)
+
+    def _make_attn(self, dim, heads, window, qkv_bias, attn_drop, proj_drop, backend, _pretrained):
+        return WindowAttention(dim, heads, window, qkv_bias, attn_drop, proj_drop, backend)
+
+    def _init_weights(self) -> None:
+        """Truncated-normal (std 0.02) linears and bias tables, zero biases (as the references).
+
+        Private on purpose: mmengine's ``init_weights`` would wipe loaded weights.
+        """
+        for name, p in self.named_parameters():
+            if name.endswith("rel_pos_table"):
+                nn.init.trunc_normal_(p, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    # -- backbone interface --------------------------------------------------------------
+    def level_name(self, stage: int) -> str:
+        """Output key of stage ``stage``: ``p{log2(stride)}``."""
+        return f"p{(self.patch_size * 2**stage).bit_length() - 1}"
+
+    @property
+    def out_channels(self) -> dict[str, int]:
+        return {self.level_name(i): self.widths[i] for i in self.out_indices}
+
+    @property
+    def out_strides(self) -> dict[str, int]:
+        return {self.level_name(i): self.patch_size * 2**i for i in self.out_indices}
+
+    @property
+    def num_layers(self) -> int:
+        return sum(self.depths)
+
+    def get_layer_id(self, name: str) -> int:
+        """0: patch embedding; blocks numbered 1 .. num_layers across stages; a stage's patch
+        merging shares the id of the block before it; output norms: num_layers + 1."""
+        if name.startswith(("patch_embed.", "patch_norm.")):
+            return 0
+        hit = re.match(r"stages\.(\d+)\.(?:blocks\.(\d+)|downsample)\.", name)
+        if hit is None:
+            return self.num_layers + 1
+        before = sum(self.depths[: int(hit[1])])
+        return before + int(hit[2]) + 1 if hit[2] is not None else before
+
+    def stage_parts(self) -> list[list[StagePart]]:
+        parts: list[list[StagePart]] = [[self.patch_embed, self.patch_norm]]
+        for i, stage in enumerate(self.stages):
+            norm = self.norms[self.level_name(i)] if i in self.out_indices else None
+            parts.append([stage] + ([norm] if norm is not None else []))
+        return parts
+
+    def convert_checkpoint(self, state_dict: dict[str, torch.Tensor]) -> ConvertedCheckpoint:
+        from .swin_convert import convert_swin_checkpoint
+
+        return convert_swin_checkpoint(state_dict, self)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """x: (B, in_chans, H, W) -> ``{level: (B, C_i, h_i, w_i)}`` (see the module doc)."""
+        x = self.patch_norm(self.patch_embed(x).permute(0, 2, 3, 1))  # (B, h, w, C)
+        use_cp = self.grad_checkpointing and torch.is_grad_enabled()
+        outs = {}
+        for i in range(self.out_indices[-1] + 1):
+            x = self.stages[i](x, self.always_partition, use_cp)
+            if i in self.out_indices:
+                key = self.level_name(i)
+                outs[key] = self.norms[key](x).permute(0, 3, 1, 2).contiguous()
+        return outs
+
+
+@MODELS.register_module()
+class SwinTransformerV2(SwinTransformer):
+    """Swin Transformer V2 backbone: arguments as :class:`SwinTransformer`, plus
+    ``pretrained_window_sizes``: the window each stage's position-bias MLP was trained with
+    (0: the window in use), so that a model trained with one window runs with another."""
+
+    version = 2
+
+    def _make_attn(self, dim, heads, window, qkv_bias, attn_drop, proj_drop, backend, pretrained):
+        return CosineWindowAttention(
+            dim, heads, window, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop,
+            attn_backend=backend, pretrained_window_size=pretrained,
+        )  # fmt: skip
+
+    def _init_weights(self) -> None:
+        """As V1, then the residual post-norms start at zero (the official recipe)."""
+        super()._init_weights()
+        for m in self.modules():
+            if isinstance(m, CosineWindowAttention):
+                nn.init.constant_(m.logit_scale, math.log(10.0))
+            if isinstance(m, SwinBlock):
+                for norm in (m.norm1, m.norm2):
+                    nn.init.zeros_(norm.weight)
+                    nn.init.zeros_(norm.bias)
+
+
+# -- registered variants -----------------------------------------------------------------
+_T, _S = (2, 2, 6, 2), (2, 2, 18, 2)  # depths
+_HEADS = {96: (3, 6, 12, 24), 128: (4, 8, 16, 32), 192: (6, 12, 24, 48)}  # per embed_dim
+_PRESET_TABLE = [  # name, class, embed_dim, depths, window, drop_path_rate
+    # drop-path rates of the official detection (V1) and classification (V2) recipes
+    ("swin_tiny", SwinTransformer, 96, _T, 7, 0.2),
+    ("swin_small", SwinTransformer, 96, _S, 7, 0.3),
+    ("swin_base", SwinTransformer, 128, _S, 7, 0.3),
+    ("swin_large", SwinTransformer, 192, _S, 7, 0.2),
+    ("swin_base_window12", SwinTransformer, 128, _S, 12, 0.3),
+    ("swin_large_window12", SwinTransformer, 192, _S, 12, 0.2),
+    ("swinv2_tiny", SwinTransformerV2, 96, _T, 8, 0.2),
+    ("swinv2_small", SwinTransformerV2, 96, _S, 8, 0.3),
+    ("swinv2_base", SwinTransformerV2, 128, _S, 8, 0.5),
+    ("swinv2_tiny_window16", SwinTransformerV2, 96, _T, 16, 0.2),
+    ("swinv2_small_window16", SwinTransformerV2, 96, _S, 16, 0.3),
+    ("swinv2_base_window16", SwinTransformerV2, 128, _S, 16, 0.5),
+]
+SWIN_PRESETS: dict[str, tuple[type[SwinTransformer], dict]] = {
+    name: (cls, dict(embed_dim=dim, depths=depths, num_heads=_HEADS[dim], window_size=window,
+                     drop_path_rate=dpr))
+    for name, cls, dim, depths, window, dpr in _PRESET_TABLE
+}  # fmt: skip
+
+
+def _register_preset(name: str, cls: type[SwinTransformer], preset: dict) -> None:
+    def build(**overrides) -> SwinTransformer:
+        return cls(**{**preset, **overrides})
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = f"Swin preset {name!r}: ``{cls.__name__}(**{preset!r})``; keywords override it."
+    sig = inspect.signature(cls)  # with the preset's defaults, so the registry checks names
+    params = [p.replace(default=preset.get(p.name, p.default)) for p in sig.parameters.values()]
+    build.__signature__ = sig.replace(parameters=params, return_annotation=cls)
+    MODELS.register_module(name=name, module=build)
+
+
+for _name, (_cls, _preset) in SWIN_PRESETS.items():
+    _register_preset(_name, _cls, _preset)

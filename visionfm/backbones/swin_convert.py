@@ -1,0 +1,213 @@
+"""Published Swin V1 / V2 checkpoints -> the layout of :mod:`visionfm.backbones.swin`.
+
+Recognised by anchor keys, under any prefix (``backbone.``, ``swin.``, ``swinv2.``,
+``encoder.`` ...; keys outside the prefix are ignored):
+
+- timm ``SwinTransformer`` / ``SwinTransformerV2`` (``patch_embed.proj.weight``,
+  ``layers.N.blocks.M.attn.qkv``, ``relative_position_bias_table`` or ``q_bias`` /
+  ``v_bias`` / ``logit_scale`` / ``cpb_mlp``, patch merging at the START of stage N >= 1,
+  final ``norm``);
+- the official Microsoft repos (Swin-Transformer, Swin-Transformer-Object-Detection): the
+  timm names, but patch merging at the END of stage N (``layers.0.downsample`` exists),
+  persistent ``relative_position_index`` / ``relative_coords_table`` / ``attn_mask``
+  buffers (dropped), per-output norms ``norm0 .. norm3`` in detection checkpoints;
+- Hugging Face ``SwinModel`` / ``Swinv2Model`` / ``SwinBackbone`` / ``Swinv2Backbone``
+  under their published names (``embeddings.patch_embeddings.projection``,
+  ``encoder.layers.N.blocks.M.attention.self.query``, ``intermediate.dense``, ``layernorm``)
+  and the names transformers >= 5 uses in memory (``attention.q_proj``,
+  ``attention.relative_position_bias.relative_position_bias_table``); ``SwinBackbone``'s
+  ``hidden_states_norms.stageK`` become the output norms. Separate q / k / v are fused.
+
+A V1 checkpoint for a V2 model (or the reverse) and absolute position embeddings
+(``ape=True`` models) are refused. V1 bias tables of another window are resized bicubically
+(as the official repo does when fine-tuning at 384 px); V2 needs no resizing.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+import torch.nn.functional as F
+
+from .weights import CheckpointError, ConvertedCheckpoint, find_prefix
+
+__all__ = ["convert_swin_checkpoint"]
+
+_ANCHORS = {
+    "embeddings.patch_embeddings.projection.weight": "Hugging Face",
+    "patch_embed.proj.weight": "timm",
+}
+_IGNORED = re.compile(r"^(head|classifier|pooler|avgpool|mask_token|embeddings\.mask_token)(\.|$)")
+_BUFFERS = re.compile(r"\.(relative_position_index|relative_coords_table|attn_mask|k_bias)$")
+_HF_NORMS = re.compile(r"^(?:.*\.)?hidden_states_norms\.stage(\d+)\.(weight|bias)$")
+
+# Hugging Face names inside a block -> timm's ("attn.q/k/v" are fused afterwards).
+_HF_BLOCK = [
+    ("layernorm_before.", "norm1."),
+    ("layernorm_after.", "norm2."),
+    ("attention.self.query.", "attn.q."),
+    ("attention.self.key.", "attn.k."),
+    ("attention.self.value.", "attn.v."),
+    ("attention.q_proj.", "attn.q."),
+    ("attention.k_proj.", "attn.k."),
+    ("attention.v_proj.", "attn.v."),
+    ("attention.output.dense.", "attn.proj."),
+    ("attention.o_proj.", "attn.proj."),
+    ("attention.self.relative_position_bias_table", "attn.relative_position_bias_table"),
+    ("attention.relative_position_bias.", "attn."),
+    ("attention.self.continuous_position_bias_mlp.", "attn.cpb_mlp."),
+    ("attention.self.", "attn."),  # logit_scale and buffers
+    ("intermediate.dense.", "mlp.fc1."),
+    ("output.dense.", "mlp.fc2."),
+]
+_HF_TOP = [
+    ("embeddings.patch_embeddings.projection.", "patch_embed.proj."),
+    ("embeddings.norm.", "patch_embed.norm."),
+    ("embeddings.position_embeddings", "absolute_pos_embed"),
+    ("layernorm.", "norm."),
+]
+
+
+def _rename(name: str, table: list[tuple[str, str]]) -> str:
+    for old, new in table:
+        if name.startswith(old):
+            return new + name[len(old) :]
+    return name
+
+
+def _from_hf(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Hugging Face names -> timm / official names (merging stays at the end of a stage)."""
+    out = {}
+    for name, t in sd.items():
+        hit = re.match(r"^encoder\.layers\.(\d+)\.blocks\.(\d+)\.", name)
+        if hit:
+            name = f"layers.{hit[1]}.blocks.{hit[2]}." + _rename(name[hit.end() :], _HF_BLOCK)
+        else:
+            name = _rename(re.sub(r"^encoder\.layers\.", "layers.", name), _HF_TOP)
+        out[name] = t
+    return out
+
+
+def _fuse_qkv(sd: dict[str, torch.Tensor], v2: bool) -> None:
+    """In place: ``attn.{q,k,v}`` -> ``attn.qkv.weight`` and the bias (V1: fused, absent parts
+    zero; V2: ``attn.q_bias`` / ``attn.v_bias``, the k projection has none)."""
+    for prefix in sorted({k[: -len("q.weight")] for k in sd if k.endswith(".attn.q.weight")}):
+        weights = [sd.pop(f"{prefix}{p}.weight", None) for p in "qkv"]
+        if any(w is None for w in weights):
+            raise CheckpointError(f"{prefix[:-1]} has only some of the q / k / v projections")
+        sd[f"{prefix}qkv.weight"] = torch.cat(weights, dim=0)
+        biases = [sd.pop(f"{prefix}{p}.bias", None) for p in "qkv"]
+        if v2:
+            for p, b in zip("qv", (biases[0], biases[2])):
+                if b is not None:
+                    sd[f"{prefix}{p}_bias"] = b
+        elif any(b is not None for b in biases):
+            ref = next(b for b in biases if b is not None)
+            sd[f"{prefix}qkv.bias"] = torch.cat(
+                [torch.zeros_like(ref) if b is None else b for b in biases]
+            )
+
+
+def _version(sd: dict[str, torch.Tensor]) -> int | None:
+    if any(k.endswith((".logit_scale", ".cpb_mlp.0.weight")) for k in sd):
+        return 2
+    if any(k.endswith(".relative_position_bias_table") for k in sd):
+        return 1
+    return None
+
+
+def _to_ours(sd: dict[str, torch.Tensor], model, merge_at_end: bool) -> dict:
+    """timm / official names -> ours (stages, patch_norm, rel_pos_*, per-level norms)."""
+    last = len(model.stages) - 1
+    out = {}
+    for name, t in sd.items():
+        hit = re.match(r"^layers\.(\d+)\.downsample\.", name)
+        if hit:
+            stage = int(hit[1]) + (1 if merge_at_end else 0)
+            name = f"stages.{stage}.downsample." + name[hit.end() :]
+        name = re.sub(r"^layers\.(\d+)\.blocks\.", r"stages.\1.blocks.", name)
+        name = name.replace(".attn.relative_position_bias_table", ".attn.rel_pos_table")
+        name = name.replace(".attn.cpb_mlp.", ".attn.rel_pos_mlp.")
+        if name.endswith(".attn.logit_scale"):
+            t = t.reshape(-1)  # (heads, 1, 1) -> (heads,)
+        name = re.sub(r"^patch_embed\.norm\.", "patch_norm.", name)
+        hit = re.match(r"^norm(\d*)\.", name)  # final norm, or per-output norm{i}
+        if hit:
+            name = f"norms.{model.level_name(int(hit[1] or last))}." + name[hit.end() :]
+        out[name] = t
+    return out
+
+
+def _resize_tables(sd: dict[str, torch.Tensor], model, notes: list[str]) -> None:
+    """In place: V1 relative-position tables of another window, bicubically resized."""
+    own = model.state_dict()
+    for name in [k for k in sd if k.endswith(".rel_pos_table") and k in own]:
+        src, dst = sd[name], own[name]
+        if src.shape == dst.shape or src.shape[1] != dst.shape[1]:
+            continue
+        s, d = round(src.shape[0] ** 0.5), round(dst.shape[0] ** 0.5)
+        if s * s != src.shape[0]:
+            continue  # not a square table: leave it to the shape check
+        grid = src.t().reshape(1, -1, s, s).float()  # (1, heads, 2w-1, 2w-1)
+        grid = F.interpolate(grid, size=(d, d), mode="bicubic", align_corners=False)
+        sd[name] = grid.reshape(-1, d * d).t().to(src.dtype)
+        notes.append(f"{name} resized from window {(s + 1) // 2} to {(d + 1) // 2}")
+
+
+def convert_swin_checkpoint(sd: dict[str, torch.Tensor], model) -> ConvertedCheckpoint:
+    """Convert a timm / official / Hugging Face Swin V1 or V2 state dict (see module doc).
+
+    Raises :class:`CheckpointError` when no Swin layout is recognised, for a checkpoint of
+    the other Swin version, and for absolute position embeddings.
+    """
+    found = find_prefix(sd.keys(), tuple(_ANCHORS))
+    if found is None:
+        sample = ", ".join(sorted(sd)[:8])
+        raise CheckpointError(
+            "not a Swin checkpoint: no key ends with any of "
+            f"{', '.join(repr(a) for a in _ANCHORS)} (timm / official / Hugging Face layouts); "
+            f"it has {len(sd)} keys such as: {sample}"
+        )
+    prefix, anchor = found
+    fmt = _ANCHORS[anchor]
+    hf_norms = {}
+    if fmt == "Hugging Face":  # SwinBackbone keeps its output norms outside the 'swin.' prefix
+        hf_norms = {k: v for k, v in sd.items() if _HF_NORMS.match(k)}
+    ignored = [k for k in sd if not k.startswith(prefix) and k not in hf_norms]
+    sd = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix) and k not in hf_norms}
+    dropped = [k for k in sd if _IGNORED.match(k) or _BUFFERS.search(k)]  # heads, buffers
+    ignored += [prefix + k for k in dropped]
+    sd = {k: v for k, v in sd.items() if k not in dropped}
+    if fmt == "Hugging Face":
+        sd = _from_hf(sd)
+        for key, t in hf_norms.items():
+            stage, kind = _HF_NORMS.match(key).groups()
+            sd[f"norm{int(stage) - 1}.{kind}"] = t
+    if "absolute_pos_embed" in sd:
+        raise CheckpointError(
+            "this Swin checkpoint uses absolute position embeddings (ape=True), which "
+            "visionfm's Swin does not implement"
+        )
+    version = _version(sd)
+    _fuse_qkv(sd, v2=version == 2)
+    if version is not None and version != model.version:
+        names = {1: "Swin V1 (relative_position_bias_table)", 2: "Swin V2 (logit_scale, cpb_mlp)"}
+        raise CheckpointError(
+            f"this is a {names[version]} checkpoint but the model is {type(model).__name__}; "
+            f"build {'SwinTransformerV2' if version == 2 else 'SwinTransformer'} (or a "
+            f"{'swinv2_*' if version == 2 else 'swin_*'} preset) instead"
+        )
+    merge_at_end = fmt == "Hugging Face" or "layers.0.downsample.reduction.weight" in sd
+    if merge_at_end and fmt == "timm":
+        fmt = "official Microsoft"
+    sd = _to_ours(sd, model, merge_at_end)
+    own = model.state_dict()
+    unused_norms = [k for k in sd if k.startswith("norms.") and k not in own]
+    ignored += unused_norms  # norms of levels the model does not output
+    sd = {k: v for k, v in sd.items() if k not in unused_norms}
+    notes: list[str] = []
+    _resize_tables(sd, model, notes)
+    if prefix:
+        notes.append(f"keys taken from under the prefix {prefix!r}")
+    return ConvertedCheckpoint(sd, f"{fmt} Swin V{version or model.version}", ignored, notes)
