@@ -1,6 +1,8 @@
 """Run a trained model on an image, a folder, a video file or a webcam.
 
     python tools/demo.py CONFIG CHECKPOINT INPUT [--out DIR] [--score-thr 0.3] [--device cpu]
+    python tools/demo.py DET_CONFIG DET_CHECKPOINT INPUT --pose-config POSE_CONFIG \
+        --pose-checkpoint POSE_CHECKPOINT      # detection, then top-down pose per person
 
 INPUT: an image file, a folder of images, a video file, or a webcam index such as 0.
 Images are written to OUT as PNGs with the predictions drawn; a video becomes OUT/<name>.mp4
@@ -15,7 +17,7 @@ import cv2
 from mmengine.config import DictAction
 from tqdm import tqdm
 
-from visionfm.apis import Inferencer
+from visionfm.apis import Inferencer, TopDownPipeline
 from visionfm.data.video import VideoWriter, open_source
 
 
@@ -29,6 +31,9 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction)
+    parser.add_argument("--pose-config", help="top-down pose model run on the person boxes")
+    parser.add_argument("--pose-checkpoint", help="weights of --pose-config")
+    parser.add_argument("--person-class", default="person", help="the detector's person class")
     args = parser.parse_args()
 
     inferencer = Inferencer(
@@ -38,6 +43,11 @@ def main() -> None:
         score_thr=args.score_thr,
         cfg_options=args.cfg_options,
     )
+    if args.pose_config:
+        pose = Inferencer(args.pose_config, args.pose_checkpoint, device=args.device)
+        inferencer = TopDownPipeline(
+            pose, inferencer, det_score_thr=args.score_thr, person_class=args.person_class
+        )
     source = open_source(args.input)
     os.makedirs(args.out, exist_ok=True)
     total = None if source.kind == "webcam" else len(source)

@@ -1,4 +1,5 @@
-"""Write the synthetic world to disk: COCO json, semantic/depth PNGs, refs, mp4 clips.
+"""Write the synthetic world to disk: COCO instances and panoptic json, panoptic /
+semantic / depth PNGs, refs, mp4 clips.
 
     python tools/make_synthetic.py --out data/synthetic --num-train 1000 --num-val 200 --seed 0
 

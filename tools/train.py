@@ -4,7 +4,16 @@
                                  [--cfg-options key=value ...] [--launcher pytorch]
 
 Distributed: ``torchrun --nproc_per_node N tools/train.py CONFIG --launcher pytorch``
-(gloo on CPU, nccl on GPU).
+(gloo on CPU, nccl on GPU); DDP by default, FSDP with
+``model_wrapper_cfg=dict(type='MMFullyShardedDataParallel')`` (visionfm/engine/dist.py).
+
+Resuming: ``--resume`` (or ``--resume auto``) continues from the newest checkpoint of the
+work dir that loads completely (a truncated or corrupt one is skipped with a warning);
+checkpoints are written atomically, so a crash never leaves a partial one. For
+checkpoints inside long epochs, ``--cfg-options default_hooks.checkpoint.by_epoch=False
+default_hooks.checkpoint.interval=500``: training resumes at the next batch, with the
+same weights as an uninterrupted run. ``nan_policy='skip'`` drops steps with a NaN/inf
+loss or gradient instead of stopping (visionfm/engine/nan_guard.py).
 """
 
 import argparse
@@ -25,7 +34,8 @@ def parse_args() -> argparse.Namespace:
         "--resume",
         nargs="?",
         const="auto",
-        help="resume from PATH, or from the newest checkpoint in the work dir ('auto' or no value)",
+        help="resume from PATH, or from the newest complete checkpoint in the work dir "
+        "('auto' or no value)",
     )
     parser.add_argument("--amp", action="store_true", help="automatic mixed precision")
     parser.add_argument(
@@ -57,14 +67,7 @@ def prepare_config(args: argparse.Namespace):
         cfg.resume, cfg.load_from = True, None
     elif args.resume:
         cfg.resume, cfg.load_from = True, args.resume
-    if args.launcher != "none" and not torch.cuda.is_available():
-        # CPU processes: gloo, and DDP without device_ids (mmengine passes the local rank)
-        cfg.env_cfg.setdefault("dist_cfg", {})["backend"] = "gloo"
-        cfg.setdefault(
-            "model_wrapper_cfg",
-            dict(type="MMDistributedDataParallel", device_ids=None, broadcast_buffers=False),
-        )
-    return cfg
+    return cfg  # build_runner sets up the launcher (gloo on CPU: visionfm/engine/dist.py)
 
 
 def main() -> None:

@@ -21,5 +21,12 @@ load_from = None
 resume = False
 randomness = dict(seed=0)
 
-vis_backends = [dict(type="LocalVisBackend")]
+# Scalars also go to TensorBoard when the `tensorboard` package is installed (it is optional;
+# mmengine's TensorboardVisBackend would fail at the first write without it). `__import__`,
+# not an import statement: an import would switch mmengine to its lazy-import config style.
+vis_backends = [dict(type="LocalVisBackend")] + (
+    [dict(type="TensorboardVisBackend")]
+    if __import__("importlib.util").util.find_spec("tensorboard") is not None
+    else []
+)
 visualizer = dict(type="Visualizer", vis_backends=vis_backends, name="visualizer")

@@ -75,7 +75,7 @@ def test_make_synthetic_is_byte_identical_per_seed(data, tmp_path):
     again = _files(_make(tmp_path / "same")["root"])
     first = _files(root)
     json_names = [k for k in first if k.endswith(".json")]
-    assert len(json_names) == 5  # instances, refs x2 splits + videos_val
+    assert len(json_names) == 7  # instances, panoptic, refs x2 splits + videos_val
     assert {k: first[k] for k in json_names} == {k: again[k] for k in json_names}
     for k in first:
         if k.endswith((".jpg", ".png")):

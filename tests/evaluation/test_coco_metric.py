@@ -1,6 +1,7 @@
 """CocoMetric against pycocotools run by hand on the same data: perfect and imperfect
 predictions, non-contiguous category ids, repeated samples, empty predictions, the results
-json, and ground truth taken from the samples instead of the ann file."""
+json, ground truth taken from the samples instead of the ann file, and mask AP (segm) with
+RLE / polygon ground truth against pycocotools."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import io
 import json
 
 import numpy as np
+import pycocotools.mask as mask_util
 import pytest
 import torch
 from mmengine.evaluator import Evaluator
@@ -303,9 +305,205 @@ def test_classwise_table_and_argument_checks(world, monkeypatch):
     rows = {line.split()[0]: line.split()[1:] for line in table.splitlines()[1:]}
     assert set(rows) == set(CLASSES)
     assert all(v == ["1.000"] * 3 for v in rows.values())
-    with pytest.raises(ValueError, match="segm"):
-        CocoMetric(metric="segm")
+    with pytest.raises(ValueError, match="keypoints"):
+        CocoMetric(metric="keypoints")
     with pytest.raises(ValueError, match="proposal_nums"):
         CocoMetric(proposal_nums=(100, 10))
     with pytest.raises(FileNotFoundError):
         CocoMetric(ann_file=ann_path + ".missing")
+
+
+# ---------------------------------------------------------------- mask AP ('segm')
+
+SH, SW = 60, 80  # small images: the masks are dense arrays
+
+
+def disk(cx: float, cy: float, r: float) -> np.ndarray:
+    yy, xx = np.mgrid[:SH, :SW]
+    return (xx + 0.5 - cx) ** 2 + (yy + 0.5 - cy) ** 2 <= r * r
+
+
+def _rle(mask: np.ndarray) -> dict:
+    rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return dict(size=[int(s) for s in rle["size"]], counts=rle["counts"].decode("ascii"))
+
+
+def _tight_box(mask: np.ndarray) -> list[float]:
+    ys, xs = np.nonzero(mask)
+    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+
+
+def make_mask_world(seed: int = 0) -> tuple[dict, dict]:
+    """COCO json with RLE and polygon segmentations (and a crowd region on image 2), and
+    per image: gt masks, labels, crowd flags."""
+    rng = np.random.default_rng(seed)
+    images, annotations, gt = [], [], {}
+    for img_id in (1, 2, 3):
+        masks, labels, crowd = [], [], []
+        for _ in range(int(rng.integers(2, 4))):
+            masks.append(disk(*rng.uniform(15, 60, 2), rng.uniform(5, 14)))
+            labels.append(int(rng.integers(0, 3)))
+            crowd.append(False)
+        if img_id == 2:
+            masks.append(np.zeros((SH, SW), bool))
+            masks[-1][40:58, 2:30] = True
+            labels.append(0)
+            crowd.append(True)
+        gt[img_id] = dict(masks=np.array(masks), labels=np.array(labels), crowd=np.array(crowd))
+        images.append(dict(id=img_id, file_name=f"{img_id}.jpg", height=SH, width=SW))
+        for k, (mask, label, is_crowd) in enumerate(zip(masks, labels, crowd)):
+            x1, y1, x2, y2 = _tight_box(mask)
+            if k == 0 and not is_crowd:  # a polygon: the box outline of the mask
+                segm = [[x1, y1, x2, y1, x2, y2, x1, y2]]
+                box_mask = np.zeros((SH, SW), bool)
+                box_mask[int(y1) : int(y2), int(x1) : int(x2)] = True
+                gt[img_id]["masks"][k] = box_mask
+                mask = box_mask
+            else:
+                segm = _rle(mask)
+            annotations.append(
+                dict(
+                    id=len(annotations) + 1,
+                    image_id=img_id,
+                    category_id=NAME_TO_ID[CLASSES[label]],
+                    bbox=[x1, y1, x2 - x1, y2 - y1],
+                    area=float(mask.sum()),
+                    iscrowd=int(is_crowd),
+                    segmentation=segm,
+                )
+            )
+    return dict(images=images, annotations=annotations, categories=CATEGORIES), gt
+
+
+def mask_predictions(gt: dict, seed: int = 2) -> dict:
+    """Dilated / eroded / shifted masks, a wrong label and a false positive per image."""
+    rng = np.random.default_rng(seed)
+    preds = {}
+    for img_id, g in gt.items():
+        masks = [np.roll(m, int(rng.integers(-3, 4)), axis=1) for m in g["masks"][~g["crowd"]]]
+        labels = list(g["labels"][~g["crowd"]])
+        labels[0] = (labels[0] + 1) % 3
+        masks.append(disk(*rng.uniform(10, 50, 2), 6.0))
+        labels.append(int(rng.integers(0, 3)))
+        masks = np.array(masks)
+        preds[img_id] = dict(
+            masks=masks,
+            labels=np.array(labels),
+            scores=rng.uniform(0.1, 1.0, len(labels)),
+            boxes=np.array([_tight_box(m) for m in masks]),
+        )
+    return preds
+
+
+def mask_samples(preds: dict, gt: dict | None = None) -> list[dict]:
+    samples = []
+    for img_id, p in preds.items():
+        sample = dict(
+            img_id=img_id,
+            ori_shape=(SH, SW),
+            pred_instances=dict(
+                bboxes=torch.as_tensor(p["boxes"], dtype=torch.float32),
+                scores=torch.as_tensor(p["scores"], dtype=torch.float32),
+                labels=torch.as_tensor(p["labels"]),
+                masks=torch.as_tensor(p["masks"]),
+            ),
+        )
+        if gt is not None:
+            g = gt[img_id]
+            for key, keep in (("gt_instances", ~g["crowd"]), ("ignored_instances", g["crowd"])):
+                sample[key] = dict(
+                    bboxes=torch.tensor([_tight_box(m) for m in g["masks"][keep]]).reshape(-1, 4),
+                    labels=torch.as_tensor(g["labels"][keep]),
+                    masks=torch.as_tensor(g["masks"][keep]),
+                )
+        samples.append(sample)
+    return samples
+
+
+def segm_by_hand(ann_path: str, preds: dict) -> np.ndarray:
+    """COCOeval 'segm' stats straight from pycocotools on the json and the masks."""
+    results = [
+        dict(
+            image_id=img_id,
+            category_id=NAME_TO_ID[CLASSES[int(label)]],
+            segmentation=_rle(mask),
+            score=float(np.float32(score)),
+        )
+        for img_id, p in preds.items()
+        for mask, label, score in zip(p["masks"], p["labels"], p["scores"])
+    ]
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(ann_path)
+        evaluator = COCOeval(coco, coco.loadRes(results), "segm")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return evaluator.stats
+
+
+@pytest.fixture
+def mask_world(tmp_path):
+    data, gt = make_mask_world()
+    path = tmp_path / "instances_masks.json"
+    path.write_text(json.dumps(data))
+    return str(path), gt
+
+
+SEGM_KEYS = ["segm_mAP", "segm_mAP_50", "segm_mAP_75", "segm_mAP_s", "segm_mAP_m", "segm_mAP_l"]
+
+
+def test_mask_ap_equals_pycocotools(mask_world):
+    ann_path, gt = mask_world
+    preds = mask_predictions(gt)
+    metrics = run_metric(mask_samples(preds), ann_file=ann_path, metric=["bbox", "segm"])
+    stats = segm_by_hand(ann_path, preds)
+    assert 0.05 < metrics["segm_mAP"] < 0.95
+    for i, key in enumerate(SEGM_KEYS):
+        assert metrics[key] == pytest.approx(round(stats[i], 4), abs=1e-4), key
+    assert metrics["segm_AR@100"] == pytest.approx(round(stats[8], 4), abs=1e-4)
+    assert "bbox_mAP" in metrics
+    perfect = {
+        i: dict(
+            masks=g["masks"][~g["crowd"]],
+            labels=g["labels"][~g["crowd"]],
+            scores=np.ones((~g["crowd"]).sum()),
+            boxes=np.array([_tight_box(m) for m in g["masks"][~g["crowd"]]]),
+        )
+        for i, g in gt.items()
+    }
+    assert run_metric(mask_samples(perfect), ann_file=ann_path, metric="segm")["segm_mAP"] == 1.0
+
+
+def test_mask_ap_ground_truth_from_samples_equals_ann_file(mask_world, tmp_path):
+    ann_path, gt = mask_world
+    preds = mask_predictions(gt)
+    from_file = run_metric(mask_samples(preds), ann_file=ann_path, metric="segm")
+    prefix = str(tmp_path / "m" / "res")
+    from_samples = run_metric(mask_samples(preds, gt), metric="segm", outfile_prefix=prefix)
+    for key in SEGM_KEYS:
+        assert from_samples[key] == pytest.approx(from_file[key], abs=1e-4), key
+    entries = json.loads(open(prefix + ".segm.json").read())
+    assert isinstance(entries[0]["segmentation"]["counts"], str)  # json-ready RLE
+
+
+def test_thing_classes_name_the_labels_of_a_panoptic_dataset(mask_world):
+    """Instance predictions of a panoptic model are over its thing classes (labels 0..T-1);
+    the panoptic dataset's classes also hold stuff names the instances json lacks."""
+    ann_path, gt = mask_world
+    preds = mask_predictions(gt)
+    metric = CocoMetric(ann_file=ann_path, metric="segm")
+    metric.dataset_meta = dict(classes=(*CLASSES, "sky"), thing_classes=CLASSES)
+    metric.process({}, mask_samples(preds))
+    ours = metric.compute_metrics(metric.results)
+    assert ours["segm_mAP"] == pytest.approx(round(segm_by_hand(ann_path, preds)[0], 4), abs=1e-4)
+
+
+def test_segm_needs_masks_at_the_original_size(mask_world):
+    ann_path, gt = mask_world
+    samples = mask_samples(mask_predictions(gt))
+    masks = samples[0]["pred_instances"].pop("masks")
+    with pytest.raises(KeyError, match="masks"):
+        run_metric(samples, ann_file=ann_path, metric="segm")
+    samples[0]["pred_instances"]["masks"] = masks[:, :-1]  # not at the original size
+    with pytest.raises(ValueError, match="original image size"):
+        run_metric(samples, ann_file=ann_path, metric="segm")

@@ -13,8 +13,8 @@ from mmengine.structures import InstanceData
 
 from visionfm.data.data_sample import DataSample
 from visionfm.heads.detr import DETRHead, SinePositionalEncoding
-from visionfm.ops.geometry import boxes_to_original
 from visionfm.necks import ChannelMapper
+from visionfm.ops.geometry import boxes_to_original
 from visionfm.registry import MODELS
 
 C, NUM_CLASSES = 32, 3

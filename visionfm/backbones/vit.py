@@ -74,7 +74,8 @@ class ViT(Backbone):
         return_class_token: also return each output block's class token (see the module
             doc); needs ``class_token``.
         norm_layer, act_layer, mlp_layer: layer factories or names (see ``vit_layers``).
-        embed_layer: 'patch' (the usual strided patch projection) or 'conv' (a convolutional
+        embed_layer: 'patch' (the usual strided patch projection), 'patch_pad2' (the same
+            with 2 px of zero padding around the input, as ViTPose) or 'conv' (a convolutional
             stem, faster to train from scratch) or a factory (patch_size, in_chans, embed_dim).
         attn_backend: attention backend override for every block (None: automatic).
         frozen_stages: -1 nothing; 0 patch / position embeddings and prefix tokens;

@@ -185,13 +185,21 @@ def make_mlp(mlp_layer: str | Callable[..., nn.Module]) -> Callable[..., nn.Modu
 class PatchEmbed(nn.Module):
     """Non-overlapping patch projection; inputs are zero-padded (right/bottom) to a multiple of the patch.
 
-    (B, in_chans, H, W) -> (B, embed_dim, ceil(H / p), ceil(W / p)).
+    ``padding`` (< p / 2) additionally zero-pads every side before the projection, so each
+    patch sees a margin of its neighbours (ViTPose: 2, name ``'patch_pad2'``); the grid
+    stays the same. (B, in_chans, H, W) -> (B, embed_dim, ceil(H / p), ceil(W / p)).
     """
 
-    def __init__(self, patch_size: int = 16, in_chans: int = 3, embed_dim: int = 768) -> None:
+    def __init__(
+        self, patch_size: int = 16, in_chans: int = 3, embed_dim: int = 768, padding: int = 0
+    ) -> None:
         super().__init__()
+        if not 0 <= 2 * padding < patch_size:
+            raise ValueError(f"padding must be in [0, patch_size / 2), got {padding}")
         self.patch_size = patch_size
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.proj = nn.Conv2d(
+            in_chans, embed_dim, kernel_size=patch_size, stride=patch_size, padding=padding
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.patch_size
@@ -240,7 +248,13 @@ _EMBEDS = {"patch": PatchEmbed, "conv": ConvStemEmbed}
 
 
 def make_embed(embed_layer: str | Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """``embed_layer`` name ('patch', 'conv') or factory ``(patch_size, in_chans, embed_dim)``."""
+    """``embed_layer`` name ('patch', 'patch_pad<N>', 'conv') or factory
+    ``(patch_size, in_chans, embed_dim)``."""
+    if isinstance(embed_layer, str) and embed_layer.lower().startswith("patch_pad"):
+        suffix = embed_layer[len("patch_pad") :]
+        if not suffix.isdigit():
+            raise ValueError(f"embed_layer {embed_layer!r}: expected 'patch_pad<int>'")
+        return partial(PatchEmbed, padding=int(suffix))
     return _lookup("embed_layer", _EMBEDS, embed_layer)
 
 

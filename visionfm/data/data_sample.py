@@ -15,7 +15,11 @@ text              str, e.g. a referring expression or a grounding prompt
 phrases           list[str], one per ground-truth instance for grounding
 pred_instances    ``InstanceData``: ``bboxes``, ``scores``, ``labels``, [``masks``, ``keypoints``]
 pred_sem_seg      Tensor (H, W) long
+seg_logits        Tensor (K, H, W) float class logits behind ``pred_sem_seg``
 pred_depth        Tensor (H, W) float metres
+pred_disparity    Tensor (H, W) float relative inverse depth (unknown scale and shift)
+pred_panoptic_seg Tensor (H, W) long ``label * PANOPTIC_LABEL_DIVISOR + instance`` (instance
+                  1, 2, ... for things, 0 for stuff: one segment per stuff class), -1 = void
 ================  ===================================================================
 
 Metainfo (set by the transforms and the data preprocessor): ``img_path``, ``img_id``,
@@ -36,7 +40,10 @@ from typing import Any
 import torch
 from mmengine.structures import BaseDataElement, InstanceData
 
-__all__ = ["DataSample"]
+__all__ = ["DataSample", "PANOPTIC_LABEL_DIVISOR"]
+
+# pred_panoptic_seg packs (label, instance) as label * PANOPTIC_LABEL_DIVISOR + instance.
+PANOPTIC_LABEL_DIVISOR = 1000
 
 
 def _typed_field(name: str, dtype: type | tuple[type, ...], doc: str) -> property:
@@ -72,8 +79,15 @@ class DataSample(BaseDataElement):
     pred_instances = _typed_field("pred_instances", InstanceData, "InstanceData of predictions.")
     gt_sem_seg = _typed_field("gt_sem_seg", torch.Tensor, "(H, W) long labels, 255 = ignore.")
     pred_sem_seg = _typed_field("pred_sem_seg", torch.Tensor, "(H, W) long predicted labels.")
+    seg_logits = _typed_field("seg_logits", torch.Tensor, "(K, H, W) float class logits.")
     gt_depth = _typed_field("gt_depth", torch.Tensor, "(H, W) float metres, 0 = invalid.")
     pred_depth = _typed_field("pred_depth", torch.Tensor, "(H, W) float predicted metres.")
+    pred_disparity = _typed_field(
+        "pred_disparity", torch.Tensor, "(H, W) float relative inverse depth (affine-invariant)."
+    )
+    pred_panoptic_seg = _typed_field(
+        "pred_panoptic_seg", torch.Tensor, "(H, W) long label * 1000 + instance, -1 = void."
+    )
     text = _typed_field("text", str, "Free text (referring expression / prompt).")
     phrases = _typed_field("phrases", list, "list[str], one phrase per ground-truth instance.")
 

@@ -52,7 +52,9 @@ class DataPreprocessor(BaseDataPreprocessor):
     ``pad_shape`` = (H, W); ``img_shape`` stays the unpadded size, and
     ``padding_mask(data_samples, (H, W))`` gives the (B, H, W) padding mask.
     Ground truth is padded to (H, W) too: ``gt_sem_seg`` with ``seg_pad_value`` (255 =
-    ignore), ``gt_depth`` with 0 (invalid), ``gt_instances.masks`` with False.
+    ignore), ``gt_depth`` with 0 (invalid), ``gt_instances.masks`` with False; a
+    ``gt_sem_seg`` whose size differs from ``img_shape`` (kept at the original size for
+    evaluation) is left as it is.
 
     Images are RGB from decoding onwards (``LoadImage`` converts OpenCV's BGR), so there is
     no ``bgr_to_rgb`` switch and ``mean`` / ``std`` are in RGB order.
@@ -114,7 +116,12 @@ class DataPreprocessor(BaseDataPreprocessor):
 
     def _pad_sample(self, sample: DataSample, h: int, w: int) -> None:
         sample.set_metainfo(dict(batch_input_shape=(h, w), pad_shape=(h, w)))
-        if "gt_sem_seg" in sample:
+        img_shape = sample.metainfo.get("img_shape")
+        # a semantic map at another size than the image was loaded after Resize to be
+        # evaluated at the original size: it is not aligned with the input, so not padded
+        if "gt_sem_seg" in sample and (
+            img_shape is None or tuple(sample.gt_sem_seg.shape[-2:]) == tuple(img_shape[:2])
+        ):
             sample.gt_sem_seg = _pad2d(sample.gt_sem_seg, h, w, self.seg_pad_value)
         if "gt_depth" in sample:
             sample.gt_depth = _pad2d(sample.gt_depth, h, w, 0.0)

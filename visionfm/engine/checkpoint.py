@@ -1,28 +1,43 @@
-"""Checkpoint loading that works with ``weights_only=True`` (torch >= 2.6).
+"""Checkpoint loading that works with ``weights_only=True`` (torch >= 2.6), and checks.
 
 mmengine 0.10.x calls ``torch.load`` without ``weights_only``; on current torch
 that defaults to True and fails on what mmengine itself saves: the message
 hub's ``HistoryBuffer`` objects (which pickle their statistics methods through
 ``builtins.getattr``) and numpy arrays/scalars. This module is the one place
-that works around it:
+that works around mmengine's checkpoint handling:
 
 - ``SAFE_GLOBALS`` allow-lists exactly the classes an mmengine checkpoint of
   ours contains, and instead of the real ``getattr`` (which would re-open
   arbitrary code execution) a stand-in that resolves only HistoryBuffer's
   registered statistics methods.
 - ``load_checkpoint_file`` loads with ``weights_only=True`` under that list.
-- ``install()`` makes mmengine's local-file loader (used by ``Runner.resume``
-  and ``load_from``) use it.
+- ``find_latest_checkpoint`` (``--resume auto``) returns the newest checkpoint that
+  loads, skipping truncated or corrupt ones with a warning naming them.
+- ``load_checkpoint_to_model`` (``load_from`` and resume) lists missing, unexpected and
+  mismatched-shape keys and refuses a checkpoint of a different model outright, where
+  mmengine would log a warning and train from random weights.
+- ``install()`` puts these, and the atomic, finite-only ``save_checkpoint`` of
+  ``checkpoint_saving``, in place of mmengine's.
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import os.path as osp
+import re
+from collections import OrderedDict
 
+import mmengine.runner as mm_runner_pkg
+import mmengine.runner.checkpoint as mm_checkpoint
+import mmengine.runner.runner as mm_runner
 import numpy as np
 import torch
+from mmengine.logging import print_log
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
+
+from .checkpoint_saving import save_checkpoint
 
 _STATISTICS = ("min", "max", "mean", "current")  # HistoryBuffer's built-in statistics
 
@@ -67,9 +82,12 @@ SAFE_GLOBALS: list = [
 ]
 
 
-def load_checkpoint_file(path: str, map_location: str | torch.device | None = "cpu") -> dict:
+def load_checkpoint_file(
+    path: str, map_location: str | torch.device | None = "cpu", mmap: bool = False
+) -> dict:
     """Load a checkpoint written by our runner (or a plain state dict) with weights_only=True.
 
+    ``mmap=True`` maps the tensors instead of reading them (a cheap completeness check).
     Raises FileNotFoundError naming ``path`` if it is missing, and RuntimeError naming
     it if the file is not a readable torch checkpoint.
     """
@@ -78,7 +96,7 @@ def load_checkpoint_file(path: str, map_location: str | torch.device | None = "c
         raise FileNotFoundError(f"checkpoint file not found: {path}")
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
-            return torch.load(path, map_location=map_location, weights_only=True)
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as err:  # corrupt, truncated, or holds disallowed objects
         raise RuntimeError(f"cannot load checkpoint {path}: {err}") from err
 
@@ -88,9 +106,127 @@ def load_from_local_weights_only(path: str, map_location=None) -> dict:
     return load_checkpoint_file(path, map_location)
 
 
+def _mtime(path: str) -> float:
+    return osp.getmtime(path) if osp.exists(path) else 0.0
+
+
+def _is_resumable(ckpt: object) -> bool:
+    return isinstance(ckpt, dict) and "state_dict" in ckpt and "iter" in ckpt.get("meta", {})
+
+
+def find_latest_checkpoint(work_dir: str) -> str | None:
+    """The newest complete training checkpoint of ``work_dir`` (``--resume auto``), or None.
+
+    Tries the file ``work_dir/last_checkpoint`` names, then the other ``*.pth`` files next
+    to it and in ``work_dir`` (not ``best_*``, which lack the optimizer), newest first.
+    A file that does not load (truncated, corrupt) or holds no training state is skipped
+    with a warning naming it.
+    """
+    candidates: list[str] = []
+    pointer = osp.join(work_dir, "last_checkpoint")
+    if osp.isfile(pointer):
+        with open(pointer) as f:
+            target = f.read().strip()
+        if target:
+            candidates.append(target)
+    folders = {work_dir} | {osp.dirname(c) for c in candidates}
+    others = [p for d in folders for p in glob.glob(osp.join(d, "*.pth"))]
+    others = [p for p in others if not osp.basename(p).startswith("best_")]
+    for path in sorted(set(others), key=_mtime, reverse=True):
+        if not any(osp.abspath(path) == osp.abspath(c) for c in candidates):
+            candidates.append(path)
+    for path in candidates:
+        try:
+            ckpt = load_checkpoint_file(path, mmap=True)
+        except (FileNotFoundError, RuntimeError) as err:
+            print_log(f"skipping checkpoint {path}: {err}", logger="current", level=30)
+            continue
+        if _is_resumable(ckpt):
+            if path != candidates[0]:
+                print_log(f"resuming from {path}, the newest complete checkpoint", "current")
+            return path
+        print_log(f"skipping {path}: no training state (meta/iter)", logger="current", level=30)
+    return None
+
+
+def _show(items: list[str], limit: int = 8) -> str:
+    more = f" ... ({len(items)} in all)" if len(items) > limit else ""
+    return (", ".join(items[:limit]) + more) if items else "none"
+
+
+def describe_key_mismatch(own: dict, state: dict) -> tuple[str, bool]:
+    """Compare a model's ``own`` state dict with a checkpoint's ``state``.
+
+    Returns ``(report, foreign)``: ``report`` lists missing, unexpected and mismatched-shape
+    keys ("" when everything matches); ``foreign`` is True when fewer than half of the
+    model's entries and fewer than half of the checkpoint's match by name and shape,
+    i.e. the checkpoint belongs to a different architecture.
+    """
+    missing = sorted(k for k in set(own) - set(state) if not k.endswith("num_batches_tracked"))
+    unexpected = sorted(set(state) - set(own))
+    common = sorted(set(own) & set(state))
+    mismatched = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in common
+        if hasattr(state[k], "shape") and state[k].shape != own[k].shape
+    ]
+    matched = len(common) - len(mismatched)
+    foreign = matched < 0.5 * len(own) and matched < 0.5 * max(len(state), 1)
+    report = ""
+    if missing or unexpected or mismatched:
+        report = (
+            f"missing {_show(missing)}; unexpected {_show(unexpected)}; "
+            f"shape mismatch {_show(mismatched)}"
+        )
+    if foreign:
+        report = (
+            f"this checkpoint looks like a different model: only {matched} of the model's "
+            f"{len(own)} entries (and of the checkpoint's {len(state)}) match by name and "
+            f"shape. Check that the config and the checkpoint belong together. {report}"
+        )
+    return report, foreign
+
+
+def load_checkpoint_to_model(
+    model, checkpoint: dict, strict: bool = False, logger=None, revise_keys=((r"^module\.", ""),)
+) -> dict:
+    """Replacement for mmengine's ``_load_checkpoint_to_model`` (``load_from``, resume).
+
+    Loads the entries that match by name and shape, logs a warning listing the rest, and
+    raises RuntimeError for a checkpoint of a different model (see
+    ``describe_key_mismatch``), or for any difference when ``strict``.
+    """
+    state = checkpoint.get("state_dict", checkpoint)
+    metadata = getattr(state, "_metadata", OrderedDict())
+    for pattern, replacement in revise_keys:
+        state = OrderedDict((re.sub(pattern, replacement, k), v) for k, v in state.items())
+    own = model.state_dict()
+    report, foreign = describe_key_mismatch(own, state)
+    if foreign or (strict and report):
+        raise RuntimeError(f"cannot load the checkpoint into {type(model).__name__}: {report}")
+    if report:
+        print_log(
+            f"checkpoint loaded partially into {type(model).__name__}: {report}",
+            logger="current",
+            level=30,
+        )
+    compatible = OrderedDict(
+        (k, v)
+        for k, v in state.items()
+        if k in own and getattr(v, "shape", None) == getattr(own[k], "shape", None)
+    )
+    compatible._metadata = metadata
+    model.load_state_dict(compatible, strict=False)
+    return checkpoint
+
+
 def install() -> None:
-    """Route mmengine's loading of local checkpoint files through ``load_checkpoint_file``."""
+    """Put this module's loading and ``checkpoint_saving``'s saving in place of mmengine's."""
     CheckpointLoader.register_scheme(prefixes="", loader=load_from_local_weights_only, force=True)
+    for module in (mm_checkpoint, mm_runner, mm_runner_pkg):
+        module.save_checkpoint = save_checkpoint
+        module.find_latest_checkpoint = find_latest_checkpoint
+    mm_runner._load_checkpoint_to_model = load_checkpoint_to_model
 
 
 def load_model_weights(model: torch.nn.Module, path: str) -> dict:
@@ -98,28 +234,16 @@ def load_model_weights(model: torch.nn.Module, path: str) -> dict:
 
     Returns the checkpoint's ``meta`` (``{}`` for a bare state dict). Raises RuntimeError
     naming ``path`` and listing the missing, unexpected and mismatched-shape keys when the
-    checkpoint does not belong to this model.
+    checkpoint does not belong to this model ("looks like a different model" when most
+    keys differ).
     """
     ckpt = load_checkpoint_file(path)
     state = ckpt.get("state_dict", ckpt)
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    mismatched = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in sorted(set(own) & set(state))
-        if hasattr(state[k], "shape") and state[k].shape != own[k].shape
-    ]
-    if missing or unexpected or mismatched:
-
-        def show(items: list[str]) -> str:
-            return ", ".join(items[:8]) + (f" ... ({len(items)} in all)" if len(items) > 8 else "")
-
+    report, _ = describe_key_mismatch(model.state_dict(), state)
+    if report:
         raise RuntimeError(
-            f"checkpoint {path} does not match the model ({type(model).__name__}): "
-            f"missing {show(missing) or 'none'}; unexpected {show(unexpected) or 'none'}; "
-            f"shape mismatch {show(mismatched) or 'none'}"
+            f"checkpoint {path} does not match the model ({type(model).__name__}): {report}"
         )
-    model.load_state_dict(state)
+    model.load_state_dict(state, strict=False)  # all but num_batches_tracked checked above
     return ckpt.get("meta", {}) if "state_dict" in ckpt else {}

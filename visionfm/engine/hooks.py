@@ -11,6 +11,30 @@ from mmengine.hooks import Hook
 from visionfm.registry import HOOKS
 
 
+def rng_state() -> dict:
+    """The python / numpy / torch (and CUDA, once initialized) random states, in a form
+    that ``torch.load(weights_only=True)`` reads back."""
+    np_state = np.random.get_state()
+    state = dict(
+        python=random.getstate(),
+        numpy=(np_state[0], np_state[1], int(np_state[2]), int(np_state[3]), float(np_state[4])),
+        torch=torch.get_rng_state(),
+    )
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what ``rng_state`` returned (CUDA states only onto as many devices)."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda")
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
 @HOOKS.register_module()
 class RNGStateHook(Hook):
     """Save the python / numpy / torch random states in each checkpoint and restore
@@ -20,18 +44,7 @@ class RNGStateHook(Hook):
     priority = "VERY_LOW"
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        np_state = np.random.get_state()
-        checkpoint["rng_state"] = dict(
-            python=random.getstate(),
-            numpy=(
-                np_state[0],
-                np_state[1],
-                int(np_state[2]),
-                int(np_state[3]),
-                float(np_state[4]),
-            ),
-            torch=torch.get_rng_state(),
-        )
+        checkpoint["rng_state"] = rng_state()
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         state = checkpoint.get("rng_state")
@@ -40,9 +53,7 @@ class RNGStateHook(Hook):
                 "checkpoint has no rng_state: random streams restart from the seed"
             )
             return
-        random.setstate(state["python"])
-        np.random.set_state(state["numpy"])
-        torch.set_rng_state(state["torch"])
+        set_rng_state(state)
 
 
 @HOOKS.register_module()

@@ -2,5 +2,9 @@
 package itself on lookup)."""
 
 from .coco_metric import CocoMetric
+from .depth_metric import DepthMetric
+from .iou_metric import IoUMetric
+from .keypoint_metric import CocoKeypointMetric
+from .panoptic_metric import PanopticMetric
 
-__all__ = ["CocoMetric"]
+__all__ = ["CocoKeypointMetric", "CocoMetric", "DepthMetric", "IoUMetric", "PanopticMetric"]

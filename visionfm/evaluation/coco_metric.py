@@ -1,22 +1,26 @@
-"""COCO detection metric (Lin et al., "Microsoft COCO: Common Objects in Context", 2014),
-computed by the official ``pycocotools`` evaluation.
+"""COCO detection / instance segmentation metric (Lin et al., "Microsoft COCO: Common
+Objects in Context", 2014), computed by the official ``pycocotools`` evaluation.
 
 Config::
 
     val_evaluator = dict(
         type='CocoMetric',
         ann_file='data/coco/annotations/instances_val2017.json',  # None: GT from the samples
-        metric='bbox', classwise=False, outfile_prefix=None, format_only=False)
+        metric=['bbox', 'segm'], classwise=False, outfile_prefix=None, format_only=False)
 
 Each data sample handed to ``process`` (mmengine's ``Evaluator`` turns ``DataSample`` into a
 dict) carries ``img_id`` (the COCO image id), ``ori_shape`` (h, w), ``pred_instances`` with
-``bboxes`` (N, 4) xyxy in ORIGINAL image pixels, ``scores`` (N,) and ``labels`` (N,) in
-0..C-1, and, without ``ann_file``, ``gt_instances`` (``bboxes`` (M, 4) xyxy original pixels,
-``labels`` (M,)) plus optional ``ignored_instances`` (counted as COCO crowd regions).
+``bboxes`` (N, 4) xyxy in ORIGINAL image pixels, ``scores`` (N,), ``labels`` (N,) in
+0..C-1 and, for ``'segm'``, ``masks`` (N, H, W) bool at the original size; without
+``ann_file`` also ``gt_instances`` (``bboxes`` (M, 4) xyxy original pixels, ``labels`` (M,),
+for ``'segm'`` ``masks`` (M, H, W)) plus optional ``ignored_instances`` (counted as COCO
+crowd regions). Masks are encoded as RLE in ``process``, so per-image results stay small.
 
 Labels map to COCO category ids through ``dataset_meta['classes']``: label ``i`` is the
 category of the ann file named ``classes[i]`` (the ann file's categories sorted by id when
-there is no ``dataset_meta``, as ``CocoDataset`` numbers them). Without an ann file the
+there is no ``dataset_meta``, as ``CocoDataset`` numbers them). A panoptic dataset's
+``dataset_meta['thing_classes']`` takes precedence: instance predictions of a panoptic
+model are labelled over the thing classes (its labels 0..T-1). Without an ann file the
 category id is ``label + 1``.
 
 Results gathered from several processes are de-duplicated by ``img_id`` (a padded
@@ -26,8 +30,6 @@ evaluated, so a subset of the ann file can be evaluated.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import logging
 import os
@@ -35,13 +37,25 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pycocotools.mask as mask_util
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
-from mmengine.structures import BaseDataElement
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from visionfm.registry import METRICS
+
+from .coco_format import (
+    bbox_results,
+    coco_from_dict,
+    encode_masks,
+    load_ann_file,
+    plain,
+    quiet,
+    segm_results,
+    to_numpy,
+    xyxy_to_xywh,
+)
 
 __all__ = ["CocoMetric"]
 
@@ -49,86 +63,8 @@ __all__ = ["CocoMetric"]
 _AP_NAMES = ("mAP", "mAP_50", "mAP_75", "mAP_s", "mAP_m", "mAP_l")
 
 
-def _plain(x: Any) -> Any:
-    """``BaseDataElement`` (e.g. ``InstanceData``) -> dict; anything else unchanged."""
-    return x.to_dict() if isinstance(x, BaseDataElement) else x
-
-
-def _numpy(x: Any, dtype: Any) -> np.ndarray:
-    """Tensor / array / list -> numpy array of ``dtype`` on the CPU."""
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=dtype)
-
-
-def _xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
-    """(N, 4) xyxy -> (N, 4) COCO xywh."""
-    out = boxes.copy()
-    out[:, 2:] -= out[:, :2]
-    return out
-
-
-def _quiet(fn: Any, *args: Any) -> tuple[Any, str]:
-    """Call ``fn`` (pycocotools prints to stdout) and return (result, what it printed)."""
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        out = fn(*args)
-    return out, buf.getvalue()
-
-
-def _coco_from_dict(data: dict) -> COCO:
-    coco = COCO()
-    coco.dataset = data
-    _quiet(coco.createIndex)
-    return coco
-
-
-def _load_ann_file(path: str) -> COCO:
-    """COCO api on ``path``; errors name the file. Missing ``area`` / ``iscrowd`` of
-    annotations default to the box area / 0 (COCOeval needs both)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"CocoMetric: annotation file not found: {path}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"CocoMetric: {path} is not valid JSON: {e}") from e
-    missing = [k for k in ("images", "annotations", "categories") if k not in data]
-    if missing:
-        raise ValueError(f"CocoMetric: {path} is not a COCO annotation file: no {missing}")
-    for ann in data["annotations"]:
-        ann.setdefault("iscrowd", 0)
-        if "area" not in ann:
-            ann["area"] = float(ann["bbox"][2]) * float(ann["bbox"][3])
-    return _coco_from_dict(data)
-
-
-def _bbox_results(results: list[dict], cat_ids: list[int]) -> list[dict]:
-    """Per-image results -> COCO results entries ``{image_id, category_id, bbox xywh,
-    score}``."""
-    entries = []
-    for res in results:
-        labels = res["labels"]
-        if len(labels) and (labels.min() < 0 or labels.max() >= len(cat_ids)):
-            raise ValueError(
-                f"CocoMetric: image {res['img_id']} has predicted labels "
-                f"{sorted(set(labels.tolist()))} outside 0..{len(cat_ids) - 1}"
-            )
-        boxes = _xyxy_to_xywh(res["bboxes"]).tolist()
-        for box, score, label in zip(boxes, res["scores"].tolist(), labels.tolist()):
-            entries.append(
-                dict(
-                    image_id=res["img_id"],
-                    category_id=cat_ids[label],
-                    bbox=box,
-                    score=score,
-                )
-            )
-    return entries
-
-
-# One converter per supported ``metric`` (COCO iouType); 'segm' will add mask results here.
-_RESULT_CONVERTERS = {"bbox": _bbox_results}
+# One converter per supported ``metric`` (COCO iouType).
+_RESULT_CONVERTERS = {"bbox": bbox_results, "segm": segm_results}
 
 
 @METRICS.register_module()
@@ -137,8 +73,9 @@ class CocoMetric(BaseMetric):
 
     Args:
         ann_file: COCO json of the evaluated split. None: the ground truth is built from the
-            ``gt_instances`` of the data samples (areas are box areas).
-        metric: COCO iou type(s) to evaluate; ``'bbox'`` (``'segm'`` is not implemented yet).
+            ``gt_instances`` of the data samples (areas are mask areas with masks, else
+            box areas).
+        metric: COCO iou type(s) to evaluate: ``'bbox'``, ``'segm'`` or both.
         classwise: also log a table of per-class AP / AP50 / AP75.
         outfile_prefix: write the predictions as a COCO results json
             ``<prefix>.<metric>.json`` (and, without ``ann_file``, the ground truth as
@@ -172,8 +109,7 @@ class CocoMetric(BaseMetric):
         unknown = [m for m in self.metrics if m not in _RESULT_CONVERTERS]
         if unknown or not self.metrics:
             raise ValueError(
-                f"CocoMetric: metric must be among {sorted(_RESULT_CONVERTERS)}, got "
-                f"{metric!r} ('segm' is not implemented yet)"
+                f"CocoMetric: metric must be among {sorted(_RESULT_CONVERTERS)}, got {metric!r}"
             )
         self.proposal_nums = tuple(int(n) for n in proposal_nums)
         if len(self.proposal_nums) != 3 or list(self.proposal_nums) != sorted(
@@ -189,47 +125,75 @@ class CocoMetric(BaseMetric):
         self.classwise = classwise
         self.outfile_prefix = outfile_prefix
         self.format_only = format_only
-        self._coco_gt = _load_ann_file(ann_file) if ann_file is not None else None
+        self._coco_gt = load_ann_file(ann_file) if ann_file is not None else None
 
     # ---- per batch ----------------------------------------------------------------------
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
-        """Store, per image, ``img_id``, the predictions as numpy arrays and (without
-        ``ann_file``) the ground truth and ``ori_shape``."""
+        """Store, per image, ``img_id``, the predictions as numpy arrays (masks as RLE) and
+        (without ``ann_file``) the ground truth and ``ori_shape``."""
         for sample in data_samples:
-            sample = _plain(sample)
+            sample = plain(sample)
             if "img_id" not in sample or "pred_instances" not in sample:
                 raise KeyError(
                     f"CocoMetric: a data sample needs 'img_id' and 'pred_instances', got keys "
                     f"{sorted(sample)}"
                 )
-            pred = _plain(sample["pred_instances"])
+            pred = plain(sample["pred_instances"])
             result = dict(
                 img_id=int(sample["img_id"]),
-                bboxes=_numpy(pred["bboxes"], np.float64).reshape(-1, 4),
-                scores=_numpy(pred["scores"], np.float64).reshape(-1),
-                labels=_numpy(pred["labels"], np.int64).reshape(-1),
+                bboxes=to_numpy(pred["bboxes"], np.float64).reshape(-1, 4),
+                scores=to_numpy(pred["scores"], np.float64).reshape(-1),
+                labels=to_numpy(pred["labels"], np.int64).reshape(-1),
             )
+            if "segm" in self.metrics:
+                if "masks" not in pred:
+                    raise KeyError(
+                        f"CocoMetric(metric='segm'): pred_instances of image {result['img_id']} "
+                        f"have no 'masks' (keys {sorted(pred)})"
+                    )
+                shape = tuple(pred["masks"].shape[-2:])
+                if "ori_shape" in sample and shape != tuple(sample["ori_shape"][:2]):
+                    raise ValueError(
+                        f"CocoMetric: predicted masks of image {result['img_id']} are {shape} but "
+                        f"ori_shape is {tuple(sample['ori_shape'][:2])}: masks must be at the "
+                        "original image size"
+                    )
+                result["masks"] = encode_masks(pred["masks"])
             if self._coco_gt is None and not self.format_only:
-                result.update(self._gt_of(sample))
+                result.update(self._gt_of(sample, with_masks="segm" in self.metrics))
             self.results.append(result)
 
     @staticmethod
-    def _gt_of(sample: dict) -> dict:
+    def _gt_of(sample: dict, with_masks: bool) -> dict:
         if "gt_instances" not in sample or "ori_shape" not in sample:
             raise KeyError(
                 "CocoMetric without ann_file builds the ground truth from the data samples, "
                 "which need 'gt_instances' and 'ori_shape' (keep the annotations in the test "
                 f"pipeline, or give ann_file); got keys {sorted(sample)}"
             )
-        gt = _plain(sample["gt_instances"])
-        ignored = _plain(sample.get("ignored_instances")) or dict(bboxes=[], labels=[])
-        return dict(
-            ori_shape=tuple(int(v) for v in sample["ori_shape"][:2]),
-            gt_bboxes=_numpy(gt["bboxes"], np.float64).reshape(-1, 4),
-            gt_labels=_numpy(gt["labels"], np.int64).reshape(-1),
-            ignored_bboxes=_numpy(ignored["bboxes"], np.float64).reshape(-1, 4),
-            ignored_labels=_numpy(ignored["labels"], np.int64).reshape(-1),
+        gt = plain(sample["gt_instances"])
+        ignored = plain(sample.get("ignored_instances")) or dict(bboxes=[], labels=[])
+        shape = tuple(int(v) for v in sample["ori_shape"][:2])
+        out = dict(
+            ori_shape=shape,
+            gt_bboxes=to_numpy(gt["bboxes"], np.float64).reshape(-1, 4),
+            gt_labels=to_numpy(gt["labels"], np.int64).reshape(-1),
+            ignored_bboxes=to_numpy(ignored["bboxes"], np.float64).reshape(-1, 4),
+            ignored_labels=to_numpy(ignored["labels"], np.int64).reshape(-1),
         )
+        if with_masks:
+            for key, inst in (("gt", gt), ("ignored", ignored)):
+                masks = inst.get("masks", np.zeros((0, *shape), bool))
+                if "masks" not in inst and len(out[f"{key}_labels"]):
+                    raise KeyError(f"CocoMetric(metric='segm') without ann_file needs {key} masks")
+                if tuple(masks.shape[-2:]) != shape:
+                    raise ValueError(
+                        f"CocoMetric: {key} masks of image {sample.get('img_id')} are "
+                        f"{tuple(masks.shape[-2:])} but ori_shape is {shape}: ground truth from "
+                        "the samples must be at the original size (or give ann_file)"
+                    )
+                out[f"{key}_masks"] = encode_masks(masks)
+        return out
 
     # ---- whole dataset ------------------------------------------------------------------
     def compute_metrics(self, results: list[dict]) -> dict[str, float]:
@@ -278,8 +242,9 @@ class CocoMetric(BaseMetric):
         return list(seen.values())
 
     def _classes(self) -> tuple[str, ...] | None:
+        """Names of labels 0..C-1: ``thing_classes`` (panoptic datasets), else ``classes``."""
         meta = self.dataset_meta or {}
-        classes = meta.get("classes")
+        classes = meta.get("thing_classes") or meta.get("classes")
         return tuple(classes) if classes else None
 
     def _ann_file_cat_ids(self, coco_gt: COCO) -> list[int]:
@@ -321,25 +286,27 @@ class CocoMetric(BaseMetric):
             h, w = res["ori_shape"]
             images.append(dict(id=res["img_id"], height=h, width=w))
             for key, iscrowd in (("gt", 0), ("ignored", 1)):
-                boxes = _xyxy_to_xywh(res[f"{key}_bboxes"])
-                for box, label in zip(boxes.tolist(), res[f"{key}_labels"].tolist()):
+                boxes = xyxy_to_xywh(res[f"{key}_bboxes"]).tolist()
+                masks = res.get(f"{key}_masks") or [None] * len(boxes)
+                for box, label, rle in zip(boxes, res[f"{key}_labels"].tolist(), masks):
                     if not 0 <= label < num_classes:
                         raise ValueError(
                             f"CocoMetric: image {res['img_id']} has ground-truth label {label} "
                             f"outside 0..{num_classes - 1}"
                         )
-                    annotations.append(
-                        dict(
-                            id=len(annotations) + 1,  # COCOeval needs ids > 0
-                            image_id=res["img_id"],
-                            category_id=label + 1,
-                            bbox=box,
-                            area=box[2] * box[3],
-                            iscrowd=iscrowd,
-                        )
+                    ann = dict(
+                        id=len(annotations) + 1,  # COCOeval needs ids > 0
+                        image_id=res["img_id"],
+                        category_id=label + 1,
+                        bbox=box,
+                        area=box[2] * box[3],
+                        iscrowd=iscrowd,
                     )
+                    if rle is not None:
+                        ann.update(segmentation=dict(rle), area=float(mask_util.area(rle)))
+                    annotations.append(ann)
         categories = [dict(id=i + 1, name=name) for i, name in enumerate(classes)]
-        return _coco_from_dict(dict(images=images, annotations=annotations, categories=categories))
+        return coco_from_dict(dict(images=images, annotations=annotations, categories=categories))
 
     def _dump(self, entries: dict[str, list[dict]], coco_gt: COCO | None) -> dict[str, str]:
         """Write ``<prefix>.<metric>.json`` (and ``<prefix>.gt.json`` for GT from samples)."""
@@ -364,14 +331,14 @@ class CocoMetric(BaseMetric):
     ) -> dict[str, float]:
         """Run COCOeval on ``img_ids`` x ``cat_ids``; log its summary (and class table)."""
         if entries:
-            coco_dt, _ = _quiet(coco_gt.loadRes, [dict(e) for e in entries])
+            coco_dt, _ = quiet(coco_gt.loadRes, [dict(e) for e in entries])
         else:  # pycocotools' loadRes cannot take an empty list
             print_log(
                 f"CocoMetric: no {metric} predictions at all",
                 logger="current",
                 level=logging.WARNING,
             )
-            coco_dt = _coco_from_dict(
+            coco_dt = coco_from_dict(
                 dict(
                     images=list(coco_gt.dataset["images"]),
                     categories=list(coco_gt.dataset["categories"]),
@@ -382,7 +349,7 @@ class CocoMetric(BaseMetric):
         coco_eval.params.imgIds = img_ids
         coco_eval.params.catIds = cat_ids
         coco_eval.params.maxDets = list(self.proposal_nums)
-        _, log = _quiet(
+        _, log = quiet(
             lambda: (coco_eval.evaluate(), coco_eval.accumulate(), coco_eval.summarize())
         )
         print_log(f"CocoMetric ({metric}, {len(img_ids)} images):\n{log}", logger="current")

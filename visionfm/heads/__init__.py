@@ -1,6 +1,6 @@
 """visionfm.heads: task heads, registered in ``MODELS`` (the registry imports this package
 itself on lookup)."""
 
-from . import detr
+from . import depth, detr, pose, segmentation
 
-__all__ = ["detr"]
+__all__ = ["depth", "detr", "pose", "segmentation"]

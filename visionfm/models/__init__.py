@@ -2,5 +2,7 @@
 
 from . import losses
 from .detector import Detector
+from .pose_estimator import TopDownPoseEstimator
+from .segmentor import Segmentor
 
-__all__ = ["Detector", "losses"]
+__all__ = ["Detector", "Segmentor", "TopDownPoseEstimator", "losses"]

@@ -8,6 +8,8 @@ coordinates are continuous pixel coordinates: the image spans ``[0, W] x [0, H]`
 
 - ``boxes_to_original``: xyxy boxes (detection heads).
 - ``points_to_original``: (x, y) points (keypoints).
+- ``points_to_input`` / ``boxes_to_input``: the other way, original -> network input (e.g. a
+  pose head reading a detection head's boxes, which are reported in original pixels).
 - ``dense_to_original``: per-pixel maps (segmentation logits, depth): every original pixel
   centre is mapped into the input and sampled there, so resize, flip, crop and padding are
   undone in one ``grid_sample``.
@@ -23,7 +25,13 @@ from torch import Tensor
 
 from .boxes import clip_boxes
 
-__all__ = ["boxes_to_original", "dense_to_original", "points_to_original"]
+__all__ = [
+    "boxes_to_input",
+    "boxes_to_original",
+    "dense_to_original",
+    "points_to_input",
+    "points_to_original",
+]
 
 
 def _homography(metainfo: Mapping, device) -> Tensor | None:
@@ -69,6 +77,29 @@ def boxes_to_original(bboxes: Tensor, metainfo: Mapping) -> Tensor:
     if "ori_shape" in metainfo:
         bboxes = clip_boxes(bboxes, metainfo["ori_shape"][:2])
     return bboxes
+
+
+def points_to_input(points: Tensor, metainfo: Mapping) -> Tensor:
+    """(..., 2) (x, y) points in the original image's pixels -> (..., 2) in network-input
+    pixels; the inverse of :func:`points_to_original`."""
+    matrix = _homography(metainfo, points.device)
+    if matrix is not None:
+        return _apply(matrix, points).to(points.dtype)
+    if "scale_factor" in metainfo:
+        sw, sh = metainfo["scale_factor"][:2]
+        return points * points.new_tensor([sw, sh])
+    return points
+
+
+def boxes_to_input(bboxes: Tensor, metainfo: Mapping) -> Tensor:
+    """(N, 4) xyxy boxes in original pixels -> (N, 4) in network-input pixels (bounding box
+    of the mapped corners; not clipped)."""
+    x1, y1, x2, y2 = bboxes.unbind(-1)
+    corners = torch.stack(
+        (torch.stack((x1, x2, x1, x2), -1), torch.stack((y1, y1, y2, y2), -1)), -1
+    )  # (N, 4, 2)
+    xy = points_to_input(corners.double(), metainfo)
+    return torch.cat((xy.amin(-2), xy.amax(-2)), dim=-1).to(bboxes.dtype)
 
 
 def dense_to_original(maps: Tensor, metainfo: Mapping, mode: str = "bilinear") -> Tensor:

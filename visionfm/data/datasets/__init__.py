@@ -4,8 +4,26 @@ keeps ``inputs`` and ``data_samples`` as per-image lists for ``DataPreprocessor`
 
 from mmengine.dataset import pseudo_collate
 
-from .coco import CocoDataset, default_palette, load_coco_json
+from .bad_samples import SkipBadSamplesMixin
+from .coco import CocoDataset, CocoFormatError, default_palette, load_coco_json
+from .coco_keypoints import CocoKeypointDataset
+from .coco_panoptic import CocoPanopticDataset, LoadPanopticAnnotations
+from .depth_folder import DepthFolderDataset, KittiDepthDataset
+from .seg_folder import SegFolderDataset
 
 collate = pseudo_collate
 
-__all__ = ["CocoDataset", "collate", "default_palette", "load_coco_json"]
+__all__ = [
+    "CocoDataset",
+    "CocoFormatError",
+    "CocoKeypointDataset",
+    "CocoPanopticDataset",
+    "DepthFolderDataset",
+    "KittiDepthDataset",
+    "LoadPanopticAnnotations",
+    "SegFolderDataset",
+    "SkipBadSamplesMixin",
+    "collate",
+    "default_palette",
+    "load_coco_json",
+]

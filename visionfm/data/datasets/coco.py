@@ -21,12 +21,17 @@ Each sample handed to the pipeline (before transforms) is a dict with ``img_path
 ``seg_suffix`` / ``depth_suffix``), and ``instances``: a list of dicts with ``bbox`` xyxy
 (clipped to the image), ``bbox_label`` (0..C-1), ``ignore_flag`` (1 for crowd), ``mask``
 (the raw COCO ``segmentation``), ``keypoints`` (flat [x, y, v] * K) and ``ann_id``.
+
+Bad input: the json is checked entry by entry when the dataset is built (see
+:mod:`~visionfm.data.datasets.coco_schema`); ``on_error='skip'`` leaves out malformed
+entries and missing images (counted in ``num_invalid``, logged) and, in training, skips
+samples whose files fail to load inside the DataLoader workers; ``bad_boxes`` says whether
+boxes sticking out of the image are clipped, dropped or refused.
 """
 
 from __future__ import annotations
 
 import colorsys
-import json
 import logging
 import os
 import pickle
@@ -40,9 +45,26 @@ from mmengine.logging import print_log
 from visionfm.data.transforms import Compose
 from visionfm.registry import DATASETS
 
-__all__ = ["CocoDataset", "default_palette", "load_coco_json"]
+from .bad_samples import SkipBadSamplesMixin
+from .coco_schema import (
+    CocoFormatError,
+    check_annotation,
+    check_categories,
+    check_image,
+    load_coco_json,
+)
 
-_REQUIRED_KEYS = ("images", "annotations", "categories")
+__all__ = ["CocoDataset", "CocoFormatError", "default_palette", "load_coco_json"]
+
+BAD_BOXES = ("clip", "drop", "raise")
+
+
+def _hashable(value) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 def default_palette(n: int) -> list[tuple[int, int, int]]:
@@ -52,29 +74,6 @@ def default_palette(n: int) -> list[tuple[int, int, int]]:
         r, g, b = colorsys.hsv_to_rgb((i * 0.618033988749895) % 1.0, 0.65, 0.95)
         colours.append((int(r * 255), int(g * 255), int(b * 255)))
     return colours
-
-
-def load_coco_json(path: str) -> dict:
-    """Read a COCO json; errors name the file and what is wrong with it."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"annotation file not found: {path}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"annotation file {path} is not valid JSON: {e}") from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise OSError(f"cannot read annotation file {path}: {e}") from e
-    if not isinstance(data, dict):
-        raise ValueError(
-            f"{path} is not a COCO annotation file: top level is a {type(data).__name__}"
-        )
-    missing = [k for k in _REQUIRED_KEYS if k not in data]
-    if missing:
-        raise ValueError(
-            f"{path} is not a COCO annotation file: missing key(s) {missing} (has {sorted(data)})"
-        )
-    return data
 
 
 def _flip_pairs(names: Sequence[str]) -> list[tuple[int, int]]:
@@ -90,7 +89,7 @@ def _flip_pairs(names: Sequence[str]) -> list[tuple[int, int]]:
 
 
 @DATASETS.register_module()
-class CocoDataset(BaseDataset):
+class CocoDataset(SkipBadSamplesMixin, BaseDataset):
     """COCO json + image folder (see module doc for the config and the per-sample dict).
 
     Args:
@@ -104,12 +103,24 @@ class CocoDataset(BaseDataset):
             that order); ``palette`` overrides the generated colours.
         filter_empty_gt: in training (not ``test_mode``) drop images without any non-crowd box.
         min_size: in training drop images whose width or height is below this many pixels.
-        check_images: at load time, fail listing the image files that do not exist.
+        check_images: at load time, look for every image file (see ``on_error``).
+        on_error: 'raise' or 'skip' a malformed image / annotation entry of the json (a
+            :class:`CocoFormatError` naming the entry and key: unknown image or category
+            id, bad ``bbox``, ``segmentation`` of another size than its image, ``keypoints``
+            of the wrong length ...), a missing image file (``check_images``), and a sample
+            whose files fail to load in training (see
+            :class:`~visionfm.data.datasets.bad_samples.SkipBadSamplesMixin`). Skipped
+            entries are counted in ``num_invalid`` and logged. Errors of the file as a whole
+            (not JSON, no categories ...) always raise.
+        bad_boxes: boxes with zero / negative size or entirely outside the image are dropped
+            with 'clip' and 'drop', and raise with 'raise'. Boxes partly outside the image are
+            clipped to it ('clip'), dropped ('drop') or raise ('raise').
 
-    Categories are sorted by id and mapped to labels 0..C-1. Boxes with zero / negative size
-    or entirely outside the image are skipped and counted (``self.num_skipped``, logged);
-    the others are clipped to the image. ``metainfo`` holds ``classes``, ``palette`` and, if a
-    kept category has keypoints, ``keypoint_names``, ``skeleton`` (0-based pairs; COCO's
+    Categories are sorted by id and mapped to labels 0..C-1. Dropped boxes are counted in
+    ``num_skipped`` (``degenerate_box``, ``outside_image``: entirely, or partly with
+    ``bad_boxes='drop'``; ``other_class``: categories left out by ``metainfo``), clipped ones
+    in ``num_clipped``; all are logged. ``metainfo`` holds ``classes``, ``palette`` and, if
+    a kept category has keypoints, ``keypoint_names``, ``skeleton`` (0-based pairs; COCO's
     json is 1-based) and ``flip_pairs``.
     """
 
@@ -125,6 +136,8 @@ class CocoDataset(BaseDataset):
         seg_suffix: str = ".png",
         depth_suffix: str = ".png",
         check_images: bool = True,
+        on_error: str = "raise",
+        bad_boxes: str = "clip",
         test_mode: bool = False,
         lazy_init: bool = False,
         serialize_data: bool = True,
@@ -135,13 +148,20 @@ class CocoDataset(BaseDataset):
         unknown = set(data_prefix) - {"img", "seg", "depth"}
         if unknown:
             raise ValueError(f"data_prefix keys must be img / seg / depth, got {sorted(unknown)}")
+        if bad_boxes not in BAD_BOXES:
+            raise ValueError(f"bad_boxes must be one of {BAD_BOXES}, got {bad_boxes!r}")
         data_prefix.setdefault("img", "")
+        self._init_bad_samples(on_error)
+        self.bad_boxes = bad_boxes
         self.filter_empty_gt = filter_empty_gt
         self.min_size = min_size
         self.seg_suffix = seg_suffix
         self.depth_suffix = depth_suffix
         self.check_images = check_images
         self.num_skipped: dict[str, int] = {}
+        self.num_clipped = 0
+        self.num_invalid: dict[str, int] = {"image": 0, "annotation": 0, "image_file": 0}
+        self._invalid_examples: list[str] = []
         super().__init__(
             ann_file=ann_file,
             metainfo=metainfo,
@@ -157,31 +177,55 @@ class CocoDataset(BaseDataset):
         self.pipeline = Compose(pipeline)  # built by OUR registry, with or without a scope
 
     # ---- loading -------------------------------------------------------------------------
+    def _invalid(self, err: CocoFormatError) -> None:
+        """Raise ``err`` or, with ``on_error='skip'``, count it (the entry is left out)."""
+        if self.on_error == "raise":
+            raise err
+        self.num_invalid[err.kind] = self.num_invalid.get(err.kind, 0) + 1
+        if len(self._invalid_examples) < 5:
+            self._invalid_examples.append(str(err))
+
     def load_data_list(self) -> list[dict]:
         path = self.ann_file
         self.num_skipped = {"degenerate_box": 0, "outside_image": 0, "other_class": 0}
+        self.num_clipped = 0
+        self.num_invalid = {"image": 0, "annotation": 0, "image_file": 0}
+        self._invalid_examples = []
         coco = load_coco_json(path)
-        categories = {c["id"]: c for c in coco["categories"]}
+        categories = check_categories(coco["categories"], path)
         cat2label = self._set_class_metainfo(categories, path)
-        images = {img["id"]: img for img in coco["images"]}
+        num_kps = len(self._metainfo.get("keypoint_names", ()))
+        images: dict = {}  # id -> (file_name, height, width)
+        valid_images, skipped_ids = [], set()
+        for i, img in enumerate(coco["images"]):
+            try:
+                checked = check_image(img, i, path)
+                if img["id"] in images:
+                    raise CocoFormatError(
+                        f"{path}: image id {img['id']!r} (images[{i}]) is used by two images",
+                        "image",
+                    )
+            except CocoFormatError as err:
+                self._invalid(err)
+                if isinstance(img, dict) and isinstance(img.get("id"), (int, str)):
+                    skipped_ids.add(img["id"])  # its annotations go with it, uncounted
+                continue
+            images[img["id"]] = checked
+            valid_images.append(img)
         anns_by_image = defaultdict(list)
         for i, ann in enumerate(coco["annotations"]):
-            ann_id = ann.get("id", f"#{i}")
-            if ann.get("image_id") not in images:
-                raise ValueError(
-                    f"{path}: annotation id {ann_id} refers to unknown image_id "
-                    f"{ann.get('image_id')!r}"
-                )
-            if ann.get("category_id") not in categories:
-                raise ValueError(
-                    f"{path}: annotation id {ann_id} refers to unknown category_id "
-                    f"{ann.get('category_id')!r} (known: {sorted(categories)})"
-                )
+            if skipped_ids and isinstance(ann, dict) and _hashable(ann.get("image_id")):
+                if ann["image_id"] in skipped_ids and ann["image_id"] not in images:
+                    continue
+            try:
+                check_annotation(ann, i, path, images, categories, num_kps)
+            except CocoFormatError as err:
+                self._invalid(err)
+                continue
             anns_by_image[ann["image_id"]].append(ann)
-        num_kps = len(self._metainfo.get("keypoint_names", ()))
         data_list = [
             self._parse_image(img, anns_by_image[img["id"]], cat2label, num_kps, path)
-            for img in coco["images"]
+            for img in valid_images
         ]
         self._report(data_list)
         return data_list
@@ -217,11 +261,8 @@ class CocoDataset(BaseDataset):
     def _parse_image(
         self, img: dict, anns: list[dict], cat2label: dict[int, int], num_kps: int, path: str
     ) -> dict:
-        """One COCO image entry + its annotations -> the per-sample dict (see module doc)."""
-        try:
-            file_name, h, w = img["file_name"], int(img["height"]), int(img["width"])
-        except KeyError as e:
-            raise ValueError(f"{path}: image id {img.get('id')} has no {e.args[0]!r}") from e
+        """One checked COCO image entry + its checked annotations -> the per-sample dict."""
+        file_name, h, w = img["file_name"], int(img["height"]), int(img["width"])
         info = dict(
             img_path=os.path.join(self.data_prefix["img"], file_name),
             img_id=img["id"],
@@ -239,15 +280,8 @@ class CocoDataset(BaseDataset):
             if ann["category_id"] not in cat2label:
                 self.num_skipped["other_class"] += 1
                 continue
-            if "bbox" not in ann:
-                raise ValueError(f"{path}: annotation id {ann.get('id')} has no 'bbox'")
-            x, y, bw, bh = (float(v) for v in ann["bbox"])
-            if bw <= 0 or bh <= 0:
-                self.num_skipped["degenerate_box"] += 1
-                continue
-            box = [max(x, 0.0), max(y, 0.0), min(x + bw, float(w)), min(y + bh, float(h))]
-            if box[2] <= box[0] or box[3] <= box[1]:
-                self.num_skipped["outside_image"] += 1
+            box = self._box(ann, h, w, path)
+            if box is None:
                 continue
             instance = dict(
                 bbox=box,
@@ -261,25 +295,72 @@ class CocoDataset(BaseDataset):
             info["instances"].append(instance)
         return info
 
+    def _box(self, ann: dict, h: int, w: int, path: str) -> list[float] | None:
+        """xyxy box of a checked annotation inside an (h, w) image, or None if dropped
+        (counted); raises with ``bad_boxes='raise'`` (see the class doc)."""
+        x, y, bw, bh = (float(v) for v in ann["bbox"])
+        box = [max(x, 0.0), max(y, 0.0), min(x + bw, float(w)), min(y + bh, float(h))]
+        if bw <= 0 or bh <= 0:
+            problem, counter = f"has zero or negative size (w={bw:g}, h={bh:g})", "degenerate_box"
+        elif box[2] <= box[0] or box[3] <= box[1]:
+            problem, counter = "lies entirely outside its image", "outside_image"
+        elif box != [x, y, x + bw, y + bh]:
+            if self.bad_boxes == "clip":
+                self.num_clipped += 1
+                return box
+            problem, counter = "sticks out of its image", "outside_image"
+        else:
+            return box
+        if self.bad_boxes == "raise":
+            raise CocoFormatError(
+                f"{path}: annotation id {ann.get('id')}: 'bbox' {ann['bbox']} {problem} "
+                f"(image width {w}, height {h}); bad_boxes='clip' or 'drop' would drop it",
+                "annotation",
+            )
+        self.num_skipped[counter] += 1
+        return None
+
     def _report(self, data_list: list[dict]) -> None:
-        """Log skipped boxes; with ``check_images``, fail naming the missing image files."""
-        bad = self.num_skipped["degenerate_box"] + self.num_skipped["outside_image"]
-        if bad:
+        """Log dropped / clipped boxes and skipped entries; with ``check_images``, raise naming
+        the missing image files (``on_error='skip'``: drop them from ``data_list``, logged)."""
+        skipped = getattr(self, "num_skipped", {})
+        if skipped.get("degenerate_box") or skipped.get("outside_image"):
             print_log(
-                f"{self.ann_file}: skipped {self.num_skipped['degenerate_box']} boxes with "
-                f"zero/negative size and {self.num_skipped['outside_image']} boxes outside "
+                f"{self.ann_file}: skipped {skipped.get('degenerate_box', 0)} boxes with "
+                f"zero/negative size and {skipped.get('outside_image', 0)} boxes outside "
                 f"their image",
                 logger="current",
                 level=logging.WARNING,
+            )
+        if getattr(self, "num_clipped", 0):
+            print_log(
+                f"{self.ann_file}: clipped {self.num_clipped} boxes to their image",
+                logger="current",
+                level=logging.INFO,
             )
         if self.check_images:
             missing = [d["img_path"] for d in data_list if not os.path.isfile(d["img_path"])]
             if missing:
                 shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-                raise FileNotFoundError(
+                message = (
                     f"{self.ann_file}: {len(missing)} of {len(data_list)} image files not "
                     f"found: {shown}"
                 )
+                if self.on_error == "raise":
+                    raise FileNotFoundError(message + " (on_error='skip' would skip them)")
+                gone = set(missing)
+                data_list[:] = [d for d in data_list if d["img_path"] not in gone]
+                self.num_invalid["image_file"] = len(missing)
+                self._invalid_examples.append(message)
+        invalid = self.num_invalid
+        if any(invalid.values()):
+            print_log(
+                f"{self.ann_file}: on_error='skip' left out {invalid['image']} image entries, "
+                f"{invalid['annotation']} annotations and {invalid['image_file']} missing "
+                f"image files. First problems: " + " | ".join(self._invalid_examples),
+                logger="current",
+                level=logging.WARNING,
+            )
 
     def filter_data(self) -> list[dict]:
         """In training: drop images without non-crowd boxes (``filter_empty_gt``) or smaller

@@ -9,11 +9,12 @@ order. Two ways in:
   ``render_video(rng, height, width, num_frames) -> list[Scene]``, and
   ``referring_expressions(...)`` for grounding;
 - on disk: ``make_synthetic(out_dir, num_train, num_val, seed)`` writes COCO json,
-  semantic and depth PNGs, RefCOCO-style refs and mp4 clips in the standard
-  layouts (see ``writers``); ``tools/make_synthetic.py`` is its command line.
+  COCO panoptic json + PNGs, semantic and depth PNGs, RefCOCO-style refs and mp4
+  clips in the standard layouts (see ``writers``); ``tools/make_synthetic.py`` is its
+  command line.
 
 Modules: ``world`` (vocabulary), ``background``, ``shapes``, ``scene``, ``refer``,
-``video``, ``writers``.
+``video``, ``panoptic``, ``writers``.
 """
 
 from .refer import Description, Referent, describe, referring_expressions, relation_holds, resolve

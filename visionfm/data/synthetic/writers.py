@@ -5,7 +5,9 @@ Layout under ``out_dir`` (names are fixed; readers rely on them)::
     images/{split}/000000.jpg            RGB, JPEG quality 95, 128-256 px, never square
     semantic/{split}/000000.png          uint8, 0 = background, k = category id k
     depth/{split}/000000.png             uint16 depth in millimetres
+    panoptic/{split}/000000.png          RGB segment ids (COCO panoptic, see ``panoptic``)
     annotations/instances_{split}.json   COCO instances (+ person keypoints)
+    annotations/panoptic_{split}.json    COCO panoptic (5 things + 'background' stuff)
     annotations/refs_{split}.json        RefCOCO-style list of refs
     videos/{split}/video_000.mp4         mp4v, 10 fps
     annotations/videos_{split}.json      COCO-VID-style per-frame annotations
@@ -36,6 +38,7 @@ import numpy as np
 import pycocotools.mask as mask_utils
 from tqdm import tqdm
 
+from .panoptic import panoptic_categories, panoptic_segments
 from .refer import Referent, referring_expressions
 from .scene import Scene, SceneObject, render_scene
 from .video import render_video
@@ -124,8 +127,9 @@ def dataset_video(
     return render_video(rng, h, w, num_frames, max_objects=max_objects)
 
 
-def _write_image(job: tuple) -> tuple[dict, list[dict], list[list[str]]]:
-    """Render and write image ``index`` of ``split``; returns its COCO entries and refs."""
+def _write_image(job: tuple) -> tuple[dict, list[dict], list[list[str]], dict]:
+    """Render and write image ``index`` of ``split``; returns its COCO entries, refs and
+    COCO panoptic annotation."""
     root, split, index, seed, size_range, max_objects = job
     scene = dataset_scene(seed, split, index, size_range, max_objects)
     h, w = scene.height, scene.width
@@ -138,9 +142,12 @@ def _write_image(job: tuple) -> tuple[dict, list[dict], list[list[str]]]:
     cv2.imwrite(str(root / "semantic" / split / f"{stem}.png"), scene.semantic)
     depth_mm = np.clip(np.round(scene.depth * 1000), 0, 65535).astype(np.uint16)
     cv2.imwrite(str(root / "depth" / split / f"{stem}.png"), depth_mm)
+    pan_rgb, segments = panoptic_segments(scene.masks, scene.category_ids)
+    cv2.imwrite(str(root / "panoptic" / split / f"{stem}.png"), pan_rgb[:, :, ::-1])
     image = {"id": index + 1, "file_name": f"{stem}.jpg", "width": w, "height": h}
     anns = [object_annotation(o) for o in scene.objects]
-    return image, anns, referring_expressions(scene_referents(scene))
+    panoptic = {"image_id": image["id"], "file_name": f"{stem}.png", "segments_info": segments}
+    return image, anns, referring_expressions(scene_referents(scene)), panoptic
 
 
 def _write_video(job: tuple) -> tuple[dict, list[tuple[dict, list[dict]]]]:
@@ -195,15 +202,17 @@ def _remove_stale(folder: Path, pattern: str, keep: int) -> None:
 
 
 def _make_split(root, split, num_images, seed, size_range, max_objects, progress) -> None:
-    for sub in ("images", "semantic", "depth"):
+    for sub in ("images", "semantic", "depth", "panoptic"):
         (root / sub / split).mkdir(parents=True, exist_ok=True)
     _remove_stale(root / "images" / split, r"(\d{6})\.jpg", num_images)
     _remove_stale(root / "semantic" / split, r"(\d{6})\.png", num_images)
     _remove_stale(root / "depth" / split, r"(\d{6})\.png", num_images)
+    _remove_stale(root / "panoptic" / split, r"(\d{6})\.png", num_images)
     jobs = [(root, split, i, seed, size_range, max_objects) for i in range(num_images)]
-    images, annotations, refs = [], [], []
-    for image, anns, expressions in _run(_write_image, jobs, f"{split} images", progress):
+    images, annotations, refs, panoptic = [], [], [], []
+    for image, anns, expressions, pan in _run(_write_image, jobs, f"{split} images", progress):
         images.append(image)
+        panoptic.append(pan)
         for ann, sentences in zip(anns, expressions):
             ann_id = len(annotations) + 1
             annotations.append({"id": ann_id, "image_id": image["id"], **ann})
@@ -219,6 +228,8 @@ def _make_split(root, split, num_images, seed, size_range, max_objects, progress
         {**coco, "categories": coco_categories()}, root / "annotations" / f"instances_{split}.json"
     )
     _dump(refs, root / "annotations" / f"refs_{split}.json")
+    pan = {**coco, "annotations": panoptic, "categories": panoptic_categories()}
+    _dump(pan, root / "annotations" / f"panoptic_{split}.json")
 
 
 def _ref(ref_id, image, ann_id, category_id, split, sent_ids, sentences) -> dict:
@@ -289,7 +300,8 @@ def make_synthetic(
     from a larger earlier run in the same folders are deleted.
 
     Returns ``{"root": Path, split: {"images", "semantic", "depth", "instances",
-    "refs"[, "videos", "video_annotations"]}}`` for split in train/val.
+    "panoptic", "panoptic_json", "refs"[, "videos", "video_annotations"]}}`` for split in
+    train/val.
     """
     root = Path(out_dir)
     (root / "annotations").mkdir(parents=True, exist_ok=True)
@@ -304,6 +316,8 @@ def make_synthetic(
             "semantic": root / "semantic" / split,
             "depth": root / "depth" / split,
             "instances": root / "annotations" / f"instances_{split}.json",
+            "panoptic": root / "panoptic" / split,
+            "panoptic_json": root / "annotations" / f"panoptic_{split}.json",
             "refs": root / "annotations" / f"refs_{split}.json",
         }
         if nv > 0:

@@ -17,20 +17,36 @@ from .compose import Compose
 from .crop import RandomCrop
 from .formatting import PackInputs
 from .geometric import COCO_FLIP_PAIRS, RandomChoiceResize, RandomFlip, Resize
+from .kb_crop import KBCrop
 from .loading import LoadAnnotations, LoadImage, decode_segmentation, read_image_file
 from .photometric import PhotoMetricDistortion
+from .topdown import (
+    GetBBoxCenterScale,
+    PackPoseInputs,
+    RandomBBoxTransform,
+    RandomHalfBody,
+    TopDownAffine,
+    TopDownRandomFlip,
+)
 
 __all__ = [
     "COCO_FLIP_PAIRS",
     "Compose",
+    "GetBBoxCenterScale",
+    "KBCrop",
     "LoadAnnotations",
     "LoadImage",
     "PackInputs",
+    "PackPoseInputs",
     "PhotoMetricDistortion",
+    "RandomBBoxTransform",
     "RandomChoiceResize",
     "RandomCrop",
     "RandomFlip",
+    "RandomHalfBody",
     "Resize",
+    "TopDownAffine",
+    "TopDownRandomFlip",
     "decode_segmentation",
     "read_image_file",
 ]

@@ -21,6 +21,8 @@ DEFAULT_META_KEYS = (
     "flip",
     "flip_direction",
     "homography_matrix",
+    "depth_path",  # depth evaluation reads the ground truth at the original size
+    "depth_scale",
 )
 
 # results key -> InstanceData field, dtype

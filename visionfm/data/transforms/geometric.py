@@ -68,7 +68,9 @@ class RandomFlip:
     def flip(self, results: dict) -> dict:
         """Flip ``results`` in place, unconditionally."""
         w = results["img"].shape[1]
-        results["img"] = np.ascontiguousarray(results["img"][:, ::-1])
+        # .copy(), not np.ascontiguousarray: numpy calls a reversed axis of length 1
+        # contiguous and keeps its negative stride, which torch.from_numpy refuses
+        results["img"] = results["img"][:, ::-1].copy()
         if "gt_bboxes" in results:
             boxes = results["gt_bboxes"].copy()
             boxes[:, 0], boxes[:, 2] = (
@@ -77,10 +79,10 @@ class RandomFlip:
             )
             results["gt_bboxes"] = boxes
         if "gt_masks" in results:
-            results["gt_masks"] = np.ascontiguousarray(results["gt_masks"][:, :, ::-1])
+            results["gt_masks"] = results["gt_masks"][:, :, ::-1].copy()
         for key in ("gt_sem_seg", "gt_depth"):
             if key in results:
-                results[key] = np.ascontiguousarray(results[key][:, ::-1])
+                results[key] = results[key][:, ::-1].copy()
         if "gt_keypoints" in results:
             results["gt_keypoints"] = self._flip_keypoints(results["gt_keypoints"], w)
         results["flip"] = not results.get("flip", False)

@@ -23,7 +23,13 @@ from pycocotools import mask as mask_util
 
 from visionfm.registry import TRANSFORMS
 
-__all__ = ["LoadImage", "LoadAnnotations", "decode_segmentation", "read_image_file"]
+__all__ = [
+    "LoadImage",
+    "LoadAnnotations",
+    "decode_segmentation",
+    "read_depth_file",
+    "read_image_file",
+]
 
 _MAGIC = {
     b"\xff\xd8\xff": "JPEG",
@@ -79,6 +85,25 @@ def read_image_file(path: str, flags: int) -> np.ndarray:
         what = f"corrupt {fmt} data" if fmt else "unknown or unsupported image format"
         raise ValueError(f"cannot decode image file ({what}, {len(data)} bytes): {path}")
     return img
+
+
+def read_depth_file(path: str, depth_scale: float = 1000.0) -> np.ndarray:
+    """A depth PNG (single-channel, 16-bit: depth * ``depth_scale``) -> float32 (H, W) metres.
+
+    0 stays 0 (invalid). Float images (e.g. 32-bit TIFF) are divided by ``depth_scale`` too.
+    An 8-bit file raises: it cannot hold metric depth (usually a visualisation saved by
+    mistake, or a map converted with a lossy tool).
+    """
+    depth = read_image_file(path, cv2.IMREAD_UNCHANGED)
+    if depth.ndim != 2:
+        raise ValueError(f"depth map must be single-channel, got shape {depth.shape}: {path}")
+    if depth.dtype in (np.uint8, np.int8):
+        raise ValueError(
+            f"depth map {path} is 8-bit; expected a 16-bit PNG holding depth * depth_scale "
+            f"(e.g. millimetres for depth_scale=1000, KITTI: metres * 256). Write it with "
+            f"cv2.imwrite(path, depth_array.astype(np.uint16))"
+        )
+    return depth.astype(np.float32) / np.float32(depth_scale)
 
 
 @TRANSFORMS.register_module()
@@ -170,9 +195,18 @@ class LoadAnnotations:
             an instance without a segmentation gets its filled box.
         with_keypoints: write ``gt_keypoints`` (N, K, 3) with K = ``results['num_keypoints']``.
         with_seg: read ``seg_map_path`` (8/16-bit single-channel PNG of class indices).
-        with_depth: read ``depth_path`` (16-bit PNG) and divide by ``depth_scale``
-            (1000 for millimetres -> metres); 0 stays 0 = invalid.
+        with_depth: read ``depth_path`` (16-bit PNG, see :func:`read_depth_file`) and
+            divide by ``depth_scale``; 0 stays 0 = invalid. The map must have the decoded
+            image's size (``ori_shape``). depth_scale None: the dataset's
+            (``results['depth_scale']``, e.g. 256 for KITTI), else 1000 (millimetres).
         reduce_zero_label: map seg label 0 to 255 (ignore) and shift the others down by one.
+            None: follow the dataset (``results['reduce_zero_label']``, else False); a
+            value that contradicts the dataset's raises.
+
+    Semantic masks are checked against what the dataset puts in ``results``: the mask must
+    have the decoded image's size (``ori_shape``, so this transform may come after
+    ``Resize`` to keep the ground truth at the original size for evaluation), and with
+    ``results['num_classes']`` every label must be < num_classes or 255. Errors name the file.
     """
 
     def __init__(
@@ -183,8 +217,8 @@ class LoadAnnotations:
         with_keypoints: bool = False,
         with_seg: bool = False,
         with_depth: bool = False,
-        depth_scale: float = 1000.0,
-        reduce_zero_label: bool = False,
+        depth_scale: float | None = None,
+        reduce_zero_label: bool | None = None,
     ) -> None:
         self.with_bbox = with_bbox
         self.with_label = with_label
@@ -210,9 +244,9 @@ class LoadAnnotations:
         if self.with_keypoints:
             results["gt_keypoints"] = self._keypoints(results, instances)
         if self.with_seg:
-            results["gt_sem_seg"] = self._sem_seg(results["seg_map_path"])
+            results["gt_sem_seg"] = self._sem_seg(results["seg_map_path"], results)
         if self.with_depth:
-            results["gt_depth"] = self._depth(results["depth_path"])
+            results["gt_depth"] = self._depth(results["depth_path"], results)
         return results
 
     def _masks(self, results: dict, instances: list[dict]) -> np.ndarray:
@@ -242,24 +276,62 @@ class LoadAnnotations:
         kps = np.zeros((len(instances), k, 3), dtype=np.float32)
         for i, inst in enumerate(instances):
             if inst.get("keypoints"):
-                kps[i] = np.asarray(inst["keypoints"], dtype=np.float32).reshape(k, 3)
+                flat = np.asarray(inst["keypoints"], dtype=np.float32).reshape(-1)
+                if flat.size != 3 * k:
+                    raise ValueError(
+                        f"{results.get('img_path')}, annotation id {inst.get('ann_id')}: "
+                        f"keypoints has {flat.size} numbers, expected 3 * {k} = {3 * k} "
+                        f"(x, y, visibility per keypoint)"
+                    )
+                kps[i] = flat.reshape(k, 3)
         return kps
 
-    def _sem_seg(self, path: str) -> np.ndarray:
+    def _sem_seg(self, path: str, results: dict) -> np.ndarray:
+        """(H, W) labels of ``path``, reduced and checked (see the class doc)."""
         seg = read_image_file(path, cv2.IMREAD_UNCHANGED)
         if seg.ndim != 2:
             raise ValueError(f"semantic mask must be single-channel, got shape {seg.shape}: {path}")
-        if self.reduce_zero_label:
+        ori = results.get("ori_shape")
+        if ori is not None and tuple(seg.shape) != tuple(ori[:2]):
+            raise ValueError(
+                f"semantic mask {path} is h={seg.shape[0]}, w={seg.shape[1]} but its image "
+                f"{results.get('img_path')} is h={ori[0]}, w={ori[1]}"
+            )
+        given = results.get("reduce_zero_label")
+        if self.reduce_zero_label is not None and given is not None:
+            if bool(given) != self.reduce_zero_label:
+                raise ValueError(
+                    f"LoadAnnotations(reduce_zero_label={self.reduce_zero_label}) contradicts "
+                    f"the dataset's reduce_zero_label={given} ({path})"
+                )
+        reduce = self.reduce_zero_label if self.reduce_zero_label is not None else bool(given)
+        if reduce:
             seg = seg.copy()
             seg[seg == 0] = 255
             seg = np.where(seg == 255, seg, seg - 1).astype(seg.dtype)
+        num_classes = results.get("num_classes")
+        if num_classes is not None and int(seg.max()) >= num_classes:
+            bad = np.unique(seg[(seg >= num_classes) & (seg != 255)])
+            if len(bad):
+                hint = "" if reduce else " (should reduce_zero_label be True?)"
+                raise ValueError(
+                    f"semantic mask {path} has label values {bad[:10].tolist()} >= "
+                    f"num_classes={num_classes} (after reduce_zero_label={reduce}); labels "
+                    f"must be 0..{num_classes - 1} or 255 = ignore{hint}"
+                )
         return seg
 
-    def _depth(self, path: str) -> np.ndarray:
-        depth = read_image_file(path, cv2.IMREAD_UNCHANGED)
-        if depth.ndim != 2:
-            raise ValueError(f"depth map must be single-channel, got shape {depth.shape}: {path}")
-        return depth.astype(np.float32) / self.depth_scale
+    def _depth(self, path: str, results: dict) -> np.ndarray:
+        """(H, W) float32 metres of ``path``, checked against the image's size."""
+        scale = self.depth_scale or results.get("depth_scale") or 1000.0
+        depth = read_depth_file(path, scale)
+        ori = results.get("ori_shape")
+        if ori is not None and tuple(depth.shape) != tuple(ori[:2]):
+            raise ValueError(
+                f"depth map {path} is h={depth.shape[0]}, w={depth.shape[1]} but its image "
+                f"{results.get('img_path')} is h={ori[0]}, w={ori[1]}"
+            )
+        return depth
 
     def __repr__(self) -> str:
         flags = ("bbox", "label", "mask", "keypoints", "seg", "depth")

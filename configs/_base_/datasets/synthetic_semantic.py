@@ -1,0 +1,64 @@
+# The synthetic world written by tools/make_synthetic.py, read as a folder of images + label
+# PNGs (semantic/{split}/NNNNNN.png: 0 = background, k = shape category k). Background is a
+# real class here, so reduce_zero_label=False and the classes are background + 5 shapes.
+# Images are resized to a long side of 128 px: models on it train on 2 CPU cores.
+dataset_type = "SegFolderDataset"
+data_root = "data/synthetic/"
+classes = ("background", "circle", "square", "triangle", "star", "person")
+image_scale = (128, 128)
+
+train_pipeline = [
+    dict(type="LoadImage"),
+    dict(type="LoadAnnotations", with_bbox=False, with_label=False, with_seg=True),
+    dict(type="Resize", scale=image_scale, keep_ratio=True),
+    dict(type="RandomFlip", prob=0.5, flip_pairs=None),
+    dict(type="PhotoMetricDistortion", prob=0.5),
+    dict(type="PackInputs"),
+]
+# annotations after Resize: the ground truth keeps the original size, where the metric
+# compares it with the predictions
+test_pipeline = [
+    dict(type="LoadImage"),
+    dict(type="Resize", scale=image_scale, keep_ratio=True),
+    dict(type="LoadAnnotations", with_bbox=False, with_label=False, with_seg=True),
+    dict(type="PackInputs"),
+]
+
+train_dataloader = dict(
+    batch_size=8,
+    num_workers=1,
+    persistent_workers=True,
+    sampler=dict(type="DefaultSampler", shuffle=True),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        data_prefix=dict(img="images/train/", seg="semantic/train/"),
+        img_suffix=".jpg",
+        seg_map_suffix=".png",
+        reduce_zero_label=False,
+        metainfo=dict(classes=classes),
+        pipeline=train_pipeline,
+    ),
+)
+val_dataloader = dict(
+    batch_size=8,
+    num_workers=1,
+    persistent_workers=True,
+    drop_last=False,
+    sampler=dict(type="DefaultSampler", shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        data_prefix=dict(img="images/val/", seg="semantic/val/"),
+        img_suffix=".jpg",
+        seg_map_suffix=".png",
+        reduce_zero_label=False,
+        metainfo=dict(classes=classes),
+        test_mode=True,
+        pipeline=test_pipeline,
+    ),
+)
+test_dataloader = val_dataloader
+
+val_evaluator = dict(type="IoUMetric", classwise=True)
+test_evaluator = val_evaluator

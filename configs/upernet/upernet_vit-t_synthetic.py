@@ -1,0 +1,15 @@
+# The semantic segmentation demo: UperNet on a small patch-8 ViT with the simple feature
+# pyramid, trained from scratch on the synthetic world (tools/make_synthetic.py) at a long
+# side of 128 px on CPU.
+_base_ = [
+    "../_base_/models/upernet_vit_sfp.py",
+    "../_base_/datasets/synthetic_semantic.py",
+    "../_base_/schedules/seg_adamw.py",
+    "../_base_/default_runtime.py",
+]
+
+# From scratch on CPU: a convolutional stem trains the ViT much faster than the strided
+# patch projection (see configs/dino/dino_vit-t_synthetic.py).
+model = dict(backbone=dict(embed_layer="conv"))
+
+default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=2, save_best="seg/mIoU"))

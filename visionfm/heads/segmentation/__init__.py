@@ -1,0 +1,20 @@
+"""Segmentation heads: semantic (``SemanticSegHead`` and its decoders UperNet, SegFormer,
+FCN) and universal (``mask2former``: semantic / instance / panoptic), registered in
+``MODELS``."""
+
+from . import mask2former
+from .base import ConvNormAct, SegClassifier, SemanticSegHead, logits_to_original
+from .fcn_head import FCNHead
+from .segformer_head import SegFormerHead
+from .upernet import UperNetHead
+
+__all__ = [
+    "ConvNormAct",
+    "FCNHead",
+    "SegClassifier",
+    "SegFormerHead",
+    "SemanticSegHead",
+    "UperNetHead",
+    "logits_to_original",
+    "mask2former",
+]

@@ -1,0 +1,272 @@
+"""``SemanticSegHead``: the base every semantic segmentation head subclasses.
+
+A subclass only maps features to class logits::
+
+    @MODELS.register_module()
+    class MyHead(SemanticSegHead):
+        def __init__(self, num_classes, in_channels, ..., loss_ce=1.0, loss_dice=0.0,
+                     class_weight=None, ignore_index=255, auxiliary=None):
+            super().__init__(num_classes, loss_ce, loss_dice, class_weight, ignore_index,
+                             auxiliary)
+            ...  # layers; SegClassifier(channels, num_classes) for the last 1x1 conv
+
+        def forward(self, feats, data_samples=None):
+            # feats: {level: (B, C_l, H_l, W_l)} from the neck / backbone
+            return logits  # (B, num_classes, h, w), covering the whole padded batch input
+
+The logits may have any resolution (stride 4 for UperNet / SegFormer, 1 for a decoder that
+upsamples itself, e.g. DPT); they must cover the padded input ``(B, 3, H, W)`` the data
+preprocessor made, whose top-left ``img_shape`` part is each image. The base then gives
+
+- :meth:`loss`: logits upsampled (bilinear) to ``(H, W)``, cross-entropy against
+  ``gt_sem_seg`` (255 = ignore, so the padding is ignored too), optional class weights, an
+  optional softmax Dice term, and the loss of an optional ``auxiliary`` head (itself a
+  ``SemanticSegHead`` with its own weights, e.g. ``FCNHead(loss_ce=0.4)``), prefixed ``aux_``.
+- :meth:`predict` / :meth:`predict_by_logits`: logits mapped back to each ORIGINAL image
+  (padding removed, resize / flip / crop undone through ``homography_matrix``), written to
+  ``pred_sem_seg`` (H0, W0) long and ``seg_logits`` (K, H0, W0).
+
+Sliding-window inference needs the backbone per window, so it lives in the task model
+(:class:`~visionfm.models.Segmentor`), which calls :meth:`predict_by_logits` with the stitched
+logits; heads know nothing about windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from visionfm.backbones.vit_layers import make_act, make_norm
+from visionfm.models.seg_losses import check_seg_labels, dice_loss, semantic_ce_loss
+
+__all__ = [
+    "ConvNormAct",
+    "SegClassifier",
+    "SemanticSegHead",
+    "batch_input_shape",
+    "logits_to_original",
+    "make_seg_norm",
+    "resize_to",
+]
+
+NormSpec = str | Callable[[int], nn.Module] | None
+
+
+def make_seg_norm(norm_layer: NormSpec) -> Callable[[int], nn.Module] | None:
+    """``'BN'`` / ``'SyncBN'`` (batch norm, what decoders use), any name of
+    ``vit_layers.make_norm`` (``'GN'``, ``'LN2d'``, ...), a factory ``dim -> module``, or None."""
+    if norm_layer is None or callable(norm_layer):
+        return norm_layer
+    named = {"bn": nn.BatchNorm2d, "syncbn": nn.SyncBatchNorm}
+    return named.get(str(norm_layer).lower()) or make_norm(norm_layer)
+
+
+def resize_to(x: Tensor, size: Sequence[int]) -> Tensor:
+    """(B, C, h, w) -> (B, C, *size), bilinear (``align_corners=False``); a no-op at size."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+class ConvNormAct(nn.Sequential):
+    """conv (k x k, 'same' padding, no bias when normed) -> norm -> activation:
+    (B, C_in, H, W) -> (B, C_out, H, W)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 1,
+        norm_layer: NormSpec = "BN",
+        act_layer: str | Callable[[], nn.Module] | None = "relu",
+    ) -> None:
+        norm = make_seg_norm(norm_layer)
+        layers: list[nn.Module] = [
+            nn.Conv2d(
+                in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=norm is None
+            )
+        ]
+        if norm is not None:
+            layers.append(norm(out_channels))
+        if act_layer is not None:
+            layers.append(make_act(act_layer)())
+        super().__init__(*layers)
+
+
+class SegClassifier(nn.Sequential):
+    """Dropout + 1x1 conv to class logits: (B, C, h, w) -> (B, num_classes, h, w).
+    Weights start small (normal, std 0.01) and biases at 0, so the first logits are ~uniform."""
+
+    def __init__(self, channels: int, num_classes: int, dropout: float = 0.1) -> None:
+        conv = nn.Conv2d(channels, num_classes, kernel_size=1)
+        nn.init.normal_(conv.weight, std=0.01)
+        nn.init.zeros_(conv.bias)
+        super().__init__(nn.Dropout2d(dropout) if dropout > 0 else nn.Identity(), conv)
+
+
+def batch_input_shape(data_samples: Sequence) -> tuple[int, int]:
+    """(H, W) of the padded batch: ``batch_input_shape`` metainfo, else the largest
+    ``img_shape``."""
+    shape = data_samples[0].metainfo.get("batch_input_shape")
+    if shape is not None:
+        return int(shape[0]), int(shape[1])
+    sizes = [s.metainfo["img_shape"][:2] for s in data_samples]
+    return max(h for h, _ in sizes), max(w for _, w in sizes)
+
+
+def _original_to_input(metainfo: Mapping) -> Tensor:
+    """(3, 3) float64 map from original-image to network-input pixel coordinates:
+    ``homography_matrix`` if recorded, else ``scale_factor`` then an optional horizontal flip
+    of the ``img_shape`` image."""
+    matrix = metainfo.get("homography_matrix")
+    if matrix is not None:
+        return torch.as_tensor(matrix, dtype=torch.float64)
+    sx, sy = metainfo.get("scale_factor", (1.0, 1.0))[:2]
+    out = torch.diag(torch.tensor([sx, sy, 1.0], dtype=torch.float64))
+    if metainfo.get("flip", False):
+        w = metainfo["img_shape"][1]
+        out = torch.tensor([[-1.0, 0, w], [0, 1, 0], [0, 0, 1]], dtype=torch.float64) @ out
+    return out
+
+
+def logits_to_original(
+    logits: Tensor, metainfo: Mapping, batch_shape: tuple[int, int], rescale: bool = True
+) -> Tensor:
+    """One image's logits on the padded input -> logits on its original pixels.
+
+    Args:
+        logits: (K, h, w) covering the padded input of size ``batch_shape`` (H, W).
+        metainfo: ``img_shape`` (the image's unpadded part of the input), ``ori_shape``,
+            ``homography_matrix`` (original -> input; else ``scale_factor`` / ``flip``).
+        rescale: False: return the logits on the unpadded input (``img_shape``) instead.
+
+    Returns:
+        (K, H0, W0) with (H0, W0) = ``ori_shape`` (``img_shape`` if not ``rescale``). Each
+        output pixel centre is mapped into the input and the logits are sampled bilinearly
+        there (``grid_sample``, ``align_corners=False``), clamped to the image's own part so
+        padding is never read at input resolution. This undoes resize, flip and crop in one
+        step; for a plain resize it equals ``F.interpolate(..., 'bilinear')``.
+    """
+    ih, iw = (int(v) for v in metainfo["img_shape"][:2])
+    if rescale:
+        oh, ow = (int(v) for v in metainfo.get("ori_shape", (ih, iw))[:2])
+        matrix = _original_to_input(metainfo)
+    else:
+        (oh, ow), matrix = (ih, iw), torch.eye(3, dtype=torch.float64)
+    ys = torch.arange(oh, dtype=torch.float64) + 0.5
+    xs = torch.arange(ow, dtype=torch.float64) + 0.5
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    points = torch.stack((grid_x, grid_y, torch.ones_like(grid_x)), -1) @ matrix.T  # (H0, W0, 3)
+    x_in = (points[..., 0] / points[..., 2]).clamp(0.5, iw - 0.5)
+    y_in = (points[..., 1] / points[..., 2]).clamp(0.5, ih - 0.5)
+    height, width = batch_shape
+    grid = torch.stack((2 * x_in / width - 1, 2 * y_in / height - 1), -1)  # (H0, W0, 2)
+    grid = grid.to(device=logits.device, dtype=torch.float32)[None]
+    out = F.grid_sample(
+        logits[None].float(), grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
+    return out[0]
+
+
+class SemanticSegHead(nn.Module):
+    """Base of semantic segmentation heads (see the module doc for the subclass contract).
+
+    Args:
+        num_classes: K, labels 0..K-1 (``ignore_index`` marks unlabelled pixels).
+        loss_ce: weight of the cross-entropy loss (``loss_ce``).
+        loss_dice: weight of the softmax Dice loss (``loss_dice``); 0 leaves it out.
+        class_weight: K per-class cross-entropy weights, or None.
+        ignore_index: label value of unlabelled / padded pixels.
+        auxiliary: another ``SemanticSegHead`` trained on the same features (deep
+            supervision, e.g. an ``FCNHead`` on a middle level with ``loss_ce=0.4``); its
+            losses are added with an ``aux_`` prefix, and it is not used for prediction.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        loss_ce: float = 1.0,
+        loss_dice: float = 0.0,
+        class_weight: Sequence[float] | None = None,
+        ignore_index: int = 255,
+        auxiliary: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if class_weight is not None and len(class_weight) != num_classes:
+            raise ValueError(
+                f"class_weight has {len(class_weight)} entries but num_classes={num_classes}"
+            )
+        if auxiliary is not None and not isinstance(auxiliary, SemanticSegHead):
+            raise TypeError(f"auxiliary must be a SemanticSegHead, got {type(auxiliary).__name__}")
+        self.num_classes = num_classes
+        self.loss_weights = dict(loss_ce=loss_ce, loss_dice=loss_dice)
+        self.ignore_index = ignore_index
+        self.auxiliary = auxiliary
+        weight = None if class_weight is None else torch.tensor(class_weight, dtype=torch.float32)
+        self.register_buffer("class_weight", weight, persistent=False)
+
+    def forward(self, feats: Mapping[str, Tensor], data_samples=None) -> Tensor:
+        """feats ``{level: (B, C_l, H_l, W_l)}`` -> logits (B, num_classes, h, w)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(feats)")
+
+    # ------------------------------------------------------------------ training
+    def targets(self, data_samples: Sequence, device: torch.device | str) -> Tensor:
+        """(B, H, W) long ``gt_sem_seg`` of the batch; maps of different sizes (no data
+        preprocessor) are padded at the bottom / right with ``ignore_index``."""
+        maps = [s.gt_sem_seg for s in data_samples]
+        h, w = max(m.shape[-2] for m in maps), max(m.shape[-1] for m in maps)
+        out = torch.full((len(maps), h, w), self.ignore_index, dtype=torch.long, device=device)
+        for i, m in enumerate(maps):
+            out[i, : m.shape[-2], : m.shape[-1]] = m.to(device)
+        return out
+
+    def loss(self, feats: Mapping[str, Tensor], data_samples: Sequence) -> dict[str, Tensor]:
+        """Weighted ``loss_ce`` (+ ``loss_dice``) (+ ``aux_loss_*``), each a scalar."""
+        losses = self.loss_by_logits(self(feats, data_samples), data_samples)
+        if self.auxiliary is not None:
+            aux = self.auxiliary.loss(feats, data_samples)
+            losses.update({f"aux_{k}": v for k, v in aux.items()})
+        return losses
+
+    def loss_by_logits(self, logits: Tensor, data_samples: Sequence) -> dict[str, Tensor]:
+        """logits (B, K, h, w) -> losses against ``gt_sem_seg`` at the padded input size."""
+        target = self.targets(data_samples, logits.device)  # (B, H, W)
+        check_seg_labels(target, self.num_classes, self.ignore_index)
+        if logits.shape[-2:] != target.shape[-2:]:
+            logits = F.interpolate(
+                logits, size=target.shape[-2:], mode="bilinear", align_corners=False
+            )
+        weights = self.loss_weights
+        losses = {
+            "loss_ce": weights["loss_ce"]
+            * semantic_ce_loss(logits, target, self.class_weight, self.ignore_index)
+        }
+        if weights["loss_dice"] > 0:
+            losses["loss_dice"] = weights["loss_dice"] * dice_loss(
+                logits, target, self.ignore_index
+            )
+        return losses
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def predict(self, feats: Mapping[str, Tensor], data_samples: Sequence, rescale: bool = True):
+        """Whole-image inference: fill ``pred_sem_seg`` / ``seg_logits`` (see
+        :meth:`predict_by_logits`)."""
+        return self.predict_by_logits(self(feats, data_samples), data_samples, rescale)
+
+    @torch.no_grad()
+    def predict_by_logits(self, logits: Tensor, data_samples: Sequence, rescale: bool = True):
+        """logits (B, K, h, w) covering the padded batch input -> each sample gets
+        ``seg_logits`` (K, H0, W0) float and ``pred_sem_seg`` (H0, W0) long, on the original
+        image when ``rescale`` (else on the unpadded input, ``img_shape``)."""
+        shape = batch_input_shape(data_samples)
+        for sample_logits, sample in zip(logits, data_samples):
+            seg_logits = logits_to_original(sample_logits, sample.metainfo, shape, rescale)
+            sample.seg_logits = seg_logits
+            sample.pred_sem_seg = seg_logits.argmax(dim=0)
+        return list(data_samples)
