@@ -176,7 +176,9 @@ def test_fuzz_broken_coco_files_load_or_raise_coco_format_error_naming_the_key(a
 
     run()
     print(f"\nfuzz broken COCO (on_error={on_error!r}): {dict(stats)}")
-    assert stats["cases"] >= 150 and stats["loaded"]
+    # with on_error='raise' nearly every broken file raises; how many happen to load depends
+    # on the drawn cases (hypothesis' derandomised stream differs between processes)
+    assert stats["cases"] >= 150 and (stats["loaded"] or on_error == "raise")
     assert stats["raised (file)"] and (stats["raised (annotation)"] or on_error == "skip")
 
 
