@@ -33,7 +33,13 @@ def main() -> None:
         item = dataset[i]
         image = item["inputs"].permute(1, 2, 0).numpy()
         sample = item["data_samples"]
-        drawn = draw_sample(image, sample, meta["classes"], skeleton=meta.get("skeleton"))
+        drawn = draw_sample(
+            image,
+            sample,
+            meta.get("classes"),
+            skeleton=meta.get("skeleton"),
+            palette=meta.get("palette"),
+        )
         name = os.path.splitext(os.path.basename(sample.img_path))[0]
         cv2.imwrite(os.path.join(args.out, f"{name}.png"), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
     print(f"{min(args.num, len(dataset))} images drawn in {args.out}")

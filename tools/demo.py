@@ -5,9 +5,11 @@
         --pose-checkpoint POSE_CHECKPOINT      # detection, then top-down pose per person
 
 INPUT: an image file, a folder of images, a video file, or a webcam index such as 0.
-Images are written to OUT as PNGs with the predictions drawn; a video becomes OUT/<name>.mp4
-at the input's fps and size; a webcam is recorded to OUT/webcam.mp4 (stop with Ctrl-C or
---max-frames).
+Images are written to OUT as PNGs with the predictions drawn (``Inferencer.visualize``, i.e.
+``visionfm.apis.visualization.draw_sample``: boxes, masks, keypoints, semantic and panoptic
+maps over the image, depth beside it); a video becomes OUT/<name>.mp4 at the input's fps,
+its frames drawn the same way (the input's size for detections, wider with dense panels); a
+webcam is recorded to OUT/webcam.mp4 (stop with Ctrl-C or --max-frames).
 """
 
 import argparse
@@ -61,7 +63,9 @@ def main() -> None:
             if source.kind == "webcam"
             else os.path.splitext(os.path.basename(args.input))[0]
         )
-        writer = VideoWriter(os.path.join(args.out, f"{name}.mp4"), source.fps, source.size)
+        # sized by the first drawn frame: dense predictions add panels (a depth map beside the
+        # frame, one panel per semantic / panoptic map), which must not be squeezed
+        writer = VideoWriter(os.path.join(args.out, f"{name}.mp4"), source.fps)
     written = []
     try:
         for index, (name, frame) in enumerate(tqdm(source, total=total, desc=source.kind)):
@@ -79,7 +83,8 @@ def main() -> None:
     finally:
         if writer is not None:
             writer.close()
-            written.append(writer.path)
+            if os.path.exists(writer.path):  # not when no frame was read
+                written.append(writer.path)
     print(
         f"demo output: {', '.join(written) if len(written) <= 4 else args.out + '/ (' + str(len(written)) + ' files)'}"
     )

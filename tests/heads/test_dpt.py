@@ -18,7 +18,6 @@ from visionfm.heads.depth import (
     DPTDecoder,
     DPTDepthHead,
     convert_dpt_checkpoint,
-    depth_to_original,
     dpt_model_from_hf,
 )
 from visionfm.models import Detector
@@ -152,14 +151,28 @@ def test_predictions_return_to_the_original_size_through_resize_flip_and_padding
 
 
 def test_pixels_cropped_away_come_back_unknown():
-    meta = dict(img_shape=(4, 6), ori_shape=(10, 10), homography_matrix=np.eye(3))
     results = dict(
         img=np.zeros((10, 10, 3), np.uint8), homography_matrix=np.eye(3, dtype=np.float32)
     )
-    meta["homography_matrix"] = KBCrop(4, 6)(results)["homography_matrix"]
-    out = depth_to_original(torch.full((4, 6), 2.0), meta, (4, 6))
-    assert out.shape == (10, 10)
-    assert (out[6:, 2:8] == 2).all() and out[:6].abs().sum() == 0 and out[:, :2].abs().sum() == 0
+    matrix = KBCrop(4, 6)(results)["homography_matrix"]
+    # the crop (4, 6) sits in a (6, 8) padded batch whose padding the network fills with 9
+    sample = DataSample(
+        metainfo=dict(
+            img_shape=(4, 6), ori_shape=(10, 10), batch_input_shape=(6, 8),
+            homography_matrix=matrix,
+        )
+    )  # fmt: skip
+    outputs = torch.full((1, 1, 6, 8), 9.0)
+    outputs[..., :4, :6] = 2.0
+    head = DPTDepthHead(DPTDecoder([8], [16], 8, 16), max_depth=10.0)
+    (out,) = head.predict_by_logits(outputs, [sample])
+    depth = out.pred_depth
+    assert depth.shape == (10, 10)
+    # the kept part reads the prediction (never the padding); the rest is 0 = unknown, not
+    # clamped up to min_depth
+    assert (depth[6:, 2:8] == 2).all()
+    assert depth[:6].abs().sum() == 0 and depth[:, :2].abs().sum() == 0
+    assert depth[:, 8:].abs().sum() == 0
 
 
 def test_relative_mode_losses_and_prediction_field():

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from mmengine.dataset import pseudo_collate
 
 from visionfm.data import DataPreprocessor, DataSample, PackInputs, RandomFlip, Resize
-from visionfm.heads.segmentation import SemanticSegHead, logits_to_original
+from visionfm.heads.segmentation import SemanticSegHead
 from visionfm.models.seg_losses import dice_loss, semantic_ce_loss
 from visionfm.registry import MODELS
 
@@ -148,24 +148,6 @@ def test_labels_outside_num_classes_raise_a_clear_error():
 
 
 # ------------------------------------------------------------------ back to the original image
-def test_logits_to_original_equals_interpolate_for_a_plain_resize():
-    g = torch.Generator().manual_seed(0)
-    logits = torch.randn(3, 16, 24, generator=g)
-    for ori in [(40, 52), (9, 11)]:  # up- and down-sampling
-        meta = dict(
-            img_shape=(16, 24),
-            ori_shape=ori,
-            scale_factor=(24 / ori[1], 16 / ori[0]),
-        )
-        out = logits_to_original(logits, meta, (16, 24))
-        ref = F.interpolate(logits[None], size=ori, mode="bilinear", align_corners=False)[0]
-        torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
-    # flipped: the same as flipping back, then resizing
-    meta = dict(img_shape=(16, 24), ori_shape=(40, 52), scale_factor=(24 / 52, 16 / 40), flip=True)
-    ref = F.interpolate(logits.flip(-1)[None], size=(40, 52), mode="bilinear")[0]
-    torch.testing.assert_close(logits_to_original(logits, meta, (16, 24)), ref, atol=1e-5, rtol=0)
-
-
 class GroundTruthEcho(SemanticSegHead):
     """Logits = 10 x one-hot of each sample's (padded) gt_sem_seg at input resolution."""
 

@@ -28,8 +28,13 @@ class Inferencer:
     """Run ``config``'s model with ``checkpoint``'s weights on images.
 
     Inputs are image paths or (H, W, 3) uint8 RGB arrays; they go through the config's test
-    pipeline (without annotation loading). ``dataset_meta`` (class names, skeleton) comes
-    from the checkpoint, else from the config's ``metainfo``.
+    pipeline (without annotation loading). ``dataset_meta`` (``classes``, ``palette``,
+    ``skeleton``, ...) comes from the checkpoint (the training dataset's metainfo, saved by
+    the runner), else from the config's ``metainfo`` or its test dataset's ``metainfo``;
+    without class names the labels are named by number, as many as the model's
+    ``num_classes`` (``num_things_classes + num_stuff_classes`` for panoptic heads). Every
+    returned sample carries ``metainfo['classes']``, so ``draw_sample(image, sample)`` names
+    its labels without the Inferencer.
     """
 
     def __init__(
@@ -46,8 +51,11 @@ class Inferencer:
         self.model = MODELS.build(cfg.model)
         meta = load_model_weights(self.model, checkpoint) if checkpoint else {}
         self.model.to(self.device).eval()
-        self.dataset_meta = dict(meta.get("dataset_meta") or cfg.get("metainfo") or {})
-        if "classes" not in self.dataset_meta:
+        test_dataset = (cfg.get("test_dataloader") or {}).get("dataset") or {}
+        self.dataset_meta = dict(
+            meta.get("dataset_meta") or cfg.get("metainfo") or test_dataset.get("metainfo") or {}
+        )
+        if not self.dataset_meta.get("classes"):
             num_classes = _find_num_classes(cfg.model)
             self.dataset_meta["classes"] = tuple(str(i) for i in range(num_classes or 0))
         pipeline = cfg.test_dataloader.dataset.pipeline
@@ -64,6 +72,8 @@ class Inferencer:
         for start in range(0, len(items), batch_size):
             batch = [self._prepare(x) for x in items[start : start + batch_size]]
             results.extend(self.model.test_step(pseudo_collate(batch)))
+        for sample in results:
+            sample.set_metainfo(dict(classes=tuple(self.dataset_meta["classes"])))
         return results[0] if single else results
 
     def _prepare(self, item: str | np.ndarray) -> dict:
@@ -76,7 +86,9 @@ class Inferencer:
     def visualize(
         self, image: np.ndarray, sample: DataSample, score_thr: float | None = None
     ) -> np.ndarray:
-        """Predictions of ``sample`` drawn over ``image`` ((H, W, 3) uint8 RGB, original size)."""
+        """Predictions of ``sample`` drawn with ``image`` ((H, W, 3) uint8 RGB, original size)
+        by :func:`~visionfm.apis.visualization.draw_sample`: instances, semantic and panoptic
+        maps over the image, depth / disparity beside it."""
         return draw_sample(
             image,
             sample,
@@ -84,14 +96,18 @@ class Inferencer:
             skeleton=self.dataset_meta.get("skeleton"),
             prefix="pred",
             score_thr=self.score_thr if score_thr is None else score_thr,
+            palette=self.dataset_meta.get("palette"),
         )
 
 
 def _find_num_classes(node) -> int | None:
-    """The first ``num_classes`` in a model config (for class names when none are known)."""
+    """The first ``num_classes`` (or ``num_things_classes + num_stuff_classes``) in a model
+    config (for class names when none are known)."""
     if isinstance(node, dict):
         if isinstance(node.get("num_classes"), int):
             return node["num_classes"]
+        if isinstance(node.get("num_things_classes"), int):
+            return node["num_things_classes"] + int(node.get("num_stuff_classes") or 0)
         for value in node.values():
             found = _find_num_classes(value)
             if found is not None:

@@ -25,7 +25,7 @@ from mmengine.dataset import pseudo_collate
 from mmengine.structures import InstanceData
 
 from visionfm.apis.inferencer import Inferencer
-from visionfm.apis.visualization import draw_instances
+from visionfm.apis.visualization import draw_sample
 from visionfm.data import DataSample
 from visionfm.data.transforms.loading import read_image_file
 
@@ -108,15 +108,12 @@ class TopDownPipeline:
 
     def visualize(self, image: np.ndarray, sample: DataSample, score_thr: float | None = None):
         """Boxes, keypoints and skeletons of ``sample`` drawn over ``image`` (RGB)."""
-        pred = sample.pred_instances
-        return draw_instances(
+        return draw_sample(
             image,
-            pred.bboxes.cpu().numpy(),
-            pred.labels.cpu().numpy(),
+            sample,
             self.class_names,
-            scores=pred.scores.cpu().numpy(),
-            keypoints=pred.keypoints.cpu().numpy(),
             skeleton=self.skeleton,
+            prefix="pred",
             score_thr=self.det_score_thr if score_thr is None else score_thr,
             kpt_thr=self.kpt_thr,
         )

@@ -1,4 +1,4 @@
-"""Frame sources for demos and a video writer that keeps the input's fps and size.
+"""Frame sources for demos and a video writer that keeps the input's fps.
 
 ``open_source(spec)`` accepts an image file, a folder of images, a video file or a
 webcam index (``"0"``) and returns a ``FrameSource``: iterate it for
@@ -93,22 +93,40 @@ def open_source(spec: str) -> FrameSource:
 
 
 class VideoWriter:
-    """mp4 writer: ``write(frame RGB)``; frames of another size are resized to ``size`` (w, h)."""
+    """mp4 writer: ``write(frame RGB)``. With ``size`` (w, h) frames of another size are
+    resized to it. With ``size=None`` the file opens at the first frame's size (drawings that
+    add panels beside the frame, e.g. a depth map, keep their shape), rounded up to even
+    numbers (mp4v drops an odd last row / column): frames of that first size are padded
+    with black at the bottom / right, others resized."""
 
-    def __init__(self, path: str, fps: float, size: tuple[int, int]):
+    def __init__(self, path: str, fps: float, size: tuple[int, int] | None = None):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self.path, self.size = path, size
-        self._writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-        if not self._writer.isOpened():
-            raise OSError(f"cannot write video {path}")
+        self.path, self.fps, self.size = path, fps, size
+        self._first: tuple[int, int] | None = None  # (w, h) of the first frame, size=None only
+        self._writer = None if size is None else self._open(size)
+
+    def _open(self, size: tuple[int, int]) -> cv2.VideoWriter:
+        writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, size)
+        if not writer.isOpened():
+            raise OSError(f"cannot write video {self.path}")
+        return writer
 
     def write(self, frame: np.ndarray) -> None:
-        if (frame.shape[1], frame.shape[0]) != self.size:
+        shape = (frame.shape[1], frame.shape[0])  # (w, h)
+        if self._writer is None:
+            self._first = shape
+            self.size = (shape[0] + shape[0] % 2, shape[1] + shape[1] % 2)
+            self._writer = self._open(self.size)
+        if shape == self._first and shape != self.size:
+            pad_w, pad_h = self.size[0] - shape[0], self.size[1] - shape[1]
+            frame = cv2.copyMakeBorder(frame, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=0)
+        elif shape != self.size:
             frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
         self._writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
 
     def close(self) -> None:
-        self._writer.release()
+        if self._writer is not None:
+            self._writer.release()
 
     def __enter__(self) -> VideoWriter:
         return self

@@ -58,7 +58,9 @@ class RNGStateHook(Hook):
 
 @HOOKS.register_module()
 class DrawPredictionsHook(Hook):
-    """During testing, draw each image's predictions over the original image into ``out_dir``."""
+    """During testing, draw each image's predictions with the original image into ``out_dir``
+    (``visionfm.apis.visualization.draw_sample``: instances, semantic / panoptic maps, depth;
+    class names and colours from the test dataset's metainfo)."""
 
     def __init__(self, out_dir: str, score_thr: float = 0.3):
         self.out_dir = out_dir
@@ -78,10 +80,11 @@ class DrawPredictionsHook(Hook):
             drawn = draw_sample(
                 image,
                 sample,
-                meta["classes"],
+                meta.get("classes"),  # None (e.g. depth datasets): the sample's own, if any
                 skeleton=meta.get("skeleton"),
                 prefix="pred",
                 score_thr=self.score_thr,
+                palette=meta.get("palette"),
             )
             name = os.path.splitext(os.path.basename(sample.img_path))[0] + ".png"
             cv2.imwrite(os.path.join(self.out_dir, name), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))

@@ -4,7 +4,7 @@ in ``MODELS``."""
 
 from .dpt_convert import convert_dpt_checkpoint, dpt_model_from_hf
 from .dpt_decoder import DPTDecoder, FusionBlock, Readout, Reassemble, ResidualConvUnit
-from .head import DPTDepthHead, depth_to_original
+from .head import DPTDepthHead
 from .losses import (
     ScaleShiftInvariantLoss,
     SILogLoss,
@@ -24,7 +24,6 @@ __all__ = [
     "ScaleShiftInvariantLoss",
     "align_scale_shift",
     "convert_dpt_checkpoint",
-    "depth_to_original",
     "dpt_model_from_hf",
     "gradient_matching_loss",
     "normalize_disparity",

@@ -14,99 +14,29 @@ activation. Two modes:
   ``align='scale_shift'``.
 
 Predictions are in the ORIGINAL image's pixels (padding removed, resize / flip / crop
-undone through ``homography_matrix``, see :func:`depth_to_original`).
+undone through ``homography_matrix`` by :func:`visionfm.ops.geometry.dense_to_original`;
+pixels cropped away by the pipeline, e.g. by ``KBCrop``, are 0 = unknown).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from visionfm.backbones.weights import LoadReport, load_converted, read_checkpoint
+from visionfm.ops.geometry import batch_input_shape, dense_to_original
 from visionfm.registry import MODELS
 
 from .losses import ScaleShiftInvariantLoss, SILogLoss
 
-__all__ = ["DPTDepthHead", "depth_to_original", "original_to_input"]
+__all__ = ["DPTDepthHead"]
 
 MODES = ("metric", "relative")
 ACTIVATIONS = ("sigmoid", "relu", "softplus", "identity")
-
-
-def original_to_input(metainfo: Mapping) -> Tensor:
-    """(3, 3) float64 map from original-image to network-input pixel coordinates:
-    ``homography_matrix``, else ``scale_factor`` (w, h) then the horizontal ``flip``."""
-    matrix = metainfo.get("homography_matrix")
-    if matrix is not None:
-        return torch.as_tensor(matrix, dtype=torch.float64)
-    sx, sy = metainfo.get("scale_factor", (1.0, 1.0))[:2]
-    out = torch.diag(torch.tensor([sx, sy, 1.0], dtype=torch.float64))
-    if metainfo.get("flip", False):
-        w = metainfo["img_shape"][1]
-        flip = torch.tensor([[-1.0, 0.0, w], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
-        out = flip @ out
-    return out
-
-
-def depth_to_original(
-    depth: Tensor, metainfo: Mapping, batch_shape: Sequence[int], rescale: bool = True
-) -> Tensor:
-    """One image's dense output on the padded batch input -> on its original pixels.
-
-    Args:
-        depth: (h, w) covering the padded input of size ``batch_shape`` (H, W), any
-            resolution (e.g. the decoder's).
-        metainfo: ``img_shape`` (the image's part of the input), ``ori_shape``,
-            ``homography_matrix`` (else ``scale_factor`` / ``flip``).
-        rescale: False: return the map on the unpadded input (``img_shape``) instead.
-
-    Returns:
-        (H0, W0) with (H0, W0) = ``ori_shape`` (``img_shape`` if not ``rescale``): every
-        output pixel centre is mapped into the input and ``depth`` sampled bilinearly there
-        (``align_corners=False``; equal to ``F.interpolate`` for a plain resize), clamped to
-        the image's own part so padding is never read. Pixels that map outside the image's
-        part (cropped away, e.g. by ``KBCrop``) are 0 = unknown.
-
-    Unlike :func:`visionfm.ops.geometry.dense_to_original`, the bottom / right border pixels
-    never blend in the network's output over the batch padding, and pixels cropped away but
-    still inside the padded batch read 0 rather than padding.
-    """
-    ih, iw = (int(v) for v in metainfo["img_shape"][:2])
-    if rescale:
-        oh, ow = (int(v) for v in metainfo.get("ori_shape", (ih, iw))[:2])
-        matrix = original_to_input(metainfo)
-    else:
-        (oh, ow), matrix = (ih, iw), torch.eye(3, dtype=torch.float64)
-    ys = torch.arange(oh, dtype=torch.float64) + 0.5
-    xs = torch.arange(ow, dtype=torch.float64) + 0.5
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    points = torch.stack((gx, gy, torch.ones_like(gx)), -1) @ matrix.T  # (H0, W0, 3)
-    x, y = points[..., 0] / points[..., 2], points[..., 1] / points[..., 2]
-    tol = 1e-6
-    inside = (x > -tol) & (x < iw + tol) & (y > -tol) & (y < ih + tol)  # (H0, W0)
-    x, y = x.clamp(0.5, iw - 0.5), y.clamp(0.5, ih - 0.5)
-    height, width = (int(v) for v in batch_shape[:2])
-    grid = torch.stack((2 * x / width - 1, 2 * y / height - 1), -1)  # (H0, W0, 2) in [-1, 1]
-    if depth.dtype in (torch.float16, torch.bfloat16):  # autocast outputs
-        depth = depth.float()
-    grid = grid.to(device=depth.device, dtype=depth.dtype)[None]
-    out = F.grid_sample(
-        depth[None, None], grid, mode="bilinear", padding_mode="border", align_corners=False
-    )[0, 0]
-    return out * inside.to(out.device)
-
-
-def _batch_shape(data_samples: Sequence) -> tuple[int, int]:
-    """(H, W) of the padded batch: ``batch_input_shape``, else the largest ``img_shape``."""
-    shape = data_samples[0].metainfo.get("batch_input_shape")
-    if shape is not None:
-        return int(shape[0]), int(shape[1])
-    sizes = [s.metainfo["img_shape"][:2] for s in data_samples]
-    return max(h for h, _ in sizes), max(w for _, w in sizes)
 
 
 @MODELS.register_module()
@@ -212,9 +142,10 @@ class DPTDepthHead(nn.Module):
     def predict_by_logits(self, outputs: Tensor, data_samples, rescale: bool = True):
         """Map (B, 1, h, w) outputs covering the padded batch input to the samples (see
         :meth:`predict`); used by sliding-window inference too."""
-        batch_shape = _batch_shape(data_samples)
+        batch_shape = batch_input_shape(data_samples)
         for out, sample in zip(outputs[:, 0], data_samples):
-            pred = depth_to_original(out, sample.metainfo, batch_shape, rescale)
+            # (H0, W0); 0 where the original pixel was cropped away from the input
+            pred = dense_to_original(out, sample.metainfo, input_shape=batch_shape, rescale=rescale)
             if self.mode == "metric":  # 0 stays 0: a pixel cropped away from the input
                 clamped = pred.clamp(self.min_depth, self.max_depth)
                 sample.pred_depth = torch.where(pred > 0, clamped, pred)

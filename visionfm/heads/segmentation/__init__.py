@@ -3,7 +3,7 @@ FCN) and universal (``mask2former``: semantic / instance / panoptic), registered
 ``MODELS``."""
 
 from . import mask2former
-from .base import ConvNormAct, SegClassifier, SemanticSegHead, logits_to_original
+from .base import ConvNormAct, SegClassifier, SemanticSegHead
 from .fcn_head import FCNHead
 from .segformer_head import SegFormerHead
 from .upernet import UperNetHead
@@ -15,6 +15,5 @@ __all__ = [
     "SegFormerHead",
     "SemanticSegHead",
     "UperNetHead",
-    "logits_to_original",
     "mask2former",
 ]

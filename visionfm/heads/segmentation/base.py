@@ -23,7 +23,8 @@ preprocessor made, whose top-left ``img_shape`` part is each image. The base the
   optional softmax Dice term, and the loss of an optional ``auxiliary`` head (itself a
   ``SemanticSegHead`` with its own weights, e.g. ``FCNHead(loss_ce=0.4)``), prefixed ``aux_``.
 - :meth:`predict` / :meth:`predict_by_logits`: logits mapped back to each ORIGINAL image
-  (padding removed, resize / flip / crop undone through ``homography_matrix``), written to
+  (padding removed, resize / flip / crop undone through ``homography_matrix``, by
+  :func:`visionfm.ops.geometry.dense_to_original`), written to
   ``pred_sem_seg`` (H0, W0) long and ``seg_logits`` (K, H0, W0).
 
 Sliding-window inference needs the backbone per window, so it lives in the task model
@@ -41,13 +42,13 @@ from torch import Tensor, nn
 
 from visionfm.backbones.vit_layers import make_act, make_norm
 from visionfm.models.seg_losses import check_seg_labels, dice_loss, semantic_ce_loss
+from visionfm.ops.geometry import batch_input_shape, dense_to_original
 
 __all__ = [
     "ConvNormAct",
     "SegClassifier",
     "SemanticSegHead",
     "batch_input_shape",
-    "logits_to_original",
     "make_seg_norm",
     "resize_to",
 ]
@@ -105,70 +106,6 @@ class SegClassifier(nn.Sequential):
         nn.init.normal_(conv.weight, std=0.01)
         nn.init.zeros_(conv.bias)
         super().__init__(nn.Dropout2d(dropout) if dropout > 0 else nn.Identity(), conv)
-
-
-def batch_input_shape(data_samples: Sequence) -> tuple[int, int]:
-    """(H, W) of the padded batch: ``batch_input_shape`` metainfo, else the largest
-    ``img_shape``."""
-    shape = data_samples[0].metainfo.get("batch_input_shape")
-    if shape is not None:
-        return int(shape[0]), int(shape[1])
-    sizes = [s.metainfo["img_shape"][:2] for s in data_samples]
-    return max(h for h, _ in sizes), max(w for _, w in sizes)
-
-
-def _original_to_input(metainfo: Mapping) -> Tensor:
-    """(3, 3) float64 map from original-image to network-input pixel coordinates:
-    ``homography_matrix`` if recorded, else ``scale_factor`` then an optional horizontal flip
-    of the ``img_shape`` image."""
-    matrix = metainfo.get("homography_matrix")
-    if matrix is not None:
-        return torch.as_tensor(matrix, dtype=torch.float64)
-    sx, sy = metainfo.get("scale_factor", (1.0, 1.0))[:2]
-    out = torch.diag(torch.tensor([sx, sy, 1.0], dtype=torch.float64))
-    if metainfo.get("flip", False):
-        w = metainfo["img_shape"][1]
-        out = torch.tensor([[-1.0, 0, w], [0, 1, 0], [0, 0, 1]], dtype=torch.float64) @ out
-    return out
-
-
-def logits_to_original(
-    logits: Tensor, metainfo: Mapping, batch_shape: tuple[int, int], rescale: bool = True
-) -> Tensor:
-    """One image's logits on the padded input -> logits on its original pixels.
-
-    Args:
-        logits: (K, h, w) covering the padded input of size ``batch_shape`` (H, W).
-        metainfo: ``img_shape`` (the image's unpadded part of the input), ``ori_shape``,
-            ``homography_matrix`` (original -> input; else ``scale_factor`` / ``flip``).
-        rescale: False: return the logits on the unpadded input (``img_shape``) instead.
-
-    Returns:
-        (K, H0, W0) with (H0, W0) = ``ori_shape`` (``img_shape`` if not ``rescale``). Each
-        output pixel centre is mapped into the input and the logits are sampled bilinearly
-        there (``grid_sample``, ``align_corners=False``), clamped to the image's own part so
-        padding is never read at input resolution. This undoes resize, flip and crop in one
-        step; for a plain resize it equals ``F.interpolate(..., 'bilinear')``.
-    """
-    ih, iw = (int(v) for v in metainfo["img_shape"][:2])
-    if rescale:
-        oh, ow = (int(v) for v in metainfo.get("ori_shape", (ih, iw))[:2])
-        matrix = _original_to_input(metainfo)
-    else:
-        (oh, ow), matrix = (ih, iw), torch.eye(3, dtype=torch.float64)
-    ys = torch.arange(oh, dtype=torch.float64) + 0.5
-    xs = torch.arange(ow, dtype=torch.float64) + 0.5
-    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-    points = torch.stack((grid_x, grid_y, torch.ones_like(grid_x)), -1) @ matrix.T  # (H0, W0, 3)
-    x_in = (points[..., 0] / points[..., 2]).clamp(0.5, iw - 0.5)
-    y_in = (points[..., 1] / points[..., 2]).clamp(0.5, ih - 0.5)
-    height, width = batch_shape
-    grid = torch.stack((2 * x_in / width - 1, 2 * y_in / height - 1), -1)  # (H0, W0, 2)
-    grid = grid.to(device=logits.device, dtype=torch.float32)[None]
-    out = F.grid_sample(
-        logits[None].float(), grid, mode="bilinear", padding_mode="border", align_corners=False
-    )
-    return out[0]
 
 
 class SemanticSegHead(nn.Module):
@@ -263,10 +200,18 @@ class SemanticSegHead(nn.Module):
     def predict_by_logits(self, logits: Tensor, data_samples: Sequence, rescale: bool = True):
         """logits (B, K, h, w) covering the padded batch input -> each sample gets
         ``seg_logits`` (K, H0, W0) float and ``pred_sem_seg`` (H0, W0) long, on the original
-        image when ``rescale`` (else on the unpadded input, ``img_shape``)."""
+        image when ``rescale`` (else on the unpadded input, ``img_shape``). Original pixels
+        cropped away by the pipeline take the nearest prediction, so every pixel has a label
+        (:func:`~visionfm.ops.geometry.dense_to_original` with ``fill=None``)."""
         shape = batch_input_shape(data_samples)
         for sample_logits, sample in zip(logits, data_samples):
-            seg_logits = logits_to_original(sample_logits, sample.metainfo, shape, rescale)
+            seg_logits = dense_to_original(
+                sample_logits.float(),
+                sample.metainfo,
+                input_shape=shape,
+                rescale=rescale,
+                fill=None,
+            )
             sample.seg_logits = seg_logits
             sample.pred_sem_seg = seg_logits.argmax(dim=0)
         return list(data_samples)

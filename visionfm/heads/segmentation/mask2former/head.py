@@ -27,13 +27,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from visionfm.heads.detr.positional import SinePositionalEncoding
 from visionfm.heads.detr.transformer import MLP
 from visionfm.models.losses import average_num_boxes
-from visionfm.ops.geometry import dense_to_original
+from visionfm.ops.geometry import batch_input_shape, dense_to_original
 from visionfm.registry import MODELS
 
 from .inference import instance_inference, panoptic_inference, semantic_inference
@@ -218,17 +217,19 @@ class Mask2FormerHead(nn.Module):
 
     # ------------------------------------------------------------------ inference
     @staticmethod
-    def to_output_size(mask_logits: Tensor, metainfo: Mapping, rescale: bool = True) -> Tensor:
-        """(Q, h, w) logits over the padded input -> (Q, H0, W0) over the original image
-        (``rescale`` and ``ori_shape`` known), else (Q, h_img, w_img) over the input image."""
-        if rescale and "ori_shape" in metainfo:
-            return dense_to_original(mask_logits.float(), metainfo)
-        pad = (
-            metainfo.get("pad_shape") or metainfo.get("batch_input_shape") or metainfo["img_shape"]
+    def to_output_size(
+        mask_logits: Tensor,
+        metainfo: Mapping,
+        rescale: bool = True,
+        input_shape: tuple[int, int] | None = None,
+    ) -> Tensor:
+        """(Q, h, w) logits over the padded input (of size ``input_shape``, else from the
+        metainfo) -> (Q, H0, W0) over the original image (``rescale`` and ``ori_shape``
+        known), else (Q, h_img, w_img) over the input image. Original pixels cropped away
+        take the nearest prediction (``dense_to_original(..., fill=None)``)."""
+        return dense_to_original(
+            mask_logits.float(), metainfo, input_shape=input_shape, rescale=rescale, fill=None
         )
-        up = F.interpolate(mask_logits[None].float(), size=tuple(pad[:2]), mode="bilinear")[0]
-        h, w = metainfo["img_shape"][:2]
-        return up[:, :h, :w]
 
     @torch.no_grad()
     def predict(self, feats: Mapping[str, Tensor], data_samples, rescale: bool = True):
@@ -238,8 +239,9 @@ class Mask2FormerHead(nn.Module):
         ``rescale``."""
         all_cls, all_masks = self.predictions(feats, data_samples)
         cfg = self.test_cfg
+        shape = batch_input_shape(data_samples)
         for cls_logits, mask_logits, sample in zip(all_cls[-1], all_masks[-1], data_samples):
-            masks = self.to_output_size(mask_logits, sample.metainfo, rescale)
+            masks = self.to_output_size(mask_logits, sample.metainfo, rescale, shape)
             if cfg["semantic_on"]:
                 sample.pred_sem_seg = semantic_inference(cls_logits, masks)
             if cfg["instance_on"]:
