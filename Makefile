@@ -40,9 +40,7 @@ test: lint
 	$(PY) -m pytest -n $(JOBS) tests
 
 benchmark: install
-	$(PY) benchmarks/bench_attention.py
-	$(PY) benchmarks/bench_vit.py
-	$(PY) benchmarks/bench_deform_attn.py
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) work_dirs outputs data

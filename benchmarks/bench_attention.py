@@ -1,6 +1,7 @@
 """Attention time and peak memory on CPU: the default path (``sdpa``) vs the ``math`` reference.
 
     python benchmarks/bench_attention.py [--sizes 256 512 1024 2048 4096] [--threads 2]
+                                         [--out results/attention_cpu.md] [--json FILE]
 
 B=1, heads=6, head_dim=64, fp32; N query/key tokens; with and without an additive
 (1, heads, N, N) bias (a learned relative position bias: it needs a gradient in the
@@ -236,6 +237,9 @@ def main() -> None:
     parser.add_argument("--min-repeats", type=int, default=3)
     parser.add_argument("--budget-s", type=float, default=3.0, help="timing seconds per case")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--json", type=Path, help="also write the results as JSON here (for benchmarks/run_all.py)"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -270,6 +274,8 @@ def main() -> None:
     args.load = (load_start, os.getloadavg()[0])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(_table(results, args))
+    if args.json:  # one row per (n, bias, pass, path): backend, ms, peak_mb, ...
+        args.json.write_text(json.dumps(dict(threads=args.threads, rows=results), indent=1))
     print(args.out.read_text())
 
 

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_backbones.py [--families vit swin swinv2 pvt] [--sizes 224 512]
                                          [--batches 1 8] [--repeats 7] [--warmup 1]
-                                         [--threads 2] [--out results/backbones_cpu.md]
+                                         [--threads 2] [--out results/backbones_cpu.md] [--json FILE]
 
 Families (ours -> timm / HF): ViT-B/16 (``vit_base_patch16`` -> ``vit_base_patch16_224`` /
 ``ViTModel``), Swin-T (``swin_tiny`` -> ``swin_tiny_patch4_window7_224`` / ``SwinBackbone``),
@@ -420,6 +420,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-hf", dest="hf", action="store_false", help="skip HF transformers")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--json", type=Path, help="also write the results as JSON here (for benchmarks/run_all.py)"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -466,6 +469,8 @@ def main() -> None:
     args.load = (load_start, os.getloadavg()[0])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(_table(results, args))
+    if args.json:  # one row per (family, size, batch): ms, cpu_ms, peak_mb per implementation
+        args.json.write_text(json.dumps(dict(threads=args.threads, rows=results), indent=1))
     print(args.out.read_text())
 
 

@@ -1,6 +1,7 @@
 """Multi-scale deformable attention on CPU: visionfm's op vs HF transformers' pure-PyTorch one.
 
     python benchmarks/bench_deform_attn.py [--threads 2 1] [--runs 7] [--warmup 2] [--append]
+                                           [--out FILE] [--json FILE]
 
 Deformable DETR sizes: batch 2, a 512 x 512 image at strides 8, 16, 32, 64 (four
 levels, S = 5440 positions), 256 channels in 8 heads, 4 points per head and level;
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import re
@@ -201,6 +203,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--append", action="store_true", help="add a section to --out")
+    parser.add_argument(
+        "--json", type=Path, help="also write the results as JSON here (for benchmarks/run_all.py)"
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     parser.add_argument(
         "--memory-of", nargs=3, metavar=("CASE", "MODE", "IMPL"), help=argparse.SUPPRESS
@@ -299,6 +304,12 @@ def main() -> None:
     else:
         text = "\n".join(intro + section)
     args.out.write_text(text)
+    if args.json:  # one row per (threads, case, mode): ours_ms, hf_ms, ours_mib, hf_mib
+        for r in rows:
+            for impl in impls:
+                r[f"{impl}_mib"] = memory.get((r["case"], r["mode"], impl))
+        wait_policy = os.environ.get("OMP_WAIT_POLICY", "unset")
+        args.json.write_text(json.dumps(dict(omp_wait_policy=wait_policy, rows=rows), indent=1))
     print("\n".join(section))
     print(f"wrote {args.out}")
 

@@ -3,6 +3,7 @@ pack) + model + post-processing, through ``visionfm.apis.Inferencer``.
 
     python benchmarks/bench_detector.py [--config CFG] [--checkpoint CKPT] [--images DIR]
                                         [--num 50] [--threads 2] [--out results/detector_cpu.md]
+                                        [--json FILE]
 
 Without a checkpoint the model has its initial weights (latency does not depend on them).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import platform
 import statistics
@@ -31,6 +33,9 @@ def main() -> None:
     parser.add_argument("--num", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results/detector_cpu.md")
+    parser.add_argument(
+        "--json", help="also write the results as JSON here (for benchmarks/run_all.py)"
+    )
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -60,6 +65,10 @@ def main() -> None:
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:
         f.write("\n".join(rows) + "\n")
+    if args.json:
+        summary = dict(config=args.config, images=len(paths), median_ms=median, p90_ms=p90)
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(dict(summary, threads=args.threads), f, indent=1)
     print("\n".join(rows))
 
 

@@ -1,6 +1,6 @@
 """ViT forward time, visionfm vs timm, same architecture and weights (CPU, eager, no grad).
 
-    python benchmarks/bench_vit.py [--runs 9] [--warmup 2] [--threads 2]
+    python benchmarks/bench_vit.py [--runs 9] [--warmup 2] [--threads 2] [--out FILE] [--json FILE]
 
 For ViT-S/16 and ViT-B/16 at batch 1, 224 and 512 px: loads timm's random weights into
 ours, checks the features agree, then times both alternately (warm-up, then the median
@@ -13,6 +13,7 @@ timm runs ``forward_features`` with ``dynamic_img_size=True`` so both models res
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import statistics
 import time
@@ -77,13 +78,17 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--json", type=Path, help="also write the results as JSON here (for benchmarks/run_all.py)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    rows = []
+    rows, records = [], []
     for label, name in MODELS_TO_RUN:
         for size in SIZES:
             r = bench_pair(name, size, args.runs, args.warmup)
+            records.append(dict(model=label, px=size, **r))  # ms: ours, timm, cpu_ours, cpu_timm
             rows.append(
                 f"| {label} | {size} | {r['ours']:.1f} | {r['timm']:.1f} | "
                 f"{r['ours'] / r['timm']:.3f} | {r['cpu_ours']:.1f} | {r['cpu_timm']:.1f} | "
@@ -111,6 +116,8 @@ def main() -> None:
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(table)
+    if args.json:
+        args.json.write_text(json.dumps(dict(threads=args.threads, rows=records), indent=1))
     print(f"\nwrote {args.out}")
 
 

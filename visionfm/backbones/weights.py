@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,6 +177,15 @@ class LoadReport:
         return "\n".join(lines)
 
 
+_BLOCK = re.compile(r"^(?:.*\.)?blocks\.\d+")
+
+
+def _block_of(name: str) -> str | None:
+    """``stages.2.blocks.5.attn.qkv.weight`` -> ``stages.2.blocks.5``; None outside blocks."""
+    match = _BLOCK.match(name)
+    return match.group(0) if match else None
+
+
 def load_converted(
     model: nn.Module,
     converted: ConvertedCheckpoint,
@@ -186,8 +196,9 @@ def load_converted(
 
     Raises :class:`CheckpointError` (with the full report) before touching the model when any
     shape differs, when fewer than ``min_loaded`` of the model's parameter elements would be
-    loaded (a checkpoint of another family or size), or, if ``strict``, when any key is
-    missing or unexpected. Otherwise loads what matches and logs the report.
+    loaded (a checkpoint of another family or size), when whole transformer blocks
+    (``...blocks.<i>``) would stay at their initial weights (a shallower model's checkpoint),
+    or, if ``strict``, when any key is missing or unexpected. Otherwise loads what matches and logs the report.
     """
     own = model.state_dict()
     sd = converted.state_dict
@@ -209,6 +220,13 @@ def load_converted(
     problems = []
     if report.mismatched:
         problems.append("tensor shapes differ (a checkpoint of another model size?)")
+    missing_blocks = sorted({_block_of(n) for n, _ in report.missing if _block_of(n)})
+    if missing_blocks:
+        shown = ", ".join(missing_blocks[:6]) + (" ..." if len(missing_blocks) > 6 else "")
+        problems.append(
+            f"the checkpoint has no weights for {len(missing_blocks)} of the model's blocks "
+            f"({shown}): a checkpoint of a shallower model?"
+        )
     if covered < min_loaded:
         problems.append(
             f"only {covered:.0%} of the model's parameters would be loaded "

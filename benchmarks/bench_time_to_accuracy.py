@@ -1,0 +1,538 @@
+"""Time to accuracy: our DINO demo detector vs HF transformers' Deformable DETR, trained from
+random weights on the synthetic data on CPU.
+
+    python benchmarks/bench_time_to_accuracy.py [--which ours|hf|both] [--minutes 15]
+        [--target-ap 0.5] [--metric bbox_mAP] [--threads 2] [--data data/synthetic]
+        [--max-train-images N] [--max-val-images N] [--epochs N] [--hf-backbone resnet18]
+        [--work-dir work_dirs/time_to_accuracy] [--out results/time_to_accuracy.md] [--json FILE]
+
+Both train on the same COCO json (``--max-train-images`` / ``--max-val-images`` take the
+first images by id, written as subset jsons in the run's work dir), with images resized so
+that the long side is 128 px (aspect kept), random horizontal flips, batch 4, one data
+loader worker, ``--threads`` intra-op threads, and are evaluated after every epoch on the
+validation json by pycocotools (COCO bbox AP). The run of each stops at the time budget
+``--minutes``; an evaluation that ends after the budget does not count.
+
+- ours: ``tools/train.py configs/dino/dino_vit-t_synthetic.py`` in a subprocess, as the demo
+  runs it (its schedule, its EMA weights validated; ``--epochs`` overrides
+  ``train_cfg.max_epochs``), stopped at the budget. Minutes and AP are read from its
+  mmengine log with ``tools/analyze_logs.py``'s ``parse_log``.
+- HF: ``transformers.DeformableDetrForObjectDetection`` of comparable size, random weights:
+  d_model 128, 3 encoder + 3 decoder layers, FFN 512, 8 heads, 4 points, 3 feature levels,
+  30 queries, two-stage and iterative box refinement on, auxiliary losses on; backbone timm
+  ``--hf-backbone`` (``resnet18``) built by transformers' ``TimmBackbone`` with
+  ``use_pretrained_backbone=False`` (nothing is downloaded; ``HF_HUB_OFFLINE=1``). HF turns
+  every BatchNorm into a frozen one, meant for a pretrained backbone; from random weights
+  that leaves the ResNet unnormalised and, as timm zero-initialises each block's last
+  BatchNorm, every residual branch permanently off. So the frozen norms are put back as
+  trainable ``nn.BatchNorm2d`` with the same initial values (the usual from-scratch ResNet).
+  Trained by a plain loop: AdamW (lr 2e-4, weight decay 1e-4, constant), gradient norm
+  clipped at 0.1, the model's own loss (its Hungarian matcher, focal classification, L1 and
+  GIoU box terms on every decoder layer) with labels as HF expects (``class_labels``, boxes
+  as cx, cy, w, h normalised by the unpadded image size). Inputs are ImageNet-normalised,
+  padded to a multiple of 32 with a ``pixel_mask``. Predictions: HF's post-processing for
+  Deformable DETR (sigmoid scores, top 100 of queries x classes).
+
+Minutes count from the first training iteration of each (ours: back-dated from the first
+log line as ``tools/analyze_logs.py`` does) and include the evaluations and, for ours,
+checkpoint saving. Writes a markdown report to ``benchmarks/results/time_to_accuracy.md``,
+an AP-vs-minutes plot next to it (``.png``) and, with ``--json``, the rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import io
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = "configs/dino/dino_vit-t_synthetic.py"
+OUT = ROOT / "benchmarks" / "results" / "time_to_accuracy.md"
+LONG_SIDE, BATCH, VAL_BATCH, SIZE_DIVISOR = 128, 4, 8, 32
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+METRICS = ("bbox_mAP", "bbox_mAP_50")
+
+
+# ---------------------------------------------------------------- data (shared)
+
+
+def subset_annotations(src: Path, dst: Path, max_images: int | None, with_boxes: bool) -> Path:
+    """The first ``max_images`` images by id of COCO json ``src`` (only images with boxes
+    when ``with_boxes``) and their annotations, written to ``dst``; ``src`` if no limit."""
+    if max_images is None:
+        return src
+    data = json.loads(src.read_text())
+    annotated = {a["image_id"] for a in data["annotations"]}
+    images = sorted(data["images"], key=lambda im: im["id"])
+    images = [im for im in images if not with_boxes or im["id"] in annotated][:max_images]
+    keep = {im["id"] for im in images}
+    data["images"] = images
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] in keep]
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(json.dumps(data))
+    return dst
+
+
+def _quiet_coco(ann_file: Path):
+    from pycocotools.coco import COCO
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return COCO(str(ann_file))
+
+
+# ---------------------------------------------------------------- ours (subprocess)
+
+
+def run_ours(args, train_ann: Path, val_ann: Path, run_dir: Path) -> dict:
+    """Train ours with tools/train.py until the budget; rows of (epoch, minutes, AP)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    from analyze_logs import newest_log, parse_log
+
+    work_dir = run_dir / "ours"
+    options = [
+        f"data_root={args.data.resolve()}/",
+        f"train_dataloader.dataset.ann_file={train_ann.resolve()}",
+        f"val_dataloader.dataset.ann_file={val_ann.resolve()}",
+        f"val_evaluator.ann_file={val_ann.resolve()}",
+    ]
+    if args.epochs:
+        options.append(f"train_cfg.max_epochs={args.epochs}")
+    cmd = [sys.executable, "tools/train.py", CONFIG, "--work-dir", str(work_dir)]
+    cmd += ["--cfg-options", *options]
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    budget_s = args.minutes * 60
+    print(f"[ours] {' '.join(cmd)}", flush=True)
+    with open(work_dir / "stdout.log", "w") as stdout:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=stdout, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        spawned, start, stopped = time.time(), None, False
+        try:
+            while proc.poll() is None:
+                time.sleep(1.0)
+                if start is None:  # training start = now - minutes of the newest train row
+                    with contextlib.suppress(FileNotFoundError):
+                        train, _ = parse_log(newest_log(str(work_dir)), "coco/bbox_mAP")
+                        if train:
+                            start = time.time() - train[-1]["minutes"] * 60
+                            print(f"[ours] training started {time.time() - start:.0f} s ago")
+                # stop at the budget (or, never having logged, at the budget plus 10 minutes)
+                if time.time() >= (start + budget_s if start else spawned + budget_s + 600):
+                    _stop(proc)
+                    stopped = True
+        except BaseException:  # e.g. Ctrl-C: the run is in its own session, stop it too
+            _stop(proc)
+            raise
+    if not stopped and proc.returncode != 0:
+        tail = (work_dir / "stdout.log").read_text()[-3000:]
+        raise RuntimeError(f"tools/train.py failed ({proc.returncode}):\n{tail}")
+    train, val = parse_log(newest_log(str(work_dir)), "coco/bbox_mAP")
+    rows = [
+        dict(epoch=v["epoch"], minutes=v["minutes"], **{m: v[f"coco/{m}"] for m in METRICS})
+        for v in val
+        if v["minutes"] <= args.minutes
+    ]
+    iters = train[-1]["iter"] if train else 0
+    return dict(
+        rows=rows,
+        stopped_at_budget=stopped,
+        iterations=iters,
+        s_per_iter=train[-1]["minutes"] * 60 / iters if iters else None,
+        params_m=_ours_params(),
+        work_dir=str(work_dir),
+    )
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Ends tools/train.py and its data loader workers (its own process group)."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _ours_params() -> float:
+    sys.path.insert(0, str(ROOT))
+    from visionfm.engine import load_config
+    from visionfm.registry import MODELS
+
+    model = MODELS.build(load_config(str(ROOT / CONFIG), None).model)
+    return sum(p.numel() for p in model.parameters()) / 1e6
+
+
+# ---------------------------------------------------------------- HF (in process)
+
+
+class CocoBoxes(torch.utils.data.Dataset):
+    """COCO boxes for HF: image resized to a long side of 128 px (random flip when training).
+
+    Item: (pixels (3, h, w) float, ImageNet-normalised; target dict(class_labels (n,) long,
+    boxes (n, 4) cx, cy, w, h normalised by (w, h)); meta dict(image_id, orig_size (H, W))).
+    """
+
+    def __init__(self, ann_file: Path, image_dir: Path, train: bool) -> None:
+        self.coco = _quiet_coco(ann_file)
+        self.image_dir, self.train = image_dir, train
+        ids = sorted(self.coco.getImgIds())
+        self.ids = [i for i in ids if self.coco.getAnnIds(imgIds=i)] if train else ids
+        self.label_of = {c: i for i, c in enumerate(sorted(self.coco.getCatIds()))}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int):
+        import cv2
+
+        image_id = self.ids[index]
+        info = self.coco.imgs[image_id]
+        image = cv2.imread(str(self.image_dir / info["file_name"]), cv2.IMREAD_COLOR)
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        height, width = image.shape[:2]
+        scale = LONG_SIDE / max(height, width)
+        w, h = int(width * scale + 0.5), int(height * scale + 0.5)
+        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
+        anns = [a for a in self.coco.loadAnns(self.coco.getAnnIds(imgIds=image_id))]
+        anns = [a for a in anns if not a.get("iscrowd", 0)]
+        xywh = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32).view(-1, 4)
+        x0, y0 = xywh[:, 0] * w / width, xywh[:, 1] * h / height
+        x1, y1 = x0 + xywh[:, 2] * w / width, y0 + xywh[:, 3] * h / height
+        pixels = torch.from_numpy(image).permute(2, 0, 1).float() / 255
+        if self.train and torch.rand(()) < 0.5:
+            pixels = pixels.flip(-1)
+            x0, x1 = w - x1, w - x0
+        x0, x1, y0, y1 = x0.clamp(0, w), x1.clamp(0, w), y0.clamp(0, h), y1.clamp(0, h)
+        keep = (x1 > x0) & (y1 > y0)
+        boxes = torch.stack([(x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h], 1)
+        labels = torch.tensor([self.label_of[a["category_id"]] for a in anns], dtype=torch.long)
+        mean, std = (
+            torch.tensor(IMAGENET_MEAN)[:, None, None],
+            torch.tensor(IMAGENET_STD)[:, None, None],
+        )
+        target = dict(class_labels=labels[keep], boxes=boxes[keep])
+        return (pixels - mean) / std, target, dict(image_id=image_id, orig_size=(height, width))
+
+
+def collate(items: list) -> tuple[dict, list[dict]]:
+    """-> (dict(pixel_values (B, 3, H, W), pixel_mask (B, H, W) 1 = image, labels), metas);
+    H, W: the largest of the batch rounded up to a multiple of 32, padding 0 (mean colour)."""
+    height = max(p.shape[1] for p, _, _ in items)
+    width = max(p.shape[2] for p, _, _ in items)
+    height, width = (-(-s // SIZE_DIVISOR) * SIZE_DIVISOR for s in (height, width))
+    pixels = torch.zeros(len(items), 3, height, width)
+    mask = torch.zeros(len(items), height, width, dtype=torch.long)
+    for i, (p, _, _) in enumerate(items):
+        pixels[i, :, : p.shape[1], : p.shape[2]] = p
+        mask[i, : p.shape[1], : p.shape[2]] = 1
+    labels = [t for _, t, _ in items]
+    return dict(pixel_values=pixels, pixel_mask=mask, labels=labels), [m for _, _, m in items]
+
+
+def build_hf_model(num_classes: int, backbone: str):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # random weights only: nothing to download
+    from torch import nn
+    from transformers import DeformableDetrConfig, DeformableDetrForObjectDetection
+
+    config = DeformableDetrConfig(
+        backbone=backbone,  # transformers' TimmBackbone, use_pretrained_backbone=False
+        d_model=128, encoder_layers=3, decoder_layers=3, encoder_ffn_dim=512,
+        decoder_ffn_dim=512, encoder_attention_heads=8, decoder_attention_heads=8,
+        num_feature_levels=3, encoder_n_points=4, decoder_n_points=4, num_queries=30,
+        two_stage=True, two_stage_num_proposals=30, with_box_refine=True, auxiliary_loss=True,
+        id2label={i: str(i) for i in range(num_classes)},
+    )  # fmt: skip
+    if config.backbone_config.use_pretrained_backbone:
+        raise RuntimeError("the HF backbone would load pretrained weights")
+    model = DeformableDetrForObjectDetection(config)
+
+    def unfreeze(module: nn.Module) -> None:  # frozen BatchNorm -> trainable (module doc)
+        for name, child in module.named_children():
+            if type(child).__name__.endswith("FrozenBatchNorm2d"):
+                norm = nn.BatchNorm2d(child.weight.numel())
+                with torch.no_grad():
+                    for key in ("weight", "bias", "running_mean", "running_var"):
+                        getattr(norm, key).copy_(getattr(child, key))
+                setattr(module, name, norm)
+            else:
+                unfreeze(child)
+
+    unfreeze(model.model.backbone)
+    return model
+
+
+@torch.no_grad()
+def evaluate_hf(model, loader, coco_gt, cat_of: dict[int, int]) -> dict[str, float]:
+    """COCO bbox AP of the model's top-100 detections per image over ``loader``."""
+    from pycocotools.cocoeval import COCOeval
+
+    model.eval()
+    detections = []
+    for inputs, metas in loader:
+        out = model(pixel_values=inputs["pixel_values"], pixel_mask=inputs["pixel_mask"])
+        prob = out.logits.sigmoid()  # (B, Q, C)
+        num_classes = prob.shape[-1]
+        scores, index = prob.flatten(1).topk(min(100, prob[0].numel()), dim=1)  # (B, k)
+        query, label = index // num_classes, index % num_classes
+        boxes = out.pred_boxes.gather(1, query[..., None].expand(-1, -1, 4))  # (B, k, 4) cxcywh
+        for meta, s, lab, box in zip(metas, scores, label, boxes):
+            height, width = meta["orig_size"]
+            cx, cy, w, h = box.unbind(-1)
+            xywh = torch.stack([(cx - w / 2) * width, (cy - h / 2) * height, w * width, h * height])
+            for j in range(len(s)):
+                detections.append(
+                    dict(
+                        image_id=meta["image_id"],
+                        category_id=cat_of[int(lab[j])],
+                        bbox=[round(float(v), 2) for v in xywh[:, j]],
+                        score=float(s[j]),
+                    )
+                )
+    model.train()
+    if not detections:
+        return dict.fromkeys(METRICS, 0.0)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_eval = COCOeval(coco_gt, coco_gt.loadRes(detections), "bbox")
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        coco_eval.summarize()
+    return dict(bbox_mAP=float(coco_eval.stats[0]), bbox_mAP_50=float(coco_eval.stats[1]))
+
+
+def run_hf(args, train_ann: Path, val_ann: Path) -> dict:
+    """Train the HF reference in this process until the budget; rows of (epoch, minutes, AP)."""
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    train_set = CocoBoxes(train_ann, args.data / "images" / "train", train=True)
+    val_set = CocoBoxes(val_ann, args.data / "images" / "val", train=False)
+    cat_of = {label: cat for cat, label in val_set.label_of.items()}
+    model = build_hf_model(len(cat_of), args.hf_backbone).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=2e-4, weight_decay=1e-4)
+    loader = torch.utils.data.DataLoader(
+        train_set, BATCH, shuffle=True, num_workers=1, collate_fn=collate,
+        persistent_workers=True, generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    val_loader = torch.utils.data.DataLoader(
+        val_set, VAL_BATCH, shuffle=False, num_workers=1, collate_fn=collate
+    )
+    budget_s, rows, iters, epoch, out_of_time = args.minutes * 60, [], 0, 0, False
+    start = time.perf_counter()
+    while not out_of_time and (not args.epochs or epoch < args.epochs):
+        epoch += 1
+        for inputs, _ in loader:
+            loss = model(**inputs).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 0.1)
+            optimizer.step()
+            iters += 1
+            elapsed = time.perf_counter() - start
+            if iters % 20 == 0:
+                print(f"[hf] epoch {epoch} iter {iters} loss {loss.item():.3f} "
+                      f"{elapsed / 60:.1f} min", flush=True)  # fmt: skip
+            if elapsed >= budget_s:
+                out_of_time = True
+                break
+        if out_of_time:  # a partial epoch is not evaluated (nor is ours)
+            break
+        metrics = evaluate_hf(model, val_loader, val_set.coco, cat_of)
+        minutes = (time.perf_counter() - start) / 60
+        print(f"[hf] epoch {epoch} val {metrics} at {minutes:.2f} min", flush=True)
+        if minutes > args.minutes:  # the evaluation ended after the budget: not counted
+            break
+        rows.append(dict(epoch=epoch, minutes=minutes, **metrics))
+    train_minutes = (time.perf_counter() - start) / 60
+    return dict(
+        rows=rows,
+        stopped_at_budget=train_minutes >= args.minutes,
+        iterations=iters,
+        s_per_iter=train_minutes * 60 / iters if iters else None,  # evaluations included
+        params_m=sum(p.numel() for p in model.parameters()) / 1e6,
+        backbone=args.hf_backbone,
+    )
+
+
+# ---------------------------------------------------------------- report
+
+
+def summarise(run: dict, metric: str, target: float) -> dict:
+    """Adds minutes_to_target (None if not reached), best and last AP to ``run``."""
+    reached = [r for r in run["rows"] if r[metric] >= target]
+    run["minutes_to_target"] = reached[0]["minutes"] if reached else None
+    run["best"] = max((r[metric] for r in run["rows"]), default=None)
+    run["last"] = run["rows"][-1] if run["rows"] else None
+    return run
+
+
+def _fmt(value, spec: str = ".3f", missing: str = "—") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def _markdown(result: dict, args) -> str:
+    import timm
+    import transformers
+
+    metric = result["metric"]
+    names = {"ours": f"ours (`{CONFIG}`)", "hf": "HF `DeformableDetrForObjectDetection`"}
+    runs = {k: result[k] for k in ("ours", "hf") if k in result}
+    lines = [
+        "# Time to accuracy on CPU: our DINO demo vs HF Deformable DETR, from random weights",
+        "",
+        f"Date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}. Machine: "
+        f"{_machine()}; torch {torch.__version__}, transformers {transformers.__version__}, "
+        f"timm {timm.__version__}; {args.threads} threads, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}.",
+        f"Data: `{args.data}`, {result['train_images']} training and {result['val_images']} "
+        f"validation images, long side {LONG_SIDE} px, batch {BATCH}. Budget "
+        f"{args.minutes:g} minutes each, one after the other; COCO bbox AP (pycocotools) "
+        f"after every epoch; target `{metric}` >= {args.target_ap:g}. Minutes from the first "
+        "training iteration, evaluations included. Written by "
+        "`python benchmarks/bench_time_to_accuracy.py`; see its docstring for both setups.",
+        "",
+        "| | model | params (M) | iterations | s / iteration | minutes to target "
+        f"| best {metric} | last epoch: minutes, {metric}, AP50 |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for key, run in runs.items():
+        model = (
+            "DINO, ViT (patch 8, dim 96, depth 4) + simple pyramid, 2 enc + 3 dec layers, d 128"
+            if key == "ours"
+            else f"Deformable DETR two-stage + box refine, timm {run['backbone']}, "
+            "3 enc + 3 dec layers, d 128"
+        )
+        last = run["last"]
+        last_text = (
+            f"{last['minutes']:.1f}, {last[metric]:.3f}, {last['bbox_mAP_50']:.3f}" if last else "—"
+        )
+        lines.append(
+            f"| {names[key]} | {model} | {run['params_m']:.1f} | {run['iterations']} "
+            f"| {_fmt(run['s_per_iter'], '.2f')} "
+            f"| {_fmt(run['minutes_to_target'], '.1f', 'not reached')} "
+            f"| {_fmt(run['best'])} | {last_text} |"
+        )
+    if len(runs) == 2 and all(r["minutes_to_target"] for r in runs.values()):
+        ratio = runs["hf"]["minutes_to_target"] / runs["ours"]["minutes_to_target"]
+        lines += ["", f"HF needs {ratio:.2f}x the minutes ours needs to reach the target."]
+    for key, run in runs.items():
+        lines += [
+            "",
+            f"## {names[key]}",
+            "",
+            "| epoch | minutes | bbox mAP | AP50 |",
+            "|---:|---:|---:|---:|",
+            *(
+                f"| {r['epoch']} | {r['minutes']:.2f} | {r['bbox_mAP']:.3f} "
+                f"| {r['bbox_mAP_50']:.3f} |"
+                for r in run["rows"]
+            ),
+        ]
+        if not run["rows"]:
+            lines.append("| — | — | — | — |")
+    plot = args.out.with_suffix(".png")
+    if plot.exists():
+        lines += ["", f"![{metric} vs minutes]({plot.name})"]
+    return "\n".join(lines) + "\n"
+
+
+def _plot(result: dict, path: Path, target: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = result["metric"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label in (("ours", "ours (DINO demo)"), ("hf", "HF Deformable DETR")):
+        if key in result and result[key]["rows"]:
+            rows = result[key]["rows"]
+            ax.plot(
+                [r["minutes"] for r in rows], [r[metric] for r in rows], marker="o", label=label
+            )
+    ax.axhline(target, color="grey", linestyle="--", label=f"target {target:g}")
+    ax.set(xlabel="minutes of training (evaluations included)", ylabel=f"COCO {metric}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} logical CPUs"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--which", choices=["ours", "hf", "both"], default="both")
+    parser.add_argument("--minutes", type=float, default=15.0, help="time budget of each")
+    parser.add_argument("--target-ap", type=float, default=0.5)
+    parser.add_argument("--metric", choices=METRICS, default="bbox_mAP")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--data", type=Path, default=ROOT / "data" / "synthetic")
+    parser.add_argument("--max-train-images", type=int, help="first N training images only")
+    parser.add_argument("--max-val-images", type=int, help="first N validation images only")
+    parser.add_argument("--epochs", type=int, help="ours: override max_epochs; HF: stop after N")
+    parser.add_argument("--hf-backbone", default="resnet18", help="timm model name")
+    parser.add_argument("--work-dir", type=Path, default=ROOT / "work_dirs" / "time_to_accuracy")
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    args = parser.parse_args()
+
+    run_dir = args.work_dir / datetime.datetime.now().strftime("%Y%m%d_%H%M%S")
+    annotations = args.data / "annotations"
+    train_ann = subset_annotations(
+        annotations / "instances_train.json",
+        run_dir / "instances_train.json",
+        args.max_train_images,
+        with_boxes=True,
+    )
+    val_ann = subset_annotations(
+        annotations / "instances_val.json",
+        run_dir / "instances_val.json",
+        args.max_val_images,
+        with_boxes=False,
+    )
+    result: dict = dict(
+        metric=args.metric,
+        target=args.target_ap,
+        minutes=args.minutes,
+        threads=args.threads,
+        train_images=len(json.loads(train_ann.read_text())["images"]),
+        val_images=len(json.loads(val_ann.read_text())["images"]),
+    )
+    if args.which in ("ours", "both"):
+        result["ours"] = summarise(
+            run_ours(args, train_ann, val_ann, run_dir), args.metric, args.target_ap
+        )
+    if args.which in ("hf", "both"):
+        result["hf"] = summarise(run_hf(args, train_ann, val_ann), args.metric, args.target_ap)
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    _plot(result, args.out.with_suffix(".png"), args.target_ap)
+    args.out.write_text(_markdown(result, args))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    print(args.out.read_text())
+
+
+if __name__ == "__main__":
+    main()
