@@ -61,9 +61,15 @@ def parse_log(path: str, metric: str) -> tuple[list[dict], list[dict]]:
 
 
 def newest_log(work_dir: str) -> str:
+    """The newest mmengine log under ``work_dir`` that logged training iterations (a later
+    ``tools/test.py --work-dir`` run writes its own, training-free log there too)."""
     logs = sorted(glob.glob(os.path.join(work_dir, "*", "*.log")))
     if not logs:
         raise FileNotFoundError(f"no mmengine log (<timestamp>/<timestamp>.log) under {work_dir}")
+    for log in reversed(logs):
+        with open(log, errors="replace") as f:
+            if any("(train)" in line for line in f):
+                return log
     return logs[-1]
 
 
