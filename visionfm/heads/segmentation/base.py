@@ -147,6 +147,17 @@ class SemanticSegHead(nn.Module):
         weight = None if class_weight is None else torch.tensor(class_weight, dtype=torch.float32)
         self.register_buffer("class_weight", weight, persistent=False)
 
+    def _use_levels(self, in_channels: Mapping[str, int]) -> list[int]:
+        """Keep the ``{level: channels}`` dict's levels (finest first) as ``self.levels``;
+        returns their channels. Refuses anything but a non-empty dict, naming the head."""
+        if not isinstance(in_channels, Mapping) or not in_channels:
+            raise ValueError(
+                f"{type(self).__name__}: in_channels must be a non-empty {{level: channels}} "
+                f"dict, got {in_channels!r}"
+            )
+        self.levels = list(in_channels)
+        return list(in_channels.values())
+
     def forward(self, feats: Mapping[str, Tensor], data_samples=None) -> Tensor:
         """feats ``{level: (B, C_l, H_l, W_l)}`` -> logits (B, num_classes, h, w)."""
         raise NotImplementedError(f"{type(self).__name__} must implement forward(feats)")

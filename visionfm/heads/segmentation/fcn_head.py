@@ -51,12 +51,7 @@ class FCNHead(SemanticSegHead):
         auxiliary: nn.Module | None = None,
     ) -> None:
         super().__init__(num_classes, loss_ce, loss_dice, class_weight, ignore_index, auxiliary)
-        if not isinstance(in_channels, Mapping) or not in_channels:
-            raise ValueError(
-                f"FCNHead: in_channels must be a non-empty {{level: channels}} dict, "
-                f"got {in_channels!r}"
-            )
-        self.levels = list(in_channels)
+        self._use_levels(in_channels)
         dim = sum(in_channels.values())
         convs = []
         for _ in range(num_convs):

@@ -51,12 +51,7 @@ class SegFormerHead(SemanticSegHead):
         auxiliary: nn.Module | None = None,
     ) -> None:
         super().__init__(num_classes, loss_ce, loss_dice, class_weight, ignore_index, auxiliary)
-        if not isinstance(in_channels, Mapping) or not in_channels:
-            raise ValueError(
-                f"SegFormerHead: in_channels must be a non-empty {{level: channels}} dict, "
-                f"got {in_channels!r}"
-            )
-        self.levels = list(in_channels)
+        self._use_levels(in_channels)
         self.linears = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in in_channels.values())
         self.fuse = ConvNormAct(len(self.levels) * channels, channels, 1, norm_layer, act_layer)
         self.classifier = SegClassifier(channels, num_classes, dropout)

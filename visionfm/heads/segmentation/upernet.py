@@ -89,13 +89,7 @@ class UperNetHead(SemanticSegHead):
         auxiliary: nn.Module | None = None,
     ) -> None:
         super().__init__(num_classes, loss_ce, loss_dice, class_weight, ignore_index, auxiliary)
-        if not isinstance(in_channels, Mapping) or not in_channels:
-            raise ValueError(
-                f"UperNetHead: in_channels must be a non-empty {{level: channels}} dict, "
-                f"got {in_channels!r}"
-            )
-        self.levels = list(in_channels)
-        dims = list(in_channels.values())
+        dims = self._use_levels(in_channels)
 
         def block(cin: int, cout: int, k: int) -> ConvNormAct:
             return ConvNormAct(cin, cout, k, norm_layer, act_layer)
