@@ -102,12 +102,15 @@ def main() -> None:
     out = args.out or os.path.join(args.work_dir, "curves.png")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     fig.savefig(out, dpi=100)
-    rows = ["| epoch | minutes | " + args.metric + " | AP50 |", "|---|---|---|---|"]
-    ap50 = args.metric + "_50"
-    rows += [
-        f"| {r['epoch']} | {r['minutes']:.1f} | {r[args.metric]:.3f} | {r.get(ap50, float('nan')):.3f} |"
-        for r in val
+    ap50 = args.metric + "_50"  # COCO metrics log their AP50 beside the AP
+    with_ap50 = any(ap50 in r for r in val)
+    rows = [
+        f"| epoch | minutes | {args.metric} |" + (" AP50 |" if with_ap50 else ""),
+        "|---|---|---|" + ("---|" if with_ap50 else ""),
     ]
+    for r in val:
+        row = f"| {r['epoch']} | {r['minutes']:.1f} | {r[args.metric]:.3f} |"
+        rows.append(row + (f" {r.get(ap50, float('nan')):.3f} |" if with_ap50 else ""))
     table = "\n".join(rows)
     if args.md:
         with open(args.md, "w", encoding="utf-8") as f:
