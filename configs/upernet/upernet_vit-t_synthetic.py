@@ -13,3 +13,11 @@ _base_ = [
 model = dict(backbone=dict(embed_layer="conv"))
 
 default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=2, save_best="seg/mIoU"))
+# As for the demo detector: on a 15-minute CPU budget a higher peak lr with an EMA of the
+# weights (validated and saved) learns faster; 9 epochs of 250 iterations fit in 15 minutes
+# on one CPU core.
+optim_wrapper = dict(optimizer=dict(lr=3e-3))
+train_cfg = dict(max_epochs=9)
+custom_hooks = [
+    dict(type="EMAHook", ema_type="MomentumAnnealingEMA", momentum=0.004, gamma=10, priority=49)
+]
