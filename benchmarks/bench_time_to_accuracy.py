@@ -1,8 +1,8 @@
 """Time to accuracy: our DINO demo detector vs HF transformers' Deformable DETR, trained from
 random weights on the synthetic data on CPU.
 
-    python benchmarks/bench_time_to_accuracy.py [--which ours|hf|both] [--minutes 15]
-        [--target-ap 0.5] [--metric bbox_mAP] [--threads 2] [--data data/synthetic]
+    python benchmarks/bench_time_to_accuracy.py [--which ours|hf|both] [--side-by-side]
+        [--minutes 15] [--target-ap 0.5] [--metric bbox_mAP] [--threads 2] [--data data/synthetic]
         [--max-train-images N] [--max-val-images N] [--epochs N] [--hf-backbone resnet18]
         [--work-dir work_dirs/time_to_accuracy] [--out results/time_to_accuracy.md] [--json FILE]
 
@@ -33,6 +33,11 @@ validation json by pycocotools (COCO bbox AP). The run of each stops at the time
   padded to a multiple of 32 with a ``pixel_mask``. Predictions: HF's post-processing for
   Deformable DETR (sigmoid scores, top 100 of queries x classes).
 
+``--which both`` trains them one after the other, each alone on the machine; with
+``--side-by-side`` at the same time, each with ``--threads`` threads (``--threads 1`` on a
+2-core machine: one core each, so both share the machine's memory bandwidth and caches
+alike, and the comparison takes one budget of wall time instead of two).
+
 Minutes count from the first training iteration of each (ours: back-dated from the first
 log line as ``tools/analyze_logs.py`` does) and include the evaluations and, for ours,
 checkpoint saving. Writes a markdown report to ``benchmarks/results/time_to_accuracy.md``,
@@ -42,6 +47,7 @@ an AP-vs-minutes plot next to it (``.png``) and, with ``--json``, the rows.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import datetime
 import io
@@ -388,6 +394,11 @@ def _markdown(result: dict, args) -> str:
     metric = result["metric"]
     names = {"ours": f"ours (`{CONFIG}`)", "hf": "HF `DeformableDetrForObjectDetection`"}
     runs = {k: result[k] for k in ("ours", "hf") if k in result}
+    order = (
+        f"trained at the same time ({args.threads} threads each)"
+        if args.side_by_side
+        else "one after the other"
+    )
     lines = [
         "# Time to accuracy on CPU: our DINO demo vs HF Deformable DETR, from random weights",
         "",
@@ -397,7 +408,7 @@ def _markdown(result: dict, args) -> str:
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}.",
         f"Data: `{args.data}`, {result['train_images']} training and {result['val_images']} "
         f"validation images, long side {LONG_SIDE} px, batch {BATCH}. Budget "
-        f"{args.minutes:g} minutes each, one after the other; COCO bbox AP (pycocotools) "
+        f"{args.minutes:g} minutes each, {order}; COCO bbox AP (pycocotools) "
         f"after every epoch; target `{metric}` >= {args.target_ap:g}. Minutes from the first "
         "training iteration, evaluations included. Written by "
         "`python benchmarks/bench_time_to_accuracy.py`; see its docstring for both setups.",
@@ -483,6 +494,9 @@ def _machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--which", choices=["ours", "hf", "both"], default="both")
+    parser.add_argument(
+        "--side-by-side", action="store_true", help="train both at once, --threads each"
+    )
     parser.add_argument("--minutes", type=float, default=15.0, help="time budget of each")
     parser.add_argument("--target-ap", type=float, default=0.5)
     parser.add_argument("--metric", choices=METRICS, default="bbox_mAP")
@@ -496,6 +510,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
+    if args.side_by_side and args.which != "both":
+        parser.error("--side-by-side trains both: leave --which at 'both'")
 
     run_dir = args.work_dir / datetime.datetime.now().strftime("%Y%m%d_%H%M%S")
     annotations = args.data / "annotations"
@@ -519,12 +535,18 @@ def main() -> None:
         train_images=len(json.loads(train_ann.read_text())["images"]),
         val_images=len(json.loads(val_ann.read_text())["images"]),
     )
-    if args.which in ("ours", "both"):
-        result["ours"] = summarise(
-            run_ours(args, train_ann, val_ann, run_dir), args.metric, args.target_ap
-        )
-    if args.which in ("hf", "both"):
-        result["hf"] = summarise(run_hf(args, train_ann, val_ann), args.metric, args.target_ap)
+    if args.side_by_side:  # ours is a subprocess: watch it from a thread while HF trains here
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            ours = pool.submit(run_ours, args, train_ann, val_ann, run_dir)
+            result["hf"] = summarise(run_hf(args, train_ann, val_ann), args.metric, args.target_ap)
+            result["ours"] = summarise(ours.result(), args.metric, args.target_ap)
+    else:
+        if args.which in ("ours", "both"):
+            result["ours"] = summarise(
+                run_ours(args, train_ann, val_ann, run_dir), args.metric, args.target_ap
+            )
+        if args.which in ("hf", "both"):
+            result["hf"] = summarise(run_hf(args, train_ann, val_ann), args.metric, args.target_ap)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     _plot(result, args.out.with_suffix(".png"), args.target_ap)
