@@ -12,21 +12,21 @@ is the only place in visionfm that runs softmax attention. Backends:
   In automatic choice, a call xformers has no kernel for falls back to sdpa
   (logged once); a kernel missing only for the backward (e.g. fp32 with
   head_dim > 64 on sm86) is reported by xformers at ``backward()`` time: give
-  such a module ``backend="sdpa"``. The adapter hands xformers what it
-  documents: (B, N, heads, D) operands with head dims zero-padded to a
-  multiple of 8 if needed, and a (B, heads, Nq, Nk) bias with 16-byte aligned
-  rows, broadcast by stride 0 (materialised only when it needs a gradient).
+  such a module ``backend="sdpa"``.
 - ``sdpa``: ``torch.nn.functional.scaled_dot_product_attention`` (flash /
   memory-efficient / C++ kernels chosen by PyTorch). One exception, on CPU:
   when ``bias`` needs a gradient (learned relative position bias in training)
   PyTorch's CPU kernel cannot return it and falls back to its own math path,
   which stores the (B, heads, Nq, Nk) probabilities. We instead run SDPA's
   forward and an exact backward that recomputes the probabilities in blocks of
-  query rows (``_SdpaBiasGrad``), so memory stays O(block) plus the bias
-  gradient itself. (With dropout_p > 0 that case still takes PyTorch's math
-  fallback: the dropout pattern cannot be recovered for a recomputation.)
+  query rows, so memory stays O(block) plus the bias gradient itself. (With
+  dropout_p > 0 that case still takes PyTorch's math fallback: the dropout
+  pattern cannot be recovered for a recomputation.)
 - ``math``: the explicit matmul-softmax-matmul reference that tests hold the
   others against.
+
+The kernels live in :mod:`visionfm.ops.attention_backends`; this module checks
+the inputs, chooses the backend and dispatches.
 
 The backend is chosen per call from the tensors' device and dtype and what is
 installed, never at import time. Priority: the ``backend`` argument (a
@@ -69,28 +69,25 @@ Per-module override: modules take the backend name as a constructor argument
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import logging
 import math
 import os
 
 import torch
-import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
+
+from . import attention_backends as backends
 
 BACKENDS = ("xformers", "sdpa", "math")
 ENV_VAR = "VISIONFM_ATTN"
 
 logger = logging.getLogger(__name__)
-_warned: set[tuple[str, str]] = set()  # (what, reason) pairs already logged
+_warned: set[tuple[str, str]] = set()  # (what, reason) pairs already logged; tests empty it
 
-# Query rows per block in the chunked CPU backward are chosen so that one
-# (B, heads, rows, Nk) block holds about this many elements (16 MiB in fp32).
-_BLOCK_ELEMENTS = 1 << 22
-# xformers reads attn_bias rows and q/k/v head dims aligned to 16 bytes: 8
-# elements covers every dtype it supports (fp32 needs 4, fp16/bf16 need 8).
-_XFORMERS_ALIGN = 8
+_IMPLS = {
+    "math": backends.math_attention,
+    "sdpa": backends.sdpa_attention,
+    "xformers": backends.xformers_attention,
+}
 
 
 # ---------------------------------------------------------------- selection
@@ -102,38 +99,12 @@ def _warn_once(what: str, reason: str, message: str) -> None:
         logger.warning(message)
 
 
-@functools.cache
-def _xformers_available() -> bool:
-    # Looked up on first need (a CUDA call), never at import; cached afterwards.
-    return importlib.util.find_spec("xformers") is not None
-
-
-@functools.cache
-def _xformers_bias_grad_reason() -> str | None:
-    """Why the installed xformers cannot return a bias gradient; None if it can."""
-    try:
-        from xformers.ops.fmha import cutlass
-    except Exception as err:  # a broken install (e.g. built for another torch) is a reason too
-        return f"xformers.ops.fmha.cutlass cannot be imported ({err})"
-    if not getattr(cutlass.BwOp, "SUPPORTS_ATTN_BIAS_GRAD", False):
-        return "the installed xformers cannot backpropagate into attn_bias; upgrade it"
-    return None
-
-
 def _why_not(backend: str, q: torch.Tensor, bias_needs_grad: bool = False) -> str | None:
     """Reason ``backend`` cannot run on tensors like ``q``; None if it can."""
     if backend in ("math", "sdpa"):
         return None
-    if backend == "xformers":
-        if not q.is_cuda:
-            return f"xformers needs CUDA tensors, got device {q.device}"
-        if not _xformers_available():
-            return "xformers is not installed (pip install visionfm[xformers])"
-        if q.dtype not in (torch.float16, torch.bfloat16, torch.float32):
-            return f"xformers does not support dtype {q.dtype}"
-        if bias_needs_grad:
-            return _xformers_bias_grad_reason()
-        return None
+    if backend == "xformers":  # looked up on the module: tests replace this seam
+        return backends.xformers_unavailable_reason(q, bias_needs_grad)
     raise ValueError(f"unknown attention backend {backend!r}; choose one of {BACKENDS} or 'auto'")
 
 
@@ -150,7 +121,7 @@ def check_backend(backend: str | None) -> str | None:
 
 def explain_backends(q: torch.Tensor, bias: torch.Tensor | None = None) -> dict[str, str | None]:
     """For each backend: None if it can run tensors like ``q`` (and ``bias``), else why not."""
-    needs_grad = _bias_needs_grad(bias)
+    needs_grad = backends.needs_bias_grad(bias)
     return {name: _why_not(name, q, needs_grad) for name in BACKENDS}
 
 
@@ -162,7 +133,7 @@ def select_backend(
     Raises ValueError for unknown names (argument or environment variable) and
     for an explicitly requested backend that cannot run these tensors.
     """
-    needs_grad = _bias_needs_grad(bias)
+    needs_grad = backends.needs_bias_grad(bias)
     backend = check_backend(backend)
     if backend is not None:
         reason = _why_not(backend, q, needs_grad)
@@ -184,32 +155,7 @@ def select_backend(
     return "xformers" if _why_not("xformers", q, needs_grad) is None else "sdpa"
 
 
-def _bias_needs_grad(bias: torch.Tensor | None) -> bool:
-    return bias is not None and bias.requires_grad and torch.is_grad_enabled()
-
-
-# ---------------------------------------------------------------- helpers
-
-
-def _as_4d(t: torch.Tensor) -> torch.Tensor:
-    """View a tensor broadcastable to (B, heads, Nq, Nk) as 4-D (leading 1s)."""
-    return t.reshape((1,) * (4 - t.dim()) + tuple(t.shape))
-
-
-def _fold_mask(
-    bias: torch.Tensor | None, mask: torch.Tensor | None, dtype: torch.dtype
-) -> torch.Tensor | None:
-    """One additive float tensor for ``bias`` and ``mask`` (masked-out = -inf).
-
-    Materialised only at the broadcast shape of the two (e.g. (1, heads, N, N)
-    bias with a (B, 1, 1, N) padding mask gives (B, heads, N, N)).
-    """
-    if mask is None:
-        return bias
-    neg_inf = torch.tensor(float("-inf"), dtype=dtype, device=mask.device)
-    if bias is None:
-        return torch.zeros((), dtype=dtype, device=mask.device).where(mask, neg_inf)
-    return bias.where(mask, neg_inf)
+# ---------------------------------------------------------------- validation
 
 
 def _validate(
@@ -264,231 +210,6 @@ def _validate(
             )
 
 
-# ---------------------------------------------------------------- math
-
-
-def _math(q, k, v, bias, mask, dropout_p, scale):
-    logits = torch.matmul(q * scale, k.transpose(-2, -1))  # (B, h, Nq, Nk)
-    if bias is not None:
-        logits = logits + bias
-    if mask is not None:
-        logits = logits.masked_fill(~mask, float("-inf"))
-    weights = logits.softmax(dim=-1)
-    if dropout_p > 0.0:
-        weights = F.dropout(weights, p=dropout_p, training=True)
-    return torch.matmul(weights, v)  # (B, h, Nq, Dv)
-
-
-# ---------------------------------------------------------------- sdpa
-
-
-def _sdpa(q, k, v, bias, mask, dropout_p, scale):
-    if _bias_needs_grad(bias) and q.device.type == "cpu" and dropout_p == 0:
-        return _SdpaBiasGrad.apply(q, k, v, bias, mask, scale)
-    attn_mask = mask if bias is None else _fold_mask(bias, mask, q.dtype)
-    return F.scaled_dot_product_attention(
-        q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, scale=scale
-    )
-
-
-def _merge_bh(t: torch.Tensor) -> torch.Tensor:
-    """(B, h, X, Y) -> (B * h, X, Y); a view whenever the strides allow."""
-    return t.reshape(t.shape[0] * t.shape[1], t.shape[2], t.shape[3])
-
-
-def _bias_3d(bias4: torch.Tensor, b: int, h: int) -> torch.Tensor | None:
-    """A 4-D bias viewed as 3-D and broadcastable to (B * h, Nq, Nk), or None where no
-    view does (shared over the batch but not over heads with B > 1, or expanded)."""
-    bb, bh = bias4.shape[:2]
-    if (bb, bh) == (b, h) or bb * bh == 1 or (b == 1 and bh == h):
-        try:
-            return bias4.view(bb * bh, bias4.shape[2], bias4.shape[3])
-        except RuntimeError:  # strides do not merge: add it in 4-D instead of copying
-            return None
-    return None
-
-
-def _rows(t: torch.Tensor | None, start: int, stop: int) -> torch.Tensor | None:
-    """Query rows [start, stop) along dim -2 (unchanged if broadcast over queries)."""
-    if t is None or t.shape[-2] == 1:
-        return t
-    return t[..., start:stop, :]
-
-
-def _reduce_to(grad: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    """Sum a (B, h, rows, Nk) gradient over the dims where ``shape`` broadcasts (size 1)."""
-    dims = [d for d in range(4) if shape[d] == 1 and grad.shape[d] != 1]
-    return grad.sum(dim=dims, keepdim=True) if dims else grad
-
-
-class _SdpaBiasGrad(torch.autograd.Function):
-    """SDPA forward + exact backward in blocks of query rows, with the bias gradient.
-
-    The probabilities P = softmax(q k^T scale + bias, masked) are recomputed per
-    block of query rows instead of stored, as in FlashAttention's backward:
-        dV = P^T dO,  dS = P * (dO V^T - rowsum(dO * O)),
-        dQ = dS K scale,  dK = dS^T Q scale,  dBias = dS (summed over broadcast dims).
-    Work happens on (B * heads, rows, Nk) blocks in two reused buffers; when the
-    bias has the full (B, heads, Nq, Nk) shape, dS is written straight into its
-    gradient.
-    """
-
-    @staticmethod
-    def forward(ctx, q, k, v, bias, mask, scale):
-        # detach: a bias flagged requires_grad would send SDPA to its math fallback.
-        attn_mask = _fold_mask(bias.detach(), mask, q.dtype)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale)
-        ctx.save_for_backward(q, k, v, bias, mask, out)
-        ctx.scale = scale
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out):
-        q, k, v, bias, mask, out = ctx.saved_tensors
-        scale = ctx.scale
-        need_q, need_k, need_v, need_bias = ctx.needs_input_grad[:4]
-        b, h, nq, nk = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
-        low = q.dtype in (torch.float16, torch.bfloat16)
-        acc = torch.float32 if low else q.dtype  # accumulators across blocks
-
-        q3, k3, v3 = _merge_bh(q), _merge_bh(k), _merge_bh(v)  # (B*h, N, D|Dv)
-        do3 = _merge_bh(grad_out.to(q.dtype))
-        neg_delta = -(do3.to(acc) * _merge_bh(out).to(acc)).sum(-1, keepdim=True)  # (B*h, Nq, 1)
-        neg_delta = neg_delta.to(q.dtype)
-        bias4 = _as_4d(bias)
-        bias3 = _bias_3d(bias4, b, h)
-        mask4 = None if mask is None else _as_4d(mask)
-
-        dq3 = q3.new_empty(q3.shape) if need_q else None
-        dk3 = k3.new_zeros(k3.shape, dtype=acc) if need_k else None
-        dv3 = v3.new_zeros(v3.shape, dtype=acc) if need_v else None
-        dbias = ds_into = None
-        if need_bias:
-            if tuple(bias4.shape) == (b, h, nq, nk):  # no reduction: dS is the gradient
-                dbias = bias4.new_empty(bias4.shape, dtype=q.dtype)
-                ds_into = _merge_bh(dbias)
-            elif bias4.shape[2] == nq:  # reduced over batch/heads/keys, rows written once
-                dbias = bias4.new_empty(bias4.shape, dtype=acc)
-            else:  # broadcast over queries: accumulated across blocks
-                dbias = bias4.new_zeros(bias4.shape, dtype=acc)
-
-        def accumulate(total, x, y, alpha):  # total += alpha * x @ y
-            if total.dtype == x.dtype:
-                total.baddbmm_(x, y, alpha=alpha)
-            else:
-                total += torch.bmm(x, y).mul_(alpha)
-
-        rows = max(1, _BLOCK_ELEMENTS // max(1, b * h * nk))
-        k3_t, v3_t = k3.transpose(1, 2), v3.transpose(1, 2)
-        buffers = None
-        for start in range(0, nq, rows):
-            stop = min(nq, start + rows)
-            if buffers is None or stop - start != buffers[0].shape[1]:
-                buffers = [q3.new_empty((b * h, stop - start, nk)) for _ in range(2)]
-            s, p = buffers  # (B*h, rows, Nk) each
-            q_blk, do_blk = q3[:, start:stop], do3[:, start:stop]
-
-            # P for this block: softmax(q k^T scale + bias, masked)
-            if bias3 is not None:
-                torch.baddbmm(_rows(bias3, start, stop), q_blk, k3_t, alpha=scale, out=s)
-            else:
-                torch.bmm(q_blk, k3_t, out=s).mul_(scale)
-                s.view(b, h, stop - start, nk).add_(_rows(bias4, start, stop))
-            if mask4 is not None:
-                s.view(b, h, stop - start, nk).masked_fill_(
-                    _rows(mask4, start, stop).logical_not(), float("-inf")
-                )
-            torch.softmax(s, dim=-1, out=p)
-
-            if need_v:
-                accumulate(dv3, p.transpose(1, 2), do_blk, 1.0)
-            # dS = P * (dO V^T - rowsum(dO * O))
-            torch.baddbmm(neg_delta[:, start:stop], do_blk, v3_t, out=s)
-            if ds_into is not None:
-                ds = torch.mul(s, p, out=ds_into[:, start:stop])
-            else:
-                ds = s.mul_(p)
-                if need_bias:
-                    g = _reduce_to(ds.view(b, h, stop - start, nk), bias4.shape)
-                    if bias4.shape[2] == 1:
-                        dbias += g
-                    else:
-                        dbias[:, :, start:stop] = g
-            if need_q:
-                torch.mul(torch.bmm(ds, k3), scale, out=dq3[:, start:stop])
-            if need_k:
-                accumulate(dk3, ds.transpose(1, 2), q_blk, scale)
-
-        def unmerge(t3, like):
-            return None if t3 is None else t3.view(like.shape).to(like.dtype)
-
-        dbias = None if dbias is None else dbias.to(bias.dtype).reshape(bias.shape)
-        return unmerge(dq3, q), unmerge(dk3, k), unmerge(dv3, v), dbias, None, None
-
-
-# ---------------------------------------------------------------- xformers
-
-
-def _xformers_bias(folded: torch.Tensor, shape: tuple[int, int, int, int]) -> torch.Tensor:
-    """``folded`` laid out as xformers wants a tensor attn_bias: exactly ``shape`` =
-    (B, heads, Nq, Nk), last dim contiguous, rows starting on 16-byte boundaries.
-
-    Dims of size 1 stay broadcast (stride 0, no copy) unless the bias needs a
-    gradient: xformers' backward writes a full (B, heads, Nq, Nk) gradient, so
-    then the bias is materialised at full size to keep its layout plain.
-    """
-    b4 = _as_4d(folded)
-    nk = shape[3]
-    aligned = (
-        b4.shape[3] == nk
-        and b4.stride(3) == 1
-        and (b4.shape[2] == 1 or b4.stride(2) % _XFORMERS_ALIGN == 0)
-        and b4.storage_offset() % _XFORMERS_ALIGN == 0
-    )
-    if folded.requires_grad:
-        if b4.shape == shape and aligned and b4.is_contiguous():
-            return b4
-        b4 = b4.expand(shape)
-    elif aligned:
-        return b4.expand(shape)
-    pad = (-nk) % _XFORMERS_ALIGN
-    # Padding the last dim and slicing it back keeps every row 8-aligned.
-    padded = F.pad(b4.expand(*b4.shape[:3], nk), (0, pad))  # (b|1, h|1, Nq|1, Nk + pad)
-    return padded[..., :nk].expand(shape)
-
-
-def _xformers_operand(t: torch.Tensor) -> torch.Tensor:
-    """(B, heads, N, d) -> (B, N, heads, d') as xformers takes it: unit-stride last dim,
-    d' = d zero-padded to a multiple of 8 (its kernels need 16-byte aligned rows).
-    Zero columns change neither q.k nor, once sliced off, the output."""
-    t = t.transpose(1, 2)
-    pad = (-t.shape[-1]) % _XFORMERS_ALIGN
-    if pad:
-        return F.pad(t, (0, pad))
-    return t if t.stride(-1) == 1 else t.contiguous()
-
-
-def _xformers(q, k, v, bias, mask, dropout_p, scale):
-    import xformers.ops as xops
-
-    b, h, nq, nk = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
-    folded = _fold_mask(bias, mask, q.dtype)
-    attn_bias = None if folded is None else _xformers_bias(folded, (b, h, nq, nk))
-    out = xops.memory_efficient_attention(  # (B, Nq, h, Dv'); scale is always explicit
-        _xformers_operand(q),
-        _xformers_operand(k),
-        _xformers_operand(v),
-        attn_bias=attn_bias,
-        p=dropout_p,
-        scale=scale,
-    )
-    return out[..., : v.shape[-1]].transpose(1, 2)  # (B, h, Nq, Dv)
-
-
-_IMPLS = {"math": _math, "sdpa": _sdpa, "xformers": _xformers}
-
-
 # ---------------------------------------------------------------- entry point
 
 
@@ -518,8 +239,8 @@ def attention(
     if name != "xformers" or explicit:
         return _IMPLS[name](q, k, v, bias, mask, dropout_p, scale)
     try:
-        return _xformers(q, k, v, bias, mask, dropout_p, scale)
+        return backends.xformers_attention(q, k, v, bias, mask, dropout_p, scale)
     except NotImplementedError as err:  # xformers has no kernel for these shapes/options
         reason = str(err).splitlines()[0]
         _warn_once("xformers", reason, f"xformers cannot run this call ({reason}); using sdpa")
-        return _sdpa(q, k, v, bias, mask, dropout_p, scale)
+        return backends.sdpa_attention(q, k, v, bias, mask, dropout_p, scale)
