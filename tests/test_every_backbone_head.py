@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import torch
+from _tiny_models import deform_attn, detr_encoder, detr_ffn, tiny_dino_head
 from torch import nn
 
 from visionfm.backbones import Backbone
@@ -79,47 +80,16 @@ NECKS: dict[str, Callable[[dict, dict], nn.Module] | None] = {
 
 
 def _dino(channels: dict[str, int], strides: dict[str, int]) -> nn.Module:
-    c, levels = 32, len(channels) + 1
-    deform = dict(
-        type="DeformableMemoryAttention", embed_dims=c, num_heads=2, num_levels=levels, num_points=2
-    )
-    ffn = dict(type="DetrFFN", embed_dims=c, feedforward_dims=2 * c)
     return MODELS.build(
-        dict(
-            type="DETRHead",
-            num_classes=NUM_CLASSES,
-            embed_dims=c,
+        tiny_dino_head(
+            NUM_CLASSES,
+            channels,
+            strides,
             num_queries=10,
-            in_channels=channels,
-            strides=strides,
-            num_feature_levels=levels,
-            encoder=dict(
-                type="DetrEncoder",
-                num_layers=1,
-                layer=dict(type="DetrEncoderLayer", self_attn=deform, ffn=ffn),
-            ),
-            decoder=dict(
-                type="DetrDecoder",
-                num_layers=2,
-                ref_point_head=dict(
-                    type="DetrMLP", in_dims=2 * c, hidden_dims=c, out_dims=c, num_layers=2
-                ),
-                layer=dict(
-                    type="DetrDecoderLayer",
-                    self_attn=dict(type="DetrMultiheadAttention", embed_dims=c, num_heads=2),
-                    cross_attn=deform,
-                    ffn=ffn,
-                ),
-            ),
-            matcher=dict(type="HungarianMatcher"),
-            two_stage=True,
-            with_box_refine=True,
-            mixed_query_selection=True,
-            look_forward_twice=True,
-            denoising=dict(
-                type="CdnQueryGenerator", num_classes=NUM_CLASSES, embed_dims=c, num_dn_queries=6
-            ),
-            test_cfg=dict(max_per_img=10),
+            num_dn_queries=6,
+            max_per_img=10,
+            num_heads=2,
+            num_points=2,
         )
     )
 
@@ -165,10 +135,8 @@ def _check_sem_seg(sample, height: int, width: int) -> None:
 def _mask2former(channels: dict[str, int], strides: dict[str, int]) -> nn.Module:
     c = 32
     levels = min(3, len(channels))
-    deform = dict(
-        type="DeformableMemoryAttention", embed_dims=c, num_heads=2, num_levels=levels, num_points=2
-    )
-    ffn = dict(type="DetrFFN", embed_dims=c, feedforward_dims=2 * c)
+    deform = deform_attn(c, num_heads=2, num_levels=levels, num_points=2)
+    ffn = detr_ffn(c)
     attn = dict(type="DetrMultiheadAttention", embed_dims=c, num_heads=2)
     return MODELS.build(
         dict(
@@ -185,11 +153,7 @@ def _mask2former(channels: dict[str, int], strides: dict[str, int]) -> nn.Module
                 mask_dims=c,
                 num_encoder_levels=levels,
                 norm_layer="GN_8",
-                encoder=dict(
-                    type="DetrEncoder",
-                    num_layers=1,
-                    layer=dict(type="DetrEncoderLayer", self_attn=deform, ffn=ffn),
-                ),
+                encoder=detr_encoder(c, 1, deform),
             ),
             transformer_decoder=dict(
                 type="MaskedAttentionDecoder",

@@ -35,6 +35,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn as nn
+from _tiny_models import tiny_vit_dino
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.model import BaseModel
@@ -239,74 +240,36 @@ def test_fsdp_refuses_what_the_runner_cannot_shard(tmp_path, unsupported, match)
 
 
 # ---- tiny DINO through tools/train.py ---------------------------------------------------
-def _dino_model(c: int = 32) -> dict:
+def _dino_model() -> dict:
     """A tiny DINO (ViT patch 8, simple feature pyramid, deformable encoder/decoder) without
     denoising queries: their number of groups depends on the largest box count in a
     process's batch, and their noise on the random stream, so with them one process is not
     two processes' sum (the same holds in any data-parallel DINO)."""
-    deform = dict(
-        type="DeformableMemoryAttention", embed_dims=c, num_heads=4, num_levels=3, num_points=4
-    )
-    ffn = dict(type="DetrFFN", embed_dims=c, feedforward_dims=2 * c)
-    return dict(
-        type="Detector",
-        backbone=dict(
-            type="ViT",
-            img_size=64,
-            patch_size=8,
-            embed_dim=c,
-            depth=1,
-            num_heads=4,
-            class_token=False,
-        ),
-        neck=dict(
-            type="SimpleFeaturePyramid",
-            in_channels=c,
-            out_channels=c,
-            scale_factors=(1.0, 0.5),
-            in_stride=8,
-        ),
-        head=dict(
-            type="DETRHead",
-            num_classes=5,
-            embed_dims=c,
-            num_queries=20,
-            in_channels=dict(p3=c, p4=c),
-            strides=dict(p3=8, p4=16),
-            num_feature_levels=3,
-            encoder=dict(
-                type="DetrEncoder",
-                num_layers=1,
-                layer=dict(type="DetrEncoderLayer", self_attn=deform, ffn=ffn),
-            ),
-            decoder=dict(
-                type="DetrDecoder",
-                num_layers=2,
-                ref_point_head=dict(
-                    type="DetrMLP", in_dims=2 * c, hidden_dims=c, out_dims=c, num_layers=2
-                ),
-                layer=dict(
-                    type="DetrDecoderLayer",
-                    self_attn=dict(type="DetrMultiheadAttention", embed_dims=c, num_heads=4),
-                    cross_attn=deform,
-                    ffn=ffn,
-                ),
-            ),
-            matcher=dict(type="HungarianMatcher"),
-            two_stage=True,
-            with_box_refine=True,
-            mixed_query_selection=True,
-            look_forward_twice=True,
-            denoising=None,
-            test_cfg=dict(max_per_img=10),
-        ),
-    )
+    return tiny_vit_dino(5, depth=1, num_queries=20, num_dn_queries=None, max_per_img=10)
 
 
 # Image order of the training subset: the two processes' batches have different box
 # counts at every step (checked in the test).
 TRAIN_ORDER = [1, 0, 2, 3, 4, 5, 6, 7]
 NUM_VAL = 5  # odd: the sampler pads the second process with a repeat of image 0
+
+
+def _coco_loader(root, split: str, batch_size: int, pipeline: list[dict], **dataset) -> dict:
+    """A loader over the synthetic COCO ``split`` under ``root`` in file order (no shuffle);
+    ``dataset`` adds CocoDataset arguments."""
+    return dict(
+        batch_size=batch_size,
+        num_workers=0,
+        sampler=dict(type="DefaultSampler", shuffle=False),
+        dataset=dict(
+            type="CocoDataset",
+            data_root=f"{root}/",
+            ann_file=f"annotations/instances_{split}.json",
+            data_prefix=dict(img=f"images/{split}/"),
+            pipeline=pipeline,
+            **dataset,
+        ),
+    )
 
 
 def _dino_cfg(root, batch_size: int, outfile_prefix: str) -> Config:
@@ -320,27 +283,14 @@ def _dino_cfg(root, batch_size: int, outfile_prefix: str) -> Config:
         dict(type="PackInputs"),
     ]
 
-    def loader(split, batch, **dataset):
-        return dict(
-            batch_size=batch,
-            num_workers=0,
-            sampler=dict(type="DefaultSampler", shuffle=False),
-            dataset=dict(
-                type="CocoDataset",
-                data_root=f"{root}/",
-                ann_file=f"annotations/instances_{split}.json",
-                data_prefix=dict(img=f"images/{split}/"),
-                pipeline=pipeline,
-                **dataset,
-            ),
-        )
-
     cfg = Config.fromfile(osp.join(REPO, "configs", "_base_", "default_runtime.py"))
     cfg.merge_from_dict(
         dict(
             model=_dino_model(),
-            train_dataloader=loader("train", batch_size, indices=TRAIN_ORDER),
-            val_dataloader=loader("val", batch_size, indices=NUM_VAL, test_mode=True),
+            train_dataloader=_coco_loader(root, "train", batch_size, pipeline, indices=TRAIN_ORDER),
+            val_dataloader=_coco_loader(
+                root, "val", batch_size, pipeline, indices=NUM_VAL, test_mode=True
+            ),
             val_evaluator=dict(
                 type="CocoMetric",
                 ann_file=f"{root}/annotations/instances_val.json",
@@ -522,23 +472,17 @@ def _oracle_cfg(root, work_dir, batch_size: int) -> Config:
         dict(
             model=dict(type="_OracleDetector"),
             work_dir=str(work_dir),
-            val_dataloader=dict(
-                batch_size=batch_size,
-                num_workers=0,
-                sampler=dict(type="DefaultSampler", shuffle=False),
-                dataset=dict(
-                    type="CocoDataset",
-                    data_root=f"{root}/",
-                    ann_file="annotations/instances_val.json",
-                    data_prefix=dict(img="images/val/"),
-                    indices=NUM_VAL,
-                    test_mode=True,
-                    pipeline=[
-                        dict(type="LoadImage"),
-                        dict(type="LoadAnnotations", with_bbox=True),
-                        dict(type="PackInputs"),
-                    ],
-                ),
+            val_dataloader=_coco_loader(
+                root,
+                "val",
+                batch_size,
+                [
+                    dict(type="LoadImage"),
+                    dict(type="LoadAnnotations", with_bbox=True),
+                    dict(type="PackInputs"),
+                ],
+                indices=NUM_VAL,
+                test_mode=True,
             ),
             val_cfg=dict(type="ValLoop"),
             val_evaluator=dict(

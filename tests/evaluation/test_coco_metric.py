@@ -93,19 +93,21 @@ def imperfect_predictions(gt: dict, seed: int = 1) -> dict:
     return preds
 
 
-def make_samples(preds: dict, gt: dict | None = None) -> list[dict]:
-    """Data samples as mmengine's Evaluator hands them to ``process`` (dicts of tensors)."""
+def make_samples(
+    preds: dict, gt: dict | None = None, ori_shape: tuple[int, int] = (H, W)
+) -> list[dict]:
+    """Data samples as mmengine's Evaluator hands them to ``process`` (dicts of tensors);
+    with masks where ``preds`` / ``gt`` hold them."""
     samples = []
     for img_id, p in preds.items():
-        sample = dict(
-            img_id=img_id,
-            ori_shape=(H, W),
-            pred_instances=dict(
-                bboxes=torch.as_tensor(p["boxes"], dtype=torch.float32).reshape(-1, 4),
-                scores=torch.as_tensor(p["scores"], dtype=torch.float32),
-                labels=torch.as_tensor(p["labels"], dtype=torch.long),
-            ),
+        pred_instances = dict(
+            bboxes=torch.as_tensor(p["boxes"], dtype=torch.float32).reshape(-1, 4),
+            scores=torch.as_tensor(p["scores"], dtype=torch.float32),
+            labels=torch.as_tensor(p["labels"], dtype=torch.long),
         )
+        if "masks" in p:
+            pred_instances["masks"] = torch.as_tensor(p["masks"])
+        sample = dict(img_id=img_id, ori_shape=ori_shape, pred_instances=pred_instances)
         if gt is not None:
             g = gt[img_id]
             for key, keep in (("gt_instances", ~g["crowd"]), ("ignored_instances", g["crowd"])):
@@ -113,6 +115,8 @@ def make_samples(preds: dict, gt: dict | None = None) -> list[dict]:
                     bboxes=torch.as_tensor(g["boxes"][keep], dtype=torch.float32).reshape(-1, 4),
                     labels=torch.as_tensor(g["labels"][keep], dtype=torch.long),
                 )
+                if "masks" in g:
+                    sample[key]["masks"] = torch.as_tensor(g["masks"][keep])
         samples.append(sample)
     return samples
 
@@ -125,35 +129,45 @@ def run_metric(samples: list[dict], classes=CLASSES, batch_size: int = 2, **kwar
     return metric.compute_metrics(metric.results)
 
 
-def pycocotools_by_hand(ann_path: str, preds: dict) -> np.ndarray:
-    """COCOeval stats computed directly from the json and the predictions."""
-    results = [
-        dict(
-            image_id=img_id,
-            category_id=NAME_TO_ID[CLASSES[int(label)]],
-            bbox=[float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])],
-            score=float(score),
-        )
-        for img_id, p in preds.items()
-        for b, label, score in zip(
-            np.asarray(p["boxes"], dtype=np.float32), p["labels"], np.float32(p["scores"])
-        )
-    ]
+def cocoeval_stats(ann_path: str, results: list[dict] | str, iou_type: str) -> np.ndarray:
+    """pycocotools' own COCOeval ('bbox' or 'segm') of ``results`` (a list or a json path)
+    against the json at ``ann_path``: its 12 summary stats."""
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO(ann_path)
-        evaluator = COCOeval(coco, coco.loadRes(results), "bbox")
+        evaluator = COCOeval(coco, coco.loadRes(results), iou_type)
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
     return evaluator.stats
 
 
-@pytest.fixture
-def world(tmp_path):
-    data, gt = make_world()
-    path = tmp_path / "instances.json"
+def pycocotools_by_hand(ann_path: str, preds: dict, iou_type: str = "bbox") -> np.ndarray:
+    """COCOeval stats ('bbox': xyxy ``boxes``, 'segm': ``masks``) computed directly from the
+    json and the predictions."""
+    results = []
+    for img_id, p in preds.items():
+        for i, (label, score) in enumerate(zip(p["labels"], np.float32(p["scores"]))):
+            result = dict(image_id=img_id, category_id=NAME_TO_ID[CLASSES[int(label)]])
+            if iou_type == "segm":
+                result["segmentation"] = _rle(p["masks"][i])
+            else:
+                x1, y1, x2, y2 = np.asarray(p["boxes"][i], dtype=np.float32)
+                result["bbox"] = [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]
+            results.append(dict(result, score=float(score)))
+    return cocoeval_stats(ann_path, results, iou_type)
+
+
+def written(path, world: tuple[dict, dict]) -> tuple[str, dict]:
+    """Write the json of a ``make_world`` / ``make_mask_world`` result to ``path``; return
+    the path (str) and the per-image ground truth."""
+    data, gt = world
     path.write_text(json.dumps(data))
     return str(path), gt
+
+
+@pytest.fixture
+def world(tmp_path):
+    return written(tmp_path / "instances.json", make_world())
 
 
 def test_perfect_predictions_give_ap_one(world):
@@ -258,13 +272,8 @@ def test_results_json_is_coco_results_format(world, tmp_path):
         assert isinstance(e["image_id"], int) and e["category_id"] in NAME_TO_ID.values()
         assert len(e["bbox"]) == 4 and all(isinstance(v, float) for v in e["bbox"])
         assert e["bbox"][2] >= 0 and e["bbox"][3] >= 0
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO(ann_path)
-        evaluator = COCOeval(coco, coco.loadRes(prefix + ".bbox.json"), "bbox")
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    np.testing.assert_allclose(evaluator.stats, pycocotools_by_hand(ann_path, preds), atol=1e-6)
+    from_json = cocoeval_stats(ann_path, prefix + ".bbox.json", "bbox")
+    np.testing.assert_allclose(from_json, pycocotools_by_hand(ann_path, preds), atol=1e-6)
     with pytest.raises(ValueError, match="outfile_prefix"):
         CocoMetric(format_only=True)
 
@@ -335,7 +344,7 @@ def _tight_box(mask: np.ndarray) -> list[float]:
 
 def make_mask_world(seed: int = 0) -> tuple[dict, dict]:
     """COCO json with RLE and polygon segmentations (and a crowd region on image 2), and
-    per image: gt masks, labels, crowd flags."""
+    per image: gt masks, their tight boxes, labels, crowd flags."""
     rng = np.random.default_rng(seed)
     images, annotations, gt = [], [], {}
     for img_id in (1, 2, 3):
@@ -372,6 +381,7 @@ def make_mask_world(seed: int = 0) -> tuple[dict, dict]:
                     segmentation=segm,
                 )
             )
+        gt[img_id]["boxes"] = np.array([_tight_box(m) for m in gt[img_id]["masks"]])
     return dict(images=images, annotations=annotations, categories=CATEGORIES), gt
 
 
@@ -396,57 +406,12 @@ def mask_predictions(gt: dict, seed: int = 2) -> dict:
 
 
 def mask_samples(preds: dict, gt: dict | None = None) -> list[dict]:
-    samples = []
-    for img_id, p in preds.items():
-        sample = dict(
-            img_id=img_id,
-            ori_shape=(SH, SW),
-            pred_instances=dict(
-                bboxes=torch.as_tensor(p["boxes"], dtype=torch.float32),
-                scores=torch.as_tensor(p["scores"], dtype=torch.float32),
-                labels=torch.as_tensor(p["labels"]),
-                masks=torch.as_tensor(p["masks"]),
-            ),
-        )
-        if gt is not None:
-            g = gt[img_id]
-            for key, keep in (("gt_instances", ~g["crowd"]), ("ignored_instances", g["crowd"])):
-                sample[key] = dict(
-                    bboxes=torch.tensor([_tight_box(m) for m in g["masks"][keep]]).reshape(-1, 4),
-                    labels=torch.as_tensor(g["labels"][keep]),
-                    masks=torch.as_tensor(g["masks"][keep]),
-                )
-        samples.append(sample)
-    return samples
-
-
-def segm_by_hand(ann_path: str, preds: dict) -> np.ndarray:
-    """COCOeval 'segm' stats straight from pycocotools on the json and the masks."""
-    results = [
-        dict(
-            image_id=img_id,
-            category_id=NAME_TO_ID[CLASSES[int(label)]],
-            segmentation=_rle(mask),
-            score=float(np.float32(score)),
-        )
-        for img_id, p in preds.items()
-        for mask, label, score in zip(p["masks"], p["labels"], p["scores"])
-    ]
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO(ann_path)
-        evaluator = COCOeval(coco, coco.loadRes(results), "segm")
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return evaluator.stats
+    return make_samples(preds, gt, ori_shape=(SH, SW))
 
 
 @pytest.fixture
 def mask_world(tmp_path):
-    data, gt = make_mask_world()
-    path = tmp_path / "instances_masks.json"
-    path.write_text(json.dumps(data))
-    return str(path), gt
+    return written(tmp_path / "instances_masks.json", make_mask_world())
 
 
 SEGM_KEYS = ["segm_mAP", "segm_mAP_50", "segm_mAP_75", "segm_mAP_s", "segm_mAP_m", "segm_mAP_l"]
@@ -456,7 +421,7 @@ def test_mask_ap_equals_pycocotools(mask_world):
     ann_path, gt = mask_world
     preds = mask_predictions(gt)
     metrics = run_metric(mask_samples(preds), ann_file=ann_path, metric=["bbox", "segm"])
-    stats = segm_by_hand(ann_path, preds)
+    stats = pycocotools_by_hand(ann_path, preds, "segm")
     assert 0.05 < metrics["segm_mAP"] < 0.95
     for i, key in enumerate(SEGM_KEYS):
         assert metrics[key] == pytest.approx(round(stats[i], 4), abs=1e-4), key
@@ -495,7 +460,9 @@ def test_thing_classes_name_the_labels_of_a_panoptic_dataset(mask_world):
     metric.dataset_meta = dict(classes=(*CLASSES, "sky"), thing_classes=CLASSES)
     metric.process({}, mask_samples(preds))
     ours = metric.compute_metrics(metric.results)
-    assert ours["segm_mAP"] == pytest.approx(round(segm_by_hand(ann_path, preds)[0], 4), abs=1e-4)
+    assert ours["segm_mAP"] == pytest.approx(
+        round(pycocotools_by_hand(ann_path, preds, "segm")[0], 4), abs=1e-4
+    )
 
 
 def test_segm_needs_masks_at_the_original_size(mask_world):

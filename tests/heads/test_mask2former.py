@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _tiny_models import deform_attn, detr_encoder, detr_ffn
 from mmengine.structures import InstanceData
 
 from visionfm.data.data_sample import PANOPTIC_LABEL_DIVISOR as DIV
@@ -38,15 +39,9 @@ def _attn() -> dict:
     return dict(type="DetrMultiheadAttention", embed_dims=C, num_heads=2)
 
 
-def _ffn() -> dict:
-    return dict(type="DetrFFN", embed_dims=C, feedforward_dims=2 * C)
-
-
 def head_cfg(num_queries: int = 6, **overrides) -> dict:
     """Tiny head on inputs p2..p5 (strides 4..32) of 16 channels; 2 things + 1 stuff."""
-    deform = dict(
-        type="DeformableMemoryAttention", embed_dims=C, num_heads=2, num_levels=3, num_points=2
-    )
+    deform = deform_attn(C, num_heads=2, num_levels=3, num_points=2)
     cfg = dict(
         type="Mask2FormerHead",
         num_things_classes=2,
@@ -60,11 +55,7 @@ def head_cfg(num_queries: int = 6, **overrides) -> dict:
             embed_dims=C,
             mask_dims=C,
             norm_layer="GN_8",
-            encoder=dict(
-                type="DetrEncoder",
-                num_layers=1,
-                layer=dict(type="DetrEncoderLayer", self_attn=deform, ffn=_ffn()),
-            ),
+            encoder=detr_encoder(C, 1, deform),
         ),
         transformer_decoder=dict(
             type="MaskedAttentionDecoder",
@@ -73,7 +64,7 @@ def head_cfg(num_queries: int = 6, **overrides) -> dict:
                 type="MaskedAttentionDecoderLayer",
                 cross_attn=_attn(),
                 self_attn=_attn(),
-                ffn=_ffn(),
+                ffn=detr_ffn(C),
             ),
         ),
         matcher=dict(type="MaskHungarianMatcher", num_points=64),
@@ -123,7 +114,12 @@ def test_attention_mask_follows_the_prediction_padding_and_empty_rule():
 def _layer() -> MaskedAttentionDecoderLayer:
     torch.manual_seed(0)
     return MODELS.build(
-        dict(type="MaskedAttentionDecoderLayer", cross_attn=_attn(), self_attn=_attn(), ffn=_ffn())
+        dict(
+            type="MaskedAttentionDecoderLayer",
+            cross_attn=_attn(),
+            self_attn=_attn(),
+            ffn=detr_ffn(C),
+        )
     ).eval()
 
 

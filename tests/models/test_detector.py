@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from _tiny_models import overfit, tiny_vit_dino
 from mmengine.structures import InstanceData
 from torch import nn
 
@@ -22,71 +23,11 @@ from visionfm.registry import MODELS
 NUM_CLASSES = 5  # the synthetic world's classes
 
 
-def dino_cfg(
-    embed_dims: int = 32, num_queries: int = 30, enc_layers: int = 1, dec_layers: int = 2
-) -> dict:
+def dino_cfg() -> dict:
     """A tiny DINO on a patch-8 ViT with the simple feature pyramid (strides 8 and 16, plus
-    one extra stride-32 level made by the head's input projection)."""
-    c, levels = embed_dims, 3
-    deform = dict(
-        type="DeformableMemoryAttention", embed_dims=c, num_heads=4, num_levels=levels, num_points=4
-    )
-    ffn = dict(type="DetrFFN", embed_dims=c, feedforward_dims=2 * c)
-    return dict(
-        type="Detector",
-        backbone=dict(
-            type="ViT",
-            img_size=64,
-            patch_size=8,
-            embed_dim=c,
-            depth=2,
-            num_heads=4,
-            class_token=False,
-        ),
-        neck=dict(
-            type="SimpleFeaturePyramid",
-            in_channels=c,
-            out_channels=c,
-            scale_factors=(1.0, 0.5),
-            in_stride=8,
-        ),
-        head=dict(
-            type="DETRHead",
-            num_classes=NUM_CLASSES,
-            embed_dims=c,
-            num_queries=num_queries,
-            in_channels=dict(p3=c, p4=c),
-            strides=dict(p3=8, p4=16),
-            num_feature_levels=levels,
-            encoder=dict(
-                type="DetrEncoder",
-                num_layers=enc_layers,
-                layer=dict(type="DetrEncoderLayer", self_attn=deform, ffn=ffn),
-            ),
-            decoder=dict(
-                type="DetrDecoder",
-                num_layers=dec_layers,
-                ref_point_head=dict(
-                    type="DetrMLP", in_dims=2 * c, hidden_dims=c, out_dims=c, num_layers=2
-                ),
-                layer=dict(
-                    type="DetrDecoderLayer",
-                    self_attn=dict(type="DetrMultiheadAttention", embed_dims=c, num_heads=4),
-                    cross_attn=deform,
-                    ffn=ffn,
-                ),
-            ),
-            matcher=dict(type="HungarianMatcher"),
-            two_stage=True,
-            with_box_refine=True,
-            mixed_query_selection=True,
-            look_forward_twice=True,
-            denoising=dict(
-                type="CdnQueryGenerator", num_classes=NUM_CLASSES, embed_dims=c, num_dn_queries=20
-            ),
-            test_cfg=dict(max_per_img=20),
-        ),
-    )
+    one extra stride-32 level made by the head's input projection): 30 queries, 20
+    denoising queries."""
+    return tiny_vit_dino(NUM_CLASSES, num_queries=30, num_dn_queries=20, max_per_img=20)
 
 
 def synthetic_batch(num: int, size: int = 64, seed: int = 0):
@@ -194,17 +135,8 @@ def test_dino_overfits_synthetic_images():
     model = MODELS.build(dino_cfg())
     images, samples = synthetic_batch(4)
     data = model.data_preprocessor(dict(inputs=images, data_samples=samples), True)
-    optim = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.MultiStepLR(optim, milestones=[90], gamma=0.1)
     start = time.perf_counter()
-    model.train()
-    for _ in range(120):
-        loss = sum(model(**data, mode="loss").values())
-        optim.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
-        optim.step()
-        sched.step()
+    overfit(model, data, steps=120, lr=2e-3, milestone=90, max_grad_norm=0.1)
     model.eval()
     test = [DataSample(metainfo=s.metainfo) for s in samples]  # no ground truth given
     preds = model(**model.data_preprocessor(dict(inputs=images, data_samples=test)), mode="predict")

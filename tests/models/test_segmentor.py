@@ -8,6 +8,7 @@ import time
 
 import pytest
 import torch
+from _tiny_models import overfit, tiny_simple_fpn, tiny_vit
 from mmengine.dataset import pseudo_collate
 from torch import nn
 
@@ -42,23 +43,8 @@ def _per_pixel_model(test_cfg: dict | None = None) -> Segmentor:
 def _vit_upernet(test_cfg: dict | None = None, num_classes: int = 3, dims: int = 16) -> dict:
     return dict(
         type="Segmentor",
-        backbone=dict(
-            type="ViT",
-            img_size=64,
-            patch_size=8,
-            embed_dim=dims,
-            depth=2,
-            num_heads=2,
-            class_token=False,
-            embed_layer="conv",
-        ),
-        neck=dict(
-            type="SimpleFeaturePyramid",
-            in_channels=dims,
-            out_channels=dims,
-            scale_factors=(2.0, 1.0, 0.5),
-            in_stride=8,
-        ),
+        backbone=tiny_vit(dims, num_heads=2, embed_layer="conv"),
+        neck=tiny_simple_fpn(dims, scale_factors=(2.0, 1.0, 0.5)),
         head=dict(
             type="UperNetHead",
             num_classes=num_classes,
@@ -177,16 +163,8 @@ def test_tiny_upernet_overfits_synthetic_images(synthetic_root):
     model = MODELS.build(_vit_upernet(num_classes=6, dims=32))
     model.data_preprocessor = MODELS.build(dict(type="DataPreprocessor", size_divisor=32))
     data = model.data_preprocessor(train, True)
-    optim = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.MultiStepLR(optim, milestones=[160], gamma=0.1)
     start = time.perf_counter()
-    model.train()
-    for _ in range(200):
-        loss = sum(model(**data, mode="loss").values())
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
-        sched.step()
+    overfit(model, data, steps=200, lr=3e-3, milestone=160)
     model.eval()
     preds = model(**model.data_preprocessor(test), mode="predict")
     elapsed = time.perf_counter() - start

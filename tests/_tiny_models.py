@@ -1,0 +1,158 @@
+"""Tiny model configs shared by the tests: a patch-8 ViT, its simple feature pyramid and a
+small DINO head (two-stage, box refinement, mixed query selection, look forward twice); and
+the loop that overfits such a model on one batch.
+
+Tests import it as ``from _tiny_models import ...``: tests/ has no ``__init__.py``, so pytest
+puts tests/ on ``sys.path`` when it loads tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def deform_attn(embed_dims: int, num_heads: int, num_levels: int, num_points: int) -> dict:
+    """Multi-scale deformable attention over ``num_levels`` feature levels."""
+    return dict(
+        type="DeformableMemoryAttention",
+        embed_dims=embed_dims,
+        num_heads=num_heads,
+        num_levels=num_levels,
+        num_points=num_points,
+    )
+
+
+def detr_ffn(embed_dims: int) -> dict:
+    """The transformer feed-forward block, hidden width ``2 * embed_dims``."""
+    return dict(type="DetrFFN", embed_dims=embed_dims, feedforward_dims=2 * embed_dims)
+
+
+def detr_encoder(embed_dims: int, num_layers: int, self_attn: dict) -> dict:
+    """A DETR encoder: ``num_layers`` of ``self_attn`` (over every level) then ``detr_ffn``."""
+    return dict(
+        type="DetrEncoder",
+        num_layers=num_layers,
+        layer=dict(type="DetrEncoderLayer", self_attn=self_attn, ffn=detr_ffn(embed_dims)),
+    )
+
+
+def tiny_vit(embed_dim: int, depth: int = 2, num_heads: int = 4, **kwargs) -> dict:
+    """A ViT on 64 px images with 8 px patches and no class token: one level of stride 8."""
+    return dict(
+        type="ViT",
+        img_size=64,
+        patch_size=8,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=num_heads,
+        class_token=False,
+        **kwargs,
+    )
+
+
+def tiny_simple_fpn(channels: int, scale_factors: tuple[float, ...] = (1.0, 0.5)) -> dict:
+    """ViTDet's simple feature pyramid on the stride-8 ViT output, ``channels`` wide; the
+    default scale factors give levels p3 and p4 (strides 8 and 16)."""
+    return dict(
+        type="SimpleFeaturePyramid",
+        in_channels=channels,
+        out_channels=channels,
+        scale_factors=scale_factors,
+        in_stride=8,
+    )
+
+
+def tiny_dino_head(
+    num_classes: int,
+    in_channels: dict[str, int],
+    strides: dict[str, int],
+    *,
+    num_queries: int,
+    num_dn_queries: int | None,
+    max_per_img: int,
+    embed_dims: int = 32,
+    num_heads: int = 4,
+    num_points: int = 4,
+    enc_layers: int = 1,
+    dec_layers: int = 2,
+) -> dict:
+    """A DINO head on the levels ``in_channels`` / ``strides`` plus one coarser level made by
+    its input projection; ``num_dn_queries=None`` turns the denoising queries off."""
+    c, levels = embed_dims, len(in_channels) + 1
+    deform = deform_attn(c, num_heads, levels, num_points)
+    denoising = None
+    if num_dn_queries is not None:
+        denoising = dict(
+            type="CdnQueryGenerator",
+            num_classes=num_classes,
+            embed_dims=c,
+            num_dn_queries=num_dn_queries,
+        )
+    return dict(
+        type="DETRHead",
+        num_classes=num_classes,
+        embed_dims=c,
+        num_queries=num_queries,
+        in_channels=in_channels,
+        strides=strides,
+        num_feature_levels=levels,
+        encoder=detr_encoder(c, enc_layers, deform),
+        decoder=dict(
+            type="DetrDecoder",
+            num_layers=dec_layers,
+            ref_point_head=dict(
+                type="DetrMLP", in_dims=2 * c, hidden_dims=c, out_dims=c, num_layers=2
+            ),
+            layer=dict(
+                type="DetrDecoderLayer",
+                self_attn=dict(type="DetrMultiheadAttention", embed_dims=c, num_heads=num_heads),
+                cross_attn=deform,
+                ffn=detr_ffn(c),
+            ),
+        ),
+        matcher=dict(type="HungarianMatcher"),
+        two_stage=True,
+        with_box_refine=True,
+        mixed_query_selection=True,
+        look_forward_twice=True,
+        denoising=denoising,
+        test_cfg=dict(max_per_img=max_per_img),
+    )
+
+
+def tiny_vit_dino(num_classes: int, embed_dims: int = 32, depth: int = 2, **head) -> dict:
+    """A Detector: ``tiny_vit`` (4 heads) -> ``tiny_simple_fpn`` (p3, p4) -> ``tiny_dino_head``
+    (``head`` holds its keyword arguments), all ``embed_dims`` wide."""
+    c = embed_dims
+    return dict(
+        type="Detector",
+        backbone=tiny_vit(c, depth=depth),
+        neck=tiny_simple_fpn(c),
+        head=tiny_dino_head(num_classes, dict(p3=c, p4=c), dict(p3=8, p4=16), embed_dims=c, **head),
+    )
+
+
+def overfit(
+    model: nn.Module,
+    data: dict,
+    steps: int,
+    lr: float,
+    milestone: int,
+    max_grad_norm: float | None = None,
+) -> None:
+    """Train ``model`` in place on one preprocessed batch ``data`` (``inputs``,
+    ``data_samples``): ``steps`` AdamW steps (weight decay 1e-4) on the sum of its losses, the
+    learning rate divided by 10 after ``milestone`` steps, gradients clipped to
+    ``max_grad_norm`` when given."""
+    optim = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.MultiStepLR(optim, milestones=[milestone], gamma=0.1)
+    model.train()
+    for _ in range(steps):
+        loss = sum(model(**data, mode="loss").values())
+        optim.zero_grad()
+        loss.backward()
+        if max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optim.step()
+        sched.step()
