@@ -10,7 +10,10 @@ _base_ = [
 
 # From scratch on CPU: a convolutional stem trains the ViT much faster than the strided
 # patch projection (see configs/dino/dino_vit-t_synthetic.py).
-model = dict(backbone=dict(embed_layer="conv"))
+# Softmax Dice beside cross-entropy: the shapes are a few percent of the pixels, and the
+# Dice term weighs each class's region alike (with the pipeline's lack of photometric
+# distortion: mIoU 0.690 after 4 epochs; 0.392 with neither).
+model = dict(backbone=dict(embed_layer="conv"), head=dict(loss_dice=1.0))
 
 default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=2, save_best="seg/mIoU"))
 # As for the demo detector: on a 15-minute CPU budget a higher peak lr with an EMA of the
