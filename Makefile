@@ -39,6 +39,7 @@ lint: install
 test: lint
 	$(PY) -m pytest -n $(JOBS) tests
 
+benchmark: export OMP_WAIT_POLICY = PASSIVE
 benchmark: install
 	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 

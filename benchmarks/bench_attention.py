@@ -26,39 +26,21 @@ the median of each is reported.
 from __future__ import annotations
 
 import argparse
-import datetime
+import functools
 import json
 import os
 import platform
-import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "results" / "attention_cpu.md"
+import _common as common
+
+OUT = common.RESULTS / "attention_cpu.md"
 PATHS = {"ours": None, "math": "math"}  # label -> backend argument (None = default choice)
 
 
 # ---------------------------------------------------------------- worker (one case)
-
-
-def _proc_status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def run_case(case: dict) -> dict:
@@ -66,7 +48,7 @@ def run_case(case: dict) -> dict:
     (``case["measure"] == "memory"``), or the time of every path, alternating."""
     import torch
 
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(common.ROOT))
     from visionfm.ops.attention import attention, select_backend
 
     torch.set_num_threads(case["threads"])
@@ -100,61 +82,22 @@ def run_case(case: dict) -> dict:
     inputs = make(case["n"])
 
     if case["measure"] == "memory":
-        rss_before = _proc_status_kib("VmRSS")
-        exact = _reset_peak()
-        maxrss_before = _proc_status_kib("VmHWM")
-        call(case["path"], *inputs)
-        peak_kib = _proc_status_kib("VmHWM") - (rss_before if exact else maxrss_before)
+        peak_mb, exact = common.peak_rss_mib(lambda: call(case["path"], *inputs))
         backend = select_backend(inputs[0], PATHS[case["path"]], inputs[3])
-        return dict(case, backend=backend, peak_mb=peak_kib / 1024, peak_exact=exact)
+        return dict(case, backend=backend, peak_mb=peak_mb, peak_exact=exact)
 
     start = time.perf_counter()
     for path in paths:  # warm-up at full size
         call(path, *inputs)
     first = (time.perf_counter() - start) / len(paths)
     repeats = max(case["min_repeats"], min(20, int(case["budget_s"] / max(first, 1e-4))))
-    times: dict[str, list[float]] = {path: [] for path in paths}
-    for _ in range(repeats):  # alternate, so that load drift hits every path alike
-        for path in paths:
-            start = time.perf_counter()
-            call(path, *inputs)
-            times[path].append(time.perf_counter() - start)
-    return {path: statistics.median(t) * 1e3 for path, t in times.items()} | {"repeats": repeats}
+    wall, _ = common.time_in_turns(
+        {path: functools.partial(call, path, *inputs) for path in paths}, repeats
+    )
+    return common.median_ms(wall) | {"repeats": repeats}
 
 
 # ---------------------------------------------------------------- driver
-
-
-def _spawn(case: dict) -> dict:
-    env = dict(os.environ)
-    if case["measure"] == "memory":  # freed memory leaves RSS at once (see module doc)
-        env.update(MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
-    env.pop("VISIONFM_ATTN", None)  # the default path is the automatic choice
-    proc = subprocess.run(
-        [sys.executable, __file__, "--worker", json.dumps(case)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"case {case} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def _machine() -> str:
-    import torch
-
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, "
-        f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()})"
-    )
 
 
 def _attn_mb(args, n: int) -> float:
@@ -167,8 +110,9 @@ def _table(results: list[dict], args) -> str:
     lines = [
         "# Attention on CPU: default path vs math reference",
         "",
-        f"Date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}. "
-        f"Machine: {_machine()}; torch.set_num_threads({args.threads}).",
+        f"Date: {common.timestamp()}. Machine: {common.machine()}, "
+        f"Python {platform.python_version()}, {common.torch_build()}; "
+        f"torch.set_num_threads({args.threads}).",
         f"Shapes: B={args.batch}, heads={args.heads}, head_dim={args.dim}, fp32, N tokens "
         "(queries = keys). Bias: an additive (1, heads, N, N) tensor; in fwd+bwd it needs a "
         "gradient (a learned relative position bias).",
@@ -219,11 +163,7 @@ def _table(results: list[dict], args) -> str:
                 )
             lines.append(line)
     if not all(r["peak_exact"] for r in results):
-        lines += [
-            "",
-            "Note: /proc/self/clear_refs was not writable; peaks are ru_maxrss deltas "
-            "and may under-count.",
-        ]
+        lines += ["", common.INEXACT_PEAK_NOTE]
     return "\n".join(lines) + "\n"
 
 
@@ -267,16 +207,17 @@ def main() -> None:
     load_start = os.getloadavg()[0]
     results = []
     for case in tqdm(cases, desc="attention cases", unit="case"):
-        timing = _spawn(dict(case, measure="time"))
-        for path in PATHS:
-            memory = _spawn(dict(case, measure="memory", path=path))
+        timing = common.spawn(__file__, dict(case, measure="time"))
+        for path in PATHS:  # freed memory leaves RSS at once (see module doc)
+            memory = common.spawn(
+                __file__, dict(case, measure="memory", path=path), common.MALLOC_RETURNS_FREED
+            )
             results.append(dict(memory, ms=timing[path], repeats=timing["repeats"]))
     args.load = (load_start, os.getloadavg()[0])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(_table(results, args))
-    if args.json:  # one row per (n, bias, pass, path): backend, ms, peak_mb, ...
-        args.json.write_text(json.dumps(dict(threads=args.threads, rows=results), indent=1))
-    print(args.out.read_text())
+    table = _table(results, args)
+    # JSON: one row per (n, bias, pass, path): backend, ms, peak_mb, ...
+    common.write_results(args.out, table, args.json, dict(threads=args.threads, rows=results))
+    print(table)
 
 
 if __name__ == "__main__":

@@ -59,22 +59,19 @@ table says so).
 from __future__ import annotations
 
 import argparse
-import datetime
+import functools
 import json
 import math
 import os
 import platform
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
+import _common as common
 import timm
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "results" / "backbones_cpu.md"
+OUT = common.RESULTS / "backbones_cpu.md"
 IMPLS = ("ours", "timm", "hf")
 FAMILIES = {  # key -> (label, our preset, timm name)
     "vit": ("ViT-B/16", "vit_base_patch16", "vit_base_patch16_224"),
@@ -121,7 +118,7 @@ def perturb_vectors(model, std: float = 0.5) -> None:
 
 def build_ours(family: str, timm_model=None):
     """Our preset; with ``timm_model``, its weights loaded through our converter."""
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(common.ROOT))
     from visionfm.registry import MODELS
 
     torch.manual_seed(0)
@@ -191,23 +188,6 @@ def hf_attn(model) -> str:
 # ---------------------------------------------------------------- workers
 
 
-def _proc_status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def _check(family: str, ours, ref, x) -> float:
     """Max |diff| of the last output level of ours and timm on ``x``; raises if not close."""
     got, expected = last_level("ours", family, ours(x)), last_level("timm", family, ref(x))
@@ -254,22 +234,16 @@ def time_case(case: dict) -> dict:
         for impl in impls:
             for _ in range(case["warmup"] - (impl in warm)):
                 fns[impl](x)
-        wall: dict[str, list[float]] = {impl: [] for impl in impls}
-        cpu: dict[str, list[float]] = {impl: [] for impl in impls}
-        for r in range(case["repeats"]):  # rotate the order: ABC, BCA, CAB, ...
-            for impl in impls[r % len(impls) :] + impls[: r % len(impls)]:
-                t_wall, t_cpu = time.perf_counter(), time.process_time()
-                fns[impl](x)
-                wall[impl].append(time.perf_counter() - t_wall)
-                cpu[impl].append(time.process_time() - t_cpu)
-    med = statistics.median
+        # rotating order: ABC, BCA, CAB, ...
+        calls = {impl: functools.partial(fns[impl], x) for impl in impls}
+        wall, cpu = common.time_in_turns(calls, case["repeats"])
     return dict(
         case,
         diff=diff,
         checked_at=checked_at,
         hf_attn=hf_attn(models["hf"]) if "hf" in models else None,
-        ms={impl: med(t) * 1e3 for impl, t in wall.items()},
-        cpu_ms={impl: med(t) * 1e3 for impl, t in cpu.items()},
+        ms=common.median_ms(wall),
+        cpu_ms=common.median_ms(cpu),
     )
 
 
@@ -287,46 +261,11 @@ def memory_case(case: dict) -> dict:
     x = torch.randn(case["batch"], 3, size, size, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         fn(x)  # warm-up: kernels, thread pools, ours' resized-position-embedding cache
-        rss_before = _proc_status_kib("VmRSS")
-        exact = _reset_peak()
-        hwm_before = _proc_status_kib("VmHWM")
-        out = fn(x)
-        peak_kib = _proc_status_kib("VmHWM") - (rss_before if exact else hwm_before)
-    del out
-    return dict(case, peak_mb=peak_kib / 1024, peak_exact=exact)
+        peak_mb, exact = common.peak_rss_mib(lambda: fn(x))
+    return dict(case, peak_mb=peak_mb, peak_exact=exact)
 
 
 # ---------------------------------------------------------------- driver
-
-
-def _spawn(case: dict) -> dict:
-    env = dict(os.environ)
-    if case["measure"] == "memory":  # freed memory leaves RSS at once (see module doc)
-        env.update(MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
-    env.pop("VISIONFM_ATTN", None)  # our default attention path is the automatic choice
-    proc = subprocess.run(
-        [sys.executable, __file__, "--worker", json.dumps(case)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"case {case} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def _machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, "
-        f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()})"
-    )
 
 
 def _versions(hf: bool) -> str:
@@ -338,18 +277,13 @@ def _versions(hf: bool) -> str:
     return text
 
 
-def _fmt(value: float | None, spec: str = ".1f") -> str:
-    return "—" if value is None else format(value, spec)
-
-
 def _table(results: list[dict], args) -> str:
     lines = [
         "# Backbone inference on CPU: visionfm vs timm vs HF transformers",
         "",
-        f"Date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}. "
-        f"Machine: {_machine()}; {_versions(args.hf)}; "
-        f"torch.set_num_threads({args.threads}), "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}.",
+        f"Date: {common.timestamp()}. Machine: {common.machine()}, "
+        f"Python {platform.python_version()}, {common.torch_build()}; {_versions(args.hf)}; "
+        f"torch.set_num_threads({args.threads}), OMP_WAIT_POLICY={common.omp_wait_policy()}.",
         f"Forward only: eval mode, `torch.inference_mode()`, float32, eager. Time: median "
         f"wall clock of {args.repeats} runs after {args.warmup} warm-up run(s), the "
         "implementations taking turns in rotating order (one fresh process per row); img/s = "
@@ -395,18 +329,14 @@ def _table(results: list[dict], args) -> str:
             lines.append(
                 f"| {r['size']} | {b} | {ms['ours']:.1f} | {ms['timm']:.1f} "
                 f"| {ms['ours'] / ms['timm']:.3f} | {cpu['ours'] / cpu['timm']:.3f} "
-                f"| {_fmt(hf)} | {_fmt(hf and ms['ours'] / hf, '.3f')} "
+                f"| {common.fmt(hf, '.1f')} | {common.fmt(hf and ms['ours'] / hf, '.3f')} "
                 f"| {b * 1e3 / ms['ours']:.2f} | {b * 1e3 / ms['timm']:.2f} "
-                f"| {_fmt(hf and b * 1e3 / hf, '.2f')} "
-                f"| {peak['ours']:.1f} | {peak['timm']:.1f} | {_fmt(peak.get('hf'))} "
+                f"| {common.fmt(hf and b * 1e3 / hf, '.2f')} "
+                f"| {peak['ours']:.1f} | {peak['timm']:.1f} | {common.fmt(peak.get('hf'), '.1f')} "
                 f"| {r['diff']:.1e}{where} |"
             )
     if not all(r["peak_exact"] for r in results):
-        lines += [
-            "",
-            "Note: /proc/self/clear_refs was not writable; peaks are ru_maxrss deltas and "
-            "may under-count.",
-        ]
+        lines += ["", common.INEXACT_PEAK_NOTE]
     return "\n".join(lines) + "\n"
 
 
@@ -453,12 +383,16 @@ def main() -> None:
     for case in cases:
         tag = f"{case['family']} {case['size']}px b{case['batch']}"
         bar.set_postfix_str(f"{tag} time")
-        result = _spawn(dict(case, measure="time", repeats=args.repeats, warmup=args.warmup))
+        timing = dict(case, measure="time", repeats=args.repeats, warmup=args.warmup)
+        result = common.spawn(__file__, timing)
         bar.update()
         result["peak_mb"], result["peak_exact"] = {}, True
         for impl in impls:
             bar.set_postfix_str(f"{tag} memory {impl}")
-            memory = _spawn(dict(case, measure="memory", impl=impl))
+            # freed memory leaves RSS at once (see module doc)
+            memory = common.spawn(
+                __file__, dict(case, measure="memory", impl=impl), common.MALLOC_RETURNS_FREED
+            )
             result["peak_mb"][impl] = memory["peak_mb"]
             result["peak_exact"] &= memory["peak_exact"]
             bar.update()
@@ -467,11 +401,10 @@ def main() -> None:
         bar.write(f"{tag}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in ms.items()))
     bar.close()
     args.load = (load_start, os.getloadavg()[0])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(_table(results, args))
-    if args.json:  # one row per (family, size, batch): ms, cpu_ms, peak_mb per implementation
-        args.json.write_text(json.dumps(dict(threads=args.threads, rows=results), indent=1))
-    print(args.out.read_text())
+    table = _table(results, args)
+    # JSON: one row per (family, size, batch): ms, cpu_ms, peak_mb per implementation
+    common.write_results(args.out, table, args.json, dict(threads=args.threads, rows=results))
+    print(table)
 
 
 if __name__ == "__main__":

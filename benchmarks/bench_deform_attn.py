@@ -32,20 +32,17 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
-import re
-import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
 
+import _common as common
 import torch
 from tqdm import tqdm
 
-OUT = Path(__file__).parent / "results" / "deform_attn_cpu.md"
+OUT = common.RESULTS / "deform_attn_cpu.md"
 BATCH, IMAGE, STRIDES = 2, 512, (8, 16, 32, 64)
 CHANNELS, HEADS, POINTS, DECODER_QUERIES = 256, 8, 4, 900
 CASES = ("decoder", "encoder")
@@ -145,53 +142,37 @@ def check_agreement(impls: dict, case: str) -> float:
     return max(diffs)
 
 
-def time_case(impls: dict, case: str, mode: str, runs: int, warmup: int, bar) -> dict:
+def time_case(impls: dict, case: str, mode: str, runs: int, warmup: int) -> dict:
+    """Median ms of each implementation: ``warmup`` and then ``runs`` calls each, in turns."""
     inputs = make_inputs(case, grad=mode != "forward")
     queries = inputs["sampling_locations"].shape[1]
     cotangent = torch.randn(BATCH, queries, CHANNELS)
-    times: dict[str, list[float]] = {name: [] for name in impls}
-    for i in range(warmup + runs):
-        for name, fn in impls.items():  # alternate so that load drift hits both alike
-            start = time.perf_counter()
-            run_once(fn, inputs, mode, cotangent)
-            if i >= warmup:
-                times[name].append(time.perf_counter() - start)
-            bar.update()
-    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
+    calls = {
+        name: functools.partial(run_once, fn, inputs, mode, cotangent) for name, fn in impls.items()
+    }
+    common.time_in_turns(calls, warmup)  # warm-up
+    wall, _ = common.time_in_turns(calls, runs)
+    return common.median_ms(wall)
 
 
-def _status_kib(key: str) -> int:
-    return int(re.search(rf"{key}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
-
-
-def measure_memory_here(case: str, mode: str, impl: str, threads: int) -> float:
-    """Peak extra resident memory (MiB) of one run; meant for a fresh subprocess."""
+def measure_memory_here(case: str, mode: str, impl: str, threads: int) -> dict:
+    """peak_mib: peak extra resident memory of one run; meant for a fresh subprocess."""
     torch.set_num_threads(threads)
     fn = implementations()[impl]
     inputs = make_inputs(case, grad=mode != "forward")
     queries = inputs["sampling_locations"].shape[1]
     cotangent = torch.randn(BATCH, queries, CHANNELS)
     run_once(fn, inputs, mode, cotangent)  # warm-up: lazy initialisations
-    Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS mark
-    before = _status_kib("VmRSS")
-    run_once(fn, inputs, mode, cotangent)
-    return (_status_kib("VmHWM") - before) / 1024
+    peak_mib, exact = common.peak_rss_mib(lambda: run_once(fn, inputs, mode, cotangent))
+    if not exact:
+        raise OSError("/proc/self/clear_refs is not writable: no exact peak (Linux only)")
+    return dict(peak_mib=peak_mib)
 
 
 def measure_memory(case: str, mode: str, impl: str, threads: int) -> float:
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
-    cmd = [sys.executable, __file__, "--memory-of", case, mode, impl, "--threads", str(threads)]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
-    return float(out.strip().splitlines()[-1])
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        found = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())
-        cpu = found.group(1).strip() if found else cpu
-    return f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}"
+    """Peak extra resident memory (MiB) of one run, in a fresh process (see module doc)."""
+    memory = dict(case=case, mode=mode, impl=impl, threads=threads)
+    return common.spawn(__file__, memory, dict(MALLOC_MMAP_THRESHOLD_="65536"))["peak_mib"]
 
 
 def main() -> None:
@@ -207,12 +188,10 @@ def main() -> None:
         "--json", type=Path, help="also write the results as JSON here (for benchmarks/run_all.py)"
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
-    parser.add_argument(
-        "--memory-of", nargs=3, metavar=("CASE", "MODE", "IMPL"), help=argparse.SUPPRESS
-    )
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.memory_of:
-        print(measure_memory_here(*args.memory_of, threads=args.threads[0]))
+    if args.worker:
+        print(json.dumps(measure_memory_here(**json.loads(args.worker))))
         return
 
     import transformers
@@ -221,13 +200,13 @@ def main() -> None:
     diffs = {case: check_agreement(impls, case) for case in CASES}
     load_before = os.getloadavg()
     rows = []
-    total = len(args.threads) * len(CASES) * len(MODES) * (args.runs + args.warmup) * len(impls)
-    with tqdm(total=total, desc="timing") as bar:
+    with tqdm(total=len(args.threads) * len(CASES) * len(MODES), desc="timing") as bar:
         for threads in args.threads:
             torch.set_num_threads(threads)
             for case in CASES:
                 for mode in MODES:
-                    ms = time_case(impls, case, mode, args.runs, args.warmup, bar)
+                    ms = time_case(impls, case, mode, args.runs, args.warmup)
+                    bar.update()
                     rows.append(
                         dict(
                             threads=threads,
@@ -257,7 +236,7 @@ def main() -> None:
             f"| {r['threads']} | {r['case']} (Q = {queries}) | {r['mode']} | {speed} | {mem} | "
             f"{diffs[r['case']]:.1e} |"
         )
-    policy = os.environ.get("OMP_WAIT_POLICY", "unset")
+    policy = common.omp_wait_policy()
     busy = max(load_before[0], load_after[0]) > (os.cpu_count() or 1) - 0.5
     note = (
         "The machine was shared while timing (load average near or above its core count). "
@@ -286,7 +265,9 @@ def main() -> None:
     section = [
         f"## {datetime.date.today().isoformat()}, `OMP_WAIT_POLICY={policy}`",
         "",
-        f"{machine()}; torch {torch.__version__}, transformers {transformers.__version__}; "
+        f"{common.cpu_model()}, {os.cpu_count()} logical cores, "
+        f"{platform.system()} {platform.release()}; "
+        f"torch {torch.__version__}, transformers {transformers.__version__}; "
         f"median of {args.runs} runs after {args.warmup} warm-up runs; "
         f"`torch.set_num_threads` as in the first column. Load average (1 min) "
         f"{load_before[0]:.1f} before and {load_after[0]:.1f} after timing.",
@@ -298,18 +279,14 @@ def main() -> None:
         *lines,
         "",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.append and args.out.exists():
         text = args.out.read_text().rstrip("\n") + "\n\n" + "\n".join(section)
     else:
         text = "\n".join(intro + section)
-    args.out.write_text(text)
-    if args.json:  # one row per (threads, case, mode): ours_ms, hf_ms, ours_mib, hf_mib
-        for r in rows:
-            for impl in impls:
-                r[f"{impl}_mib"] = memory.get((r["case"], r["mode"], impl))
-        wait_policy = os.environ.get("OMP_WAIT_POLICY", "unset")
-        args.json.write_text(json.dumps(dict(omp_wait_policy=wait_policy, rows=rows), indent=1))
+    for r in rows:  # JSON: one row per (threads, case, mode): ours_ms, hf_ms, ours_mib, hf_mib
+        for impl in impls:
+            r[f"{impl}_mib"] = memory.get((r["case"], r["mode"], impl))
+    common.write_results(args.out, text, args.json, dict(omp_wait_policy=policy, rows=rows))
     print("\n".join(section))
     print(f"wrote {args.out}")
 

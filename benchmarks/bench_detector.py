@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import os
 import platform
 import statistics
 import time
 from datetime import date
+from pathlib import Path
 
+import _common as common
 import torch
 from tqdm import tqdm
 
@@ -32,9 +33,9 @@ def main() -> None:
     parser.add_argument("--images", default="data/synthetic/images/val")
     parser.add_argument("--num", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default="benchmarks/results/detector_cpu.md")
+    parser.add_argument("--out", type=Path, default=common.RESULTS / "detector_cpu.md")
     parser.add_argument(
-        "--json", help="also write the results as JSON here (for benchmarks/run_all.py)"
+        "--json", type=Path, help="also write the results as JSON here (for benchmarks/run_all.py)"
     )
     args = parser.parse_args()
 
@@ -62,13 +63,10 @@ def main() -> None:
         "|---|---|---|---|",
         f"| `{args.config}` | {median:.1f} | {p90:.1f} | {1000 / median:.1f} |",
     ]
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        f.write("\n".join(rows) + "\n")
-    if args.json:
-        summary = dict(config=args.config, images=len(paths), median_ms=median, p90_ms=p90)
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(dict(summary, threads=args.threads), f, indent=1)
+    summary = dict(config=args.config, images=len(paths), median_ms=median, p90_ms=p90)
+    common.write_results(
+        args.out, "\n".join(rows) + "\n", args.json, dict(summary, threads=args.threads)
+    )
     print("\n".join(rows))
 
 

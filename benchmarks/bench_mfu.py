@@ -40,21 +40,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
-import json
 import os
-import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import _common as common
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "results" / "mfu.md"
+OUT = common.RESULTS / "mfu.md"
 IMAGE = 224
 TRAIN_IMAGE = 512  # ViT-L/16 at 512 px: 32 x 32 = 1024 tokens
 
@@ -127,7 +124,7 @@ def _matmuls(sizes: list[int], runs: int, dtypes: tuple, device: str) -> dict:
 
 
 def build_vit(name: str, device: str, **overrides) -> torch.nn.Module:
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(common.ROOT))
     from visionfm.registry import MODELS
 
     torch.manual_seed(0)
@@ -183,7 +180,6 @@ def vit_forward_variants(args, device: str, peaks: dict[str, float]) -> dict:
 
     times: dict[str, list[float]] = {v: [] for v in variants}
     diffs = {}
-    names = list(variants)
     with torch.inference_mode():
         reference = _features(eager())
         for name, fn in variants.items():
@@ -191,9 +187,8 @@ def vit_forward_variants(args, device: str, peaks: dict[str, float]) -> dict:
             diffs[name] = ((got - reference).abs().max() / reference.abs().max()).item()
             for _ in range(args.warmup - 1):  # the check above was one warm-up
                 fn()
-        for r in range(args.runs):  # rotate the order so that load drift hits all alike
-            for name in names[r % len(names) :] + names[: r % len(names)]:
-                times[name].append(_timed(variants[name], device))
+        for name in common.in_turns(list(variants), args.runs):  # rotating order: ABC, BCA, ...
+            times[name].append(_timed(variants[name], device))
     rows = {}
     for name, t in times.items():
         best, median = min(t), statistics.median(t)
@@ -267,19 +262,6 @@ def vit_train_step(args, device: str) -> dict:
 # ---------------------------------------------------------------- report
 
 
-def _machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__} "
-        f"({torch.backends.cpu.get_cpu_capability()})"
-    )
-
-
 def _section(title: str, part: dict) -> list[str]:
     peaks = part["matmul_peak_tflops"]
     lines = [f"## {title}", "", "| matmul n | dtype | best ms | TFLOP/s |", "|---:|---|---:|---:|"]
@@ -315,9 +297,8 @@ def _markdown(result: dict, args) -> str:
     lines = [
         "# Model FLOP utilisation: matmul rate and ViT-B/16 forward",
         "",
-        f"Date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}. Machine: {_machine()}; "
-        f"torch.set_num_threads({args.threads}), "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}.",
+        f"Date: {common.timestamp()}. Machine: {common.machine()}, {common.torch_build()}; "
+        f"torch.set_num_threads({args.threads}), OMP_WAIT_POLICY={common.omp_wait_policy()}.",
         "Matmul: square `torch.mm` (CPU: float32 and bfloat16; GPU: bfloat16), best of "
         f"{args.runs} after a warm-up, 2 n^3 FLOPs. ViT: FLOPs counted by "
         "`torch.utils.flop_counter.FlopCounterMode` (2 per multiply-add; matmuls, convolution, "
@@ -414,11 +395,9 @@ def main() -> None:
             else ("skipped (--no-gpu)")
         )
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(_markdown(result, args))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=1))
-    print(args.out.read_text())
+    markdown = _markdown(result, args)
+    common.write_results(args.out, markdown, args.json, result)
+    print(markdown)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ validation json by pycocotools (COCO bbox AP). The run of each stops at the time
   that leaves the ResNet unnormalised and, as timm zero-initialises each block's last
   BatchNorm, every residual branch permanently off. So the frozen norms are put back as
   trainable ``nn.BatchNorm2d`` with the same initial values (the usual from-scratch ResNet).
-  Trained by a plain loop: AdamW (lr 2e-4, weight decay 1e-4, constant), gradient norm
+  Trained by a plain loop: AdamW (lr ``--hf-lr``, default 2e-4, the Deformable DETR
+  paper's; weight decay 1e-4, constant), gradient norm
   clipped at 0.1, the model's own loss (its Hungarian matcher, focal classification, L1 and
   GIoU box terms on every decoder layer) with labels as HF expects (``class_labels``, boxes
   as cx, cy, w, h normalised by the unpadded image size). Inputs are ImageNet-normalised,
@@ -53,18 +54,17 @@ import datetime
 import io
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import _common as common
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIG = "configs/dino/dino_vit-t_synthetic.py"
-OUT = ROOT / "benchmarks" / "results" / "time_to_accuracy.md"
+OUT = common.RESULTS / "time_to_accuracy.md"
 LONG_SIDE, BATCH, VAL_BATCH, SIZE_DIVISOR = 128, 4, 8, 32
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 METRICS = ("bbox_mAP", "bbox_mAP_50")
@@ -102,7 +102,7 @@ def _quiet_coco(ann_file: Path):
 
 def run_ours(args, train_ann: Path, val_ann: Path, run_dir: Path) -> dict:
     """Train ours with tools/train.py until the budget; rows of (epoch, minutes, AP)."""
-    sys.path.insert(0, str(ROOT / "tools"))
+    sys.path.insert(0, str(common.ROOT / "tools"))
     from analyze_logs import newest_log, parse_log
 
     work_dir = run_dir / "ours"
@@ -122,7 +122,12 @@ def run_ours(args, train_ann: Path, val_ann: Path, run_dir: Path) -> dict:
     print(f"[ours] {' '.join(cmd)}", flush=True)
     with open(work_dir / "stdout.log", "w") as stdout:
         proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=stdout, stderr=subprocess.STDOUT, start_new_session=True
+            cmd,
+            cwd=common.ROOT,
+            env=env,
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         spawned, start, stopped = time.time(), None, False
         try:
@@ -172,11 +177,11 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def _ours_params() -> float:
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(common.ROOT))
     from visionfm.engine import load_config
     from visionfm.registry import MODELS
 
-    model = MODELS.build(load_config(str(ROOT / CONFIG), None).model)
+    model = MODELS.build(load_config(str(common.ROOT / CONFIG), None).model)
     return sum(p.numel() for p in model.parameters()) / 1e6
 
 
@@ -326,7 +331,7 @@ def run_hf(args, train_ann: Path, val_ann: Path) -> dict:
     cat_of = {label: cat for cat, label in val_set.label_of.items()}
     model = build_hf_model(len(cat_of), args.hf_backbone).train()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=2e-4, weight_decay=1e-4)
+    optimizer = torch.optim.AdamW(params, lr=args.hf_lr, weight_decay=1e-4)
     loader = torch.utils.data.DataLoader(
         train_set, BATCH, shuffle=True, num_workers=1, collate_fn=collate,
         persistent_workers=True, generator=torch.Generator().manual_seed(0),
@@ -368,6 +373,7 @@ def run_hf(args, train_ann: Path, val_ann: Path) -> dict:
         s_per_iter=train_minutes * 60 / iters if iters else None,  # evaluations included
         params_m=sum(p.numel() for p in model.parameters()) / 1e6,
         backbone=args.hf_backbone,
+        lr=args.hf_lr,
     )
 
 
@@ -381,10 +387,6 @@ def summarise(run: dict, metric: str, target: float) -> dict:
     run["best"] = max((r[metric] for r in run["rows"]), default=None)
     run["last"] = run["rows"][-1] if run["rows"] else None
     return run
-
-
-def _fmt(value, spec: str = ".3f", missing: str = "—") -> str:
-    return missing if value is None else format(value, spec)
 
 
 def _markdown(result: dict, args) -> str:
@@ -402,10 +404,10 @@ def _markdown(result: dict, args) -> str:
     lines = [
         "# Time to accuracy on CPU: our DINO demo vs HF Deformable DETR, from random weights",
         "",
-        f"Date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}. Machine: "
-        f"{_machine()}; torch {torch.__version__}, transformers {transformers.__version__}, "
+        f"Date: {common.timestamp()}. Machine: {common.machine()}; "
+        f"torch {torch.__version__}, transformers {transformers.__version__}, "
         f"timm {timm.__version__}; {args.threads} threads, "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}.",
+        f"OMP_WAIT_POLICY={common.omp_wait_policy()}.",
         f"Data: `{args.data}`, {result['train_images']} training and {result['val_images']} "
         f"validation images, long side {LONG_SIDE} px, batch {BATCH}. Budget "
         f"{args.minutes:g} minutes each, {order}; COCO bbox AP (pycocotools) "
@@ -422,7 +424,7 @@ def _markdown(result: dict, args) -> str:
             "DINO, ViT (patch 8, dim 96, depth 4) + simple pyramid, 2 enc + 3 dec layers, d 128"
             if key == "ours"
             else f"Deformable DETR two-stage + box refine, timm {run['backbone']}, "
-            "3 enc + 3 dec layers, d 128"
+            f"3 enc + 3 dec layers, d 128, AdamW lr {run.get('lr', 2e-4):g}"
         )
         last = run["last"]
         last_text = (
@@ -430,9 +432,9 @@ def _markdown(result: dict, args) -> str:
         )
         lines.append(
             f"| {names[key]} | {model} | {run['params_m']:.1f} | {run['iterations']} "
-            f"| {_fmt(run['s_per_iter'], '.2f')} "
-            f"| {_fmt(run['minutes_to_target'], '.1f', 'not reached')} "
-            f"| {_fmt(run['best'])} | {last_text} |"
+            f"| {common.fmt(run['s_per_iter'], '.2f')} "
+            f"| {common.fmt(run['minutes_to_target'], '.1f', 'not reached')} "
+            f"| {common.fmt(run['best'], '.3f')} | {last_text} |"
         )
     if len(runs) == 2 and all(r["minutes_to_target"] for r in runs.values()):
         ratio = runs["hf"]["minutes_to_target"] / runs["ours"]["minutes_to_target"]
@@ -481,16 +483,6 @@ def _plot(result: dict, path: Path, target: float) -> None:
     plt.close(fig)
 
 
-def _machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--which", choices=["ours", "hf", "both"], default="both")
@@ -501,12 +493,15 @@ def main() -> None:
     parser.add_argument("--target-ap", type=float, default=0.5)
     parser.add_argument("--metric", choices=METRICS, default="bbox_mAP")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--data", type=Path, default=ROOT / "data" / "synthetic")
+    parser.add_argument("--data", type=Path, default=common.ROOT / "data" / "synthetic")
     parser.add_argument("--max-train-images", type=int, help="first N training images only")
     parser.add_argument("--max-val-images", type=int, help="first N validation images only")
     parser.add_argument("--epochs", type=int, help="ours: override max_epochs; HF: stop after N")
     parser.add_argument("--hf-backbone", default="resnet18", help="timm model name")
-    parser.add_argument("--work-dir", type=Path, default=ROOT / "work_dirs" / "time_to_accuracy")
+    parser.add_argument("--hf-lr", type=float, default=2e-4, help="HF's AdamW learning rate")
+    parser.add_argument(
+        "--work-dir", type=Path, default=common.ROOT / "work_dirs" / "time_to_accuracy"
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
@@ -549,11 +544,10 @@ def main() -> None:
             result["hf"] = summarise(run_hf(args, train_ann, val_ann), args.metric, args.target_ap)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    _plot(result, args.out.with_suffix(".png"), args.target_ap)
-    args.out.write_text(_markdown(result, args))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=1))
-    print(args.out.read_text())
+    _plot(result, args.out.with_suffix(".png"), args.target_ap)  # before the markdown links it
+    markdown = _markdown(result, args)
+    common.write_results(args.out, markdown, args.json, result)
+    print(markdown)
 
 
 if __name__ == "__main__":

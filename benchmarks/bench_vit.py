@@ -13,12 +13,11 @@ timm runs ``forward_features`` with ``dynamic_img_size=True`` so both models res
 from __future__ import annotations
 
 import argparse
-import json
+import functools
 import platform
-import statistics
-import time
 from pathlib import Path
 
+import _common as common
 import timm
 import torch
 
@@ -26,14 +25,7 @@ from visionfm.registry import MODELS
 
 MODELS_TO_RUN = [("ViT-S/16", "vit_small_patch16"), ("ViT-B/16", "vit_base_patch16")]
 SIZES = (224, 512)
-OUT = Path(__file__).parent / "results" / "vit_cpu.md"
-
-
-def _time(fn, x: torch.Tensor) -> tuple[float, float]:
-    """(wall-clock seconds, process CPU seconds over all threads) of one call."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    fn(x)
-    return time.perf_counter() - wall, time.process_time() - cpu
+OUT = common.RESULTS / "vit_cpu.md"
 
 
 def bench_pair(name: str, size: int, runs: int, warmup: int) -> dict:
@@ -54,20 +46,18 @@ def bench_pair(name: str, size: int, runs: int, warmup: int) -> dict:
         for _ in range(warmup):
             ref.forward_features(x)
             ours(x)
-        t_ref, t_ours = [], []
-        for i in range(runs):  # interleave, swapping who goes first, so drift hits both alike
-            for who in ("ref", "ours") if i % 2 else ("ours", "ref"):
-                if who == "ref":
-                    t_ref.append(_time(ref.forward_features, x))
-                else:
-                    t_ours.append(_time(ours, x))
-    (wall_ours, cpu_ours), (wall_ref, cpu_ref) = zip(*t_ours), zip(*t_ref)
-    med = statistics.median
+        # interleaved, swapping who goes first, so that drift hits both alike
+        calls = {
+            "ours": functools.partial(ours, x),
+            "timm": functools.partial(ref.forward_features, x),
+        }
+        wall, cpu = common.time_in_turns(calls, runs)
+    ms, cpu_ms = common.median_ms(wall), common.median_ms(cpu)
     return dict(
-        ours=med(wall_ours) * 1e3,
-        timm=med(wall_ref) * 1e3,
-        cpu_ours=med(cpu_ours) * 1e3,
-        cpu_timm=med(cpu_ref) * 1e3,
+        ours=ms["ours"],
+        timm=ms["timm"],
+        cpu_ours=cpu_ms["ours"],
+        cpu_timm=cpu_ms["timm"],
         diff=diff,
     )
 
@@ -114,10 +104,7 @@ def main() -> None:
             "",
         ]
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(table)
-    if args.json:
-        args.json.write_text(json.dumps(dict(threads=args.threads, rows=records), indent=1))
+    common.write_results(args.out, table, args.json, dict(threads=args.threads, rows=records))
     print(f"\nwrote {args.out}")
 
 

@@ -22,7 +22,6 @@ report from the files already in the results directory, running nothing.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import platform
@@ -32,9 +31,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-LOGS = ROOT / "work_dirs" / "benchmark_logs"
+import _common as common
+
+LOGS = common.ROOT / "work_dirs" / "benchmark_logs"
 
 
 @dataclass
@@ -91,7 +90,7 @@ SUITES = {
 
 def run_suite(name: str, suite: Suite, args) -> dict:
     """Runs one suite, its output teed to the terminal and its log; -> status dict."""
-    cmd = [sys.executable, str(ROOT / "benchmarks" / suite.script)]
+    cmd = [sys.executable, str(common.ROOT / "benchmarks" / suite.script)]
     cmd += suite.quick if args.quick else suite.full
     cmd += ["--threads", str(suite.threads or args.threads)]
     cmd += ["--out", str(args.results_dir / f"{suite.stem}.md")]
@@ -103,7 +102,9 @@ def run_suite(name: str, suite: Suite, args) -> dict:
     print(f"\n=== {name}: {' '.join(cmd)}", flush=True)
     start = time.perf_counter()
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            cmd, cwd=common.ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         while chunk := os.read(proc.stdout.fileno(), 4096):  # keeps tqdm's \r updates
             sys.stdout.buffer.write(chunk)
             sys.stdout.flush()
@@ -112,7 +113,7 @@ def run_suite(name: str, suite: Suite, args) -> dict:
     minutes = (time.perf_counter() - start) / 60
     status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
     print(f"=== {name}: {status} in {minutes:.1f} min; log {log}", flush=True)
-    shown = " ".join([os.path.relpath(cmd[1], ROOT), *cmd[2:]])
+    shown = " ".join([os.path.relpath(cmd[1], common.ROOT), *cmd[2:]])
     return dict(status=status, minutes=minutes, log=str(log), command=shown)
 
 
@@ -322,19 +323,13 @@ def machine() -> list[str]:
         hf = transformers.__version__
     except ImportError:
         hf = "not installed"
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     gpu = (
         ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
         if torch.cuda.is_available()
         else "none"
     )
     return [
-        f"- CPU: {cpu}, {os.cpu_count()} logical cores "
+        f"- CPU: {common.cpu_model()}, {os.cpu_count()} logical cores "
         f"({torch.backends.cpu.get_cpu_capability()}); {platform.system()} {platform.release()}",
         f"- GPU: {gpu}",
         f"- Python {platform.python_version()}, torch {torch.__version__}, timm "
@@ -357,12 +352,12 @@ def write_report(args, statuses: dict[str, dict]) -> Path:
         "there (each suite's table gives its own date, threads and settings)."
         if args.report_only
         else f"Written by `python benchmarks/run_all.py{' --quick' if args.quick else ''}`; "
-        f"{args.threads} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}."
+        f"{args.threads} threads, OMP_WAIT_POLICY={common.omp_wait_policy()}."
     )
     lines = [
         "# Performance report",
         "",
-        f"Date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}. {how}",
+        f"Date: {common.timestamp()}. {how}",
         "",
         *machine(),
         "",
@@ -426,7 +421,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.results_dir is None:
-        args.results_dir = RESULTS / "quick" if args.quick else RESULTS
+        args.results_dir = common.RESULTS / "quick" if args.quick else common.RESULTS
     args.results_dir.mkdir(parents=True, exist_ok=True)
 
     statuses = {}

@@ -1,0 +1,172 @@
+"""Helpers the benchmark scripts share: where things are, how the machine is described, peak
+resident memory from ``/proc``, cases run in fresh worker processes, timing in turns, and
+writing the results.
+
+The scripts run as ``python benchmarks/<script>.py``, which puts this folder first on
+``sys.path``: they import these with ``from _common import ...``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository
+RESULTS = ROOT / "benchmarks" / "results"  # each suite's default tables
+
+# glibc serves every allocation over 64 KiB by its own mmap and trims the heap at every
+# free, so memory freed by torch leaves the resident set at once (for peak_rss_mib)
+MALLOC_RETURNS_FREED = dict(MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
+
+
+# ---------------------------------------------------------------- the machine
+
+
+def cpu_model() -> str:
+    """The CPU's model name, from ``/proc/cpuinfo`` where there is one."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(
+                line.split(":", 1)[1].strip() for line in f if line.startswith("model name")
+            )
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine() -> str:
+    """``'<CPU model>, <n> logical CPUs'``."""
+    return f"{cpu_model()}, {os.cpu_count()} logical CPUs"
+
+
+def torch_build() -> str:
+    """``'torch <version> (<CPU capability its kernels use, e.g. AVX512>)'``."""
+    import torch
+
+    return f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()})"
+
+
+def omp_wait_policy() -> str:
+    """``OMP_WAIT_POLICY`` as this process sees it (``'unset'`` if it is not set)."""
+    return os.environ.get("OMP_WAIT_POLICY", "unset")
+
+
+def timestamp() -> str:
+    """Local date and time for a report, e.g. ``'2026-11-21 17:48 UTC'``."""
+    return f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}"
+
+
+# ---------------------------------------------------------------- peak memory (Linux)
+
+
+def _status_kib(field: str) -> int:
+    """A field of ``/proc/self/status`` in KiB: ``VmRSS`` (resident now), ``VmHWM`` (peak)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def peak_rss_mib(fn: Callable[[], object]) -> tuple[float, bool]:
+    """(MiB, exact): the peak resident memory of one call of ``fn`` above the resident memory
+    just before it, i.e. every byte the call touched on top of what was live, whichever
+    allocator it came from (outputs included).
+
+    The kernel's high-water mark (``VmHWM``) is reset first (``echo 5 >
+    /proc/self/clear_refs``); where that file is not writable, ``exact`` is False and the
+    figure is the rise of the process's high-water mark, which misses a peak below an
+    earlier one. Best in a fresh process started with ``MALLOC_RETURNS_FREED``.
+    """
+    rss_before = _status_kib("VmRSS")
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        exact = True
+    except OSError:
+        exact = False
+    hwm_before = _status_kib("VmHWM")
+    fn()
+    return (_status_kib("VmHWM") - (rss_before if exact else hwm_before)) / 1024, exact
+
+
+# what a table says under peaks of which some are not exact
+INEXACT_PEAK_NOTE = (
+    "Note: /proc/self/clear_refs was not writable; peaks are ru_maxrss deltas and may under-count."
+)
+
+
+# ---------------------------------------------------------------- fresh worker processes
+
+
+def spawn(script: str, case: dict, env: dict[str, str] | None = None) -> dict:
+    """Runs ``python script --worker <case as JSON>`` in a fresh process and returns the JSON
+    object it printed last. The worker gets this environment plus ``env``, without
+    ``VISIONFM_ATTN`` (our attention path is the automatic choice)."""
+    worker_env = dict(os.environ, **(env or {}))
+    worker_env.pop("VISIONFM_ATTN", None)
+    proc = subprocess.run(
+        [sys.executable, script, "--worker", json.dumps(case)],
+        env=worker_env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"case {case} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------- timing
+
+
+def in_turns(names: Sequence[str], rounds: int) -> Iterator[str]:
+    """``names`` over ``rounds`` rounds, each starting one further on (ABC, BCA, CAB, ...),
+    so that drift in the machine's load hits every name alike."""
+    for r in range(rounds):
+        k = r % len(names)
+        yield from [*names[k:], *names[:k]]
+
+
+def time_in_turns(
+    fns: dict[str, Callable[[], object]], rounds: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Calls every function of ``fns`` ``rounds`` times, in turns (``in_turns``) -> (wall-clock
+    seconds, process CPU seconds over all threads) of every call, by name."""
+    wall: dict[str, list[float]] = {name: [] for name in fns}
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
+    for name in in_turns(list(fns), rounds):
+        start_wall, start_cpu = time.perf_counter(), time.process_time()
+        fns[name]()
+        wall[name].append(time.perf_counter() - start_wall)
+        cpu[name].append(time.process_time() - start_cpu)
+    return wall, cpu
+
+
+def median_ms(seconds: dict[str, list[float]]) -> dict[str, float]:
+    """name -> the median of its times, seconds in, milliseconds out."""
+    return {name: statistics.median(t) * 1e3 for name, t in seconds.items()}
+
+
+# ---------------------------------------------------------------- output
+
+
+def fmt(value: float | None, spec: str, missing: str = "—") -> str:
+    """``value`` formatted by ``spec`` for a markdown table; ``missing`` for None."""
+    return missing if value is None else format(value, spec)
+
+
+def write_results(out: Path, markdown: str, json_path: Path | None, data: dict) -> None:
+    """Writes the suite's markdown to ``out`` (making its folder) and, where ``json_path`` is
+    given, ``data`` as JSON there (what ``benchmarks/run_all.py`` parses)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(markdown, encoding="utf-8")
+    if json_path:
+        json_path.write_text(json.dumps(data, indent=1), encoding="utf-8")
