@@ -162,8 +162,12 @@ class ConvMlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor, hw: HW) -> torch.Tensor:
+        # One statement per step: ``x`` is rebound at each, so at most two (B, N, hidden)
+        # tensors are alive at once (a nested call would keep fc1's output alive through
+        # the activation: a third, the largest activation in the model).
         x = self.relu(_tokens_to_map(self.fc1(x), hw))  # (B, hidden, h, w)
-        x = self.act(self.dwconv(x).flatten(2).transpose(1, 2))  # (B, h * w, hidden)
+        x = self.dwconv(x).flatten(2).transpose(1, 2)  # (B, h * w, hidden)
+        x = self.act(x)
         return self.drop(self.fc2(self.drop(x)))
 
 
