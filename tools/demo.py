@@ -1,6 +1,7 @@
 """Run a trained model on an image, a folder, a video file or a webcam.
 
     python tools/demo.py CONFIG CHECKPOINT INPUT [--out DIR] [--score-thr 0.3] [--device cpu]
+                                                [--amp]
     python tools/demo.py DET_CONFIG DET_CHECKPOINT INPUT --pose-config POSE_CONFIG \
         --pose-checkpoint POSE_CHECKPOINT      # detection, then top-down pose per person
 
@@ -31,6 +32,9 @@ def main() -> None:
     parser.add_argument("--out", default="outputs/demo")
     parser.add_argument("--score-thr", type=float, default=0.3)
     parser.add_argument("--device", default=None)
+    parser.add_argument(
+        "--amp", action="store_true", help="bf16 autocast (faster for ViT-B-sized models)"
+    )
     parser.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction)
     parser.add_argument("--pose-config", help="top-down pose model run on the person boxes")
@@ -44,9 +48,10 @@ def main() -> None:
         device=args.device,
         score_thr=args.score_thr,
         cfg_options=args.cfg_options,
+        amp=args.amp,
     )
     if args.pose_config:
-        pose = Inferencer(args.pose_config, args.pose_checkpoint, device=args.device)
+        pose = Inferencer(args.pose_config, args.pose_checkpoint, device=args.device, amp=args.amp)
         inferencer = TopDownPipeline(
             pose, inferencer, det_score_thr=args.score_thr, person_class=args.person_class
         )

@@ -85,7 +85,7 @@ def test_train_test_demo(synthetic_root, tmp_path):
     assert drawn.shape == cv2.imread(str(image)).shape
 
     video = next((synthetic_root / "videos" / "val").glob("*.mp4"))
-    run("tools/demo.py", CONFIG, str(ckpt), str(video), "--out", str(demo_out))
+    run("tools/demo.py", CONFIG, str(ckpt), str(video), "--out", str(demo_out), "--amp")
     src, dst = cv2.VideoCapture(str(video)), cv2.VideoCapture(str(demo_out / (video.stem + ".mp4")))
     for prop in (
         cv2.CAP_PROP_FRAME_COUNT,

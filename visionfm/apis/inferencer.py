@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
+from mmengine.structures import BaseDataElement
 
 from visionfm.apis.visualization import draw_sample
 from visionfm.data import Compose, DataSample
@@ -35,6 +36,12 @@ class Inferencer:
     ``num_classes`` (``num_things_classes + num_stuff_classes`` for panoptic heads). Every
     returned sample carries ``metainfo['classes']``, so ``draw_sample(image, sample)`` names
     its labels without the Inferencer.
+
+    ``amp=True`` runs the model (data preprocessor, forward, post-processing) under
+    ``torch.autocast`` in bfloat16 on the inference device: matmuls and convolutions in bf16,
+    weights stay fp32; the predictions are returned as float32 again. Faster for large models
+    on CPUs with bf16 matrix units (AMX) and on GPUs, not for tiny ones; scores and boxes
+    carry bf16's rounding (``benchmarks/bench_detector.py`` measures both).
     """
 
     def __init__(
@@ -44,6 +51,7 @@ class Inferencer:
         device: str | None = None,
         score_thr: float = 0.3,
         cfg_options: dict | None = None,
+        amp: bool = False,
     ):
         cfg = config if isinstance(config, Config) else load_config(config, cfg_options)
         self.cfg = cfg
@@ -61,6 +69,7 @@ class Inferencer:
         pipeline = cfg.test_dataloader.dataset.pipeline
         self.pipeline = Compose([t for t in pipeline if t["type"] not in _GROUND_TRUTH_TRANSFORMS])
         self.score_thr = score_thr
+        self.amp = amp
 
     @torch.no_grad()
     def __call__(
@@ -71,8 +80,11 @@ class Inferencer:
         results: list[DataSample] = []
         for start in range(0, len(items), batch_size):
             batch = [self._prepare(x) for x in items[start : start + batch_size]]
-            results.extend(self.model.test_step(pseudo_collate(batch)))
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                results.extend(self.model.test_step(pseudo_collate(batch)))
         for sample in results:
+            if self.amp:
+                _to_float32(sample)
             sample.set_metainfo(dict(classes=tuple(self.dataset_meta["classes"])))
         return results[0] if single else results
 
@@ -98,6 +110,16 @@ class Inferencer:
             score_thr=self.score_thr if score_thr is None else score_thr,
             palette=self.dataset_meta.get("palette"),
         )
+
+
+def _to_float32(element: BaseDataElement) -> None:
+    """Every reduced-precision float tensor of ``element`` (and of its nested elements, e.g.
+    ``pred_instances``) as float32, in place."""
+    for key, value in list(element.items()):
+        if isinstance(value, BaseDataElement):
+            _to_float32(value)
+        elif isinstance(value, torch.Tensor) and value.dtype in (torch.bfloat16, torch.float16):
+            setattr(element, key, value.float())
 
 
 def _find_num_classes(node) -> int | None:
