@@ -4,7 +4,7 @@ Tests go through the public ``attention()`` and its documented switches (the
 ``backend`` argument, ``VISIONFM_ATTN``). xformers, which cannot run here
 without CUDA, is simulated by a stand-in ``xformers.ops`` that enforces its
 documented input contract plus the one seam
-``attention_backends.xformers_unavailable_reason``.
+``attention_select.xformers_unavailable_reason``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from visionfm.ops import attention as attn_mod
-from visionfm.ops import attention_backends as backends
+from visionfm.ops import attention_select as select
 from visionfm.ops.attention import (
     BACKENDS,
     ENV_VAR,
@@ -46,7 +46,7 @@ ALL_CASES = [(d, b) for d in DEVICES for b in _runnable(d)]
 @pytest.fixture(autouse=True)
 def _clean_state(monkeypatch):
     monkeypatch.delenv(ENV_VAR, raising=False)
-    monkeypatch.setattr(attn_mod, "_warned", set())  # "logged once" starts afresh per test
+    monkeypatch.setattr(select, "_warned", set())  # "logged once" starts afresh per test
 
 
 def _grads(out, inputs, seed=123):
@@ -99,7 +99,7 @@ def _qkv(device, dtype, dv=D, seed=0):
 @pytest.mark.parametrize("device,backend", CASES)
 def test_backend_matches_math(device, backend, bias_kind, mask_kind, scale, dv, monkeypatch):
     # Small row blocks so the chunked CPU backward runs several blocks (3, 3, 3, 1).
-    monkeypatch.setattr(backends, "BLOCK_ELEMENTS", 3 * B * H * N)
+    monkeypatch.setattr(attn_mod, "BLOCK_ELEMENTS", 3 * B * H * N)
     q, k, v = _qkv(device, torch.float32, dv)
     bias = _make_bias(bias_kind, device, torch.float32)
     mask = _make_mask(mask_kind, device)
@@ -142,7 +142,7 @@ def test_hand_computed(device, backend):
 @pytest.mark.parametrize("device,backend", CASES)
 def test_bias_gradient_for_every_broadcast_shape(device, backend, bias_shape, monkeypatch):
     """The bias gradient is reduced over exactly the dims the bias broadcasts over."""
-    monkeypatch.setattr(backends, "BLOCK_ELEMENTS", 3 * B * H * N)  # several row blocks
+    monkeypatch.setattr(attn_mod, "BLOCK_ELEMENTS", 3 * B * H * N)  # several row blocks
     q, k, v = _qkv(device, torch.float32)
     gen = torch.Generator().manual_seed(2)
     bias = torch.randn(bias_shape, generator=gen).to(device).requires_grad_()
@@ -214,7 +214,7 @@ def test_non_contiguous_inputs(device, backend):
 def test_gradcheck_float64(device, backend, bias_grad, monkeypatch):
     if backend == "xformers":
         pytest.skip("xformers has no float64 kernels")
-    monkeypatch.setattr(backends, "BLOCK_ELEMENTS", 2 * 2 * 5)  # row blocks of 2, 1
+    monkeypatch.setattr(attn_mod, "BLOCK_ELEMENTS", 2 * 2 * 5)  # row blocks of 2, 1
     gen = torch.Generator().manual_seed(5)
     q = torch.randn(1, 2, 3, 4, generator=gen, dtype=torch.float64)
     k = torch.randn(1, 2, 5, 4, generator=gen, dtype=torch.float64)
@@ -412,7 +412,7 @@ def _fake_xformers(monkeypatch, seen, fail=False):
     BMHK tensors with a unit-stride last dim, a tensor attn_bias of exactly
     (B, heads, Mq, Mk) whose rows start 16-byte aligned, dropout as ``p``,
     ``scale`` as a keyword; computes the result with plain torch ops. And replaces
-    the seam ``attention_backends.xformers_unavailable_reason`` by one that always allows it."""
+    the seam ``attention_select.xformers_unavailable_reason`` by one that always allows it."""
 
     def memory_efficient_attention(query, key, value, attn_bias=None, p=0.0, scale=None):
         if fail:
@@ -439,7 +439,7 @@ def _fake_xformers(monkeypatch, seen, fail=False):
     pkg.ops = ops
     monkeypatch.setitem(sys.modules, "xformers", pkg)
     monkeypatch.setitem(sys.modules, "xformers.ops", ops)
-    monkeypatch.setattr(backends, "xformers_unavailable_reason", lambda q, bias_needs_grad: None)
+    monkeypatch.setattr(select, "xformers_unavailable_reason", lambda q, bias_needs_grad: None)
 
 
 @pytest.mark.parametrize("mask_kind", [None, "padding", "window"], ids=lambda m: f"mask={m}")

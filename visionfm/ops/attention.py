@@ -25,8 +25,18 @@ is the only place in visionfm that runs softmax attention. Backends:
 - ``math``: the explicit matmul-softmax-matmul reference that tests hold the
   others against.
 
-The kernels live in :mod:`visionfm.ops.attention_backends`; this module checks
-the inputs, chooses the backend and dispatches.
+This module is the one place that runs the kernels (each takes ``(q, k, v, bias,
+mask, dropout_p, scale)`` already validated, bias cast to q's dtype, scale
+resolved). :mod:`visionfm.ops.attention_select` checks the inputs and chooses
+the backend (its public names are re-exported here). Implementation notes:
+
+- ``sdpa`` on CPU with a bias needing a gradient: ``_SdpaBiasGrad`` recomputes
+  the probabilities in blocks of about ``BLOCK_ELEMENTS`` elements, following
+  FlashAttention's backward (Dao et al., 2022).
+- ``xformers``: the adapter hands ``memory_efficient_attention`` what it
+  documents: (B, N, heads, D) operands with head dims zero-padded to a multiple
+  of 8 if needed, and a (B, heads, Nq, Nk) bias with 16-byte aligned rows,
+  broadcast by stride 0 (materialised only when it needs a gradient).
 
 The backend is chosen per call from the tensors' device and dtype and what is
 installed, never at import time. Priority: the ``backend`` argument (a
@@ -69,145 +79,291 @@ Per-module override: modules take the backend name as a constructor argument
 
 from __future__ import annotations
 
-import logging
 import math
-import os
 
 import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
-from . import attention_backends as backends
+from .attention_select import (  # noqa: F401  (re-exported: the public API lives here)
+    BACKENDS,
+    ENV_VAR,
+    check_backend,
+    explain_backends,
+    needs_bias_grad,
+    select_backend,
+    validate,
+    warn_once,
+)
 
-BACKENDS = ("xformers", "sdpa", "math")
-ENV_VAR = "VISIONFM_ATTN"
-
-logger = logging.getLogger(__name__)
-_warned: set[tuple[str, str]] = set()  # (what, reason) pairs already logged; tests empty it
-
-_IMPLS = {
-    "math": backends.math_attention,
-    "sdpa": backends.sdpa_attention,
-    "xformers": backends.xformers_attention,
-}
-
-
-# ---------------------------------------------------------------- selection
-
-
-def _warn_once(what: str, reason: str, message: str) -> None:
-    if (what, reason) not in _warned:
-        _warned.add((what, reason))
-        logger.warning(message)
+# Query rows per block in the chunked CPU backward are chosen so that one
+# (B, heads, rows, Nk) block holds about this many elements (16 MiB in fp32).
+# Read at every backward: tests lower it to run several blocks on tiny inputs.
+BLOCK_ELEMENTS = 1 << 22
+# xformers reads attn_bias rows and q/k/v head dims aligned to 16 bytes: 8
+# elements covers every dtype it supports (fp32 needs 4, fp16/bf16 need 8).
+_XFORMERS_ALIGN = 8
 
 
-def _why_not(backend: str, q: torch.Tensor, bias_needs_grad: bool = False) -> str | None:
-    """Reason ``backend`` cannot run on tensors like ``q``; None if it can."""
-    if backend in ("math", "sdpa"):
-        return None
-    if backend == "xformers":  # looked up on the module: tests replace this seam
-        return backends.xformers_unavailable_reason(q, bias_needs_grad)
-    raise ValueError(f"unknown attention backend {backend!r}; choose one of {BACKENDS} or 'auto'")
+# ---------------------------------------------------------------- helpers
 
 
-def check_backend(backend: str | None) -> str | None:
-    """Validate a backend name at module construction; returns it (None for 'auto')."""
-    if backend is None or backend == "auto":
-        return None
-    if backend not in BACKENDS:
-        raise ValueError(
-            f"unknown attention backend {backend!r}; choose one of {BACKENDS} or 'auto'"
-        )
-    return backend
+def _as_4d(t: torch.Tensor) -> torch.Tensor:
+    """View a tensor broadcastable to (B, heads, Nq, Nk) as 4-D (leading 1s)."""
+    return t.reshape((1,) * (4 - t.dim()) + tuple(t.shape))
 
 
-def explain_backends(q: torch.Tensor, bias: torch.Tensor | None = None) -> dict[str, str | None]:
-    """For each backend: None if it can run tensors like ``q`` (and ``bias``), else why not."""
-    needs_grad = backends.needs_bias_grad(bias)
-    return {name: _why_not(name, q, needs_grad) for name in BACKENDS}
+def _fold_mask(
+    bias: torch.Tensor | None, mask: torch.Tensor | None, dtype: torch.dtype
+) -> torch.Tensor | None:
+    """One additive float tensor for ``bias`` and ``mask`` (masked-out = -inf).
 
-
-def select_backend(
-    q: torch.Tensor, backend: str | None = None, bias: torch.Tensor | None = None
-) -> str:
-    """The backend a call with ``q`` (and ``bias``) and this override uses (see module doc).
-
-    Raises ValueError for unknown names (argument or environment variable) and
-    for an explicitly requested backend that cannot run these tensors.
+    Materialised only at the broadcast shape of the two (e.g. (1, heads, N, N)
+    bias with a (B, 1, 1, N) padding mask gives (B, heads, N, N)).
     """
-    needs_grad = backends.needs_bias_grad(bias)
-    backend = check_backend(backend)
-    if backend is not None:
-        reason = _why_not(backend, q, needs_grad)
-        if reason is not None:
-            raise ValueError(
-                f"attention backend {backend!r} was requested but cannot run: {reason}"
-            )
-        return backend
-    env = os.environ.get(ENV_VAR, "").strip().lower()
-    if env and env != "auto":
-        if env not in BACKENDS:
-            raise ValueError(
-                f"{ENV_VAR}={env!r} is not an attention backend; choose one of {BACKENDS} or 'auto'"
-            )
-        reason = _why_not(env, q, needs_grad)
-        if reason is None:
-            return env
-        _warn_once(env, reason, f"{ENV_VAR}={env} cannot run here ({reason}); using the default")
-    return "xformers" if _why_not("xformers", q, needs_grad) is None else "sdpa"
+    if mask is None:
+        return bias
+    neg_inf = torch.tensor(float("-inf"), dtype=dtype, device=mask.device)
+    if bias is None:
+        return torch.zeros((), dtype=dtype, device=mask.device).where(mask, neg_inf)
+    return bias.where(mask, neg_inf)
 
 
-# ---------------------------------------------------------------- validation
+# ---------------------------------------------------------------- math
 
 
-def _validate(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    bias: torch.Tensor | None,
-    mask: torch.Tensor | None,
-    dropout_p: float,
-) -> None:
-    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
-        raise ValueError(
-            "q, k, v must be (B, heads, N, head_dim); "
-            f"got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
-        )
-    if q.shape[:2] != k.shape[:2] or k.shape[:2] != v.shape[:2]:
-        raise ValueError(
-            "q, k, v must share (B, heads); "
-            f"got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
-        )
-    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
-        raise ValueError(
-            "q/k head dims or k/v lengths differ: "
-            f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
-        )
-    if not q.is_floating_point() or q.dtype != k.dtype or q.dtype != v.dtype:
-        raise TypeError(f"q, k, v must share one float dtype; got {q.dtype}, {k.dtype}, {v.dtype}")
-    if q.device != k.device or q.device != v.device:
-        raise ValueError(f"q, k, v are on different devices: {q.device}, {k.device}, {v.device}")
-    if not 0.0 <= dropout_p < 1.0:
-        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
-    logits_shape = (q.shape[0], q.shape[1], q.shape[2], k.shape[2])
-    for name, t in (("bias", bias), ("mask", mask)):
-        if t is None:
-            continue
-        if name == "mask" and t.dtype != torch.bool:
-            raise TypeError(f"mask must be a bool tensor (True = attend), got {t.dtype}")
-        if name == "bias" and not t.is_floating_point():
-            raise TypeError(
-                f"bias must be a float tensor, got {t.dtype} (pass boolean masks as mask=)"
-            )
-        if t.device != q.device:
-            raise ValueError(f"{name} is on {t.device} but q is on {q.device}")
+def math_attention(q, k, v, bias, mask, dropout_p, scale):
+    """The explicit matmul-softmax-matmul reference; arguments as in :func:`sdpa_attention`."""
+    logits = torch.matmul(q * scale, k.transpose(-2, -1))  # (B, h, Nq, Nk)
+    if bias is not None:
+        logits = logits + bias
+    if mask is not None:
+        logits = logits.masked_fill(~mask, float("-inf"))
+    weights = logits.softmax(dim=-1)
+    if dropout_p > 0.0:
+        weights = F.dropout(weights, p=dropout_p, training=True)
+    return torch.matmul(weights, v)  # (B, h, Nq, Dv)
+
+
+# ---------------------------------------------------------------- sdpa
+
+
+def sdpa_attention(q, k, v, bias, mask, dropout_p, scale):
+    """PyTorch SDPA; on CPU a bias needing a gradient takes :class:`_SdpaBiasGrad`.
+
+    q (B, heads, Nq, D), k (B, heads, Nk, D), v (B, heads, Nk, Dv); bias (float,
+    q's dtype) and mask (bool, True = attend) broadcastable to (B, heads, Nq, Nk)
+    or None; scale a float. Returns (B, heads, Nq, Dv). Inputs are validated by
+    :func:`visionfm.ops.attention.attention`, not here.
+    """
+    if needs_bias_grad(bias) and q.device.type == "cpu" and dropout_p == 0:
+        return _SdpaBiasGrad.apply(q, k, v, bias, mask, scale)
+    attn_mask = mask if bias is None else _fold_mask(bias, mask, q.dtype)
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, scale=scale
+    )
+
+
+def _merge_bh(t: torch.Tensor) -> torch.Tensor:
+    """(B, h, X, Y) -> (B * h, X, Y); a view whenever the strides allow."""
+    return t.reshape(t.shape[0] * t.shape[1], t.shape[2], t.shape[3])
+
+
+def _bias_3d(bias4: torch.Tensor, b: int, h: int) -> torch.Tensor | None:
+    """A 4-D bias viewed as 3-D and broadcastable to (B * h, Nq, Nk), or None where no
+    view does (shared over the batch but not over heads with B > 1, or expanded)."""
+    bb, bh = bias4.shape[:2]
+    if (bb, bh) == (b, h) or bb * bh == 1 or (b == 1 and bh == h):
         try:
-            ok = t.dim() <= 4 and torch.broadcast_shapes(t.shape, logits_shape) == logits_shape
-        except RuntimeError:
-            ok = False
-        if not ok:
-            raise ValueError(
-                f"{name} of shape {tuple(t.shape)} does not broadcast to "
-                f"(B, heads, Nq, Nk) = {logits_shape}"
-            )
+            return bias4.view(bb * bh, bias4.shape[2], bias4.shape[3])
+        except RuntimeError:  # strides do not merge: add it in 4-D instead of copying
+            return None
+    return None
+
+
+def _rows(t: torch.Tensor | None, start: int, stop: int) -> torch.Tensor | None:
+    """Query rows [start, stop) along dim -2 (unchanged if broadcast over queries)."""
+    if t is None or t.shape[-2] == 1:
+        return t
+    return t[..., start:stop, :]
+
+
+def _reduce_to(grad: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Sum a (B, h, rows, Nk) gradient over the dims where ``shape`` broadcasts (size 1)."""
+    dims = [d for d in range(4) if shape[d] == 1 and grad.shape[d] != 1]
+    return grad.sum(dim=dims, keepdim=True) if dims else grad
+
+
+class _SdpaBiasGrad(torch.autograd.Function):
+    """SDPA forward + exact backward in blocks of query rows, with the bias gradient.
+
+    The probabilities P = softmax(q k^T scale + bias, masked) are recomputed per
+    block of query rows instead of stored, as in FlashAttention's backward:
+        dV = P^T dO,  dS = P * (dO V^T - rowsum(dO * O)),
+        dQ = dS K scale,  dK = dS^T Q scale,  dBias = dS (summed over broadcast dims).
+    Work happens on (B * heads, rows, Nk) blocks in two reused buffers; when the
+    bias has the full (B, heads, Nq, Nk) shape, dS is written straight into its
+    gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, bias, mask, scale):
+        # detach: a bias flagged requires_grad would send SDPA to its math fallback.
+        attn_mask = _fold_mask(bias.detach(), mask, q.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale)
+        ctx.save_for_backward(q, k, v, bias, mask, out)
+        ctx.scale = scale
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        q, k, v, bias, mask, out = ctx.saved_tensors
+        scale = ctx.scale
+        need_q, need_k, need_v, need_bias = ctx.needs_input_grad[:4]
+        b, h, nq, nk = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
+        low = q.dtype in (torch.float16, torch.bfloat16)
+        acc = torch.float32 if low else q.dtype  # accumulators across blocks
+
+        q3, k3, v3 = _merge_bh(q), _merge_bh(k), _merge_bh(v)  # (B*h, N, D|Dv)
+        do3 = _merge_bh(grad_out.to(q.dtype))
+        neg_delta = -(do3.to(acc) * _merge_bh(out).to(acc)).sum(-1, keepdim=True)  # (B*h, Nq, 1)
+        neg_delta = neg_delta.to(q.dtype)
+        bias4 = _as_4d(bias)
+        bias3 = _bias_3d(bias4, b, h)
+        mask4 = None if mask is None else _as_4d(mask)
+
+        dq3 = q3.new_empty(q3.shape) if need_q else None
+        dk3 = k3.new_zeros(k3.shape, dtype=acc) if need_k else None
+        dv3 = v3.new_zeros(v3.shape, dtype=acc) if need_v else None
+        dbias = ds_into = None
+        if need_bias:
+            if tuple(bias4.shape) == (b, h, nq, nk):  # no reduction: dS is the gradient
+                dbias = bias4.new_empty(bias4.shape, dtype=q.dtype)
+                ds_into = _merge_bh(dbias)
+            elif bias4.shape[2] == nq:  # reduced over batch/heads/keys, rows written once
+                dbias = bias4.new_empty(bias4.shape, dtype=acc)
+            else:  # broadcast over queries: accumulated across blocks
+                dbias = bias4.new_zeros(bias4.shape, dtype=acc)
+
+        def accumulate(total, x, y, alpha):  # total += alpha * x @ y
+            if total.dtype == x.dtype:
+                total.baddbmm_(x, y, alpha=alpha)
+            else:
+                total += torch.bmm(x, y).mul_(alpha)
+
+        rows = max(1, BLOCK_ELEMENTS // max(1, b * h * nk))
+        k3_t, v3_t = k3.transpose(1, 2), v3.transpose(1, 2)
+        buffers = None
+        for start in range(0, nq, rows):
+            stop = min(nq, start + rows)
+            if buffers is None or stop - start != buffers[0].shape[1]:
+                buffers = [q3.new_empty((b * h, stop - start, nk)) for _ in range(2)]
+            s, p = buffers  # (B*h, rows, Nk) each
+            q_blk, do_blk = q3[:, start:stop], do3[:, start:stop]
+
+            # P for this block: softmax(q k^T scale + bias, masked)
+            if bias3 is not None:
+                torch.baddbmm(_rows(bias3, start, stop), q_blk, k3_t, alpha=scale, out=s)
+            else:
+                torch.bmm(q_blk, k3_t, out=s).mul_(scale)
+                s.view(b, h, stop - start, nk).add_(_rows(bias4, start, stop))
+            if mask4 is not None:
+                s.view(b, h, stop - start, nk).masked_fill_(
+                    _rows(mask4, start, stop).logical_not(), float("-inf")
+                )
+            torch.softmax(s, dim=-1, out=p)
+
+            if need_v:
+                accumulate(dv3, p.transpose(1, 2), do_blk, 1.0)
+            # dS = P * (dO V^T - rowsum(dO * O))
+            torch.baddbmm(neg_delta[:, start:stop], do_blk, v3_t, out=s)
+            if ds_into is not None:
+                ds = torch.mul(s, p, out=ds_into[:, start:stop])
+            else:
+                ds = s.mul_(p)
+                if need_bias:
+                    g = _reduce_to(ds.view(b, h, stop - start, nk), bias4.shape)
+                    if bias4.shape[2] == 1:
+                        dbias += g
+                    else:
+                        dbias[:, :, start:stop] = g
+            if need_q:
+                torch.mul(torch.bmm(ds, k3), scale, out=dq3[:, start:stop])
+            if need_k:
+                accumulate(dk3, ds.transpose(1, 2), q_blk, scale)
+
+        def unmerge(t3, like):
+            return None if t3 is None else t3.view(like.shape).to(like.dtype)
+
+        dbias = None if dbias is None else dbias.to(bias.dtype).reshape(bias.shape)
+        return unmerge(dq3, q), unmerge(dk3, k), unmerge(dv3, v), dbias, None, None
+
+
+# ---------------------------------------------------------------- xformers
+
+
+def _xformers_bias(folded: torch.Tensor, shape: tuple[int, int, int, int]) -> torch.Tensor:
+    """``folded`` laid out as xformers wants a tensor attn_bias: exactly ``shape`` =
+    (B, heads, Nq, Nk), last dim contiguous, rows starting on 16-byte boundaries.
+
+    Dims of size 1 stay broadcast (stride 0, no copy) unless the bias needs a
+    gradient: xformers' backward writes a full (B, heads, Nq, Nk) gradient, so
+    then the bias is materialised at full size to keep its layout plain.
+    """
+    b4 = _as_4d(folded)
+    nk = shape[3]
+    aligned = (
+        b4.shape[3] == nk
+        and b4.stride(3) == 1
+        and (b4.shape[2] == 1 or b4.stride(2) % _XFORMERS_ALIGN == 0)
+        and b4.storage_offset() % _XFORMERS_ALIGN == 0
+    )
+    if folded.requires_grad:
+        if b4.shape == shape and aligned and b4.is_contiguous():
+            return b4
+        b4 = b4.expand(shape)
+    elif aligned:
+        return b4.expand(shape)
+    pad = (-nk) % _XFORMERS_ALIGN
+    # Padding the last dim and slicing it back keeps every row 8-aligned.
+    padded = F.pad(b4.expand(*b4.shape[:3], nk), (0, pad))  # (b|1, h|1, Nq|1, Nk + pad)
+    return padded[..., :nk].expand(shape)
+
+
+def _xformers_operand(t: torch.Tensor) -> torch.Tensor:
+    """(B, heads, N, d) -> (B, N, heads, d') as xformers takes it: unit-stride last dim,
+    d' = d zero-padded to a multiple of 8 (its kernels need 16-byte aligned rows).
+    Zero columns change neither q.k nor, once sliced off, the output."""
+    t = t.transpose(1, 2)
+    pad = (-t.shape[-1]) % _XFORMERS_ALIGN
+    if pad:
+        return F.pad(t, (0, pad))
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+def xformers_attention(q, k, v, bias, mask, dropout_p, scale):
+    """``xformers.ops.memory_efficient_attention``; arguments as in :func:`sdpa_attention`.
+
+    Raises xformers' NotImplementedError when it has no kernel for the call.
+    """
+    import xformers.ops as xops
+
+    b, h, nq, nk = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
+    folded = _fold_mask(bias, mask, q.dtype)
+    attn_bias = None if folded is None else _xformers_bias(folded, (b, h, nq, nk))
+    out = xops.memory_efficient_attention(  # (B, Nq, h, Dv'); scale is always explicit
+        _xformers_operand(q),
+        _xformers_operand(k),
+        _xformers_operand(v),
+        attn_bias=attn_bias,
+        p=dropout_p,
+        scale=scale,
+    )
+    return out[..., : v.shape[-1]].transpose(1, 2)  # (B, h, Nq, Dv)
+
+
+_IMPLS = {"math": math_attention, "sdpa": sdpa_attention, "xformers": xformers_attention}
 
 
 # ---------------------------------------------------------------- entry point
@@ -229,7 +385,7 @@ def attention(
     mask broadcastable to (B, heads, Nq, Nk); returns (B, heads, Nq, Dv).
     Semantics, backend choice and errors are described in the module doc.
     """
-    _validate(q, k, v, bias, mask, dropout_p)
+    validate(q, k, v, bias, mask, dropout_p)
     if bias is not None and bias.dtype != q.dtype:
         bias = bias.to(q.dtype)  # e.g. an fp32 bias table under bf16 autocast
     if scale is None:
@@ -239,8 +395,8 @@ def attention(
     if name != "xformers" or explicit:
         return _IMPLS[name](q, k, v, bias, mask, dropout_p, scale)
     try:
-        return backends.xformers_attention(q, k, v, bias, mask, dropout_p, scale)
+        return xformers_attention(q, k, v, bias, mask, dropout_p, scale)
     except NotImplementedError as err:  # xformers has no kernel for these shapes/options
         reason = str(err).splitlines()[0]
-        _warn_once("xformers", reason, f"xformers cannot run this call ({reason}); using sdpa")
-        return backends.sdpa_attention(q, k, v, bias, mask, dropout_p, scale)
+        warn_once("xformers", reason, f"xformers cannot run this call ({reason}); using sdpa")
+        return sdpa_attention(q, k, v, bias, mask, dropout_p, scale)
