@@ -227,19 +227,20 @@ def train_worker(case: dict) -> dict:
         except Exception as exc:  # e.g. an op without a bf16 kernel: reported, not fatal
             errors[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
             del steps[name]
-    peaks: dict[str, list[tuple[float, bool]]] = {name: [] for name in steps}
-
-    def measured(name: str):  # every timed step also gives its peak (reading /proc: ~0.1 ms)
-        return lambda: peaks[name].append(common.peak_rss_mib(steps[name]))
-
-    wall, _ = common.time_in_turns({name: measured(name) for name in steps}, case["iters"])
-    variants = {}
-    for name in steps:
-        seconds = statistics.median(wall[name])
-        variants[name] = dict(
-            images_per_s=case["batch"] / seconds, step_ms=seconds * 1e3,
-            peak_mib=max(p for p, _ in peaks[name]), peak_exact=all(e for _, e in peaks[name]),
-        )  # fmt: skip
+    if case["measure"] == "memory":  # the peak of each step, in turns; no times
+        peaks: dict[str, list[tuple[float, bool]]] = {name: [] for name in steps}
+        for name in common.in_turns(list(steps), case["iters"]):
+            peaks[name].append(common.peak_rss_mib(steps[name]))
+        variants = {
+            name: dict(peak_mib=max(p for p, _ in v), peak_exact=all(e for _, e in v))
+            for name, v in peaks.items()
+        }
+    else:
+        wall, _ = common.time_in_turns(steps, case["iters"])
+        variants = {}
+        for name in steps:
+            seconds = statistics.median(wall[name])
+            variants[name] = dict(images_per_s=case["batch"] / seconds, step_ms=seconds * 1e3)
     shape = tuple(items[0]["inputs"].shape[-2:])
     return dict(
         config=case["config"], batch=case["batch"], size=case["size"], input_hw=shape,
@@ -380,13 +381,12 @@ def main() -> None:
     script = str(Path(__file__).resolve())
     for case in latency + train:
         print(f"{case['kind']}: {case['config']}", file=sys.stderr, flush=True)
-        out = common.spawn(script, dict(case, **common_case))
+        out = common.spawn(script, dict(case, **common_case, measure="time"))
         if case["kind"] == "train":  # peaks from a worker whose freed memory leaves RSS
-            memory = dict(case, **common_case, iters=min(case["iters"], 2))
+            memory = dict(case, **common_case, measure="memory", iters=min(case["iters"], 2))
             peaks = common.spawn(script, memory, env=common.MALLOC_RETURNS_FREED)["variants"]
             for name, v in out["variants"].items():
-                v.update(peak_mib=None, peak_exact=False)
-                v.update({k: peaks[name][k] for k in ("peak_mib", "peak_exact") if name in peaks})
+                v.update(peaks.get(name, dict(peak_mib=None, peak_exact=False)))
         if case["kind"] == "latency":
             v = out["variants"]
             out["bf16_over_fp32"] = v["ours bf16"]["median_ms"] / v["ours fp32"]["median_ms"]

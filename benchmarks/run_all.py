@@ -282,8 +282,8 @@ def detector_rows(results: Path) -> list[dict]:
         ))  # fmt: skip
     for case in detector["train"]:
         v, name = case["variants"], Path(case["config"]).stem
-        parts = [f"{v['ours fp32']['images_per_s']:.2f} img/s, {v['ours fp32']['peak_mib']:.0f} "
-                 "MiB peak fp32"]  # fmt: skip
+        parts = [f"{v['ours fp32']['images_per_s']:.2f} img/s, "
+                 f"{common.fmt(v['ours fp32']['peak_mib'], '.0f')} MiB peak fp32"]  # fmt: skip
         parts += [
             f"{key} time / ours fp32 {v[key]['time_vs_ours_fp32']:.2f}"
             for key in ("ours bf16", "HF fp32")
