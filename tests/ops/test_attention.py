@@ -140,7 +140,9 @@ def test_hand_computed(device, backend):
     ids=lambda s: "x".join(map(str, s)),
 )
 @pytest.mark.parametrize("device,backend", CASES)
-def test_bias_gradient_for_every_broadcast_shape(device, backend, bias_shape, monkeypatch):
+def test_bias_gradient_for_every_broadcast_shape(
+    device, backend, bias_shape, monkeypatch, poisoned_new_empty
+):
     """The bias gradient is reduced over exactly the dims the bias broadcasts over."""
     monkeypatch.setattr(attn_mod, "BLOCK_ELEMENTS", 3 * B * H * N)  # several row blocks
     q, k, v = _qkv(device, torch.float32)
@@ -153,6 +155,39 @@ def test_bias_gradient_for_every_broadcast_shape(device, backend, bias_shape, mo
     (g,), (g_ref,) = _grads(out, [bias]), _grads(ref, [bias])
     assert g.shape == bias.shape
     torch.testing.assert_close(g, g_ref, **TOL[device])
+
+
+@pytest.fixture
+def poisoned_new_empty(monkeypatch):
+    """Buffers from ``new_empty`` start as NaN: a kernel reading one before writing it fails."""
+    new_empty = torch.Tensor.new_empty
+
+    def poisoned(self, *args, **kwargs):
+        out = new_empty(self, *args, **kwargs)
+        return out.fill_(float("nan")) if out.is_floating_point() else out
+
+    monkeypatch.setattr(torch.Tensor, "new_empty", poisoned)
+
+
+@pytest.mark.parametrize(
+    "bias_shape",
+    [(N,), (1, H, 1, N), (1, H, 1, 1), (B, H, 1, N), (B, 1, 1, 1)],
+    ids=lambda s: "x".join(map(str, s)),
+)
+@pytest.mark.parametrize("device,backend", CASES)
+def test_bias_gradient_for_a_single_query(device, backend, bias_shape, poisoned_new_empty):
+    """One query row (a 1x1 Swin window, a class token): the bias gradient is written, not
+    added to an uninitialised buffer (it was, when the bias had one row too)."""
+    q, k, v = _qkv(device, torch.float32)
+    q = q[:, :, :1].detach().requires_grad_()
+    gen = torch.Generator().manual_seed(2)
+    bias = torch.randn(bias_shape, generator=gen).to(device).requires_grad_()
+    out = attention(q, k, v, bias=bias, backend=backend)
+    ref = attention(q, k, v, bias=bias, backend="math")
+    torch.testing.assert_close(out, ref, **TOL[device])
+    grads, grads_ref = _grads(out, [q, k, v, bias]), _grads(ref, [q, k, v, bias])
+    for g, g_ref in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(g, g_ref, **TOL[device])
 
 
 @pytest.mark.parametrize("device,backend", CASES)

@@ -116,13 +116,13 @@ def _as_4d(t: torch.Tensor) -> torch.Tensor:
 def _fold_mask(
     bias: torch.Tensor | None, mask: torch.Tensor | None, dtype: torch.dtype
 ) -> torch.Tensor | None:
-    """One additive float tensor for ``bias`` and ``mask`` (masked-out = -inf).
+    """One additive 4-D float tensor for ``bias`` and ``mask`` (masked-out = -inf).
 
     Materialised only at the broadcast shape of the two (e.g. (1, heads, N, N)
     bias with a (B, 1, 1, N) padding mask gives (B, heads, N, N)).
     """
     if mask is None:
-        return bias
+        return None if bias is None else _as_4d(bias)  # SDPA refuses a 1-D attn_mask
     neg_inf = torch.tensor(float("-inf"), dtype=dtype, device=mask.device)
     if bias is None:
         return torch.zeros((), dtype=dtype, device=mask.device).where(mask, neg_inf)
@@ -284,10 +284,10 @@ class _SdpaBiasGrad(torch.autograd.Function):
                 ds = s.mul_(p)
                 if need_bias:
                     g = _reduce_to(ds.view(b, h, stop - start, nk), bias4.shape)
-                    if bias4.shape[2] == 1:
-                        dbias += g
-                    else:
+                    if bias4.shape[2] == nq:  # as allocated above (also when nq == 1)
                         dbias[:, :, start:stop] = g
+                    else:
+                        dbias += g
             if need_q:
                 torch.mul(torch.bmm(ds, k3), scale, out=dq3[:, start:stop])
             if need_k:
