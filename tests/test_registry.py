@@ -2,9 +2,12 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import torch
 import torch.nn as nn
+from mmengine.config import Config
 
 from visionfm.registry import DATASETS, MODELS, TRANSFORMS, ConfigError
 
@@ -37,6 +40,21 @@ def test_nested_configs_are_built_before_the_constructor():
     assert isinstance(model.encoder, _Encoder) and model.encoder.proj.in_features == 3
     assert [h.proj.in_features for h in model.heads] == [4, 2]
     assert model.scale == 0.5
+
+
+def test_key_order_does_not_change_the_initial_weights(tmp_path):
+    """The config mmengine dumps to the work dir (keys sorted) rebuilds the same weights."""
+    cfg = Config.fromfile(Path(__file__).parents[1] / "configs/dino/dino_vit-t_synthetic.py")
+    cfg.dump(tmp_path / "config.py")
+    dumped = Config.fromfile(tmp_path / "config.py")
+    assert list(dumped.model) != list(cfg.model)  # the dump did reorder the keys
+    states = []
+    for c in cfg, dumped:
+        torch.manual_seed(0)
+        states.append(MODELS.build(c.model).state_dict())
+    assert list(states[0]) == list(states[1])
+    for name, value in states[0].items():
+        assert torch.equal(value, states[1][name]), name
 
 
 def test_plain_python_construction_needs_no_config():

@@ -151,6 +151,8 @@ def build_model(
     """Recursive build for ``MODELS``: nested ``type`` dicts are built first.
 
     A list of configs builds a list of modules (an ``nn.ModuleList`` when all are modules).
+    Sibling keys are built in sorted order, so a config with its keys reordered (as
+    mmengine dumps it) gives the same weights from the same seed.
     """
     import torch.nn as nn
 
@@ -158,12 +160,14 @@ def build_model(
         built = [build_model(c, registry, default_args, f"{key}[{i}]") for i, c in enumerate(cfg)]
         return nn.ModuleList(built) if all(isinstance(m, nn.Module) for m in built) else built
     args = _merge(cfg, default_args)
-    nested = {
-        name: value
-        if name in ("type", "_scope_")
-        else _build_nested(value, registry, f"{key}.{name}")
-        for name, value in args.items()
+    # Built in sorted key order, not the config's: the random initial weights then do not
+    # depend on key order (mmengine writes work_dir/config.py with its keys sorted).
+    built = {
+        name: _build_nested(args[name], registry, f"{key}.{name}")
+        for name in sorted(args)
+        if name not in ("type", "_scope_")
     }
+    nested = {name: built.get(name, value) for name, value in args.items()}
     return build_from_cfg(nested, registry, key=key)
 
 

@@ -164,7 +164,7 @@ def test_tiny_upernet_overfits_synthetic_images(synthetic_root):
     model.data_preprocessor = MODELS.build(dict(type="DataPreprocessor", size_divisor=32))
     data = model.data_preprocessor(train, True)
     start = time.perf_counter()
-    overfit(model, data, steps=200, lr=3e-3, milestone=160)
+    overfit(model, data, steps=300, lr=6e-3, milestone=240)  # > 0.88 mIoU for seeds 0-4
     model.eval()
     preds = model(**model.data_preprocessor(test), mode="predict")
     elapsed = time.perf_counter() - start
