@@ -1,34 +1,19 @@
-"""Drawing primitives and instances: palette, captions, blending, boxes / masks / keypoints.
+"""Drawing primitives and instances: captions, blending, boxes / masks / keypoints (class
+colours: ``visionfm.data.palette``, shared with the datasets' ``metainfo['palette']``).
 
 Pure numpy/cv2, RGB uint8 in and out; see ``visionfm.apis.visualization`` for the overview.
 """
 
 from __future__ import annotations
 
-import colorsys
 from collections.abc import Sequence
 
 import cv2
 import numpy as np
 
+from visionfm.data.palette import palette
+
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
-
-
-def palette(n: int) -> np.ndarray:
-    """(n, 3) uint8 RGB colours; colour i is the same for every n.
-
-    Hues step by the golden ratio so neighbours differ strongly; saturation and
-    value alternate so colours stay apart when hues come round again.
-    """
-    out = np.zeros((n, 3), np.uint8)
-    for i in range(n):
-        hue = (0.07 + i * 0.618033988749895) % 1.0
-        sat = (0.85, 0.6)[(i // 7) % 2]
-        val = (0.95, 0.75)[(i // 3) % 2]
-        out[i] = np.round(np.array(colorsys.hsv_to_rgb(hue, sat, val)) * 255)
-    return out
-
-
 _default_palette = palette  # for the functions whose ``palette`` argument shadows it
 
 

@@ -31,7 +31,6 @@ boxes sticking out of the image are clipped, dropped or refused.
 
 from __future__ import annotations
 
-import colorsys
 import logging
 import os
 import pickle
@@ -45,6 +44,7 @@ from mmengine.logging import print_log
 from visionfm.data.transforms import Compose
 from visionfm.registry import DATASETS
 
+from ..palette import default_palette
 from .bad_samples import SkipBadSamplesMixin
 from .coco_schema import (
     CocoFormatError,
@@ -65,15 +65,6 @@ def _hashable(value) -> bool:
     except TypeError:
         return False
     return True
-
-
-def default_palette(n: int) -> list[tuple[int, int, int]]:
-    """``n`` distinct RGB colours (golden-ratio hue steps), the same on every run."""
-    colours = []
-    for i in range(n):
-        r, g, b = colorsys.hsv_to_rgb((i * 0.618033988749895) % 1.0, 0.65, 0.95)
-        colours.append((int(r * 255), int(g * 255), int(b * 255)))
-    return colours
 
 
 def _flip_pairs(names: Sequence[str]) -> list[tuple[int, int]]:
