@@ -1,5 +1,8 @@
 """Shared fixtures: a small synthetic dataset written once per test session."""
 
+import random
+
+import numpy as np
 import pytest
 import torch
 
@@ -11,6 +14,15 @@ def synthetic_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic")
     make_synthetic(root, num_train=12, num_val=6, seed=0, num_videos=1, progress=False)
     return root
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every test starts from the same random state, whichever tests ran before it in its
+    (xdist) process: an unseeded model init is then the same in every run."""
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
 
 
 @pytest.fixture(autouse=True)
