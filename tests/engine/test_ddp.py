@@ -21,7 +21,9 @@ dropout / random augmentation (each process draws its own numbers).
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import fcntl
 import json
 import os
 import os.path as osp
@@ -29,6 +31,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 
 import pytest
@@ -118,11 +121,25 @@ def _worker(rank: int, world: int, port: int, cfg: Config, mode: str) -> None:
             dist.destroy_process_group()
 
 
+@contextlib.contextmanager
+def _one_launch_at_a_time():
+    """Process groups of two tests (one per xdist worker) never start side by side: the
+    forked launch's port is free when probed but taken later, and a store or gloo socket of
+    the other test could take it in between."""
+    with open(osp.join(tempfile.gettempdir(), "visionfm-test-ddp.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def _run_forked(cfg: Config, mode: str = "train") -> None:
     """``build_runner(cfg).train()`` (or ``.val()``) in 2 processes forked from this one
     (forked, not spawned: nothing is imported again)."""
-    args = (WORLD, _free_port(), cfg, mode)
-    mp.start_processes(_worker, args=args, nprocs=WORLD, start_method="fork")
+    with _one_launch_at_a_time():
+        args = (WORLD, _free_port(), cfg, mode)
+        mp.start_processes(_worker, args=args, nprocs=WORLD, start_method="fork")
 
 
 def _torchrun_train(config_path: str, work_dir: str) -> None:
@@ -132,7 +149,10 @@ def _torchrun_train(config_path: str, work_dir: str) -> None:
     cmd += ["--launcher", "pytorch", "--work-dir", work_dir]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO)
     for _ in range(2):
-        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=115)
+        with _one_launch_at_a_time():
+            proc = subprocess.run(
+                cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=115
+            )
         # Once in a CI run (of ~20 here), a rank aborted natively while the process group
         # started ("terminate called without an active exception", SIGABRT) and passed on
         # rerun: such a crash is retried once, in a clean work dir; any other failure is not.
