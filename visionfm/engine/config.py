@@ -1,18 +1,25 @@
 """Loading configs for the tools, with ``--cfg-options`` that always apply.
 
-mmengine resolves ``data_root + 'annotations/...'`` when the file is parsed, so
-overriding ``data_root`` on the command line would silently leave every path
-built from it pointing at the old root (a well-known trap in OpenMMLab
-projects). ``load_config`` re-roots those paths: every string in the config
-that starts with the old ``data_root`` is moved to the new one.
+mmengine resolves a config file's variables when the file is read, so overriding one on
+the command line would silently leave every value computed from it unchanged (a
+well-known trap in OpenMMLab projects). ``load_config`` follows two kinds:
+
+- ``data_root``: every string that starts with the old root is moved to the new one;
+- any other top-level variable (``max_epochs``, ``num_classes``, ``lr``, ...): every key of
+  the same name that holds the variable's old value takes the new one
+  (``max_epochs=10`` also sets ``train_cfg.max_epochs``). Keys of that name holding other
+  values are kept and named in the log, and so is a variable nothing follows.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from mmengine.config import Config
 from mmengine.logging import print_log
+
+_ROOT = "data_root"
 
 
 def _reroot(node: Any, old: str, new: str) -> tuple[Any, int]:
@@ -30,17 +37,60 @@ def _reroot(node: Any, old: str, new: str) -> tuple[Any, int]:
     return node, 0
 
 
+def _named(node: Any, name: str, path: str = "") -> Iterator[tuple[dict, str]]:
+    """(dict, dotted path) for every key ``name`` nested in ``node`` (lists indexed)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key == name and path:
+                yield node, where
+            yield from _named(value, name, where)
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            yield from _named(value, name, f"{path}[{i}]")
+
+
+def _follow(body: dict, name: str, old: Any, new: Any) -> None:
+    """Give every nested key ``name`` that holds ``old`` the value ``new``; log what moved."""
+    moved, kept = [], []
+    for parent, where in _named(body, name):
+        if parent[name] == old:
+            parent[name] = new
+            moved.append(where)
+        else:
+            kept.append(f"{where} = {parent[name]!r}")
+    if moved:
+        message = f"{name} {old!r} -> {new!r}: also set {', '.join(moved)}"
+    else:
+        message = (
+            f"{name} {old!r} -> {new!r}: no key named {name!r} holds the old value, so values "
+            "the config file computed from it keep it; override those keys themselves"
+        )
+    if kept:
+        message += f" (left as they are: {', '.join(kept)})"
+    print_log(message, logger="current")
+
+
 def load_config(path: str, cfg_options: dict | None = None) -> Config:
-    """``Config.fromfile(path)`` with ``cfg_options`` merged; paths follow a new ``data_root``."""
+    """``Config.fromfile(path)`` with ``cfg_options`` merged; values the file computed from
+    an overridden top-level variable follow it (see the module doc)."""
     cfg = Config.fromfile(path)
     if not cfg_options:
         return cfg
-    old_root = cfg.get("data_root")
+    variables = {
+        k: cfg[k]
+        for k in cfg_options
+        if "." not in k and k in cfg and not isinstance(cfg[k], dict) and k != _ROOT
+    }
+    old_root = cfg.get(_ROOT)
     cfg.merge_from_dict(cfg_options)
-    new_root = cfg.get("data_root")
+    new_root = cfg.get(_ROOT)
+    body = cfg.to_dict()
+    for name, old in variables.items():
+        if body[name] != old:
+            _follow(body, name, old, body[name])
     if isinstance(old_root, str) and old_root and new_root != old_root:
-        cfg.data_root = old_root  # moved below together with everything derived from it
-        body, count = _reroot(cfg.to_dict(), old_root, str(new_root))
-        cfg = Config(body, filename=cfg.filename)
+        body[_ROOT] = old_root  # moved below together with everything derived from it
+        body, count = _reroot(body, old_root, str(new_root))
         print_log(f"data_root {old_root!r} -> {new_root!r}: {count} paths moved", logger="current")
-    return cfg
+    return Config(body, filename=cfg.filename)
