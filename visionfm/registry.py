@@ -160,8 +160,6 @@ def build_model(
         built = [build_model(c, registry, default_args, f"{key}[{i}]") for i, c in enumerate(cfg)]
         return nn.ModuleList(built) if all(isinstance(m, nn.Module) for m in built) else built
     args = _merge(cfg, default_args)
-    # Built in sorted key order, not the config's: the random initial weights then do not
-    # depend on key order (mmengine writes work_dir/config.py with its keys sorted).
     built = {
         name: _build_nested(args[name], registry, f"{key}.{name}")
         for name in sorted(args)
