@@ -14,6 +14,7 @@ from mmengine.structures import InstanceData
 from visionfm.data.data_sample import DataSample
 from visionfm.heads.detr import DETRHead, SinePositionalEncoding
 from visionfm.necks import ChannelMapper
+from visionfm.ops.boxes import box_iou
 from visionfm.ops.geometry import boxes_to_original
 from visionfm.registry import MODELS
 
@@ -137,6 +138,34 @@ def test_half_empty_batch(variant):
     assert expected <= set(losses)
     if denoising:
         assert losses["dn_loss_bbox"].item() > 0
+
+
+@pytest.mark.slow
+def test_detr_queries_split_over_the_objects_of_two_images():
+    """Plain DETR starts slowly (its synthetic config still predicts one box from every query
+    after 5 epochs), so this checks it can learn at all: on fixed features of two images,
+    300 AdamW steps make its top-scored predictions the images' boxes with their labels."""
+    head = build("detr", num_queries=10).train()
+    x = feats()
+    samples = [sample(64, 64, BOXES, [0, 2]), sample(64, 64, BOXES[:1], [1])]
+    optim = torch.optim.AdamW(head.parameters(), lr=1e-3)
+    for _ in range(300):
+        loss = sum(head.loss(x, samples).values())
+        optim.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(head.parameters(), 0.1)
+        optim.step()
+    with torch.no_grad():
+        preds = head.eval().predict(x, samples)
+    for pred, s in zip(preds, samples, strict=True):
+        gt, found = s.gt_instances, pred.pred_instances
+        top = found.scores.argsort(descending=True)[: len(gt.labels)]
+        iou, _ = box_iou(found.bboxes[top], gt.bboxes)
+        best = iou.max(dim=1)  # each top prediction's best-matching ground truth
+        assert (best.values > 0.7).all(), iou
+        assert sorted(zip(best.indices.tolist(), found.labels[top].tolist())) == list(
+            enumerate(gt.labels.tolist())
+        )
 
 
 # Parameters that get no gradient by design, per variant. DETR's first decoder layer
