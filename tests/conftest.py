@@ -1,11 +1,15 @@
-"""Shared fixtures: a small synthetic dataset written once per test session."""
+"""Shared fixtures: a small synthetic dataset written once per test session, seeding, threads,
+mmengine log capture."""
 
+import logging
 import os
 import random
+import uuid
 
 import numpy as np
 import pytest
 import torch
+from mmengine.logging import MMLogger
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +40,16 @@ def _single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def logs() -> list[str]:
+    """Messages logged to mmengine's current logger during the test: a fresh one at INFO, so
+    neither the level nor the handlers that earlier tests' runners left behind matter."""
+    messages: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = MMLogger.get_instance(f"test_{uuid.uuid4().hex}", log_level="INFO")
+    logger.addHandler(handler)
+    yield messages
+    logger.removeHandler(handler)

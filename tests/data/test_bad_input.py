@@ -11,7 +11,6 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
-from mmengine.logging import MMLogger
 from mmengine.model import BaseModel
 from torch.utils.data import DataLoader
 
@@ -35,15 +34,6 @@ class _Records(logging.Handler):
 
     def emit(self, record):
         self.messages.append(record.getMessage())
-
-
-@pytest.fixture
-def logs():
-    handler = _Records()
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(handler)
-    yield handler.messages
-    logger.removeHandler(handler)
 
 
 def _truncate(path) -> None:

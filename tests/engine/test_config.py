@@ -1,28 +1,11 @@
 """load_config: command-line overrides of a config file's variables reach every value the
 file computed from them (mmengine alone fixes those when the file is read)."""
 
-import logging
-import uuid
 from pathlib import Path
-
-import pytest
-from mmengine.logging import MMLogger
 
 from visionfm.engine import load_config
 
 DEMO = str(Path(__file__).resolve().parents[2] / "configs/dino/dino_vit-t_synthetic.py")
-
-
-@pytest.fixture
-def logged() -> list[str]:
-    """Messages of a fresh current MMLogger (whatever loggers earlier tests left behind)."""
-    records: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: records.append(record.getMessage())
-    logger = MMLogger.get_instance(f"test_config_{uuid.uuid4().hex}", log_level="INFO")
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
 
 
 def test_plain_load_is_mmengines():
@@ -30,20 +13,20 @@ def test_plain_load_is_mmengines():
     assert cfg.max_epochs == cfg.train_cfg.max_epochs == 5
 
 
-def test_a_variable_moves_the_keys_of_its_name_that_held_its_value(logged):
+def test_a_variable_moves_the_keys_of_its_name_that_held_its_value(logs):
     cfg = load_config(DEMO, {"max_epochs": 10, "num_classes": 3})
     assert cfg.max_epochs == cfg.train_cfg.max_epochs == 10
     assert cfg.model.head.num_classes == cfg.model.head.denoising.num_classes == 3
     assert cfg.model.head.num_queries == 30  # untouched
-    assert any("max_epochs 5 -> 10: also set train_cfg.max_epochs" in m for m in logged)
+    assert any("max_epochs 5 -> 10: also set train_cfg.max_epochs" in m for m in logs)
 
 
-def test_keys_of_its_name_holding_other_values_are_kept_and_named(logged):
+def test_keys_of_its_name_holding_other_values_are_kept_and_named(logs):
     """The demo overrides the schedule's lr (4e-4) with 7e-4: lr=1e-3 cannot tell whether
     7e-4 came from it, keeps it and says so."""
     cfg = load_config(DEMO, {"lr": 1e-3})
     assert cfg.lr == 1e-3 and cfg.optim_wrapper.optimizer.lr == 7e-4
-    text = "\n".join(logged)
+    text = "\n".join(logs)
     assert "no key named 'lr' holds the old value" in text
     assert "optim_wrapper.optimizer.lr = 0.0007" in text
 

@@ -127,11 +127,8 @@ def _one_launch_at_a_time():
     forked launch's port is free when probed but taken later, and a store or gloo socket of
     the other test could take it in between."""
     with open(osp.join(tempfile.gettempdir(), "visionfm-test-ddp.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 def _run_forked(cfg: Config, mode: str = "train") -> None:
