@@ -12,7 +12,7 @@ from mmengine.dataset import pseudo_collate
 
 from visionfm.data import DataPreprocessor, DataSample, PackInputs, RandomFlip, Resize
 from visionfm.heads.segmentation import SemanticSegHead
-from visionfm.models.seg_losses import dice_loss, semantic_ce_loss
+from visionfm.heads.segmentation.losses import semantic_ce_loss, softmax_dice_loss
 from visionfm.registry import MODELS
 
 K = 4
@@ -85,7 +85,7 @@ def test_auxiliary_and_dice_losses_are_weighted_and_prefixed():
     assert set(losses) == {"loss_ce", "loss_dice", "aux_loss_ce"}
     target = torch.stack([s.gt_sem_seg for s in samples])
     logits = F.interpolate(head(feats), size=(64, 48), mode="bilinear", align_corners=False)
-    torch.testing.assert_close(losses["loss_dice"], 0.5 * dice_loss(logits, target))
+    torch.testing.assert_close(losses["loss_dice"], 0.5 * softmax_dice_loss(logits, target))
     aux_logits = F.interpolate(
         head.auxiliary(feats), size=(64, 48), mode="bilinear", align_corners=False
     )
@@ -133,8 +133,8 @@ def test_dice_loss_by_hand():
     dice0 = (2 * 1.2 + 1) / (1.3 + 2 + 1)
     dice1 = (2 * 0.9 + 1) / (1.7 + 1 + 1)
     expected = 1 - (dice0 + dice1) / 2
-    assert dice_loss(logits, target).item() == pytest.approx(expected, rel=1e-5)
-    assert dice_loss(logits, target, smooth=0.0).item() == pytest.approx(
+    assert softmax_dice_loss(logits, target).item() == pytest.approx(expected, rel=1e-5)
+    assert softmax_dice_loss(logits, target, smooth=0.0).item() == pytest.approx(
         1 - (2 * 1.2 / 3.3 + 2 * 0.9 / 2.7) / 2, rel=1e-5
     )
 

@@ -1,8 +1,7 @@
-"""visionfm.models: task models (backbone -> neck -> heads) and their losses."""
+"""visionfm.models: task models (backbone -> neck -> heads)."""
 
-from . import losses
 from .detector import Detector
 from .pose_estimator import TopDownPoseEstimator
 from .segmentor import Segmentor
 
-__all__ = ["Detector", "Segmentor", "TopDownPoseEstimator", "losses"]
+__all__ = ["Detector", "Segmentor", "TopDownPoseEstimator"]

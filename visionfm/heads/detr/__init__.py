@@ -1,5 +1,5 @@
-"""DETR-style detection: the head, its transformer parts, query selection, denoising and the
-Hungarian matcher (all registered in ``MODELS``)."""
+"""DETR-style detection: the head, its transformer parts, query selection, denoising, the
+Hungarian matcher (all registered in ``MODELS``) and the set-prediction losses (``losses``)."""
 
 from .deformable import DeformableMemoryAttention
 from .denoising import CdnQueryGenerator

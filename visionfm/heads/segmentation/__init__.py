@@ -1,6 +1,6 @@
 """Segmentation heads: semantic (``SemanticSegHead`` and its decoders UperNet, SegFormer,
-FCN) and universal (``mask2former``: semantic / instance / panoptic), registered in
-``MODELS``."""
+FCN, with the per-pixel losses of ``losses``) and universal (``mask2former``: semantic /
+instance / panoptic), registered in ``MODELS``."""
 
 from . import mask2former
 from .base import ConvNormAct, SegClassifier, SemanticSegHead

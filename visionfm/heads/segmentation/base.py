@@ -41,8 +41,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from visionfm.backbones.vit_layers import make_act, make_norm
-from visionfm.models.seg_losses import check_seg_labels, dice_loss, semantic_ce_loss
 from visionfm.ops.geometry import batch_input_shape, dense_to_original
+
+from .losses import check_seg_labels, semantic_ce_loss, softmax_dice_loss
 
 __all__ = [
     "ConvNormAct",
@@ -195,7 +196,7 @@ class SemanticSegHead(nn.Module):
             * semantic_ce_loss(logits, target, self.class_weight, self.ignore_index)
         }
         if weights["loss_dice"] > 0:
-            losses["loss_dice"] = weights["loss_dice"] * dice_loss(
+            losses["loss_dice"] = weights["loss_dice"] * softmax_dice_loss(
                 logits, target, self.ignore_index
             )
         return losses

@@ -29,9 +29,9 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from visionfm.heads.detr.losses import average_num_boxes
 from visionfm.heads.detr.positional import SinePositionalEncoding
 from visionfm.heads.detr.transformer import MLP
-from visionfm.models.losses import average_num_boxes
 from visionfm.ops.geometry import batch_input_shape, dense_to_original
 from visionfm.registry import MODELS
 

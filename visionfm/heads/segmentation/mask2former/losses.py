@@ -11,7 +11,7 @@ matching:
 - ``loss_dice``: the Dice loss on the same points, summed and divided by ``num_masks``.
 
 ``num_masks`` is the number of ground-truth masks averaged over processes
-(``visionfm.models.losses.average_num_boxes``).
+(``visionfm.heads.detr.losses.average_num_boxes``).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from torch import Tensor
 
 from visionfm.ops.point_sample import point_sample, uncertain_points
 
-__all__ = ["dice_loss", "mask2former_losses", "point_bce_loss"]
+__all__ = ["mask2former_losses", "point_bce_loss", "sigmoid_dice_loss"]
 
 
-def dice_loss(logits: Tensor, targets: Tensor, num_masks: float) -> Tensor:
+def sigmoid_dice_loss(logits: Tensor, targets: Tensor, num_masks: float) -> Tensor:
     """(M, P) logits and targets in [0, 1] -> scalar: sum of per-mask Dice losses /
     ``num_masks`` (numerator and denominator smoothed by 1)."""
     probs = logits.sigmoid()
@@ -92,5 +92,5 @@ def mask2former_losses(
     return dict(
         loss_cls=loss_cls,
         loss_mask=point_bce_loss(point_logits, point_targets, num_masks),
-        loss_dice=dice_loss(point_logits, point_targets, num_masks),
+        loss_dice=sigmoid_dice_loss(point_logits, point_targets, num_masks),
     )

@@ -1,4 +1,4 @@
-"""visionfm.models.losses: focal loss against torchvision, set losses on hand-computed cases,
+"""visionfm.heads.detr.losses: focal loss against torchvision, set losses on hand-computed cases,
 empty ground truth and the distributed normaliser."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 import torch
 import torchvision.ops as tvo
 
-from visionfm.models.losses import (
+from visionfm.heads.detr.losses import (
     average_num_boxes,
     box_l1_loss,
     giou_loss,

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["check_seg_labels", "dice_loss", "semantic_ce_loss"]
+__all__ = ["check_seg_labels", "semantic_ce_loss", "softmax_dice_loss"]
 
 
 def check_seg_labels(target: Tensor, num_classes: int, ignore_index: int = 255) -> None:
@@ -56,7 +56,7 @@ def semantic_ce_loss(
     return F.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index)
 
 
-def dice_loss(
+def softmax_dice_loss(
     logits: Tensor, target: Tensor, ignore_index: int = 255, smooth: float = 1.0
 ) -> Tensor:
     """Softmax Dice loss over the labelled pixels of the whole batch.
