@@ -262,6 +262,24 @@ def test_load_image_honours_exif_orientation(tmp_path):
         LoadImage()(dict(img_path=str(tmp_path / "rot.jpg"), height=20, width=30))
 
 
+def test_load_image_drops_alpha_with_one_note_per_pipeline_naming_the_file(tmp_path, logs):
+    pil = pytest.importorskip("PIL.Image")
+    rgb = np.random.default_rng(0).integers(0, 255, (6, 8, 3), dtype=np.uint8)
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(tmp_path / name), np.dstack([rgb[..., ::-1], np.full((6, 8), 9)]))
+    cv2.imwrite(str(tmp_path / "opaque.png"), rgb[..., ::-1])
+    pil.fromarray(rgb[..., 0]).convert("P").save(tmp_path / "palette.png", transparency=0)
+    load = LoadImage()
+    load(dict(img_path=str(tmp_path / "opaque.png")))
+    assert not [m for m in logs if "alpha" in m], "an opaque image is noted"
+    for name in ("a.png", "b.png"):
+        np.testing.assert_array_equal(load(dict(img_path=str(tmp_path / name)))["img"], rgb)
+    notes = [m for m in logs if "alpha" in m]
+    assert len(notes) == 1 and "a.png" in notes[0] and "dropped" in notes[0], logs
+    LoadImage()(dict(img_path=str(tmp_path / "palette.png")))  # another dataset's pipeline
+    assert len([m for m in logs if "alpha" in m]) == 2 and "palette.png" in logs[-1]
+
+
 @pytest.mark.parametrize(
     "make, message",
     [

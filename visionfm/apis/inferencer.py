@@ -8,6 +8,7 @@ drawn = inferencer.visualize(img_rgb, sample)
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -28,8 +29,11 @@ _GROUND_TRUTH_TRANSFORMS = ("LoadAnnotations",)
 class Inferencer:
     """Run ``config``'s model with ``checkpoint``'s weights on images.
 
-    Inputs are image paths or (H, W, 3) uint8 RGB arrays; they go through the config's test
-    pipeline (without annotation loading). ``dataset_meta`` (``classes``, ``palette``,
+    Inputs are image paths or uint8 RGB arrays (H, W, 3); grey (H, W) / (H, W, 1) arrays are
+    replicated to RGB and RGBA (H, W, 4) arrays lose their alpha (logged once), as image
+    files do; other arrays (channel-first, float, 16-bit) are refused naming their shape and
+    dtype (:class:`~visionfm.data.transforms.LoadImage` reads both). They go through the
+    config's test pipeline (without annotation loading). ``dataset_meta`` (``classes``, ``palette``,
     ``skeleton``, ...) comes from the checkpoint (the training dataset's metainfo, saved by
     the runner), else from the config's ``metainfo`` or its test dataset's ``metainfo``;
     without class names the labels are named by number, as many as the model's
@@ -73,9 +77,11 @@ class Inferencer:
 
     @torch.no_grad()
     def __call__(
-        self, inputs: str | np.ndarray | Sequence[str | np.ndarray], batch_size: int = 1
+        self,
+        inputs: str | os.PathLike | np.ndarray | Sequence[str | os.PathLike | np.ndarray],
+        batch_size: int = 1,
     ) -> DataSample | list[DataSample]:
-        single = isinstance(inputs, (str, np.ndarray))
+        single = isinstance(inputs, (str, os.PathLike, np.ndarray))
         items = [inputs] if single else list(inputs)
         results: list[DataSample] = []
         for start in range(0, len(items), batch_size):
@@ -88,11 +94,15 @@ class Inferencer:
             sample.set_metainfo(dict(classes=tuple(self.dataset_meta["classes"])))
         return results[0] if single else results
 
-    def _prepare(self, item: str | np.ndarray) -> dict:
-        if isinstance(item, str):
-            return self.pipeline(dict(img_path=item, img_id=0))
-        if not (isinstance(item, np.ndarray) and item.ndim == 3 and item.dtype == np.uint8):
-            raise TypeError("inputs must be image paths or (H, W, 3) uint8 RGB arrays")
+    def _prepare(self, item: str | os.PathLike | np.ndarray) -> dict:
+        """The test pipeline's output for one input; its ``LoadImage`` reads / checks it."""
+        if isinstance(item, (str, os.PathLike)):
+            return self.pipeline(dict(img_path=os.fspath(item), img_id=0))
+        if not isinstance(item, np.ndarray):
+            raise TypeError(
+                f"inputs must be image paths or uint8 RGB numpy arrays (H, W, 3), or a list of "
+                f"them; got {type(item).__name__}"
+            )
         return self.pipeline(dict(img=item, img_id=0))
 
     def visualize(

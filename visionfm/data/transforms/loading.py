@@ -2,7 +2,7 @@
 
 A ``results`` dict flows through the pipeline. Keys read / written here:
 
-- ``img_path`` -> ``img`` uint8 (H, W, 3) RGB, ``ori_shape`` / ``img_shape`` (h, w),
+- ``img_path`` (or an ``img`` array) -> ``img`` uint8 (H, W, 3) RGB, ``ori_shape`` / ``img_shape`` (h, w),
   ``scale_factor`` (1.0, 1.0), ``flip`` False, ``flip_direction`` None,
   ``homography_matrix`` float32 (3, 3) identity.
 - ``instances`` (list of dicts from a dataset: ``bbox`` xyxy, ``bbox_label``, ``ignore_flag``,
@@ -15,10 +15,13 @@ A ``results`` dict flows through the pipeline. Keys read / written here:
 
 from __future__ import annotations
 
+import logging
 import os
 
 import cv2
 import numpy as np
+from mmengine.logging import print_log
+from PIL import Image
 from pycocotools import mask as mask_util
 
 from visionfm.registry import TRANSFORMS
@@ -27,6 +30,7 @@ __all__ = [
     "LoadImage",
     "LoadAnnotations",
     "decode_segmentation",
+    "has_alpha",
     "read_depth_file",
     "read_image_file",
 ]
@@ -87,6 +91,17 @@ def read_image_file(path: str, flags: int) -> np.ndarray:
     return img
 
 
+def has_alpha(path: str) -> bool:
+    """Whether the image file ``path`` has an alpha channel or a transparent colour, from its
+    header (read by Pillow; False for files Pillow cannot identify). OpenCV's
+    ``IMREAD_COLOR`` drops both."""
+    try:
+        with Image.open(path) as img:
+            return img.mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in img.info
+    except OSError:  # includes PIL.UnidentifiedImageError
+        return False
+
+
 def read_depth_file(path: str, depth_scale: float = 1000.0) -> np.ndarray:
     """A depth PNG (single-channel, 16-bit: depth * ``depth_scale``) -> float32 (H, W) metres.
 
@@ -115,24 +130,33 @@ class LoadImage:
     If the dataset gives ``height`` / ``width`` and the decoded image differs, this raises:
     the annotations would not line up (usually an EXIF-rotated photo annotated unrotated).
 
-    When ``results`` has no ``img_path`` but an ``img`` array (a video frame, a webcam frame),
-    that RGB array is used as it is.
+    When ``results`` has no ``img_path`` but an ``img`` array (a video frame, a webcam frame,
+    an array given to the Inferencer), that array is taken as RGB: uint8 (H, W, 3) as it is,
+    grey (H, W) / (H, W, 1) replicated to 3 channels, RGBA (H, W, 4) without its alpha; any
+    other shape or dtype raises, naming it.
+
+    A dropped alpha channel (of a file or an array) is logged once per instance of this
+    transform, i.e. once per dataset (per DataLoader worker process) or Inferencer, naming
+    the first image that had one, not once per image.
     """
 
     def __init__(self, ignore_orientation: bool = False) -> None:
         self.ignore_orientation = ignore_orientation
+        self._alpha_noted = False
 
     def __call__(self, results: dict) -> dict:
         path = results.get("img_path")
         if path is None:
             if not isinstance(results.get("img"), np.ndarray):
                 raise KeyError("LoadImage needs results['img_path'] or an img array")
-            img = results["img"]
+            img = self._rgb_array(results["img"])
         else:
             flags = cv2.IMREAD_COLOR
             if self.ignore_orientation:
                 flags |= cv2.IMREAD_IGNORE_ORIENTATION
             img = cv2.cvtColor(read_image_file(path, flags), cv2.COLOR_BGR2RGB)
+            if not self._alpha_noted and has_alpha(path):
+                self._note_alpha(f"image file {path}")
         h, w = img.shape[:2]
         expected = (results.get("height"), results.get("width"))
         if None not in expected and expected != (h, w):
@@ -151,6 +175,41 @@ class LoadImage:
             homography_matrix=np.eye(3, dtype=np.float32),
         )
         return results
+
+    def _rgb_array(self, img: np.ndarray) -> np.ndarray:
+        """uint8 (H, W, 3) RGB of an image array (see the class doc)."""
+        channels = img.shape[2] if img.ndim == 3 else 1
+        if img.dtype == np.uint8 and img.ndim in (2, 3) and channels in (1, 3, 4):
+            if channels == 1:
+                return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+            if channels == 4:
+                if not self._alpha_noted:
+                    self._note_alpha(f"an RGBA image array of shape {img.shape}")
+                return cv2.cvtColor(img, cv2.COLOR_RGBA2RGB)
+            return img
+        hint = ""
+        if img.ndim == 3 and img.shape[0] in (1, 3, 4) and channels not in (1, 3, 4):
+            hint = "; it looks channel-first (C, H, W): pass img.transpose(1, 2, 0)"
+        elif img.ndim == 4:
+            hint = "; for several images pass a list of (H, W, 3) arrays"
+        elif img.dtype.kind == "f":
+            hint = "; floats in [0, 1]: pass (img * 255).round().astype(np.uint8)"
+        elif img.dtype == np.uint16:
+            hint = "; 16-bit: pass (img >> 8).astype(np.uint8), as 16-bit files are read"
+        raise ValueError(
+            f"image array of shape {img.shape} and dtype {img.dtype}: expected uint8 RGB "
+            f"(H, W, 3), grey (H, W) / (H, W, 1) or RGBA (H, W, 4){hint}"
+        )
+
+    def _note_alpha(self, what: str) -> None:
+        self._alpha_noted = True
+        print_log(
+            f"{what} has an alpha channel (transparency): it was dropped, the image is read "
+            f"as RGB; later images with one through this pipeline are read the same way "
+            f"without a note",
+            logger="current",
+            level=logging.WARNING,
+        )
 
     def __repr__(self) -> str:
         return f"LoadImage(ignore_orientation={self.ignore_orientation})"
