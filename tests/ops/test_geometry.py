@@ -5,10 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from visionfm.data import DataSample
 from visionfm.data.transforms import RandomCrop, RandomFlip, Resize
 from visionfm.ops.geometry import (
-    batch_input_shape,
     boxes_to_original,
     dense_to_original,
     points_to_original,
@@ -99,13 +97,6 @@ def test_dense_to_original_rejects_bad_input():
         dense_to_original(torch.zeros(1, 4, 4), meta, mode="bicubic")
     with pytest.raises(TypeError, match="floating point"):
         dense_to_original(torch.zeros(1, 4, 4, dtype=torch.long), meta, mode="nearest")
-
-
-def test_batch_input_shape():
-    samples = [DataSample(metainfo=dict(img_shape=s)) for s in [(5, 9), (7, 3)]]
-    assert batch_input_shape(samples) == (7, 9)
-    samples[0].set_metainfo(dict(batch_input_shape=(8, 16)))
-    assert batch_input_shape(samples) == (8, 16)
 
 
 def test_points_and_boxes_round_trip():

@@ -8,15 +8,24 @@ checkpoint converter.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Mapping
 
 import torch
 import torch.nn as nn
 
-from .weights import ConvertedCheckpoint, LoadReport, load_converted, read_checkpoint
+from visionfm.registry import MODELS
 
-__all__ = ["Backbone"]
+from .weights import (
+    ConvertedCheckpoint,
+    LoadReport,
+    load_converted,
+    read_checkpoint,
+    read_hf_config,
+)
+
+__all__ = ["Backbone", "level_name", "register_preset"]
 
 StagePart = nn.Module | nn.Parameter
 
@@ -30,7 +39,9 @@ class Backbone(nn.Module):
       (``parts[0]`` is the stem: patch / position embeddings);
     - ``num_layers`` and ``get_layer_id(name)``: parameter ``name``'s depth for layer-wise lr
       decay, from 0 (stem) through ``num_layers + 1`` (layers after the last block);
-    - ``convert_checkpoint(state_dict)``: a published checkpoint -> this model's layout.
+    - ``convert_checkpoint(state_dict, config)``: a published checkpoint -> this model's
+      layout; ``config`` is the Hugging Face ``config.json`` beside it (or None), refused
+      where it states another architecture than the model's.
 
     ``frozen_stages = -1`` freezes nothing. Frozen parameters get ``requires_grad=False``
     and frozen modules stay in eval mode through ``train()`` (dropout, drop path and
@@ -61,7 +72,9 @@ class Backbone(nn.Module):
     def stage_parts(self) -> list[list[StagePart]]:
         raise NotImplementedError
 
-    def convert_checkpoint(self, state_dict: dict[str, torch.Tensor]) -> ConvertedCheckpoint:
+    def convert_checkpoint(
+        self, state_dict: dict[str, torch.Tensor], config: Mapping | None = None
+    ) -> ConvertedCheckpoint:
         raise NotImplementedError
 
     # -- shared behaviour ----------------------------------------------------------------
@@ -102,7 +115,35 @@ class Backbone(nn.Module):
 
         Returns the :class:`~visionfm.backbones.weights.LoadReport` (also logged); raises
         :class:`~visionfm.backbones.weights.CheckpointError` when the checkpoint is unreadable,
-        of another family, of another size, or (``strict``) leaves keys missing/unexpected.
+        of another family or size, has parameters the model lacks (naming the constructor
+        argument to set), comes with a ``config.json`` that states another architecture, or
+        (``strict``) leaves keys missing.
         """
-        converted = self.convert_checkpoint(read_checkpoint(checkpoint))
+        config = read_hf_config(checkpoint)
+        converted = self.convert_checkpoint(read_checkpoint(checkpoint), config)
         return load_converted(self, converted, strict=strict)
+
+
+def level_name(stride: int) -> str:
+    """Key of a feature level of stride ``stride`` (a power of two): ``p{log2(stride)}``,
+    e.g. ``'p4'`` for stride 16. Backbones and necks name their pyramid levels so."""
+    return f"p{int(stride).bit_length() - 1}"
+
+
+def register_preset(name: str, cls: type[nn.Module], preset: dict, family: str) -> None:
+    """Register ``name`` in ``MODELS``: a builder of ``cls(**preset)`` whose keyword arguments
+    override the preset. It carries ``cls``'s signature with the preset's values as defaults,
+    so the registry checks argument names as for ``cls`` itself."""
+
+    def build(**overrides) -> nn.Module:
+        return cls(**{**preset, **overrides})
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = (
+        f"{family} preset {name!r}: ``{cls.__name__}(**{preset!r})``; keyword arguments "
+        "override it."
+    )
+    sig = inspect.signature(cls)
+    params = [p.replace(default=preset.get(p.name, p.default)) for p in sig.parameters.values()]
+    build.__signature__ = sig.replace(parameters=params, return_annotation=cls)
+    MODELS.register_module(name=name, module=build)

@@ -24,9 +24,8 @@ where the reference implementations fail) is zero-padded to ``sr_ratio`` for the
 
 from __future__ import annotations
 
-import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -36,7 +35,7 @@ from torch.utils.checkpoint import checkpoint
 from visionfm.ops.attention import attention, check_backend
 from visionfm.registry import MODELS
 
-from .base import Backbone, StagePart
+from .base import Backbone, StagePart, level_name, register_preset
 from .vit_layers import DropPath, make_act, make_norm
 from .weights import ConvertedCheckpoint
 
@@ -327,7 +326,7 @@ class PyramidVisionTransformerV2(Backbone):
 
     # -- backbone interface --------------------------------------------------------------
     def _key(self, i: int) -> str:
-        return f"p{self.strides[i].bit_length() - 1}"
+        return level_name(self.strides[i])
 
     @property
     def out_channels(self) -> dict[str, int]:
@@ -365,10 +364,12 @@ class PyramidVisionTransformerV2(Backbone):
             parts.append(([stage.patch_embed] if i else []) + [stage.blocks, stage.norm])
         return parts
 
-    def convert_checkpoint(self, state_dict: dict[str, torch.Tensor]) -> ConvertedCheckpoint:
+    def convert_checkpoint(
+        self, state_dict: dict[str, torch.Tensor], config: Mapping | None = None
+    ) -> ConvertedCheckpoint:
         from .pvt_convert import convert_pvt_v2_checkpoint
 
-        return convert_pvt_v2_checkpoint(state_dict, self)
+        return convert_pvt_v2_checkpoint(state_dict, self, config)
 
     # -- forward -------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -395,23 +396,5 @@ PVT_PRESETS: dict[str, dict] = {
 }
 
 
-def _register_preset(name: str, preset: dict) -> None:
-    cls = PyramidVisionTransformerV2
-
-    def build(**overrides) -> PyramidVisionTransformerV2:
-        return cls(**{**preset, **overrides})
-
-    build.__name__ = build.__qualname__ = name
-    build.__doc__ = (
-        f"PVT v2 preset {name!r}: ``PyramidVisionTransformerV2(**{preset!r})``; "
-        "keyword arguments override it."
-    )
-    # the class's signature with the preset's defaults, so the registry checks argument names
-    sig = inspect.signature(cls)
-    params = [p.replace(default=preset.get(p.name, p.default)) for p in sig.parameters.values()]
-    build.__signature__ = sig.replace(parameters=params, return_annotation=cls)
-    MODELS.register_module(name=name, module=build)
-
-
 for _name, _preset in PVT_PRESETS.items():
-    _register_preset(_name, _preset)
+    register_preset(_name, PyramidVisionTransformerV2, _preset, "PVT v2")

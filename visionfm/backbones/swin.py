@@ -28,10 +28,9 @@ that normalises after the reduction.
 
 from __future__ import annotations
 
-import inspect
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -41,7 +40,7 @@ from torch.utils.checkpoint import checkpoint
 from visionfm.ops.attention import check_backend
 from visionfm.registry import MODELS
 
-from .base import Backbone, StagePart
+from .base import Backbone, StagePart, level_name, register_preset
 from .swin_attention import (
     CosineWindowAttention,
     Pair,
@@ -267,7 +266,7 @@ class SwinTransformer(Backbone):
     # -- backbone interface --------------------------------------------------------------
     def level_name(self, stage: int) -> str:
         """Output key of stage ``stage``: ``p{log2(stride)}``."""
-        return f"p{(self.patch_size * 2**stage).bit_length() - 1}"
+        return level_name(self.patch_size * 2**stage)
 
     @property
     def out_channels(self) -> dict[str, int]:
@@ -299,10 +298,12 @@ class SwinTransformer(Backbone):
             parts.append([stage] + ([norm] if norm is not None else []))
         return parts
 
-    def convert_checkpoint(self, state_dict: dict[str, torch.Tensor]) -> ConvertedCheckpoint:
+    def convert_checkpoint(
+        self, state_dict: dict[str, torch.Tensor], config: Mapping | None = None
+    ) -> ConvertedCheckpoint:
         from .swin_convert import convert_swin_checkpoint
 
-        return convert_swin_checkpoint(state_dict, self)
+        return convert_swin_checkpoint(state_dict, self, config)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """x: (B, in_chans, H, W) -> ``{level: (B, C_i, h_i, w_i)}`` (see the module doc)."""
@@ -368,17 +369,5 @@ SWIN_PRESETS: dict[str, tuple[type[SwinTransformer], dict]] = {
 }  # fmt: skip
 
 
-def _register_preset(name: str, cls: type[SwinTransformer], preset: dict) -> None:
-    def build(**overrides) -> SwinTransformer:
-        return cls(**{**preset, **overrides})
-
-    build.__name__ = build.__qualname__ = name
-    build.__doc__ = f"Swin preset {name!r}: ``{cls.__name__}(**{preset!r})``; keywords override it."
-    sig = inspect.signature(cls)  # with the preset's defaults, so the registry checks names
-    params = [p.replace(default=preset.get(p.name, p.default)) for p in sig.parameters.values()]
-    build.__signature__ = sig.replace(parameters=params, return_annotation=cls)
-    MODELS.register_module(name=name, module=build)
-
-
 for _name, (_cls, _preset) in SWIN_PRESETS.items():
-    _register_preset(_name, _cls, _preset)
+    register_preset(_name, _cls, _preset, "Swin")

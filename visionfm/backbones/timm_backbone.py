@@ -49,7 +49,7 @@ from timm.models._manipulate import group_parameters
 
 from visionfm.registry import MODELS
 
-from .base import Backbone, StagePart
+from .base import Backbone, StagePart, level_name
 from .weights import (
     CheckpointError,
     ConvertedCheckpoint,
@@ -227,7 +227,7 @@ class TimmBackbone(Backbone):
         strides = [d["reduction"] for d in self._info]
         distinct = len(set(strides)) == len(strides) and all(s & (s - 1) == 0 for s in strides)
         if distinct and not self._plain:
-            return [f"p{s.bit_length() - 1}" for s in strides]
+            return [level_name(s) for s in strides]
         return [f"block{i}" for i in self.out_indices]
 
     @property

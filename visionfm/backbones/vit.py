@@ -23,8 +23,7 @@ on the right / bottom. Blocks after the last of ``out_indices`` are not run.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -32,7 +31,7 @@ from torch.utils.checkpoint import checkpoint
 
 from visionfm.registry import MODELS
 
-from .base import Backbone, StagePart
+from .base import Backbone, StagePart, register_preset
 from .vit_attention import Attention, Block, RotaryEmbedding2d
 from .vit_layers import make_act, make_embed, make_mlp, make_norm, resize_pos_embed
 from .weights import ConvertedCheckpoint
@@ -251,10 +250,12 @@ class ViT(Backbone):
         parts[-1] = parts[-1] + [self.norm]
         return parts
 
-    def convert_checkpoint(self, state_dict: dict[str, torch.Tensor]) -> ConvertedCheckpoint:
+    def convert_checkpoint(
+        self, state_dict: dict[str, torch.Tensor], config: Mapping | None = None
+    ) -> ConvertedCheckpoint:
         from .vit_convert import convert_vit_checkpoint
 
-        return convert_vit_checkpoint(state_dict, self)
+        return convert_vit_checkpoint(state_dict, self, config)
 
     # -- forward -------------------------------------------------------------------------
     def resized_pos_embed(self, hw: tuple[int, int]) -> torch.Tensor:
@@ -356,18 +357,5 @@ VIT_PRESETS: dict[str, dict] = {
 }
 
 
-def _register_preset(name: str, preset: dict) -> None:
-    def build(**overrides) -> ViT:
-        return ViT(**{**preset, **overrides})
-
-    build.__name__ = build.__qualname__ = name
-    build.__doc__ = f"ViT preset {name!r}: ``ViT(**{preset!r})``; keyword arguments override it."
-    # ViT's signature with the preset's defaults, so that the registry checks argument names
-    sig = inspect.signature(ViT)
-    params = [p.replace(default=preset.get(p.name, p.default)) for p in sig.parameters.values()]
-    build.__signature__ = sig.replace(parameters=params, return_annotation=ViT)
-    MODELS.register_module(name=name, module=build)
-
-
 for _name, _preset in VIT_PRESETS.items():
-    _register_preset(_name, _preset)
+    register_preset(_name, ViT, _preset, "ViT")

@@ -4,9 +4,10 @@ Importing this package registers everything in ``DATASETS`` / ``TRANSFORMS`` / `
 (the registries import it themselves on lookup).
 """
 
+from .batch import batch_input_shape, padding_mask, unlabelled_samples
 from .data_sample import DataSample
 from .datasets import CocoDataset, collate
-from .preprocessor import DataPreprocessor, padding_mask
+from .preprocessor import DataPreprocessor
 from .transforms import (
     COCO_FLIP_PAIRS,
     Compose,
@@ -34,6 +35,8 @@ __all__ = [
     "RandomCrop",
     "RandomFlip",
     "Resize",
+    "batch_input_shape",
     "collate",
     "padding_mask",
+    "unlabelled_samples",
 ]

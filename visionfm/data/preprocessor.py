@@ -11,7 +11,7 @@ from mmengine.model import BaseDataPreprocessor
 from visionfm.data.data_sample import DataSample
 from visionfm.registry import MODELS
 
-__all__ = ["DataPreprocessor", "padding_mask", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["DataPreprocessor", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)  # RGB, 0-255 units
 IMAGENET_STD = (58.395, 57.12, 57.375)
@@ -24,22 +24,6 @@ def _pad2d(t: torch.Tensor, h: int, w: int, value: float | bool) -> torch.Tensor
     return out
 
 
-def padding_mask(
-    data_samples: Sequence[DataSample], batch_shape: tuple[int, int], device=None
-) -> torch.Tensor:
-    """(B, H, W) bool, True on padded pixels, from each sample's ``img_shape`` metainfo.
-
-    This is the key-padding mask DETR-style heads need; ``DataPreprocessor`` pads at the
-    bottom / right, so ``img_shape`` (h, w) alone says where the real image is.
-    """
-    h, w = batch_shape
-    mask = torch.ones(len(data_samples), h, w, dtype=torch.bool, device=device)
-    for i, sample in enumerate(data_samples):
-        ih, iw = sample.metainfo.get("img_shape", (h, w))[:2]
-        mask[i, :ih, :iw] = False
-    return mask
-
-
 @MODELS.register_module()
 class DataPreprocessor(BaseDataPreprocessor):
     """Collated ``dict(inputs=[uint8 (3, H_i, W_i)], data_samples=[DataSample])`` ->
@@ -50,7 +34,7 @@ class DataPreprocessor(BaseDataPreprocessor):
     batch, rounded up to a multiple of ``size_divisor``, with ``pad_value`` (in normalised
     units, so 0 is the mean colour). Each sample gets metainfo ``batch_input_shape`` and
     ``pad_shape`` = (H, W); ``img_shape`` stays the unpadded size, and
-    ``padding_mask(data_samples, (H, W))`` gives the (B, H, W) padding mask.
+    ``visionfm.data.batch.padding_mask(data_samples)`` gives the (B, H, W) padding mask.
     Ground truth is padded to (H, W) too: ``gt_sem_seg`` with ``seg_pad_value`` (255 =
     ignore), ``gt_depth`` with 0 (invalid), ``gt_instances.masks`` with False; a
     ``gt_sem_seg`` whose size differs from ``img_shape`` (kept at the original size for

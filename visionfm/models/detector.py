@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from mmengine.model import BaseModel
 from torch import Tensor, nn
 
+from visionfm.data.batch import unlabelled_samples
 from visionfm.data.data_sample import DataSample
 from visionfm.data.preprocessor import DataPreprocessor
 from visionfm.registry import MODELS
@@ -87,11 +88,7 @@ class Detector(BaseModel):
         for several heads).
         """
         if data_samples is None:
-            h, w = inputs.shape[-2:]
-            data_samples = [
-                DataSample(metainfo=dict(img_shape=(h, w), batch_input_shape=(h, w)))
-                for _ in range(inputs.shape[0])
-            ]
+            data_samples = unlabelled_samples(inputs)
         feats = self.extract_feat(inputs)
         if mode == "loss":
             losses: dict[str, Tensor] = {}

@@ -13,6 +13,7 @@ import inspect
 import torch
 from torch import Tensor
 
+from visionfm.data.batch import unlabelled_samples
 from visionfm.data.data_sample import DataSample
 from visionfm.registry import MODELS
 
@@ -44,10 +45,7 @@ class TopDownPoseEstimator(Detector):
             return super().forward(inputs, data_samples, mode)
         h, w = inputs.shape[-2:]
         if data_samples is None:
-            data_samples = [
-                DataSample(metainfo=dict(img_shape=(h, w), batch_input_shape=(h, w)))
-                for _ in range(inputs.shape[0])
-            ]
+            data_samples = unlabelled_samples(inputs)
         padded = [s.img_shape[:2] for s in data_samples if tuple(s.img_shape[:2]) != (h, w)]
         if padded:
             raise ValueError(

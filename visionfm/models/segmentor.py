@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from visionfm.data.batch import unlabelled_samples
 from visionfm.data.data_sample import DataSample
 from visionfm.registry import MODELS
 
@@ -131,11 +132,7 @@ class Segmentor(Detector):
         if mode != "predict" or self.test_cfg["mode"] == "whole":
             return super().forward(inputs, data_samples, mode)
         if data_samples is None:
-            h, w = inputs.shape[-2:]
-            data_samples = [
-                DataSample(metainfo=dict(img_shape=(h, w), batch_input_shape=(h, w)))
-                for _ in range(inputs.shape[0])
-            ]
+            data_samples = unlabelled_samples(inputs)
         return self.slide_predict(inputs, data_samples)
 
     @torch.no_grad()

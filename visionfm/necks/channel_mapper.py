@@ -8,12 +8,12 @@ level.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 
 import torch.nn as nn
 from torch import Tensor
 
+from visionfm.backbones.base import level_name
 from visionfm.backbones.vit_layers import make_norm
 from visionfm.registry import MODELS
 
@@ -31,7 +31,7 @@ def _conv_norm(
 
 
 def _level_name(stride: int, index: int) -> str:
-    return f"p{int(math.log2(stride))}" if stride & (stride - 1) == 0 else f"extra{index}"
+    return level_name(stride) if stride & (stride - 1) == 0 else f"extra{index}"
 
 
 @MODELS.register_module()

@@ -17,13 +17,13 @@ top block max-pools (kernel 1, stride 2) the coarsest level once more (ViTDet's
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from visionfm.backbones.base import level_name
 from visionfm.backbones.vit_layers import make_act, make_norm
 from visionfm.registry import MODELS
 
@@ -97,7 +97,7 @@ class SimpleFeaturePyramid(nn.Module):
             strides.append(int(stride))
         if top_block:
             strides.append(2 * max(strides))
-        self._strides = {f"p{int(math.log2(s))}": s for s in strides}
+        self._strides = {level_name(s): s for s in strides}
         if len(self._strides) != len(strides):
             raise ValueError(f"scale_factors {tuple(scale_factors)} repeat a level")
         self._channels = dict.fromkeys(self._strides, out_channels)

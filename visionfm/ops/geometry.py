@@ -13,7 +13,7 @@ coordinates are continuous pixel coordinates: the image spans ``[0, W] x [0, H]`
 - ``dense_to_original``: per-pixel maps (segmentation logits, mask logits, depth): every
   original pixel centre is mapped into the input and sampled there, so resize, flip, crop
   and padding are undone in one ``grid_sample``. The one implementation every dense head
-  calls; ``batch_input_shape`` gives the padded input size its maps cover.
+  calls; ``visionfm.data.batch.batch_input_shape`` gives the padded input size its maps cover.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from torch import Tensor
 from .boxes import clip_boxes
 
 __all__ = [
-    "batch_input_shape",
     "boxes_to_input",
     "boxes_to_original",
     "dense_to_original",
@@ -104,16 +103,6 @@ def boxes_to_input(bboxes: Tensor, metainfo: Mapping) -> Tensor:
     return torch.cat((xy.amin(-2), xy.amax(-2)), dim=-1).to(bboxes.dtype)
 
 
-def batch_input_shape(data_samples: Sequence) -> tuple[int, int]:
-    """(H, W) of the padded batch input the samples were stacked into: the data
-    preprocessor's ``batch_input_shape`` metainfo, else the largest ``img_shape``."""
-    shape = data_samples[0].metainfo.get("batch_input_shape")
-    if shape is not None:
-        return int(shape[0]), int(shape[1])
-    sizes = [s.metainfo["img_shape"][:2] for s in data_samples]
-    return max(int(h) for h, _ in sizes), max(int(w) for _, w in sizes)
-
-
 def _original_to_input(metainfo: Mapping) -> Tensor:
     """(3, 3) float64 map from original-image to network-input pixel coordinates:
     ``homography_matrix`` if recorded, else ``scale_factor`` (w, h) then the horizontal
@@ -166,8 +155,8 @@ def dense_to_original(
             (original -> input) or ``scale_factor`` / ``flip``.
         mode: ``'bilinear'`` or ``'nearest'``.
         input_shape: (H, W) of the padded input ``maps`` covers (see
-            :func:`batch_input_shape`); None: ``pad_shape``, else ``batch_input_shape``,
-            else ``img_shape`` metainfo, else the size of ``maps``.
+            :func:`visionfm.data.batch.batch_input_shape`); None: ``pad_shape``, else
+            ``batch_input_shape``, else ``img_shape`` metainfo, else the size of ``maps``.
         rescale: False: return the maps over the unpadded input (``img_shape``) instead of
             the original image (padding removed, nothing else undone).
         fill: value of output pixels outside the valid region; None: the nearest valid value.

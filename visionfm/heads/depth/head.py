@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from visionfm.backbones.weights import LoadReport, load_converted, read_checkpoint
-from visionfm.ops.geometry import batch_input_shape, dense_to_original
+from visionfm.data.batch import batch_input_shape
+from visionfm.ops.geometry import dense_to_original
 from visionfm.registry import MODELS
 
 from .losses import ScaleShiftInvariantLoss, SILogLoss

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
-from visionfm.data.preprocessor import padding_mask
+from visionfm.data.batch import padding_mask
 from visionfm.necks.channel_mapper import ChannelMapper
 from visionfm.ops.boxes import box_cxcywh_to_xyxy, rescale_boxes
 from visionfm.ops.geometry import boxes_to_original
@@ -212,12 +212,8 @@ class DETRHead(nn.Module):
         inputs = _select(feats, self.in_channels)
         pixels = None
         if data_samples is not None:
-            shapes = [s.img_shape[:2] for s in data_samples]
-            batch_shape = data_samples[0].metainfo.get("batch_input_shape") or tuple(
-                max(sizes) for sizes in zip(*shapes)
-            )
             first = next(iter(inputs.values()))
-            pixels = padding_mask(data_samples, tuple(batch_shape[:2]), first.device)  # (B, H, W)
+            pixels = padding_mask(data_samples, device=first.device)  # (B, H, W)
             # zero the padded positions, so that the extra levels' stride-2 convs read the
             # same zeros at an image's border whether or not the batch pads it
             inputs = {

@@ -28,13 +28,14 @@ import torch.nn.functional as F
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
+from visionfm.data.batch import batch_input_shape
 from visionfm.data.transforms.geometric import COCO_FLIP_PAIRS
 from visionfm.ops.geometry import boxes_to_original, points_to_original
 from visionfm.registry import MODELS
 
 from .codec import UDPHeatmapCodec, flip_heatmaps
 
-__all__ = ["TopDownHeatmapHead", "input_shape", "select_level"]
+__all__ = ["TopDownHeatmapHead", "select_level"]
 
 
 def select_level(feats: Mapping[str, Tensor], in_key: str | Sequence[str] | None) -> Tensor:
@@ -53,16 +54,6 @@ def select_level(feats: Mapping[str, Tensor], in_key: str | Sequence[str] | None
         m if m.shape[-2:] == size else F.interpolate(m, size=size, mode="bilinear") for m in maps
     ]
     return maps[0] if len(maps) == 1 else torch.cat(maps, 1)
-
-
-def input_shape(data_samples, fallback: Sequence[int]) -> tuple[int, int]:
-    """(H, W) of the (padded) network input the heatmaps cover."""
-    if data_samples:
-        meta = data_samples[0].metainfo
-        shape = meta.get("batch_input_shape") or meta.get("img_shape")
-        if shape is not None:
-            return int(shape[0]), int(shape[1])
-    return int(fallback[0]), int(fallback[1])
 
 
 @MODELS.register_module()
@@ -135,7 +126,7 @@ class TopDownHeatmapHead(nn.Module):
         """``loss_kpt``: mean over batch, keypoints and pixels of the squared heatmap error,
         keypoints weighted by their target weight (0 for unlabelled ones)."""
         heatmaps = self(feats)
-        input_hw = input_shape(data_samples, heatmaps.shape[-2:])
+        input_hw = batch_input_shape(data_samples, heatmaps.shape[-2:])
         targets, weights = self.targets(
             data_samples, input_hw, heatmaps.shape[-2:], heatmaps.device
         )
@@ -162,7 +153,7 @@ class TopDownHeatmapHead(nn.Module):
         heatmaps = self(feats)
         if flip_feats is not None:
             heatmaps = 0.5 * (heatmaps + flip_heatmaps(self(flip_feats), self.flip_pairs))
-        input_hw = input_shape(data_samples, heatmaps.shape[-2:])
+        input_hw = batch_input_shape(data_samples, heatmaps.shape[-2:])
         coords, scores = self.codec.decode(heatmaps, input_hw)  # (B, K, 2), (B, K)
         for sample, xy, score in zip(data_samples, coords, scores):
             sample.pred_instances = self._instance(sample.metainfo, xy, score, input_hw, rescale)

@@ -25,11 +25,12 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
+from visionfm.data.batch import batch_input_shape
 from visionfm.ops.geometry import boxes_to_input, boxes_to_original, points_to_original
 from visionfm.registry import MODELS
 
 from .codec import UDPHeatmapCodec
-from .head import input_shape, select_level
+from .head import select_level
 
 __all__ = ["RoIPoseHead", "expand_boxes"]
 
@@ -88,7 +89,7 @@ class RoIPoseHead(nn.Module):
         self.score_thr = score_thr
 
     def _stride(self, feat: Tensor, data_samples) -> float:
-        h, w = input_shape(data_samples, feat.shape[-2:])
+        h, w = batch_input_shape(data_samples, feat.shape[-2:])
         return w / feat.shape[-1]
 
     def _crop_frame(self, stride: float) -> tuple[int, int]:
@@ -103,7 +104,7 @@ class RoIPoseHead(nn.Module):
         feat = select_level(feats, self.in_key)
         stride = self._stride(feat, data_samples)
         if rois is None:
-            h, w = input_shape(data_samples, feat.shape[-2:])
+            h, w = batch_input_shape(data_samples, feat.shape[-2:])
             rois = [feat.new_tensor([[0.0, 0.0, w, h]]) for _ in range(feat.shape[0])]
         aligned = roi_align(
             feat,
@@ -157,7 +158,7 @@ class RoIPoseHead(nn.Module):
     # -- inference ------------------------------------------------------------------------
     def _whole_image(self, sample, feat: Tensor) -> InstanceData:
         """No detection head ran: the whole image is one person box (score 1)."""
-        h, w = sample.metainfo.get("img_shape", input_shape([sample], feat.shape[-2:]))[:2]
+        h, w = sample.metainfo.get("img_shape", batch_input_shape([sample], feat.shape[-2:]))[:2]
         box = feat.new_tensor([[0.0, 0.0, w, h]])
         return InstanceData(
             bboxes=boxes_to_original(box, sample.metainfo),

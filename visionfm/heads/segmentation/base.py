@@ -41,7 +41,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from visionfm.backbones.vit_layers import make_act, make_norm
-from visionfm.ops.geometry import batch_input_shape, dense_to_original
+from visionfm.data.batch import batch_input_shape
+from visionfm.ops.geometry import dense_to_original
 
 from .losses import check_seg_labels, semantic_ce_loss, softmax_dice_loss
 
@@ -49,7 +50,6 @@ __all__ = [
     "ConvNormAct",
     "SegClassifier",
     "SemanticSegHead",
-    "batch_input_shape",
     "make_seg_norm",
     "resize_to",
 ]

@@ -29,10 +29,11 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from visionfm.data.batch import batch_input_shape
 from visionfm.heads.detr.losses import average_num_boxes
 from visionfm.heads.detr.positional import SinePositionalEncoding
 from visionfm.heads.detr.transformer import MLP
-from visionfm.ops.geometry import batch_input_shape, dense_to_original
+from visionfm.ops.geometry import dense_to_original
 from visionfm.registry import MODELS
 
 from .inference import instance_inference, panoptic_inference, semantic_inference
@@ -168,9 +169,7 @@ class Mask2FormerHead(nn.Module):
     def targets(self, data_samples, device=None) -> list[dict[str, Tensor]]:
         """Per image ``labels`` (N,) long and ``masks`` (N, H, W) bool over the padded batch
         extent (``batch_input_shape``), from ``gt_instances`` or else ``gt_sem_seg``."""
-        shapes = [s.img_shape[:2] for s in data_samples]
-        batch = data_samples[0].metainfo.get("batch_input_shape") or tuple(map(max, zip(*shapes)))
-        h, w = batch[:2]
+        h, w = batch_input_shape(data_samples)
         targets = []
         for i, sample in enumerate(data_samples):
             gt = sample.get("gt_instances")

@@ -22,12 +22,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from visionfm.backbones.vit_layers import make_norm
-from visionfm.data.preprocessor import padding_mask
+from visionfm.data.batch import padding_mask
 from visionfm.heads.detr.deformable import DeformableMemoryAttention, flatten_levels
 from visionfm.heads.detr.positional import SinePositionalEncoding
 from visionfm.registry import MODELS
 
-__all__ = ["MSDeformAttnPixelDecoder", "PixelDecoderOutput", "batch_padding"]
+__all__ = ["MSDeformAttnPixelDecoder", "PixelDecoderOutput"]
 
 
 @dataclass
@@ -40,16 +40,6 @@ class PixelDecoderOutput:
     levels: list[Tensor]
     padding: list[Tensor]
     strides: list[int]
-
-
-def batch_padding(data_samples, like: Tensor) -> Tensor:
-    """(B, H, W) bool padding mask of the batch at the input resolution (True on padding),
-    from the samples' ``img_shape`` / ``batch_input_shape``; all False without samples."""
-    if data_samples is None:
-        return torch.zeros(like.shape[0], 1, 1, dtype=torch.bool, device=like.device)
-    shapes = [s.img_shape[:2] for s in data_samples]
-    batch = data_samples[0].metainfo.get("batch_input_shape") or tuple(map(max, zip(*shapes)))
-    return padding_mask(data_samples, tuple(batch[:2]), like.device)
 
 
 def resize_padding(mask: Tensor, size) -> Tensor:
@@ -147,7 +137,10 @@ class MSDeformAttnPixelDecoder(nn.Module):
         """feats: ``{level: (B, C_l, H_l, W_l)}`` (at least the levels of ``in_channels``);
         data_samples give the padding (``img_shape`` / ``batch_input_shape``)."""
         first = feats[self.encoder_names[0]]
-        pixels = batch_padding(data_samples, first)  # (B, H, W)
+        if data_samples is None:  # no metainfo: nothing is padding
+            pixels = torch.zeros(first.shape[0], 1, 1, dtype=torch.bool, device=first.device)
+        else:
+            pixels = padding_mask(data_samples, device=first.device)  # (B, H, W)
         maps, masks = [], []
         for name, proj in zip(self.encoder_names, self.input_proj):
             mask = resize_padding(pixels, feats[name].shape[-2:])
