@@ -16,7 +16,7 @@ validation json by pycocotools (COCO bbox AP). The run of each stops at the time
 - ours: ``tools/train.py configs/dino/dino_vit-t_synthetic.py`` in a subprocess, as the demo
   runs it (its schedule, its EMA weights validated; ``--epochs`` overrides
   ``train_cfg.max_epochs``), stopped at the budget. Minutes and AP are read from its
-  mmengine log with ``tools/analyze_logs.py``'s ``parse_log``.
+  mmengine logs with ``tools/analyze_logs.py``'s ``read_work_dir``.
 - HF: ``transformers.DeformableDetrForObjectDetection`` of comparable size, random weights:
   d_model 128, 3 encoder + 3 decoder layers, FFN 512, 8 heads, 4 points, 3 feature levels,
   30 queries, two-stage and iterative box refinement on, auxiliary losses on; backbone timm
@@ -103,7 +103,7 @@ def _quiet_coco(ann_file: Path):
 def run_ours(args, train_ann: Path, val_ann: Path, run_dir: Path) -> dict:
     """Train ours with tools/train.py until the budget; rows of (epoch, minutes, AP)."""
     sys.path.insert(0, str(common.ROOT / "tools"))
-    from analyze_logs import newest_log, parse_log
+    from analyze_logs import read_work_dir
 
     work_dir = run_dir / "ours"
     options = [
@@ -135,7 +135,7 @@ def run_ours(args, train_ann: Path, val_ann: Path, run_dir: Path) -> dict:
                 time.sleep(1.0)
                 if start is None:  # training start = now - minutes of the newest train row
                     with contextlib.suppress(FileNotFoundError):
-                        train, _ = parse_log(newest_log(str(work_dir)), "coco/bbox_mAP")
+                        train, _ = read_work_dir(str(work_dir), "coco/bbox_mAP")
                         if train:
                             start = time.time() - train[-1]["minutes"] * 60
                             print(f"[ours] training started {time.time() - start:.0f} s ago")
@@ -149,7 +149,7 @@ def run_ours(args, train_ann: Path, val_ann: Path, run_dir: Path) -> dict:
     if not stopped and proc.returncode != 0:
         tail = (work_dir / "stdout.log").read_text()[-3000:]
         raise RuntimeError(f"tools/train.py failed ({proc.returncode}):\n{tail}")
-    train, val = parse_log(newest_log(str(work_dir)), "coco/bbox_mAP")
+    train, val = read_work_dir(str(work_dir), "coco/bbox_mAP")
     rows = [
         dict(epoch=v["epoch"], minutes=v["minutes"], **{m: v[f"coco/{m}"] for m in METRICS})
         for v in val

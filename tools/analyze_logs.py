@@ -3,9 +3,18 @@ validation metric against wall-clock minutes.
 
     python tools/analyze_logs.py WORK_DIR [--metric coco/bbox_mAP] [--out curves.png] [--md table.md]
 
-Reads the newest ``WORK_DIR/<timestamp>/<timestamp>.log`` that mmengine wrote (its
-timestamps give the minutes); minutes count from the first training iteration's log
-line back by that iteration window's own duration, i.e. from the start of training.
+Reads every ``WORK_DIR/<timestamp>/<timestamp>.log`` that mmengine wrote, one per run, and
+merges them oldest first, so that a training continued with ``tools/train.py --resume``
+shows all its epochs: a run replaces what earlier runs logged from its first epoch on (a
+resume restarts at the checkpoint's epoch and redoes the ones after it). Runs that trained
+nothing (a ``tools/test.py --work-dir`` run) are skipped.
+
+Minutes are training time (incl. validation), from the log lines' timestamps: a run's count
+from its first training iteration's log line back by that iteration window's own duration,
+i.e. from the start of its training, and a resumed run's continue from the last line kept
+of the runs before it. So the gap between runs (the time the training was stopped, the
+resumed run's start-up) and the time spent on iterations that the resume redid are not
+counted.
 """
 
 from __future__ import annotations
@@ -29,7 +38,8 @@ _VAL = re.compile(r"Epoch\(val\)\s+\[(\d+)\]\[\s*\d+/\d+\]\s+(\S+: .*)$")
 
 
 def parse_log(path: str, metric: str) -> tuple[list[dict], list[dict]]:
-    """(train rows: iter/minutes/lr/loss, val rows: epoch/minutes/metrics) from one log."""
+    """(train rows: epoch/iter/minutes/lr/loss, val rows: epoch/minutes/metrics) from one
+    log; minutes from the start of its training."""
     train, val, start = [], [], None
     for line in open(path, encoding="utf-8"):
         m = _STAMP.match(line.rstrip())
@@ -42,6 +52,7 @@ def parse_log(path: str, metric: str) -> tuple[list[dict], list[dict]]:
                 start = when.timestamp() - float(t.group(5)) * it
             train.append(
                 dict(
+                    epoch=epoch,
                     iter=(epoch - 1) * per_epoch + it,
                     lr=float(t.group(4)),
                     loss=float(t.group(6)),
@@ -60,17 +71,31 @@ def parse_log(path: str, metric: str) -> tuple[list[dict], list[dict]]:
     return train, val
 
 
-def newest_log(work_dir: str) -> str:
-    """The newest mmengine log under ``work_dir`` that logged training iterations (a later
-    ``tools/test.py --work-dir`` run writes its own, training-free log there too)."""
+def merge_runs(runs: list[tuple[list[dict], list[dict]]]) -> tuple[list[dict], list[dict]]:
+    """One (train rows, val rows) of several runs' :func:`parse_log` rows, oldest run first
+    (see the module doc): each run replaces the earlier runs' rows from its first epoch on,
+    and its minutes continue from the last row kept before it."""
+    train: list[dict] = []
+    val: list[dict] = []
+    for run_train, run_val in runs:
+        if not run_train:
+            continue
+        first = run_train[0]["epoch"]
+        train = [r for r in train if r["epoch"] < first]
+        val = [r for r in val if r["epoch"] < first]
+        offset = max((r["minutes"] for r in train + val), default=0.0)
+        train += [dict(r, minutes=r["minutes"] + offset) for r in run_train]
+        val += [dict(r, minutes=r["minutes"] + offset) for r in run_val]
+    return train, val
+
+
+def read_work_dir(work_dir: str, metric: str) -> tuple[list[dict], list[dict]]:
+    """The merged (train rows, val rows) of every mmengine log under ``work_dir``
+    (``<timestamp>/<timestamp>.log``, one per run; see the module doc)."""
     logs = sorted(glob.glob(os.path.join(work_dir, "*", "*.log")))
     if not logs:
         raise FileNotFoundError(f"no mmengine log (<timestamp>/<timestamp>.log) under {work_dir}")
-    for log in reversed(logs):
-        with open(log, errors="replace") as f:
-            if any("(train)" in line for line in f):
-                return log
-    return logs[-1]
+    return merge_runs([parse_log(log, metric) for log in logs])
 
 
 def main() -> None:
@@ -81,10 +106,9 @@ def main() -> None:
     parser.add_argument("--md", help="also write the metric table as markdown here")
     args = parser.parse_args()
 
-    log = newest_log(args.work_dir)
-    train, val = parse_log(log, args.metric)
+    train, val = read_work_dir(args.work_dir, args.metric)
     if not train:
-        raise SystemExit(f"{log}: no training iterations logged")
+        raise SystemExit(f"{args.work_dir}: its mmengine logs have no training iterations")
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     axes[0].plot([r["iter"] for r in train], [r["loss"] for r in train])
     axes[0].set(xlabel="iteration", ylabel="total loss", title="loss")
