@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -15,9 +17,13 @@ from mmengine.model import BaseModel
 from torch.utils.data import DataLoader
 
 from visionfm.data import LoadAnnotations
-from visionfm.data.datasets import CocoDataset, CocoFormatError
+from visionfm.data.datasets import CocoDataset, CocoFormatError, DepthFolderDataset
+from visionfm.data.datasets.seg_folder import SegFolderDataset
 from visionfm.engine import build_runner
-from visionfm.registry import MODELS, ConfigError
+from visionfm.engine.config import load_config
+from visionfm.registry import DATASETS, MODELS, ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 PIPELINE = [dict(type="LoadImage"), dict(type="LoadAnnotations"), dict(type="PackInputs")]
 
@@ -242,6 +248,62 @@ def test_skipped_samples_are_reported_per_epoch_by_the_hook(tiny_coco, tmp_path,
         "epoch 2: 1 training samples skipped because their files failed to load (2 since the "
         "start; each is logged as 'skipping <file>: <reason>')",
     ]
+
+
+def _image_folders(tmp_path, names=("a", "b", "c")) -> Path:
+    """img/<name>.jpg images with label/<name>.png maps (class 0) and 16-bit depth PNGs."""
+    for sub in ("img", "label"):
+        (tmp_path / sub).mkdir()
+    for name in names:
+        cv2.imwrite(str(tmp_path / "img" / f"{name}.jpg"), np.zeros((8, 8, 3), np.uint8))
+        cv2.imwrite(str(tmp_path / "label" / f"{name}.png"), np.zeros((8, 8), np.uint8))
+    return tmp_path
+
+
+def test_folder_datasets_skip_missing_and_corrupt_files_with_on_error(tmp_path, logs):
+    root = _image_folders(tmp_path)
+    (root / "label" / "b.png").unlink()
+    (root / "img" / "a.jpg").write_bytes(b"\xff\xd8\xff" + bytes(50) + b"\xff\xd9")  # corrupt
+    seg = dict(data_root=str(root), data_prefix=dict(img="img", seg="label"),
+               metainfo=dict(classes=("bg",)), pipeline=PIPELINE[:1])  # fmt: skip
+    with pytest.raises(
+        FileNotFoundError, match=r"1 of 3 images have no label.*b\.jpg.*would leave"
+    ):
+        SegFolderDataset(**seg)
+    ds = SegFolderDataset(**seg, on_error="skip")
+    assert [Path(ds.get_data_info(i)["img_path"]).name for i in range(len(ds))] == [
+        "a.jpg",
+        "c.jpg",
+    ]
+    assert any("left out (on_error='skip')" in m and "b.jpg" in m for m in logs)
+    assert ds[0]["img_path"].endswith("c.jpg") and ds.num_skipped_samples == 1  # a.jpg corrupt
+    depth = dict(data_root=str(root), data_prefix=dict(img="img", depth="label"))
+    with pytest.raises(
+        FileNotFoundError, match=r"1 of 3 depth maps not found.*b\.png.*would leave"
+    ):
+        DepthFolderDataset(**depth)
+    assert len(DepthFolderDataset(**depth, on_error="skip")) == 2
+
+
+DATASET_CONFIGS = sorted(
+    str(p.relative_to(ROOT)) for p in ROOT.glob("configs/_base_/datasets/*.py")
+)
+
+
+@pytest.mark.parametrize("path", [*DATASET_CONFIGS, "configs/custom/dino_vit-t_custom-coco.py"])
+def test_one_on_error_variable_reaches_the_train_val_and_test_datasets(path):
+    cfg = load_config(str(ROOT / path), {"on_error": "skip"})
+    for split in ("train", "val", "test"):
+        dataset_cfg = cfg[f"{split}_dataloader"]["dataset"]
+        assert dataset_cfg["on_error"] == "skip", f"{path}: {split}_dataloader.dataset"
+
+
+def test_on_error_from_the_config_reaches_the_built_datasets(synthetic_root):
+    options = dict(on_error="skip", data_root=f"{synthetic_root}/")
+    for name in ("synthetic_semantic", "synthetic_depth", "synthetic_keypoints"):
+        cfg = load_config(str(ROOT / f"configs/_base_/datasets/{name}.py"), options)
+        for split in ("train", "val"):
+            assert DATASETS.build(cfg[f"{split}_dataloader"]["dataset"]).on_error == "skip"
 
 
 # ---- transforms --------------------------------------------------------------------------

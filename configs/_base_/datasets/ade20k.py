@@ -5,6 +5,10 @@
 #   data/ade/ADEChallengeData2016/{images,annotations}/{training,validation}/
 dataset_type = "SegFolderDataset"
 data_root = "data/ade/ADEChallengeData2016/"
+# Bad data, for the train / val / test datasets at once (--cfg-options on_error=skip): 'raise',
+# or 'skip' = leave out missing files and malformed annotation entries (logged, counted) and
+# skip training samples whose files fail to load (visionfm/data/datasets/bad_samples.py).
+on_error = "raise"
 crop_size = (512, 512)
 # fmt: off
 classes = (
@@ -57,6 +61,7 @@ train_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
+        on_error=on_error,
         data_prefix=dict(img="images/training/", seg="annotations/training/"),
         img_suffix=".jpg",
         seg_map_suffix=".png",
@@ -74,6 +79,7 @@ val_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
+        on_error=on_error,
         data_prefix=dict(img="images/validation/", seg="annotations/validation/"),
         img_suffix=".jpg",
         seg_map_suffix=".png",

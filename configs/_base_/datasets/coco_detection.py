@@ -1,6 +1,10 @@
 # COCO 2017 detection at real scale (LSJ-style: random resize 0.1-2.0 of 1024, crop 1024).
 dataset_type = "CocoDataset"
 data_root = "data/coco/"
+# Bad data, for the train / val / test datasets at once (--cfg-options on_error=skip): 'raise',
+# or 'skip' = leave out missing files and malformed annotation entries (logged, counted) and
+# skip training samples whose files fail to load (visionfm/data/datasets/bad_samples.py).
+on_error = "raise"
 image_size = 1024
 
 train_pipeline = [
@@ -29,6 +33,7 @@ train_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
+        on_error=on_error,
         ann_file="annotations/instances_train2017.json",
         data_prefix=dict(img="train2017/"),
         filter_empty_gt=True,
@@ -44,6 +49,7 @@ val_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
+        on_error=on_error,
         ann_file="annotations/instances_val2017.json",
         data_prefix=dict(img="val2017/"),
         test_mode=True,

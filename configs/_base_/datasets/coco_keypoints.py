@@ -4,6 +4,10 @@
 # ground-truth boxes instead: --cfg-options val_dataloader.dataset.bbox_file=None
 dataset_type = "CocoKeypointDataset"
 data_root = "data/coco/"
+# Bad data, for the train / val / test datasets at once (--cfg-options on_error=skip): 'raise',
+# or 'skip' = leave out missing files and malformed annotation entries (logged, counted) and
+# skip training samples whose files fail to load (visionfm/data/datasets/bad_samples.py).
+on_error = "raise"
 input_size = (192, 256)  # (w, h)
 
 train_pipeline = [
@@ -30,6 +34,7 @@ train_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
+        on_error=on_error,
         ann_file="annotations/person_keypoints_train2017.json",
         data_prefix=dict(img="train2017/"),
         pipeline=train_pipeline,
@@ -44,6 +49,7 @@ val_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
+        on_error=on_error,
         ann_file="annotations/person_keypoints_val2017.json",
         data_prefix=dict(img="val2017/"),
         bbox_file="person_detection_results/COCO_val2017_detections_AP_H_56_person.json",

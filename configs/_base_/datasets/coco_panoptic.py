@@ -3,6 +3,10 @@
 # PQ and by box / mask AP of the instance predictions against instances_val2017.json.
 dataset_type = "CocoPanopticDataset"
 data_root = "data/coco/"
+# Bad data, for the train / val / test datasets at once (--cfg-options on_error=skip): 'raise',
+# or 'skip' = leave out missing files and malformed annotation entries (logged, counted) and
+# skip training samples whose files fail to load (visionfm/data/datasets/bad_samples.py).
+on_error = "raise"
 image_size = 1024
 
 train_pipeline = [
@@ -30,6 +34,7 @@ train_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
+        on_error=on_error,
         ann_file="annotations/panoptic_train2017.json",
         data_prefix=dict(img="train2017/", seg="annotations/panoptic_train2017/"),
         filter_empty_gt=True,
@@ -45,6 +50,7 @@ val_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
+        on_error=on_error,
         ann_file="annotations/panoptic_val2017.json",
         data_prefix=dict(img="val2017/", seg="annotations/panoptic_val2017/"),
         test_mode=True,

@@ -6,6 +6,10 @@
 # 1e-3..80 m.
 dataset_type = "KittiDepthDataset"
 data_root = "data/kitti/"
+# Bad data, for the train / val / test datasets at once (--cfg-options on_error=skip): 'raise',
+# or 'skip' = leave out missing files and malformed annotation entries (logged, counted) and
+# skip training samples whose files fail to load (visionfm/data/datasets/bad_samples.py).
+on_error = "raise"
 
 train_pipeline = [
     dict(type="LoadImage"),
@@ -30,6 +34,7 @@ train_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
+        on_error=on_error,
         ann_file="eigen_train_files_with_gt.txt",
         data_prefix=dict(img="raw/", depth="gt_depth/"),
         pipeline=train_pipeline,
@@ -44,6 +49,7 @@ val_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
+        on_error=on_error,
         ann_file="eigen_test_files_with_gt.txt",
         data_prefix=dict(img="raw/", depth="gt_depth/"),
         test_mode=True,

@@ -4,6 +4,10 @@
 # Train on random 416 x 544 crops; evaluate at full size in Eigen's crop, 1e-3..10 m.
 dataset_type = "DepthFolderDataset"
 data_root = "data/nyu/"
+# Bad data, for the train / val / test datasets at once (--cfg-options on_error=skip): 'raise',
+# or 'skip' = leave out missing files and malformed annotation entries (logged, counted) and
+# skip training samples whose files fail to load (visionfm/data/datasets/bad_samples.py).
+on_error = "raise"
 _depth = dict(depth_scale=1000.0, min_depth=1e-3, max_depth=10.0, eval_crop="nyu")
 
 train_pipeline = [
@@ -24,6 +28,7 @@ train_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
+        on_error=on_error,
         ann_file="nyudepthv2_train_files_with_gt.txt",
         data_prefix=dict(img="sync/", depth="sync/"),
         pipeline=train_pipeline,
@@ -39,6 +44,7 @@ val_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
+        on_error=on_error,
         ann_file="nyudepthv2_test_files_with_gt.txt",
         data_prefix=dict(img="official_splits/test/", depth="official_splits/test/"),
         test_mode=True,

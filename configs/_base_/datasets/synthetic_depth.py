@@ -3,6 +3,10 @@
 # Objects are plates at 0.8-3 m in front of a background plane at 3.2-5 m.
 dataset_type = "DepthFolderDataset"
 data_root = "data/synthetic/"
+# Bad data, for the train / val / test datasets at once (--cfg-options on_error=skip): 'raise',
+# or 'skip' = leave out missing files and malformed annotation entries (logged, counted) and
+# skip training samples whose files fail to load (visionfm/data/datasets/bad_samples.py).
+on_error = "raise"
 image_scale = (128, 128)  # long side 128 px
 
 train_pipeline = [
@@ -30,6 +34,7 @@ train_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
+        on_error=on_error,
         data_prefix=dict(img="images/train/", depth="depth/train/"),
         pipeline=train_pipeline,
         **_depth,
@@ -44,6 +49,7 @@ val_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
+        on_error=on_error,
         data_prefix=dict(img="images/val/", depth="depth/val/"),
         test_mode=True,
         pipeline=test_pipeline,

@@ -2,6 +2,10 @@
 # (boxes, masks, person keypoints). Point data_root at any COCO-style folder to reuse it.
 dataset_type = "CocoDataset"
 data_root = "data/synthetic/"
+# Bad data, for the train / val / test datasets at once (--cfg-options on_error=skip): 'raise',
+# or 'skip' = leave out missing files and malformed annotation entries (logged, counted) and
+# skip training samples whose files fail to load (visionfm/data/datasets/bad_samples.py).
+on_error = "raise"
 
 train_pipeline = [
     dict(type="LoadImage"),
@@ -24,6 +28,7 @@ train_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
+        on_error=on_error,
         ann_file="annotations/instances_train.json",
         data_prefix=dict(img="images/train/"),
         filter_empty_gt=True,
@@ -39,6 +44,7 @@ val_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
+        on_error=on_error,
         ann_file="annotations/instances_val.json",
         data_prefix=dict(img="images/val/"),
         test_mode=True,

@@ -3,6 +3,10 @@
 # boxes for training and validation.
 dataset_type = "CocoKeypointDataset"
 data_root = "data/synthetic/"
+# Bad data, for the train / val / test datasets at once (--cfg-options on_error=skip): 'raise',
+# or 'skip' = leave out missing files and malformed annotation entries (logged, counted) and
+# skip training samples whose files fail to load (visionfm/data/datasets/bad_samples.py).
+on_error = "raise"
 input_size = (48, 64)  # (w, h)
 
 train_pipeline = [
@@ -31,6 +35,7 @@ train_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
+        on_error=on_error,
         ann_file="annotations/instances_train.json",
         data_prefix=dict(img="images/train/"),
         pipeline=train_pipeline,
@@ -45,6 +50,7 @@ val_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
+        on_error=on_error,
         ann_file="annotations/instances_val.json",
         data_prefix=dict(img="images/val/"),
         test_mode=True,

@@ -3,6 +3,10 @@
 # AP of the instance predictions against the instances json (CocoMetric).
 dataset_type = "CocoPanopticDataset"
 data_root = "data/synthetic/"
+# Bad data, for the train / val / test datasets at once (--cfg-options on_error=skip): 'raise',
+# or 'skip' = leave out missing files and malformed annotation entries (logged, counted) and
+# skip training samples whose files fail to load (visionfm/data/datasets/bad_samples.py).
+on_error = "raise"
 
 train_pipeline = [
     dict(type="LoadImage"),
@@ -24,6 +28,7 @@ train_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
+        on_error=on_error,
         ann_file="annotations/panoptic_train.json",
         data_prefix=dict(img="images/train/", seg="panoptic/train/"),
         filter_empty_gt=True,
@@ -39,6 +44,7 @@ val_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
+        on_error=on_error,
         ann_file="annotations/panoptic_val.json",
         data_prefix=dict(img="images/val/", seg="panoptic/val/"),
         test_mode=True,

@@ -4,6 +4,10 @@
 # Images are resized to a long side of 128 px: models on it train on 2 CPU cores.
 dataset_type = "SegFolderDataset"
 data_root = "data/synthetic/"
+# Bad data, for the train / val / test datasets at once (--cfg-options on_error=skip): 'raise',
+# or 'skip' = leave out missing files and malformed annotation entries (logged, counted) and
+# skip training samples whose files fail to load (visionfm/data/datasets/bad_samples.py).
+on_error = "raise"
 classes = ("background", "circle", "square", "triangle", "star", "person")
 image_scale = (128, 128)
 # No photometric distortion: the synthetic images have no lighting changes to be robust to,
@@ -34,6 +38,7 @@ train_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
+        on_error=on_error,
         data_prefix=dict(img="images/train/", seg="semantic/train/"),
         img_suffix=".jpg",
         seg_map_suffix=".png",
@@ -51,6 +56,7 @@ val_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
+        on_error=on_error,
         data_prefix=dict(img="images/val/", seg="semantic/val/"),
         img_suffix=".jpg",
         seg_map_suffix=".png",

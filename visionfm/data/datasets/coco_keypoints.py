@@ -70,8 +70,8 @@ class CocoKeypointDataset(CocoDataset):
     """Top-down COCO keypoints (see the module doc).
 
     Args:
-        ann_file, pipeline, data_root, data_prefix, check_images, test_mode, lazy_init,
-            serialize_data, indices, max_refetch: as :class:`CocoDataset`.
+        ann_file, pipeline, data_root, data_prefix, check_images, on_error, test_mode,
+            lazy_init, serialize_data, indices, max_refetch: as :class:`CocoDataset`.
         metainfo: ``classes=(name,)`` picks the keypoint category by name (default: the
             first category with keypoints); ``sigmas`` sets the OKS sigmas.
         bbox_file: detection results json (relative to ``data_root`` unless absolute) to
@@ -91,6 +91,7 @@ class CocoKeypointDataset(CocoDataset):
         bbox_score_thr: float = 0.0,
         min_keypoints: int = 1,
         check_images: bool = True,
+        on_error: str = "raise",
         test_mode: bool = False,
         lazy_init: bool = False,
         serialize_data: bool = True,
@@ -115,6 +116,7 @@ class CocoKeypointDataset(CocoDataset):
             metainfo=metainfo,
             filter_empty_gt=False,
             check_images=check_images,
+            on_error=on_error,
             test_mode=test_mode,
             lazy_init=lazy_init,
             serialize_data=serialize_data,

@@ -40,6 +40,7 @@ from mmengine.logging import print_log
 from visionfm.data.transforms import Compose
 from visionfm.registry import DATASETS
 
+from .bad_samples import SkipBadSamplesMixin
 from .coco import CocoDataset
 
 __all__ = ["DepthFolderDataset", "KittiDepthDataset", "EVAL_CROPS"]
@@ -61,7 +62,7 @@ def _scan(folder: str, suffixes: tuple[str, ...]) -> list[str]:
 
 
 @DATASETS.register_module()
-class DepthFolderDataset(BaseDataset):
+class DepthFolderDataset(SkipBadSamplesMixin, BaseDataset):
     """RGB + depth PNG pairs from folders or a list file (see the module doc).
 
     Args:
@@ -75,6 +76,10 @@ class DepthFolderDataset(BaseDataset):
         eval_crop: evaluation crop for ``DepthMetric``: None, 'nyu' (Eigen's NYU crop),
             'garg' or 'eigen' (KITTI).
         check_files: at load time, fail listing the image / depth files that do not exist.
+        on_error: 'raise' or 'skip': with 'skip' the pairs with a missing file
+            (``check_files``) are left out, logged, and in training a sample whose files
+            fail to load is skipped (see
+            :class:`~visionfm.data.datasets.bad_samples.SkipBadSamplesMixin`).
     """
 
     def __init__(
@@ -90,6 +95,7 @@ class DepthFolderDataset(BaseDataset):
         max_depth: float = 10.0,
         eval_crop: str | None = None,
         check_files: bool = True,
+        on_error: str = "raise",
         metainfo: dict | None = None,
         test_mode: bool = False,
         lazy_init: bool = False,
@@ -113,6 +119,7 @@ class DepthFolderDataset(BaseDataset):
         self.depth_suffix = depth_suffix
         self.depth_scale = float(depth_scale)
         self.check_files = check_files
+        self._init_bad_samples(on_error)
         self.num_skipped = 0
         info = dict(
             depth_scale=self.depth_scale,
@@ -187,18 +194,25 @@ class DepthFolderDataset(BaseDataset):
         return pairs
 
     def _check(self, data_list: list[dict], listed: bool) -> None:
-        """Fail naming the missing files (depth maps first: the usual mistake)."""
+        """Fail naming the missing files (depth maps first: the usual mistake); with
+        ``on_error='skip'`` leave their pairs out of ``data_list``, logged."""
         where = self.ann_file if listed else self.data_prefix["img"]
         for key, what in (("depth_path", "depth maps"), ("img_path", "images")):
             missing = [d[key] for d in data_list if not os.path.isfile(d[key])]
-            if missing:
-                shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-                hint = ""
-                if key == "depth_path" and not listed:
-                    hint = f" (depth files are named like the image with {self.depth_suffix!r})"
-                raise FileNotFoundError(
-                    f"{where}: {len(missing)} of {len(data_list)} {what} not found: {shown}{hint}"
-                )
+            if not missing:
+                continue
+            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            hint = ""
+            if key == "depth_path" and not listed:
+                hint = f" (depth files are named like the image with {self.depth_suffix!r})"
+            message = f"{where}: {len(missing)} of {len(data_list)} {what} not found: {shown}{hint}"
+            if self.on_error == "raise":
+                raise FileNotFoundError(message + " (on_error='skip' would leave them out)")
+            print_log(
+                f"{message}; left out (on_error='skip')", logger="current", level=logging.WARNING
+            )
+            gone = set(missing)
+            data_list[:] = [d for d in data_list if d[key] not in gone]
         if not data_list:
             print_log(f"{where}: no image found", logger="current", level=logging.WARNING)
 

@@ -29,21 +29,24 @@ naming the file when the label map's size differs from the image's or it holds a
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 
 from mmengine.dataset import BaseDataset
+from mmengine.logging import print_log
 
 from visionfm.data.transforms import Compose
 from visionfm.registry import DATASETS
 
+from .bad_samples import SkipBadSamplesMixin
 from .coco import CocoDataset, default_palette
 
 __all__ = ["SegFolderDataset"]
 
 
 @DATASETS.register_module()
-class SegFolderDataset(BaseDataset):
+class SegFolderDataset(SkipBadSamplesMixin, BaseDataset):
     """Images + label maps in parallel folders (see the module doc).
 
     Args:
@@ -58,6 +61,10 @@ class SegFolderDataset(BaseDataset):
             ``reduce_zero_label``), optional ``palette`` (C RGB triples).
         pipeline: transforms (config dicts or callables), ending with ``PackInputs``.
         check_labels: at load time, fail listing the images whose label file is missing.
+        on_error: 'raise' or 'skip': with 'skip' the images without a label file
+            (``check_labels``) are left out, logged, and in training a sample whose files
+            fail to load is skipped (see
+            :class:`~visionfm.data.datasets.bad_samples.SkipBadSamplesMixin`).
         test_mode, lazy_init, serialize_data, indices, max_refetch: as mmengine's
             ``BaseDataset``.
     """
@@ -73,6 +80,7 @@ class SegFolderDataset(BaseDataset):
         metainfo: dict | None = None,
         pipeline: Sequence[dict | Callable] = (),
         check_labels: bool = True,
+        on_error: str = "raise",
         test_mode: bool = False,
         lazy_init: bool = False,
         serialize_data: bool = True,
@@ -94,6 +102,7 @@ class SegFolderDataset(BaseDataset):
         self.seg_map_suffix = seg_map_suffix
         self.reduce_zero_label = reduce_zero_label
         self.check_labels = check_labels
+        self._init_bad_samples(on_error)
         super().__init__(
             ann_file=ann_file,
             metainfo=metainfo,
@@ -153,15 +162,20 @@ class SegFolderDataset(BaseDataset):
             return [line.strip() for line in f if line.strip()]
 
     def _check_label_files(self, data_list: list[dict]) -> None:
-        """Fail naming the images without a label file (and the label path expected)."""
+        """Fail naming the images without a label file (and the label path expected); with
+        ``on_error='skip'`` leave them out of ``data_list``, logged."""
         missing = [d for d in data_list if not os.path.isfile(d["seg_map_path"])]
-        if missing:
-            shown = "; ".join(f"{d['img_path']} -> {d['seg_map_path']}" for d in missing[:5])
-            more = " ..." if len(missing) > 5 else ""
-            raise FileNotFoundError(
-                f"SegFolderDataset: {len(missing)} of {len(data_list)} images have no label "
-                f"file (image -> expected label): {shown}{more}"
-            )
+        if not missing:
+            return
+        shown = "; ".join(f"{d['img_path']} -> {d['seg_map_path']}" for d in missing[:5])
+        message = (
+            f"SegFolderDataset: {len(missing)} of {len(data_list)} images have no label file "
+            f"(image -> expected label): {shown}{' ...' if len(missing) > 5 else ''}"
+        )
+        if self.on_error == "raise":
+            raise FileNotFoundError(message + " (on_error='skip' would leave them out)")
+        print_log(f"{message}; left out (on_error='skip')", logger="current", level=logging.WARNING)
+        data_list[:] = [d for d in data_list if os.path.isfile(d["seg_map_path"])]
 
     # the same serialisation as CocoDataset (no gc.collect, empty lists allowed)
     _serialize_data = CocoDataset._serialize_data
