@@ -12,8 +12,9 @@ from collections.abc import Iterator
 
 import cv2
 import numpy as np
+from mmengine.logging import print_log
 
-from visionfm.data.transforms.loading import read_image_file
+from visionfm.data.transforms.loading import has_alpha, read_image_file
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -75,7 +76,15 @@ class FrameSource:
 
     def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
         if self.kind in ("image", "folder"):
+            alpha_noted = False
             for path in self.paths:
+                if not alpha_noted and has_alpha(path):
+                    alpha_noted = True
+                    print_log(
+                        f"{path} has an alpha channel: it is dropped (the image is read as "
+                        "RGB); noted once per input",
+                        logger="current",
+                    )
                 yield path, cv2.cvtColor(read_image_file(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
             return
         index = 0
