@@ -148,14 +148,24 @@ def test_wrong_checkpoints_raise_with_what_does_not_match():
     with pytest.raises(CheckpointError, match="not a PVT v2 checkpoint.*patch_embed.proj"):
         model.load_pretrained(vit.state_dict())
     deeper = TimmPvt(**{**TINY, "depths": (2, 2, 1, 1)}, num_classes=0).state_dict()
-    with pytest.raises(CheckpointError, match=r"\(2, 2, 1, 1\) blocks per stage.*\(2, 1, 1, 1\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"\(2, 2, 1, 1\) blocks per stage.*\(2, 1, 1, 1\): set depths=\(2, 2, 1, 1\)",
+    ):
         model.load_pretrained(deeper)
     wider = TimmPvt(**{**TINY, "embed_dims": (16, 32, 48, 96)}, num_classes=0).state_dict()
     with pytest.raises(CheckpointError, match=r"(?s)shapes differ.*stages\.3\.norm\.weight: "):
         model.load_pretrained(wider)
     linear = TimmPvt(**TINY, linear=True, num_classes=0).state_dict()
-    with pytest.raises(CheckpointError, match=r"(?s)stages\.0\.blocks\.0\.attn\.sr\.weight: "):
+    with pytest.raises(CheckpointError, match=r"linear spatial-reduction .* set linear=True"):
         model.load_pretrained(linear)
+    with pytest.raises(CheckpointError, match=r"set linear=False"):
+        PyramidVisionTransformerV2(**TINY, linear=True).load_pretrained(
+            timm_reference(False).state_dict()
+        )
+    other_sr = TimmPvt(**{**TINY, "sr_ratios": (4, 4, 2, 1)}, num_classes=0).state_dict()
+    with pytest.raises(CheckpointError, match=r"set sr_ratios=\(4, 4, 2, 1\)"):
+        model.load_pretrained(other_sr)
     with pytest.raises(CheckpointError, match="not found"):
         model.load_pretrained("/nonexistent/pvt_v2_b0.pth")
 

@@ -99,20 +99,40 @@ def test_wrong_size_raises_with_shapes_and_leaves_model_untouched():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
-def test_report_lists_missing_and_unexpected_with_shapes(caplog):
-    sd = timm_state(depth=3)
-    del sd["norm.weight"], sd["norm.bias"]
+def test_report_lists_missing_and_ignored_with_shapes(caplog):
+    """Zero-initialised parts the checkpoint lacks (qkv biases) load with a warning."""
+    sd = timm_state(qkv_bias=False)
     sd["head.weight"] = torch.zeros(10, 48)
     model = ViT(**TINY)
     with caplog.at_level(logging.WARNING, logger="visionfm.backbones.weights"):
         report = model.load_pretrained(sd)
-    assert set(report.missing) == {("norm.weight", (48,)), ("norm.bias", (48,))}
-    assert ("blocks.2.attn.qkv.weight", (144, 48)) in report.unexpected
-    assert report.ignored == ["head.weight"] and not report.ok
-    assert "norm.weight (48)" in caplog.text and "blocks.2.norm1.weight (48)" in caplog.text
+    assert set(report.missing) == {(f"blocks.{i}.attn.qkv.bias", (144,)) for i in range(2)}
+    assert report.ignored == ["head.weight"] and not report.ok and not report.unexpected
+    assert "blocks.0.attn.qkv.bias (144)" in caplog.text
     assert torch.equal(model.blocks[1].attn.qkv.weight, sd["blocks.1.attn.qkv.weight"])
     with pytest.raises(CheckpointError, match="strict=True"):
         ViT(**TINY).load_pretrained(sd, strict=True)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda sd: sd.update(timm_state(depth=3)), "has 3 blocks, the model 2: set depth=3"),
+        (lambda sd: [sd.pop(f"norm.{p}") for p in ("weight", "bias")], "set final_norm=False"),
+        (lambda sd: sd.update(extra=torch.zeros(2)), "1 tensors the model has no place for"),
+    ],
+    ids=["deeper", "no-final-norm", "foreign-tensor"],
+)
+def test_parameters_left_over_or_left_at_init_are_refused(edit, message):
+    """A deeper model's blocks, a tensor nothing uses, or a final norm the checkpoint lacks
+    would give other features than the checkpoint's model: refused, model untouched."""
+    sd = timm_state()
+    edit(sd)
+    model = ViT(**TINY)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError, match=message):
+        model.load_pretrained(sd)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 def test_pretrained_argument_loads_at_construction(tmp_path):

@@ -19,18 +19,35 @@ Recognised by anchor keys, under any prefix (``backbone.``, ``swin.``, ``swinv2.
   ``hidden_states_norms.stageK`` become the output norms. Separate q / k / v are fused.
 
 A V1 checkpoint for a V2 model (or the reverse) and absolute position embeddings
-(``ape=True`` models) are refused. V1 bias tables of another window are resized bicubically
-(as the official repo does when fine-tuning at 384 px); V2 needs no resizing.
+(``ape=True`` models) are refused, as are a checkpoint with other blocks per stage, qkv
+biases the model lacks (:data:`_HINTS`) and a ``config.json`` stating other heads, windows,
+norm eps, activation, MLP ratio or V2 pretrained windows (:data:`_HF_CONFIG`), each naming
+the argument to set. V1 bias tables of another window are resized bicubically when every
+stage's table is for the same window (as the official repo does when fine-tuning at 384 px);
+a table for a smaller window than the checkpoint's other stages is refused: timm shrinks a
+stage's window to its feature map when built at a small ``img_size``, and resizing that
+table would change the stage's outputs. V2 needs no resizing.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
 
-from .weights import CheckpointError, ConvertedCheckpoint, find_prefix
+from .vit_layers import act_name
+from .weights import (
+    ArchHint,
+    CheckpointError,
+    ConfigEntry,
+    ConvertedCheckpoint,
+    check_hf_config,
+    find_prefix,
+    hf_act,
+)
 
 __all__ = ["convert_swin_checkpoint"]
 
@@ -41,6 +58,57 @@ _ANCHORS = {
 _IGNORED = re.compile(r"^(head|classifier|pooler|avgpool|mask_token|embeddings\.mask_token)(\.|$)")
 _BUFFERS = re.compile(r"\.(relative_position_index|relative_coords_table|attn_mask|k_bias)$")
 _HF_NORMS = re.compile(r"^(?:.*\.)?hidden_states_norms\.stage(\d+)\.(weight|bias)$")
+
+# optional parts, by their names in our layout (see weights.ArchHint); absent biases are zeros
+_HINTS = (ArchHint(r"\.attn\.(qkv\.bias|[qv]_bias)$", "qkv biases", "qkv_bias=True"),)
+
+
+def _per_block(model, get) -> list:
+    """``get(first block of stage i)`` for every stage."""
+    return [get(stage.blocks[0]) for stage in model.stages]
+
+
+_SWIN_CONFIG = [
+    ConfigEntry(
+        "num_heads",
+        lambda c: list(c.get("num_heads", (3, 6, 12, 24))),
+        lambda m: _per_block(m, lambda b: b.attn.num_heads),
+        lambda v: f"num_heads={tuple(v)}",
+    ),
+    ConfigEntry(
+        "window_size",
+        lambda c: [c.get("window_size", 7)] * len(c.get("depths", "1234")),
+        lambda m: [stage.window_size for stage in m.stages],
+        lambda v: f"window_size={v[0]}",
+    ),
+    ConfigEntry(
+        "layer_norm_eps",
+        lambda c: c.get("layer_norm_eps", 1e-5),
+        lambda m: m.stages[0].blocks[0].norm1.eps,
+        lambda v: f"norm_layer='LN_{v}'",
+    ),
+    ConfigEntry(
+        "hidden_act",
+        hf_act,
+        lambda m: act_name(m.stages[0].blocks[0].mlp.act),
+        lambda v: f"act_layer='{v}'",
+    ),
+    ConfigEntry(
+        "mlp_ratio",
+        lambda c: c.get("mlp_ratio", 4.0),
+        lambda m: m.stages[0].blocks[0].mlp.fc1.out_features / m.widths[0],
+        lambda v: f"mlp_ratio={v}",
+    ),
+]
+_HF_CONFIG = {
+    "swin": _SWIN_CONFIG,
+    "swinv2": _SWIN_CONFIG + [
+        ConfigEntry("pretrained_window_sizes",
+                    lambda c: list(c.get("pretrained_window_sizes", (0, 0, 0, 0))),
+                    lambda m: _per_block(m, lambda b: b.attn.pretrained_window_size),
+                    lambda v: f"pretrained_window_sizes={tuple(v)}"),
+    ],
+}  # fmt: skip
 
 # Hugging Face names inside a block -> timm's ("attn.q/k/v" are fused afterwards).
 _HF_BLOCK = [
@@ -139,27 +207,71 @@ def _to_ours(sd: dict[str, torch.Tensor], model, merge_at_end: bool) -> dict:
     return out
 
 
+def _table_window(length: int) -> int | None:
+    """Window side of a square V1 table of ``length = (2w - 1) ** 2`` rows, or None."""
+    side = math.isqrt(length)
+    return (side + 1) // 2 if side * side == length else None
+
+
 def _resize_tables(sd: dict[str, torch.Tensor], model, notes: list[str]) -> None:
-    """In place: V1 relative-position tables of another window, bicubically resized."""
+    """In place: V1 relative-position tables of another window, bicubically resized, unless
+    a stage's table is for a smaller window than the checkpoint's other stages (refused)."""
     own = model.state_dict()
-    for name in [k for k in sd if k.endswith(".rel_pos_table") and k in own]:
+    names = [k for k in sd if k.endswith(".rel_pos_table") and k in own]
+    windows = {int(k.split(".")[1]): _table_window(sd[k].shape[0]) for k in names}
+    largest = max((w or 0 for w in windows.values()), default=0)
+    for name in names:
         src, dst = sd[name], own[name]
         if src.shape == dst.shape or src.shape[1] != dst.shape[1]:
-            continue
-        s, d = round(src.shape[0] ** 0.5), round(dst.shape[0] ** 0.5)
-        if s * s != src.shape[0]:
-            continue  # not a square table: leave it to the shape check
-        grid = src.t().reshape(1, -1, s, s).float()  # (1, heads, 2w-1, 2w-1)
-        grid = F.interpolate(grid, size=(d, d), mode="bicubic", align_corners=False)
-        sd[name] = grid.reshape(-1, d * d).t().to(src.dtype)
-        notes.append(f"{name} resized from window {(s + 1) // 2} to {(d + 1) // 2}")
+            continue  # heads differ: left to the shape check
+        window, stage = windows[int(name.split(".")[1])], int(name.split(".")[1])
+        if window is None or window < largest:
+            per_stage = tuple(windows.get(i) or s.window_size for i, s in enumerate(model.stages))
+            fix = (
+                f"build the model with window_size={per_stage} (the checkpoint's windows) to "
+                "load it as it is"
+                if window is not None
+                else "a window that is not square has no equivalent here; load it with "
+                "TimmBackbone, or take a checkpoint built at a size where no stage's map is "
+                "smaller than the window"
+            )
+            raise CheckpointError(
+                f"{name} has {src.shape[0]} rows: stage {stage}'s window is "
+                f"{'not square' if window is None else window} where the checkpoint's other "
+                f"stages use {largest}. timm shrinks a stage's window to its feature map when "
+                "the model is built at a small img_size; resizing this table to the model's "
+                f"window ({model.stages[stage].window_size}) would change the stage's outputs: {fix}"
+            )
+        d = (math.isqrt(dst.shape[0]) + 1) // 2
+        grid = src.t().reshape(1, -1, 2 * window - 1, 2 * window - 1).float()
+        grid = F.interpolate(grid, size=(2 * d - 1, 2 * d - 1), mode="bicubic", align_corners=False)
+        sd[name] = grid.reshape(-1, dst.shape[0]).t().to(src.dtype)
+        notes.append(f"{name} resized from window {window} to {d}")
 
 
-def convert_swin_checkpoint(sd: dict[str, torch.Tensor], model) -> ConvertedCheckpoint:
+def _check_depths(sd: dict[str, torch.Tensor], model, fmt: str) -> None:
+    """Refuse a checkpoint with other blocks per stage, naming ``depths``."""
+    found: dict[int, int] = {}
+    for name in sd:
+        if hit := re.match(r"stages\.(\d+)\.blocks\.(\d+)\.", name):
+            found[int(hit[1])] = max(found.get(int(hit[1]), 0), int(hit[2]) + 1)
+    depths = tuple(found.get(i, 0) for i in range(max(found, default=-1) + 1))
+    if depths and depths != tuple(model.depths):
+        raise CheckpointError(
+            f"this {fmt} checkpoint has {depths} blocks per stage, the model "
+            f"{tuple(model.depths)}: set depths={depths}"
+        )
+
+
+def convert_swin_checkpoint(
+    sd: dict[str, torch.Tensor], model, config: Mapping | None = None
+) -> ConvertedCheckpoint:
     """Convert a timm / official / Hugging Face Swin V1 or V2 state dict (see module doc).
 
-    Raises :class:`CheckpointError` when no Swin layout is recognised, for a checkpoint of
-    the other Swin version, and for absolute position embeddings.
+    ``config``: the Hugging Face ``config.json`` beside the checkpoint (or None). Raises
+    :class:`CheckpointError` when no Swin layout is recognised, for a checkpoint of the other
+    Swin version, for absolute position embeddings, and when the checkpoint or its config
+    states another architecture than the model's (naming the argument to set).
     """
     found = find_prefix(sd.keys(), tuple(_ANCHORS))
     if found is None:
@@ -169,6 +281,7 @@ def convert_swin_checkpoint(sd: dict[str, torch.Tensor], model) -> ConvertedChec
             f"{', '.join(repr(a) for a in _ANCHORS)} (timm / official / Hugging Face layouts); "
             f"it has {len(sd)} keys such as: {sample}"
         )
+    notes = check_hf_config(config, model, _HF_CONFIG)
     prefix, anchor = found
     fmt = _ANCHORS[anchor]
     hf_norms = {}
@@ -202,12 +315,13 @@ def convert_swin_checkpoint(sd: dict[str, torch.Tensor], model) -> ConvertedChec
     if merge_at_end and fmt == "timm":
         fmt = "official Microsoft"
     sd = _to_ours(sd, model, merge_at_end)
+    _check_depths(sd, model, fmt)
     own = model.state_dict()
     unused_norms = [k for k in sd if k.startswith("norms.") and k not in own]
     ignored += unused_norms  # norms of levels the model does not output
     sd = {k: v for k, v in sd.items() if k not in unused_norms}
-    notes: list[str] = []
     _resize_tables(sd, model, notes)
     if prefix:
         notes.append(f"keys taken from under the prefix {prefix!r}")
-    return ConvertedCheckpoint(sd, f"{fmt} Swin V{version or model.version}", ignored, notes)
+    fmt = f"{fmt} Swin V{version or model.version}"
+    return ConvertedCheckpoint(sd, fmt, ignored, notes, hints=_HINTS)

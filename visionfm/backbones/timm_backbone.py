@@ -29,7 +29,10 @@ Weights: this class never downloads. ``checkpoint=`` (a local file) is read with
 ``load_state_dict`` (``state_dict`` / ``model`` / EMA containers, ``.safetensors``), passed
 through the model family's timm ``checkpoint_filter_fn`` when its names do not fit as they
 are (original-repo layouts, resized position embeddings), and loaded strictly: every
-backbone tensor must be present with its shape (the classifier head is ignored).
+backbone tensor must be present with its shape. Tensors of the parts pruned here (the
+classifier head, blocks after the last output) are ignored; any other tensor the model has no
+place for refuses the load, naming the timm argument to set where :data:`_HINTS` knows it
+(a DINOv2 checkpoint into a model built without ``init_values``, say).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from visionfm.registry import MODELS
 
 from .base import Backbone, StagePart, level_name
 from .weights import (
+    ArchHint,
     CheckpointError,
     ConvertedCheckpoint,
     LoadReport,
@@ -62,6 +66,16 @@ __all__ = ["TimmBackbone"]
 
 logger = logging.getLogger(__name__)
 _MODES = ("auto", "intermediates", "features_only")
+
+# optional parts of timm models, by timm's names (see weights.ArchHint)
+_HINTS = (
+    ArchHint(r"\.ls[12]\.gamma$", "layer scale", "init_values=1e-5 (any value; the checkpoint's gamma replaces it)", "init_values=None"),
+    ArchHint(r"(^|\.)reg_token$", "register tokens", lambda s: f"reg_tokens={next(v[1] for k, v in s.items() if k.endswith('reg_token'))}", "reg_tokens=0"),
+    ArchHint(r"\.attn\.[qk]_norm\.", "qk norm", "qk_norm=True", "qk_norm=False"),
+    ArchHint(r"(^|\.)cls_token$", "a class token", "class_token=True", "class_token=False"),
+    ArchHint(r"\.attn\.qkv\.bias$|\.attn\.[qv]_bias$", "qkv biases", "qkv_bias=True"),
+    ArchHint(r"\.attn\.rel_pos_[hw]$", "relative position tables", "use_rel_pos=True"),
+)  # fmt: skip
 
 
 def _create(name: str, meta: bool = False, **kwargs) -> nn.Module:
@@ -144,6 +158,7 @@ class TimmBackbone(Backbone):
             raise CheckpointError(f"checkpoint file not found: {checkpoint} (for {model_name!r})")
         self.model_name = model_name
         probe = _create(model_name, meta=True, **timm_kwargs)
+        self._unpruned = {_normalized(k) for k in probe.state_dict()}  # names before pruning
         if "dynamic_img_size" in inspect.signature(type(probe)).parameters:
             timm_kwargs = {"dynamic_img_size": True, "dynamic_img_pad": True, **timm_kwargs}
         has_intermediates = all(
@@ -276,16 +291,20 @@ class TimmBackbone(Backbone):
         return load_converted(self, self.convert_checkpoint(sd), strict=strict)
 
     def _match(self, sd: Mapping[str, torch.Tensor]) -> tuple[dict, list[str]]:
-        """Our names for ``sd``'s keys (timm's, maybe flattened or under ``model.``)."""
+        """Our names for ``sd``'s keys (timm's, maybe flattened or under ``model.``), and the
+        keys of parts pruned here (ignored). Other keys stay as they are: unexpected."""
         own = {k: v for k, v in self.state_dict().items()}
         by_norm = {_normalized(k.removeprefix("model.")): k for k in own}
         matched, ignored = {}, []
         for k, v in sd.items():
-            target = k if k in own else by_norm.get(_normalized(k.removeprefix("model.")))
-            if target is None:
+            name = _normalized(k.removeprefix("model."))
+            target = k if k in own else by_norm.get(name)
+            if target is not None:
+                matched[target] = v
+            elif name in self._unpruned:
                 ignored.append(k)
             else:
-                matched[target] = v
+                matched[k] = v
         return matched, ignored
 
     def _fits(self, matched: dict) -> bool:
@@ -294,8 +313,16 @@ class TimmBackbone(Backbone):
             tuple(matched[k].shape) == tuple(own[k].shape) for k in own
         )
 
-    def convert_checkpoint(self, state_dict: dict[str, torch.Tensor]) -> ConvertedCheckpoint:
-        """timm names -> ours (``model.`` prefix); keys we lack (the head) are ignored.
+    def _known(self, matched: dict) -> int:
+        """How many of ``matched``'s names are the model's."""
+        own = self.state_dict()
+        return sum(k in own for k in matched)
+
+    def convert_checkpoint(
+        self, state_dict: dict[str, torch.Tensor], config: Mapping | None = None
+    ) -> ConvertedCheckpoint:
+        """timm names -> ours (``model.`` prefix); keys of pruned parts (the head) are ignored.
+        ``config`` is unused: timm checkpoints carry no Hugging Face ``config.json``.
 
         When the names or shapes do not all fit, the model family's timm
         ``checkpoint_filter_fn`` (original-repo layouts, position-embedding resizing) is
@@ -318,15 +345,15 @@ class TimmBackbone(Backbone):
                 notes.append(f"timm's checkpoint_filter_fn failed ({type(exc).__name__}: {exc})")
             else:
                 again = self._match(filtered)
-                if len(again[0]) >= len(matched):
+                if self._known(again[0]) >= self._known(matched):
                     (matched, ignored), fmt = again, fmt + " (via timm's checkpoint_filter_fn)"
-        if not matched:
+        if not self._known(matched):
             raise CheckpointError(
                 f"not a checkpoint of timm model {self.model_name!r}: none of its {len(state_dict)} "
                 f"keys (such as {', '.join(sorted(state_dict)[:6])}) names one of the model's tensors "
                 f"(such as {', '.join(list(self.state_dict())[:4])})"
             )
-        return ConvertedCheckpoint(matched, fmt, ignored=ignored, notes=notes)
+        return ConvertedCheckpoint(matched, fmt, ignored=ignored, notes=notes, hints=_HINTS)
 
     # -- forward -------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

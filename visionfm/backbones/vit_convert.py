@@ -18,18 +18,36 @@ Recognised by anchor keys, under any prefix (``vit.``, ``dinov2.``, ``backbone.`
   ``layer.N.attention.q_proj``, no key bias).
 
 Position-embedding entries of prefix tokens are added to those tokens; the patch grid is
-resized to the model's; relative-position tables are resized to the model's lengths.
+resized to the model's; relative-position tables of global blocks are resized to the
+model's lengths (those of windowed blocks must be for the model's window).
+
+What the checkpoint says about the architecture must match the model, else the load is
+refused with the argument to set: optional parts by their tensors (:data:`_HINTS`: layer
+scale, registers, qk norm, rel-pos tables ...), the number of blocks, the MLP (gated or not,
+hidden width), RoPE for DINOv3, and a Hugging Face folder's ``config.json``
+(:data:`_HF_CONFIG`: heads, norm eps, activation, MLP, registers, RoPE base). Knowingly
+dropped: classifier heads, mask tokens, and the class token / final norm of a model built
+with ``class_token=False`` / ``final_norm=False`` (the MAE -> ViTDet / ViTPose recipes).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 import torch
 
 from .vit_attention import resize_rel_pos
-from .vit_layers import grid_from_length, resize_pos_embed
-from .weights import CheckpointError, ConvertedCheckpoint, find_prefix
+from .vit_layers import GatedMlp, act_name, grid_from_length, resize_pos_embed
+from .weights import (
+    ArchHint,
+    CheckpointError,
+    ConfigEntry,
+    ConvertedCheckpoint,
+    check_hf_config,
+    find_prefix,
+    hf_act,
+)
 
 __all__ = ["convert_vit_checkpoint"]
 
@@ -73,6 +91,118 @@ _HF_TOP = [
     ("layernorm.", "norm."),
 ]
 _HF_LAYER = re.compile(r"^(?:encoder\.layer|layers|model\.layer|layer)\.(\d+)\.")
+
+# optional parts, by their names in our layout (see weights.ArchHint)
+_HINTS = (
+    ArchHint(r"\.ls[12]\.gamma$", "layer scale",
+             "init_values=1e-5 (any value; the checkpoint's gamma replaces it)",
+             "init_values=None"),
+    ArchHint(r"^reg_tokens$", "register tokens", lambda s: f"reg_tokens={s['reg_tokens'][1]}",
+             "reg_tokens=0"),
+    ArchHint(r"^cls_token$", "a class token", "class_token=True", "class_token=False"),
+    ArchHint(r"^pos_embed$", "absolute position embeddings", "abs_pos_embed=True",
+             "abs_pos_embed=False"),
+    ArchHint(r"\.attn\.[qk]_norm\.", "qk norm", "qk_norm=True", "qk_norm=False"),
+    ArchHint(r"\.attn\.rel_pos_[hw]$", "relative position tables",
+             "use_rel_pos=True (with class_token=False)"),  # absent: zero tables, as ViTDet
+    ArchHint(r"\.attn\.qkv\.bias$", "qkv biases", "qkv_bias=True"),  # absent: zeros
+    ArchHint(r"^norm\.", "a final norm", "final_norm=True", "final_norm=False"),
+)  # fmt: skip
+
+# Hugging Face config.json -> the model, per model_type (see weights.check_hf_config)
+
+
+def _dinov2_hidden(c) -> int:
+    hidden = int(c.get("hidden_size", 768) * c.get("mlp_ratio", 4))
+    return (int(hidden * 2 / 3) + 7) // 8 * 8 if c.get("use_swiglu_ffn") else hidden
+
+
+def _entries(
+    eps: float,
+    hidden,
+    act,
+    gated: str | None = None,
+    registers: int | None = None,
+    rope: bool = False,
+) -> list[ConfigEntry]:
+    """The rows for one model_type: ``hidden``/``act`` read the MLP width / activation from a
+    config; ``gated``: the key saying the MLP is gated; ``registers``: default register count."""
+    rows = [
+        ConfigEntry(
+            "num_attention_heads",
+            lambda c: c.get("num_attention_heads", 12),
+            lambda m: m.blocks[0].attn.num_heads,
+            lambda v: f"num_heads={v}",
+        ),
+        ConfigEntry(
+            "layer_norm_eps",
+            lambda c: c.get("layer_norm_eps", eps),
+            lambda m: m.blocks[0].norm1.eps,
+            lambda v: f"norm_layer='LN_{v}'",
+        ),
+        ConfigEntry(
+            "hidden_act",
+            act,
+            lambda m: act_name(m.blocks[0].mlp.act),
+            lambda v: f"act_layer='{v}'",
+        ),
+        ConfigEntry(
+            "intermediate_size / mlp_ratio",
+            lambda c: hidden(c) / c["hidden_size"],
+            lambda m: m.blocks[0].mlp.fc2.in_features / m.embed_dim,
+            lambda v: f"mlp_ratio={v}",
+        ),
+    ]
+    if gated:
+        rows.append(
+            ConfigEntry(
+                gated,
+                lambda c: bool(c.get(gated)),
+                lambda m: isinstance(m.blocks[0].mlp, GatedMlp),
+                lambda v: "mlp_layer='gated'" if v else "mlp_layer='mlp'",
+            )
+        )
+    if registers is not None:
+        rows.append(
+            ConfigEntry(
+                "num_register_tokens",
+                lambda c: c.get("num_register_tokens", registers),
+                lambda m: 0 if m.reg_tokens is None else m.reg_tokens.shape[1],
+                lambda v: f"reg_tokens={v}",
+            )
+        )
+    if rope:
+        rows.append(
+            ConfigEntry(
+                "rope_theta",
+                lambda c: c.get("rope_theta", 100.0),
+                lambda m: None if m.rope is None else m.rope.base,
+                lambda v: f"rope_base={v}, abs_pos_embed=False",
+            )
+        )
+    return rows
+
+
+def _dinov2_act(c) -> str:  # HF's SwiGLU is SiLU whatever hidden_act says
+    return "silu" if c.get("use_swiglu_ffn") else hf_act(c)
+
+
+def _intermediate(c) -> int:
+    return c.get("intermediate_size", 3072)
+
+
+_HF_CONFIG = {
+    "vit": _entries(1e-12, _intermediate, hf_act),
+    "dpt": _entries(1e-12, _intermediate, hf_act),
+    "dinov2": _entries(1e-6, _dinov2_hidden, _dinov2_act, gated="use_swiglu_ffn"),
+    "dinov2_with_registers": _entries(
+        1e-6, _dinov2_hidden, _dinov2_act, gated="use_swiglu_ffn", registers=4
+    ),
+    "dinov3_vit": _entries(
+        1e-5, lambda c: c.get("intermediate_size", 1536), hf_act, gated="use_gated_mlp",
+        registers=0, rope=True,
+    ),
+}  # fmt: skip
 
 
 def _rename(name: str, table: list[tuple[str, str]]) -> str:
@@ -183,14 +313,60 @@ def _fit_positions(sd: dict[str, torch.Tensor], model, notes: list[str]) -> None
     own = model.state_dict()
     for name in [k for k in sd if k.endswith((".rel_pos_h", ".rel_pos_w"))]:
         if name in own and sd[name].shape[0] != own[name].shape[0]:
+            window = model.blocks[int(name.split(".")[1])].attn.window_size
+            if window:  # a window's table is not resized: the window would differ
+                raise CheckpointError(
+                    f"{name} has {sd[name].shape[0]} entries, a table for windows of "
+                    f"{(sd[name].shape[0] + 1) // 2}, but the model's block attends in windows "
+                    f"of {window}: set window_size={(sd[name].shape[0] + 1) // 2} (and "
+                    "window_block_indices to the checkpoint's windowed blocks)"
+                )
             notes.append(f"{name} resized from {sd[name].shape[0]} to {own[name].shape[0]}")
             sd[name] = resize_rel_pos(sd[name], own[name].shape[0])
 
 
-def convert_vit_checkpoint(sd: dict[str, torch.Tensor], model) -> ConvertedCheckpoint:
+def _check_structure(sd: dict[str, torch.Tensor], model, fmt: str) -> None:
+    """Refuse, with the argument to set, what shapes alone would report less clearly: the
+    number of blocks, the MLP's kind and width (for the model's width; other widths are left
+    to the shape check), and DINOv3's RoPE."""
+    problems = []
+    depth = 1 + max((int(h[1]) for k in sd if (h := re.match(r"blocks\.(\d+)\.", k))), default=-1)
+    if depth and depth != model.depth:
+        problems.append(
+            f"the checkpoint has {depth} blocks, the model {model.depth}: set depth={depth}"
+        )
+    fc1, fc2 = sd.get("blocks.0.mlp.fc1.weight"), sd.get("blocks.0.mlp.fc2.weight")
+    if fc1 is not None and fc2 is not None and fc2.shape[0] == model.embed_dim:
+        hidden, mlp = fc2.shape[1], model.blocks[0].mlp
+        gated = fc1.shape[0] == 2 * hidden  # packed [gate; value]
+        if gated != isinstance(mlp, GatedMlp):
+            problems.append(
+                "the checkpoint's MLP is gated (SwiGLU: fc1 gives twice fc2's inputs): set "
+                "mlp_layer='gated', act_layer='silu'"
+                if gated
+                else "the checkpoint's MLP is not gated: set mlp_layer='mlp'"
+            )
+        if hidden != mlp.fc2.in_features:
+            problems.append(
+                f"the checkpoint's MLP is {hidden} wide, the model's {mlp.fc2.in_features}: "
+                f"set mlp_ratio={hidden / model.embed_dim}"
+            )
+    if fmt == "Hugging Face DINOv3" and model.rope is None:
+        problems.append("DINOv3 has rotary position embeddings: set rope_base=100.0")
+    if problems:
+        raise CheckpointError(
+            f"this {fmt} checkpoint does not fit the model:\n- " + "\n- ".join(problems)
+        )
+
+
+def convert_vit_checkpoint(
+    sd: dict[str, torch.Tensor], model, config: Mapping | None = None
+) -> ConvertedCheckpoint:
     """Convert a timm / DINOv2 / Hugging Face ViT state dict (see module doc) for ``model``.
 
-    Raises :class:`CheckpointError` when no ViT format is recognised.
+    ``config``: the Hugging Face ``config.json`` beside the checkpoint (or None). Raises
+    :class:`CheckpointError` when no ViT format is recognised, or when the checkpoint or its
+    config states another architecture than the model's (naming the argument to set).
     """
     found = find_prefix(sd.keys(), tuple(_ANCHORS))
     if found is None:
@@ -200,6 +376,7 @@ def convert_vit_checkpoint(sd: dict[str, torch.Tensor], model) -> ConvertedCheck
             f"{', '.join(repr(a) for a in _ANCHORS)} (timm / DINOv2 / Hugging Face layouts); "
             f"it has {len(sd)} keys such as: {sample}"
         )
+    notes = check_hf_config(config, model, _HF_CONFIG)
     prefix, anchor = found
     fmt = _ANCHORS[anchor]
     ignored = [k for k in sd if not k.startswith(prefix)]
@@ -212,7 +389,7 @@ def convert_vit_checkpoint(sd: dict[str, torch.Tensor], model) -> ConvertedCheck
     sd = {k: v for k, v in sd.items() if not _IGNORED.match(k)}
     sd = _from_hf(sd) if fmt.startswith("Hugging Face") else _from_timm(sd)
     _fuse(sd)
-    notes: list[str] = []
+    _check_structure(sd, model, fmt)
     if isinstance(getattr(model, "norm", None), torch.nn.Identity):  # final_norm=False
         dropped = [k for k in sd if k.startswith("norm.")]
         if dropped:
@@ -220,6 +397,10 @@ def convert_vit_checkpoint(sd: dict[str, torch.Tensor], model) -> ConvertedCheck
             sd = {k: v for k, v in sd.items() if k not in dropped}
             notes.append("the model has no final norm (final_norm=False): its weights are unused")
     _fit_positions(sd, model, notes)
+    if model.cls_token is None and "cls_token" in sd:  # after its position entry is folded in
+        del sd["cls_token"]
+        ignored.append(prefix + "cls_token")
+        notes.append("the model has no class token (class_token=False): the checkpoint's is unused")
     if prefix:
         notes.append(f"keys taken from under the prefix {prefix!r}")
-    return ConvertedCheckpoint(sd, fmt, ignored=ignored, notes=notes)
+    return ConvertedCheckpoint(sd, fmt, ignored=ignored, notes=notes, hints=_HINTS)

@@ -34,6 +34,7 @@ __all__ = [
     "LayerScale",
     "Mlp",
     "PatchEmbed",
+    "act_name",
     "grid_from_length",
     "make_act",
     "make_mlp",
@@ -94,6 +95,13 @@ def make_norm(norm_layer: str | NormFactory) -> NormFactory:
 def make_act(act_layer: str | Callable[[], nn.Module]) -> Callable[[], nn.Module]:
     """A zero-argument activation factory from a name (see module doc) or a class."""
     return _lookup("act_layer", _ACTS, act_layer)
+
+
+def act_name(act: nn.Module) -> str:
+    """The ``act_layer`` name of an activation module (its class name if it has none)."""
+    if isinstance(act, nn.GELU):
+        return "gelu_tanh" if act.approximate == "tanh" else "gelu"
+    return next((n for n, f in _ACTS.items() if f is type(act)), type(act).__name__)
 
 
 class DropPath(nn.Module):

@@ -5,20 +5,32 @@ Flow of ``Backbone.load_pretrained(source)``:
 1. :func:`read_checkpoint` reads ``.pth`` / ``.pt`` / ``.bin`` (``torch.load`` with
    ``weights_only=True``), ``.safetensors``, a Hugging Face model folder, or takes a dict
    already in memory, and unwraps ``state_dict`` / ``model`` / ``module`` containers and
-   DDP's ``module.`` prefix -> ``dict[str, Tensor]``.
+   DDP's ``module.`` prefix -> ``dict[str, Tensor]``; :func:`read_hf_config` reads the
+   ``config.json`` of a Hugging Face folder (or of the folder holding the weights file).
 2. The family's converter (e.g. ``vit_convert.convert_vit_checkpoint``) renames and
-   reshapes it into this model's layout -> :class:`ConvertedCheckpoint`.
+   reshapes it into this model's layout -> :class:`ConvertedCheckpoint`, and refuses a
+   ``config.json`` that states another architecture than the model's
+   (:func:`check_hf_config` with the family's table of :class:`ConfigEntry`).
 3. :func:`load_converted` checks every key and shape against the model, refuses what
    cannot load (:class:`CheckpointError` listing every mismatch with shapes), loads the
    rest and returns a :class:`LoadReport` (also logged).
+
+A checkpoint never loads with parameters silently dropped: a tensor the model has no place
+for refuses the load unless the converter knowingly ignored it (classifier heads, mask
+tokens ...). The family's :class:`ArchHint` table turns such tensors (and model parts the
+checkpoint lacks, where leaving them at their initial values changes the outputs) into the
+constructor argument to set. The model is never reconfigured behind the user's back: the
+error names the argument, the user sets it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,12 +40,17 @@ import torch.nn as nn
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "ArchHint",
     "CheckpointError",
+    "ConfigEntry",
     "ConvertedCheckpoint",
     "LoadReport",
+    "check_hf_config",
     "find_prefix",
+    "hf_act",
     "load_converted",
     "read_checkpoint",
+    "read_hf_config",
     "unwrap_state_dict",
 ]
 
@@ -89,6 +106,97 @@ def read_checkpoint(source: str | os.PathLike | Mapping) -> dict[str, torch.Tens
     return unwrap_state_dict(obj, where=str(path))
 
 
+def read_hf_config(source: str | os.PathLike | Mapping) -> dict | None:
+    """The Hugging Face ``config.json`` of a checkpoint, or None.
+
+    Read from ``source`` when it is a folder, else from the folder holding the weights file;
+    only a json object with a ``model_type`` counts (other ``config.json`` files are not
+    Hugging Face's). The returned dict also holds ``"_file"``: the path it was read from.
+    """
+    if isinstance(source, Mapping):
+        return None
+    path = Path(source)
+    path = (path if path.is_dir() else path.parent) / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read {path}: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(config, dict) or "model_type" not in config:
+        return None
+    return {**config, "_file": str(path)}
+
+
+@dataclass(frozen=True)
+class ConfigEntry:
+    """One architecture setting that a Hugging Face ``config.json`` states and our
+    constructor controls (a row of a family's table, see :func:`check_hf_config`).
+
+    ``name``: what the message calls it (the config key); ``want``: its value from the config
+    (with transformers' default where the file omits it); ``ours``: the built model's value in
+    the same terms; ``argument``: the constructor argument that gives the config's value.
+    """
+
+    name: str
+    want: Callable[[Mapping], object]
+    ours: Callable[[nn.Module], object]
+    argument: Callable[[object], str]
+
+
+_HF_ACTS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "swish": "silu"}
+
+
+def hf_act(config: Mapping, default: str = "gelu") -> str:
+    """Our ``act_layer`` name for a ``config.json``'s ``hidden_act``."""
+    name = config.get("hidden_act", default)
+    return _HF_ACTS.get(name, name)
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) or isinstance(b, float):
+        return (
+            isinstance(a, (int, float))
+            and isinstance(b, (int, float))
+            and math.isclose(a, b, rel_tol=1e-6)
+        )
+    return a == b
+
+
+def check_hf_config(
+    config: Mapping | None, model: nn.Module, tables: Mapping[str, Sequence[ConfigEntry]]
+) -> list[str]:
+    """Compare a ``config.json`` (from :func:`read_hf_config`) with the built model.
+
+    ``tables``: the family's :class:`ConfigEntry` rows per ``model_type``. Raises
+    :class:`CheckpointError` naming every setting that differs and the argument to set (the
+    model is not reconfigured from the file); returns notes for the report.
+    """
+    if config is None:
+        return []
+    model_type, where = config.get("model_type"), config.get("_file", "config.json")
+    entries = tables.get(model_type)
+    if entries is None:
+        return [f"{where}: model_type {model_type!r} is not compared with the model"]
+    problems = []
+    for entry in entries:
+        want, have = entry.want(config), entry.ours(model)
+        if not _same(want, have):
+            problems.append(
+                f"  {entry.name}: {want!r} in config.json, {have!r} in the model: "
+                f"set {entry.argument(want)}"
+            )
+    if problems:
+        raise CheckpointError(
+            f"{where} ({model_type}) describes another architecture than this "
+            f"{type(model).__name__}; build the model with the arguments named:\n"
+            + "\n".join(problems)
+        )
+    return [f"{where} ({model_type}) agrees with the model"]
+
+
 def unwrap_state_dict(obj: Mapping, where: str = "checkpoint") -> dict[str, torch.Tensor]:
     """Descend through ``state_dict`` / ``model`` / ``module`` containers; drop ``module.`` prefixes.
 
@@ -121,18 +229,39 @@ def find_prefix(keys, anchors: tuple[str, ...]) -> tuple[str, str] | None:
     return best
 
 
+@dataclass(frozen=True)
+class ArchHint:
+    """An optional part of a family's architecture, recognised by its tensor names (a row of
+    the table each family keeps beside its converter).
+
+    ``pattern``: regex searched in names of the model's layout; ``part``: what it is
+    ("layer scale"); ``add``: the constructor argument that gives the model the part, or a
+    function of the checkpoint's ``{name: shape}`` returning it (``reg_tokens=4``);
+    ``remove``: the argument that removes it, or None where a model part the checkpoint lacks
+    keeps initial values that change nothing (zero biases, zero relative-position tables).
+    """
+
+    pattern: str
+    part: str
+    add: str | Callable[[dict[str, tuple]], str]
+    remove: str | None = None
+
+
 @dataclass
 class ConvertedCheckpoint:
     """A checkpoint renamed into a model's layout by a family converter.
 
     ``ignored``: source keys knowingly dropped (classifier heads, mask tokens ...);
-    ``notes``: human-readable remarks (resized position embeddings ...).
+    ``notes``: human-readable remarks (resized position embeddings ...);
+    ``hints``: the family's :class:`ArchHint` table, used to name the argument to set when
+    the checkpoint has parts the model lacks or the reverse.
     """
 
     state_dict: dict[str, torch.Tensor]
     source_format: str
     ignored: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    hints: Sequence[ArchHint] = ()
 
 
 @dataclass
@@ -186,6 +315,40 @@ def _block_of(name: str) -> str | None:
     return match.group(0) if match else None
 
 
+def _examples(names: list[str], limit: int = 3) -> str:
+    more = f", ... {len(names)} tensors" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def _architecture_problems(report: LoadReport, converted: ConvertedCheckpoint) -> list[str]:
+    """Unexpected tensors, and missing ones of an optional part, as arguments to set."""
+    shapes = {n: tuple(t.shape) for n, t in converted.state_dict.items()}
+    unexplained = [n for n, _ in report.unexpected]
+    problems = []
+    for hint in converted.hints:
+        extra = [n for n in unexplained if re.search(hint.pattern, n)]
+        if extra:
+            unexplained = [n for n in unexplained if n not in extra]
+            add = hint.add(shapes) if callable(hint.add) else hint.add
+            problems.append(
+                f"the checkpoint has {hint.part} ({_examples(extra)}) that the model lacks: "
+                f"set {add}"
+            )
+        lacking = [n for n, _ in report.missing if re.search(hint.pattern, n)]
+        if lacking and hint.remove:
+            problems.append(
+                f"the model has {hint.part} ({_examples(lacking)}) that the checkpoint lacks "
+                f"(they would keep their initial values): set {hint.remove}"
+            )
+    if unexplained:
+        problems.append(
+            f"the checkpoint has {len(unexplained)} tensors the model has no place for "
+            f"({_examples(unexplained)}): a checkpoint of another architecture variant? (to "
+            "drop them on purpose, pass load_pretrained a state dict without them)"
+        )
+    return problems
+
+
 def load_converted(
     model: nn.Module,
     converted: ConvertedCheckpoint,
@@ -195,10 +358,15 @@ def load_converted(
     """Check ``converted`` against ``model``'s state dict, then load it in place.
 
     Raises :class:`CheckpointError` (with the full report) before touching the model when any
-    shape differs, when fewer than ``min_loaded`` of the model's parameter elements would be
-    loaded (a checkpoint of another family or size), when whole transformer blocks
-    (``...blocks.<i>``) would stay at their initial weights (a shallower model's checkpoint),
-    or, if ``strict``, when any key is missing or unexpected. Otherwise loads what matches and logs the report.
+    shape differs; when the checkpoint has a tensor the model has no place for and the
+    converter did not knowingly ignore it; when the model has an optional part (an
+    :class:`ArchHint` with ``remove``) the checkpoint lacks; when fewer than ``min_loaded`` of
+    the model's parameter elements would be loaded (a checkpoint of another family or size);
+    when whole transformer blocks (``...blocks.<i>``, none of their tensors in the checkpoint)
+    would stay at their initial weights (a
+    shallower model's checkpoint); or, if ``strict``, when any key is missing. Otherwise
+    loads what matches and logs the report (other missing tensors keep their initial values,
+    e.g. per-level output norms that classification checkpoints do not have).
     """
     own = model.state_dict()
     sd = converted.state_dict
@@ -220,7 +388,10 @@ def load_converted(
     problems = []
     if report.mismatched:
         problems.append("tensor shapes differ (a checkpoint of another model size?)")
-    missing_blocks = sorted({_block_of(n) for n, _ in report.missing if _block_of(n)})
+    loaded_blocks = {_block_of(n) for n in report.loaded}
+    missing_blocks = sorted(
+        {b for n, _ in report.missing if (b := _block_of(n)) and b not in loaded_blocks}
+    )
     if missing_blocks:
         shown = ", ".join(missing_blocks[:6]) + (" ..." if len(missing_blocks) > 6 else "")
         problems.append(
@@ -232,12 +403,14 @@ def load_converted(
             f"only {covered:.0%} of the model's parameters would be loaded "
             f"(a checkpoint of another family or size?)"
         )
-    if strict and (report.missing or report.unexpected):
-        problems.append("strict=True and keys are missing or unexpected")
+    else:  # a checkpoint of this family: name the arguments that make it fit
+        problems += _architecture_problems(report, converted)
+    if strict and report.missing:
+        problems.append("strict=True and keys are missing")
     if problems:
         raise CheckpointError(
             f"cannot load this {converted.source_format} checkpoint into "
-            f"{type(model).__name__}: {'; '.join(problems)}\n{report}"
+            f"{type(model).__name__}:\n- " + "\n- ".join(problems) + f"\n{report}"
         )
     with torch.no_grad():
         for name in report.loaded:
