@@ -11,9 +11,9 @@ import cv2
 from mmengine.config import DictAction
 from tqdm import tqdm
 
-from visionfm.apis.visualization import draw_sample
 from visionfm.engine import load_config
 from visionfm.registry import DATASETS
+from visionfm.visualization import draw_sample
 
 
 def main() -> None:

@@ -7,7 +7,7 @@
 
 INPUT: an image file, a folder of images, a video file, or a webcam index such as 0.
 Images are written to OUT as PNGs with the predictions drawn (``Inferencer.visualize``, i.e.
-``visionfm.apis.visualization.draw_sample``: boxes, masks, keypoints, semantic and panoptic
+``visionfm.visualization.draw_sample``: boxes, masks, keypoints, semantic and panoptic
 maps over the image, depth beside it); a video becomes OUT/<name>.mp4 at the input's fps,
 its frames drawn the same way (the input's size for detections, wider with dense panels); a
 webcam is recorded to OUT/webcam.mp4 (stop with Ctrl-C or --max-frames).

@@ -198,7 +198,7 @@ DATASETS = _make("dataset", MMENGINE_DATASETS, ["visionfm.data"])
 TRANSFORMS = _make("transform", MMENGINE_TRANSFORMS, ["visionfm.data"])
 METRICS = _make("metric", MMENGINE_METRICS, ["visionfm.evaluation"])
 HOOKS = _make("hook", MMENGINE_HOOKS, ["visionfm.engine"])
-VISUALIZERS = _make("visualizer", MMENGINE_VISUALIZERS, ["visionfm.apis"])
+VISUALIZERS = _make("visualizer", MMENGINE_VISUALIZERS, ["visionfm.visualization"])
 OPTIM_WRAPPER_CONSTRUCTORS = _make(
     "optimizer wrapper constructor", mmengine_root.OPTIM_WRAPPER_CONSTRUCTORS, ["visionfm.engine"]
 )

@@ -8,7 +8,7 @@ import torch
 
 from visionfm.apis import Inferencer
 from visionfm.apis.inferencer import _find_num_classes
-from visionfm.apis.visualization import draw_sample
+from visionfm.visualization import draw_sample
 
 
 def test_num_classes_of_a_panoptic_head():

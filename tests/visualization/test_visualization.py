@@ -8,7 +8,10 @@ import pytest
 import torch
 from mmengine.structures import InstanceData
 
-from visionfm.apis.visualization import (
+from visionfm.data import DataSample
+from visionfm.data.data_sample import PANOPTIC_LABEL_DIVISOR as DIV
+from visionfm.data.video import VideoWriter
+from visionfm.visualization import (
     colorize_depth,
     draw_depth,
     draw_instances,
@@ -18,9 +21,6 @@ from visionfm.apis.visualization import (
     palette,
     side_by_side,
 )
-from visionfm.data import DataSample
-from visionfm.data.data_sample import PANOPTIC_LABEL_DIVISOR as DIV
-from visionfm.data.video import VideoWriter
 
 NAMES = ("circle", "square", "triangle")
 

@@ -1,4 +1,4 @@
-"""visionfm.apis: inference from Python and drawing of results."""
+"""visionfm.apis: inference from Python (images, folders, videos, webcams) and pipelines."""
 
 from .inferencer import Inferencer
 from .pose_pipeline import TopDownPipeline

@@ -17,11 +17,11 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.structures import BaseDataElement
 
-from visionfm.apis.visualization import draw_sample
 from visionfm.data import Compose, DataSample
 from visionfm.engine.checkpoint import load_model_weights
 from visionfm.engine.config import load_config
 from visionfm.registry import MODELS
+from visionfm.visualization import draw_sample
 
 _GROUND_TRUTH_TRANSFORMS = ("LoadAnnotations",)
 
@@ -109,7 +109,7 @@ class Inferencer:
         self, image: np.ndarray, sample: DataSample, score_thr: float | None = None
     ) -> np.ndarray:
         """Predictions of ``sample`` drawn with ``image`` ((H, W, 3) uint8 RGB, original size)
-        by :func:`~visionfm.apis.visualization.draw_sample`: instances, semantic and panoptic
+        by :func:`~visionfm.visualization.draw_sample`: instances, semantic and panoptic
         maps over the image, depth / disparity beside it."""
         return draw_sample(
             image,

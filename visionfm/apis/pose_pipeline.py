@@ -25,9 +25,9 @@ from mmengine.dataset import pseudo_collate
 from mmengine.structures import InstanceData
 
 from visionfm.apis.inferencer import Inferencer
-from visionfm.apis.visualization import draw_sample
 from visionfm.data import DataSample
 from visionfm.data.transforms.loading import read_image_file
+from visionfm.visualization import draw_sample
 
 __all__ = ["TopDownPipeline"]
 

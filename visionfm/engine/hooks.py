@@ -59,7 +59,7 @@ class RNGStateHook(Hook):
 @HOOKS.register_module()
 class DrawPredictionsHook(Hook):
     """During testing, draw each image's predictions with the original image into ``out_dir``
-    (``visionfm.apis.visualization.draw_sample``: instances, semantic / panoptic maps, depth;
+    (``visionfm.visualization.draw_sample``: instances, semantic / panoptic maps, depth;
     class names and colours from the test dataset's metainfo)."""
 
     def __init__(self, out_dir: str, score_thr: float = 0.3):
@@ -71,7 +71,7 @@ class DrawPredictionsHook(Hook):
 
         import cv2
 
-        from visionfm.apis.visualization import draw_sample
+        from visionfm.visualization import draw_sample
 
         meta = runner.test_dataloader.dataset.metainfo
         os.makedirs(self.out_dir, exist_ok=True)

@@ -1,6 +1,6 @@
 """Drawing dense results: semantic label maps, panoptic maps, depth colour maps.
 
-Pure numpy/cv2, RGB uint8 in and out; see ``visionfm.apis.visualization`` for the overview.
+Pure numpy/cv2, RGB uint8 in and out; see ``visionfm.visualization`` for the overview.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 
 from visionfm.data.data_sample import PANOPTIC_LABEL_DIVISOR
 
-from .draw_basic import _FONT, _blend, _class_colors, _font_scale, _put_label, _to_rgb
+from .instances import _FONT, _blend, _class_colors, _font_scale, _put_label, _to_rgb
 
 _COLORMAPS = {"turbo": cv2.COLORMAP_TURBO, "viridis": cv2.COLORMAP_VIRIDIS}
 

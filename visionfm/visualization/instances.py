@@ -1,7 +1,7 @@
 """Drawing primitives and instances: captions, blending, boxes / masks / keypoints (class
 colours: ``visionfm.data.palette``, shared with the datasets' ``metainfo['palette']``).
 
-Pure numpy/cv2, RGB uint8 in and out; see ``visionfm.apis.visualization`` for the overview.
+Pure numpy/cv2, RGB uint8 in and out; see ``visionfm.visualization`` for the overview.
 """
 
 from __future__ import annotations

@@ -1,20 +1,5 @@
-"""Drawing helpers for ground truth and predictions: pure numpy/cv2, RGB uint8 in and out.
-
-- ``palette(n)``: n distinct, deterministic colours;
-- ``draw_instances``: boxes with labelled captions, instance masks, keypoints + skeleton;
-- ``draw_sem_seg``: a label map blended over the image, class names at region centres;
-- ``draw_panoptic_seg``: a panoptic map (``label * PANOPTIC_LABEL_DIVISOR + instance``):
-  stuff in its class colour, each thing instance in its own shade of its class colour,
-  outlines between segments, class names;
-- ``colorize_depth``: a depth map through a colormap (turbo or viridis);
-- ``draw_depth``: ``colorize_depth`` with a colour bar and the min / max values beneath;
-- ``side_by_side``: images in one row;
-- ``draw_sample``: everything a ``DataSample`` holds (what every tool draws with).
-
-``palette`` and ``draw_instances`` live in ``draw_basic.py``, the dense ones in
-``draw_dense.py``; this module gathers them. None of them modifies its input; each returns a new (H, W, 3) uint8 RGB image (``draw_depth``
-and ``draw_sample`` a taller / wider one: see there).
-"""
+"""Drawing everything a ``DataSample`` holds (``draw_sample``, what every tool draws with)
+and putting images in one row (``side_by_side``)."""
 
 from __future__ import annotations
 
@@ -24,19 +9,8 @@ import numpy as np
 
 from visionfm.data.data_sample import PANOPTIC_LABEL_DIVISOR
 
-from .draw_basic import _to_rgb, draw_instances, palette
-from .draw_dense import colorize_depth, draw_depth, draw_panoptic_seg, draw_sem_seg
-
-__all__ = [
-    "colorize_depth",
-    "draw_depth",
-    "draw_instances",
-    "draw_panoptic_seg",
-    "draw_sample",
-    "draw_sem_seg",
-    "palette",
-    "side_by_side",
-]
+from .dense import draw_depth, draw_panoptic_seg, draw_sem_seg
+from .instances import _to_rgb, draw_instances
 
 
 def side_by_side(*images: np.ndarray, gap: int = 4, fill: int = 255) -> np.ndarray:

@@ -70,7 +70,7 @@ KEYPOINT_NAMES: tuple[str, ...] = (
     "right_ankle",
 )
 # COCO skeleton: 1-based keypoint index pairs, exactly as in COCO's person category.
-# Subtract 1 for 0-based drawing code (e.g. visionfm.apis.visualization.draw_instances).
+# Subtract 1 for 0-based drawing code (e.g. visionfm.visualization.draw_instances).
 SKELETON: tuple[tuple[int, int], ...] = (
     (16, 14),
     (14, 12),

@@ -1,0 +1,37 @@
+"""Drawing of ground truth and predictions: pure numpy/cv2, RGB uint8 in and out.
+
+- ``palette(n)``: n distinct, deterministic colours;
+- ``draw_instances`` (``instances.py``): boxes with labelled captions, instance masks,
+  keypoints + skeleton;
+- ``draw_sem_seg`` (``dense.py``): a label map blended over the image, class names at region
+  centres;
+- ``draw_panoptic_seg`` (``dense.py``): a panoptic map (``label * PANOPTIC_LABEL_DIVISOR +
+  instance``): stuff in its class colour, each thing instance in its own shade of its class
+  colour, outlines between segments, class names;
+- ``colorize_depth`` (``dense.py``): a depth map through a colormap (turbo or viridis);
+- ``draw_depth`` (``dense.py``): ``colorize_depth`` with a colour bar and the min / max values
+  beneath;
+- ``side_by_side`` (``sample.py``): images in one row;
+- ``draw_sample`` (``sample.py``): everything a ``DataSample`` holds (what every tool draws
+  with).
+
+None of them modifies its input; each returns a new (H, W, 3) uint8 RGB image
+(``draw_depth`` and ``draw_sample`` a taller / wider one: see there).
+"""
+
+from visionfm.data.palette import palette
+
+from .dense import colorize_depth, draw_depth, draw_panoptic_seg, draw_sem_seg
+from .instances import draw_instances
+from .sample import draw_sample, side_by_side
+
+__all__ = [
+    "colorize_depth",
+    "draw_depth",
+    "draw_instances",
+    "draw_panoptic_seg",
+    "draw_sample",
+    "draw_sem_seg",
+    "palette",
+    "side_by_side",
+]
