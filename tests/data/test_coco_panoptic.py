@@ -13,15 +13,10 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from visionfm.data.datasets.coco_panoptic import (
-    CocoPanopticDataset,
-    LoadPanopticAnnotations,
-    id_to_rgb,
-    read_panoptic_png,
-    rgb_to_id,
-)
+from visionfm.data.datasets.coco_panoptic import CocoPanopticDataset
+from visionfm.data.files import id_to_rgb, read_panoptic_png, rgb_to_id
 from visionfm.data.synthetic.panoptic import BACKGROUND_ID, segment_id
-from visionfm.data.transforms import LoadImage, PackInputs
+from visionfm.data.transforms import LoadImage, LoadPanopticAnnotations, PackInputs
 
 H, W = 24, 32
 # a stuff category with the smallest id, things with larger non-contiguous ids

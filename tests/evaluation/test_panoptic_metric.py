@@ -15,7 +15,7 @@ from mmengine.evaluator import Evaluator
 
 from visionfm.data.data_sample import PANOPTIC_LABEL_DIVISOR as DIV
 from visionfm.data.data_sample import DataSample
-from visionfm.data.datasets.coco_panoptic import id_to_rgb
+from visionfm.data.files import id_to_rgb
 from visionfm.evaluation import PanopticMetric
 from visionfm.evaluation.panoptic_metric import panoptic_stats, pq_summary, split_panoptic
 from visionfm.registry import METRICS

@@ -26,7 +26,7 @@ from mmengine.structures import InstanceData
 
 from visionfm.apis.inferencer import Inferencer
 from visionfm.data import DataSample
-from visionfm.data.transforms.loading import read_image_file
+from visionfm.data.files import read_image_file
 from visionfm.visualization import draw_sample
 
 __all__ = ["TopDownPipeline"]

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from mmengine.logging import print_log
 
-from visionfm.data.transforms.loading import has_alpha, read_image_file
+from visionfm.data.files import has_alpha, read_image_file
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")

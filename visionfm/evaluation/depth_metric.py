@@ -45,7 +45,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 from mmengine.structures import BaseDataElement
 
-from visionfm.data.transforms.loading import read_depth_file
+from visionfm.data.files import read_depth_file
 from visionfm.registry import METRICS
 
 __all__ = ["DepthMetric", "depth_errors", "eval_crop_mask", "METRIC_NAMES"]

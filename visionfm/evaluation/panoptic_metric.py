@@ -46,7 +46,8 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
 from visionfm.data.data_sample import PANOPTIC_LABEL_DIVISOR
-from visionfm.data.datasets.coco_panoptic import panoptic_label_order, read_panoptic_png
+from visionfm.data.datasets.coco_panoptic import panoptic_label_order
+from visionfm.data.files import read_panoptic_png
 from visionfm.registry import METRICS
 
 from .coco_format import plain, to_numpy

@@ -7,7 +7,7 @@ from mmengine.dataset import pseudo_collate
 from .bad_samples import SkipBadSamplesMixin
 from .coco import CocoDataset, CocoFormatError, default_palette, load_coco_json
 from .coco_keypoints import CocoKeypointDataset
-from .coco_panoptic import CocoPanopticDataset, LoadPanopticAnnotations
+from .coco_panoptic import CocoPanopticDataset
 from .depth_folder import DepthFolderDataset, KittiDepthDataset
 from .seg_folder import SegFolderDataset
 
@@ -20,7 +20,6 @@ __all__ = [
     "CocoPanopticDataset",
     "DepthFolderDataset",
     "KittiDepthDataset",
-    "LoadPanopticAnnotations",
     "SegFolderDataset",
     "SkipBadSamplesMixin",
     "collate",

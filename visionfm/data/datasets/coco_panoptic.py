@@ -1,5 +1,5 @@
 """COCO panoptic segmentation format (Kirillov et al., "Panoptic Segmentation", CVPR 2019):
-the dataset and the transform that loads its PNGs.
+the dataset (its PNGs are read by ``LoadPanopticAnnotations`` in ``transforms/loading.py``).
 
 Format: one json with ``images``, ``categories`` (``id``, ``name``, ``isthing``, optional
 ``color``) and ``annotations``, one per image: ``image_id``, ``file_name`` (its PNG) and
@@ -32,43 +32,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 
-import cv2
-import numpy as np
-
-from visionfm.data.transforms.loading import read_image_file
-from visionfm.registry import DATASETS, TRANSFORMS
+from visionfm.registry import DATASETS
 
 from .coco import CocoDataset, default_palette, load_coco_json
 
-__all__ = [
-    "CocoPanopticDataset",
-    "LoadPanopticAnnotations",
-    "id_to_rgb",
-    "panoptic_label_order",
-    "read_panoptic_png",
-    "rgb_to_id",
-]
-
-IGNORE_LABEL = 255
-
-
-def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) RGB -> (H, W) int64 segment ids ``R + 256 G + 256^2 B``."""
-    rgb = rgb.astype(np.int64)
-    return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
-
-
-def id_to_rgb(ids: np.ndarray) -> np.ndarray:
-    """(H, W) segment ids in [0, 256^3) -> (H, W, 3) uint8 RGB."""
-    ids = np.asarray(ids, dtype=np.int64)
-    return np.stack((ids % 256, ids // 256 % 256, ids // 65536 % 256), axis=-1).astype(np.uint8)
-
-
-def read_panoptic_png(path: str) -> np.ndarray:
-    """The (H, W) int64 segment ids of a COCO panoptic PNG; unreadable files raise naming
-    ``path``."""
-    bgr = read_image_file(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    return rgb_to_id(bgr[:, :, ::-1])
+__all__ = ["CocoPanopticDataset", "panoptic_label_order"]
 
 
 def panoptic_label_order(categories: Sequence[dict], where: str = "") -> list[dict]:
@@ -194,79 +162,3 @@ class CocoPanopticDataset(CocoDataset):
             panoptic_path=os.path.join(self.data_prefix["seg"], ann["file_name"]),
             instances=instances,
         )
-
-
-def _tight_boxes(masks: np.ndarray) -> np.ndarray:
-    """(N, H, W) bool -> (N, 4) float32 xyxy (exclusive right / bottom edges)."""
-    boxes = np.zeros((len(masks), 4), np.float32)
-    for i, mask in enumerate(masks):
-        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-        if len(rows):
-            boxes[i] = (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
-    return boxes
-
-
-@TRANSFORMS.register_module()
-class LoadPanopticAnnotations:
-    """Read ``results['panoptic_path']`` into per-segment masks and a semantic map.
-
-    Writes ``gt_masks`` bool (N, H, W) (one per segment of ``results['instances']``, things
-    and stuff), ``gt_labels`` int64 (N,), ``gt_bboxes`` float32 (N, 4) tight xyxy boxes of
-    the masks, ``gt_ignore_flags`` bool (N,) (crowd) and, with ``with_seg``, ``gt_sem_seg``
-    uint8 (H, W): each segment's label (crowd ones included), 255 on void.
-
-    Every segment of the json must have pixels in the PNG and every nonzero id in the PNG must
-    be a segment of the json (as panopticapi checks); errors name the PNG and the segment.
-    """
-
-    def __init__(self, with_seg: bool = True) -> None:
-        self.with_seg = with_seg
-
-    def __call__(self, results: dict) -> dict:
-        path = results["panoptic_path"]
-        ids = read_panoptic_png(path)
-        expected = (results.get("height"), results.get("width"))
-        if None not in expected and ids.shape != expected:
-            raise ValueError(
-                f"panoptic PNG {path} is {ids.shape[0]}x{ids.shape[1]} (h x w) but its image "
-                f"is {expected[0]}x{expected[1]}"
-            )
-        segments = results.get("instances", [])
-        seg_ids = np.array([s["segment_id"] for s in segments], np.int64)
-        if len(set(seg_ids.tolist())) < len(seg_ids) or (seg_ids == 0).any():
-            raise ValueError(
-                f"segments_info of {path} repeats a segment id or uses the void id 0: "
-                f"{seg_ids.tolist()}"
-            )
-        present, inverse = np.unique(ids, return_inverse=True)
-        inverse = inverse.reshape(ids.shape)
-        unknown = sorted(set(present.tolist()) - set(seg_ids.tolist()) - {0})
-        if unknown:
-            raise ValueError(
-                f"panoptic PNG {path} has segment ids {unknown[:5]} that are not in its "
-                "segments_info"
-            )
-        missing = sorted(set(seg_ids.tolist()) - set(present.tolist()))
-        if missing:
-            raise ValueError(
-                f"panoptic PNG {path}: segments {missing[:5]} of segments_info have no pixels"
-            )
-        index = np.searchsorted(present, seg_ids)  # (N,) position of each segment's id
-        masks = inverse[None] == index[:, None, None]  # (N, H, W)
-        labels = np.array([s["bbox_label"] for s in segments], np.int64)
-        results["gt_masks"] = masks
-        results["gt_labels"] = labels
-        results["gt_bboxes"] = _tight_boxes(masks)
-        results["gt_ignore_flags"] = np.array([bool(s["ignore_flag"]) for s in segments], bool)
-        if self.with_seg:
-            if len(labels) and labels.max() >= IGNORE_LABEL:
-                raise ValueError(
-                    f"label {labels.max()} does not fit a uint8 semantic map with 255 = ignore"
-                )
-            lut = np.full(len(present), IGNORE_LABEL, np.uint8)
-            lut[index] = labels
-            results["gt_sem_seg"] = lut[inverse]
-        return results
-
-    def __repr__(self) -> str:
-        return f"LoadPanopticAnnotations(with_seg={self.with_seg})"

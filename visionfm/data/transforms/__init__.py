@@ -18,7 +18,7 @@ from .crop import RandomCrop
 from .formatting import PackInputs
 from .geometric import COCO_FLIP_PAIRS, RandomChoiceResize, RandomFlip, Resize
 from .kb_crop import KBCrop
-from .loading import LoadAnnotations, LoadImage, decode_segmentation, read_image_file
+from .loading import LoadAnnotations, LoadImage, LoadPanopticAnnotations, decode_segmentation
 from .photometric import PhotoMetricDistortion
 from .topdown import (
     GetBBoxCenterScale,
@@ -36,6 +36,7 @@ __all__ = [
     "KBCrop",
     "LoadAnnotations",
     "LoadImage",
+    "LoadPanopticAnnotations",
     "PackInputs",
     "PackPoseInputs",
     "PhotoMetricDistortion",
@@ -48,5 +49,4 @@ __all__ = [
     "TopDownAffine",
     "TopDownRandomFlip",
     "decode_segmentation",
-    "read_image_file",
 ]

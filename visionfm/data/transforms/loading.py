@@ -1,4 +1,5 @@
-"""Transforms that read files: images (OpenCV), COCO annotations, sem-seg and depth PNGs.
+"""Transforms that read files: images (OpenCV), COCO annotations, sem-seg and depth PNGs,
+COCO panoptic PNGs (the readers themselves: ``visionfm.data.files``).
 
 A ``results`` dict flows through the pipeline. Keys read / written here:
 
@@ -11,114 +12,26 @@ A ``results`` dict flows through the pipeline. Keys read / written here:
   ``gt_masks`` bool (N, H, W), ``gt_keypoints`` float32 (N, K, 3).
 - ``seg_map_path`` -> ``gt_sem_seg`` integer (H, W), 255 = ignore.
 - ``depth_path`` -> ``gt_depth`` float32 (H, W) metres, 0 = invalid.
+- ``panoptic_path`` + ``instances`` (``segment_id``, ``bbox_label``, ``ignore_flag``) ->
+  ``gt_masks``, ``gt_labels``, ``gt_bboxes``, ``gt_ignore_flags``, ``gt_sem_seg`` (see
+  :class:`LoadPanopticAnnotations`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 
 import cv2
 import numpy as np
 from mmengine.logging import print_log
-from PIL import Image
 from pycocotools import mask as mask_util
 
+from visionfm.data.files import has_alpha, read_depth_file, read_image_file, read_panoptic_png
 from visionfm.registry import TRANSFORMS
 
-__all__ = [
-    "LoadImage",
-    "LoadAnnotations",
-    "decode_segmentation",
-    "has_alpha",
-    "read_depth_file",
-    "read_image_file",
-]
+__all__ = ["LoadAnnotations", "LoadImage", "LoadPanopticAnnotations", "decode_segmentation"]
 
-_MAGIC = {
-    b"\xff\xd8\xff": "JPEG",
-    b"\x89PNG\r\n\x1a\n": "PNG",
-    b"BM": "BMP",
-    b"II*\x00": "TIFF",
-    b"MM\x00*": "TIFF",
-    b"RIFF": "WEBP",
-}
-
-
-def _read_bytes(path: str) -> bytes:
-    """The file's bytes; errors name the file and what was wrong."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"file not found: {path}")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"expected a file but found a directory: {path}")
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise OSError(f"cannot read file {path}: {e}") from e
-    if not data:
-        raise ValueError(f"file is empty (0 bytes): {path}")
-    return data
-
-
-def _check_complete(data: bytes, path: str) -> str | None:
-    """Detect truncated JPEG / PNG files (some OpenCV builds decode them silently).
-
-    A JPEG must have an end-of-image marker (FF D9) after its last start-of-scan marker
-    (FF DA); FF D9 cannot occur inside entropy-coded data, so this ignores trailing junk and
-    embedded thumbnails. A PNG must contain its IEND chunk.
-    """
-    fmt = next((name for magic, name in _MAGIC.items() if data.startswith(magic)), None)
-    if fmt == "JPEG" and data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
-        raise ValueError(f"truncated JPEG (no end-of-image marker after the last scan): {path}")
-    if fmt == "PNG" and data.rfind(b"IEND") < 0:
-        raise ValueError(f"truncated PNG (no IEND chunk): {path}")
-    return fmt
-
-
-def read_image_file(path: str, flags: int) -> np.ndarray:
-    """Decode ``path`` with ``cv2.imdecode(flags)``; missing / truncated / corrupt files raise.
-
-    ``cv2.IMREAD_COLOR`` applies the EXIF orientation tag (as ``cv2.imread`` does); add
-    ``cv2.IMREAD_IGNORE_ORIENTATION`` to get the raw pixel layout.
-    """
-    data = _read_bytes(path)
-    fmt = _check_complete(data, path)
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
-    if img is None:
-        what = f"corrupt {fmt} data" if fmt else "unknown or unsupported image format"
-        raise ValueError(f"cannot decode image file ({what}, {len(data)} bytes): {path}")
-    return img
-
-
-def has_alpha(path: str) -> bool:
-    """Whether the image file ``path`` has an alpha channel or a transparent colour, from its
-    header (read by Pillow; False for files Pillow cannot identify). OpenCV's
-    ``IMREAD_COLOR`` drops both."""
-    try:
-        with Image.open(path) as img:
-            return img.mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in img.info
-    except OSError:  # includes PIL.UnidentifiedImageError
-        return False
-
-
-def read_depth_file(path: str, depth_scale: float = 1000.0) -> np.ndarray:
-    """A depth PNG (single-channel, 16-bit: depth * ``depth_scale``) -> float32 (H, W) metres.
-
-    0 stays 0 (invalid). Float images (e.g. 32-bit TIFF) are divided by ``depth_scale`` too.
-    An 8-bit file raises: it cannot hold metric depth (usually a visualisation saved by
-    mistake, or a map converted with a lossy tool).
-    """
-    depth = read_image_file(path, cv2.IMREAD_UNCHANGED)
-    if depth.ndim != 2:
-        raise ValueError(f"depth map must be single-channel, got shape {depth.shape}: {path}")
-    if depth.dtype in (np.uint8, np.int8):
-        raise ValueError(
-            f"depth map {path} is 8-bit; expected a 16-bit PNG holding depth * depth_scale "
-            f"(e.g. millimetres for depth_scale=1000, KITTI: metres * 256). Write it with "
-            f"cv2.imwrite(path, depth_array.astype(np.uint16))"
-        )
-    return depth.astype(np.float32) / np.float32(depth_scale)
+IGNORE_LABEL = 255  # gt_sem_seg value of void / ignored pixels
 
 
 @TRANSFORMS.register_module()
@@ -396,3 +309,79 @@ class LoadAnnotations:
         flags = ("bbox", "label", "mask", "keypoints", "seg", "depth")
         on = [f for f in flags if getattr(self, f"with_{f}")]
         return f"LoadAnnotations(with={on}, depth_scale={self.depth_scale})"
+
+
+def _tight_boxes(masks: np.ndarray) -> np.ndarray:
+    """(N, H, W) bool -> (N, 4) float32 xyxy (exclusive right / bottom edges)."""
+    boxes = np.zeros((len(masks), 4), np.float32)
+    for i, mask in enumerate(masks):
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        if len(rows):
+            boxes[i] = (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
+    return boxes
+
+
+@TRANSFORMS.register_module()
+class LoadPanopticAnnotations:
+    """Read ``results['panoptic_path']`` into per-segment masks and a semantic map.
+
+    Writes ``gt_masks`` bool (N, H, W) (one per segment of ``results['instances']``, things
+    and stuff), ``gt_labels`` int64 (N,), ``gt_bboxes`` float32 (N, 4) tight xyxy boxes of
+    the masks, ``gt_ignore_flags`` bool (N,) (crowd) and, with ``with_seg``, ``gt_sem_seg``
+    uint8 (H, W): each segment's label (crowd ones included), 255 on void.
+
+    Every segment of the json must have pixels in the PNG and every nonzero id in the PNG must
+    be a segment of the json (as panopticapi checks); errors name the PNG and the segment.
+    """
+
+    def __init__(self, with_seg: bool = True) -> None:
+        self.with_seg = with_seg
+
+    def __call__(self, results: dict) -> dict:
+        path = results["panoptic_path"]
+        ids = read_panoptic_png(path)
+        expected = (results.get("height"), results.get("width"))
+        if None not in expected and ids.shape != expected:
+            raise ValueError(
+                f"panoptic PNG {path} is {ids.shape[0]}x{ids.shape[1]} (h x w) but its image "
+                f"is {expected[0]}x{expected[1]}"
+            )
+        segments = results.get("instances", [])
+        seg_ids = np.array([s["segment_id"] for s in segments], np.int64)
+        if len(set(seg_ids.tolist())) < len(seg_ids) or (seg_ids == 0).any():
+            raise ValueError(
+                f"segments_info of {path} repeats a segment id or uses the void id 0: "
+                f"{seg_ids.tolist()}"
+            )
+        present, inverse = np.unique(ids, return_inverse=True)
+        inverse = inverse.reshape(ids.shape)
+        unknown = sorted(set(present.tolist()) - set(seg_ids.tolist()) - {0})
+        if unknown:
+            raise ValueError(
+                f"panoptic PNG {path} has segment ids {unknown[:5]} that are not in its "
+                "segments_info"
+            )
+        missing = sorted(set(seg_ids.tolist()) - set(present.tolist()))
+        if missing:
+            raise ValueError(
+                f"panoptic PNG {path}: segments {missing[:5]} of segments_info have no pixels"
+            )
+        index = np.searchsorted(present, seg_ids)  # (N,) position of each segment's id
+        masks = inverse[None] == index[:, None, None]  # (N, H, W)
+        labels = np.array([s["bbox_label"] for s in segments], np.int64)
+        results["gt_masks"] = masks
+        results["gt_labels"] = labels
+        results["gt_bboxes"] = _tight_boxes(masks)
+        results["gt_ignore_flags"] = np.array([bool(s["ignore_flag"]) for s in segments], bool)
+        if self.with_seg:
+            if len(labels) and labels.max() >= IGNORE_LABEL:
+                raise ValueError(
+                    f"label {labels.max()} does not fit a uint8 semantic map with 255 = ignore"
+                )
+            lut = np.full(len(present), IGNORE_LABEL, np.uint8)
+            lut[index] = labels
+            results["gt_sem_seg"] = lut[inverse]
+        return results
+
+    def __repr__(self) -> str:
+        return f"LoadPanopticAnnotations(with_seg={self.with_seg})"
