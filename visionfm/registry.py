@@ -6,7 +6,8 @@ lookup imports them itself: no object is ever "not registered" because an
 import was forgotten.
 
 ``MODELS.build(cfg)`` builds recursively: every nested dict that carries a
-``type`` (also inside lists/tuples) is built first, so constructors receive
+``type`` (also inside lists / tuples and plain dicts, e.g. a task model's
+``{name: head config}``) is built first, so constructors receive
 built modules and plain values, never config dicts. Unknown types and unknown
 constructor arguments fail with the config key at fault and the closest
 registered / accepted names.
@@ -142,6 +143,11 @@ def _build_nested(value: Any, registry: Registry, key: str) -> Any:
         isinstance(v, (dict, ConfigDict)) and "type" in v for v in value
     ):
         return type(value)(_build_nested(v, registry, f"{key}[{i}]") for i, v in enumerate(value))
+    if isinstance(value, (dict, ConfigDict)) and any(
+        isinstance(v, (dict, ConfigDict)) and "type" in v for v in value.values()
+    ):  # built in sorted order (see build_model), kept in the config's order
+        built = {k: _build_nested(value[k], registry, f"{key}.{k}") for k in sorted(value)}
+        return {k: built[k] for k in value}
     return value
 
 

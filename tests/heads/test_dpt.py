@@ -20,7 +20,7 @@ from visionfm.heads.depth import (
     convert_dpt_checkpoint,
     dpt_model_from_hf,
 )
-from visionfm.models import Detector
+from visionfm.models import TaskModel
 from visionfm.registry import MODELS
 
 T = pytest.importorskip("transformers")
@@ -59,7 +59,7 @@ def test_matches_huggingface_dpt_at_a_non_default_size(tmp_path, variant):
     ref.double()
     cfg = dpt_model_from_hf(tmp_path / "config.json")
     assert cfg["backbone"]["pretrained"] == cfg["head"]["pretrained"] == str(tmp_path)
-    model = MODELS.build(dict(type="Detector", **cfg))
+    model = MODELS.build(dict(type="TaskModel", **cfg))
     assert model.backbone.load_pretrained(tmp_path).ok  # nothing missing or left over
     assert model.head.load_pretrained(tmp_path).ok
     model = model.double().eval()
@@ -224,7 +224,7 @@ def test_tiny_dpt_overfits_a_few_synthetic_images():
              out_indices=(0, 1), final_norm=False, embed_layer="conv")
     )  # fmt: skip
     decoder = DPTDecoder(backbone.out_channels, backbone.out_strides, 16, channels=16)
-    model = Detector(backbone, DPTDepthHead(decoder, max_depth=10.0, head_channels=16))
+    model = TaskModel(backbone, DPTDepthHead(decoder, max_depth=10.0, head_channels=16))
     images, samples = _scenes(4, size=48)
     model.eval()
     before = _abs_rel(model(images, samples, mode="predict"))

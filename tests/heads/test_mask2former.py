@@ -344,7 +344,7 @@ def tiny_model_and_data(root) -> tuple[torch.nn.Module, dict]:
     torch.manual_seed(0)
     model = MODELS.build(
         dict(
-            type="Detector",
+            type="TaskModel",
             data_preprocessor=dict(type="DataPreprocessor", size_divisor=32),
             backbone=dict(
                 type="ViT",

@@ -1,4 +1,4 @@
-"""Detector: built from a config (ViT + SimpleFeaturePyramid + DINO head), its three modes,
+"""TaskModel: built from a config (ViT + SimpleFeaturePyramid + DINO head), its three modes,
 several heads on one backbone, and a tiny DINO that must overfit a few synthetic images."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from torch import nn
 from visionfm.data.data_sample import DataSample
 from visionfm.data.synthetic import render_scene
 from visionfm.evaluation.coco_metric import CocoMetric
-from visionfm.models import Detector
+from visionfm.heads import Head
+from visionfm.models import TaskModel
 from visionfm.ops.boxes import box_iou
 from visionfm.registry import MODELS
 
@@ -56,7 +57,7 @@ def synthetic_batch(num: int, size: int = 64, seed: int = 0):
 def test_build_from_config_and_modes():
     torch.manual_seed(0)
     model = MODELS.build(dino_cfg())
-    assert isinstance(model, Detector)
+    assert isinstance(model, TaskModel)
     images, samples = synthetic_batch(2)
     # the second image was resized from 96 x 112 to 48 x 56: predictions come back there
     images[1] = images[1][:, :48, :56]
@@ -84,7 +85,7 @@ def test_build_from_config_and_modes():
     assert preds[1].pred_instances.bboxes[:, 2].max() > 56  # mapped back, not input pixels
 
 
-class _SemSegHead(nn.Module):
+class _SemSegHead(Head):
     """A second head on the same features: one loss, writes ``pred_sem_seg``."""
 
     def __init__(self, channels: int) -> None:
@@ -106,7 +107,7 @@ class _SemSegHead(nn.Module):
 def test_several_heads_on_one_backbone():
     torch.manual_seed(0)
     single = MODELS.build(dino_cfg())
-    model = Detector(single.backbone, dict(det=single.head, seg=_SemSegHead(32)), single.neck)
+    model = TaskModel(single.backbone, dict(det=single.head, seg=_SemSegHead(32)), single.neck)
     images, samples = synthetic_batch(2)
     data = model.data_preprocessor(dict(inputs=images, data_samples=samples), True)
     losses = model(**data, mode="loss")

@@ -1,6 +1,7 @@
 """visionfm.heads: task heads, registered in ``MODELS`` (the registry imports this package
-itself on lookup)."""
+itself on lookup), and the interface they share (``Head``, ``DenseHead``)."""
 
 from . import depth, detr, pose, segmentation
+from .base import DenseHead, Head
 
-__all__ = ["depth", "detr", "pose", "segmentation"]
+__all__ = ["DenseHead", "Head", "depth", "detr", "pose", "segmentation"]

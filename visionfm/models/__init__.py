@@ -1,7 +1,7 @@
 """visionfm.models: task models (backbone -> neck -> heads)."""
 
-from .detector import Detector
 from .pose_estimator import TopDownPoseEstimator
 from .segmentor import Segmentor
+from .task_model import TaskModel
 
-__all__ = ["Detector", "Segmentor", "TopDownPoseEstimator"]
+__all__ = ["Segmentor", "TaskModel", "TopDownPoseEstimator"]

@@ -1,14 +1,12 @@
-"""Top-down pose estimator: a :class:`Detector` on person crops with flip testing.
+"""Top-down pose estimator: a :class:`TaskModel` on person crops with flip testing.
 
-Training and ``'tensor'`` mode are the Detector's. In ``'predict'`` mode, heads with
+Training and ``'tensor'`` mode are the TaskModel's. In ``'predict'`` mode, heads with
 ``flip_test = True`` (``TopDownHeatmapHead``) also get the features of the horizontally
 mirrored inputs as ``flip_feats``; the backbone runs once on the batch of inputs and
 mirrored inputs together (2B images).
 """
 
 from __future__ import annotations
-
-import inspect
 
 import torch
 from torch import Tensor
@@ -17,31 +15,25 @@ from visionfm.data.batch import unlabelled_samples
 from visionfm.data.data_sample import DataSample
 from visionfm.registry import MODELS
 
-from .detector import Detector
+from .task_model import TaskModel
 
 __all__ = ["TopDownPoseEstimator"]
 
 
-def _wants_flip(head) -> bool:
-    return bool(getattr(head, "flip_test", False)) and (
-        "flip_feats" in inspect.signature(head.predict).parameters
-    )
-
-
 @MODELS.register_module()
-class TopDownPoseEstimator(Detector):
+class TopDownPoseEstimator(TaskModel):
     """Backbone + optional neck + pose head(s) on person crops; see the module doc.
 
-    Same arguments as :class:`Detector`. Inputs are crops of one size (``TopDownAffine``),
+    Same arguments as :class:`TaskModel`. Inputs are crops of one size (``TopDownAffine``),
     so the batch has no padding and mirroring the batch mirrors every crop.
     """
 
     def forward(
         self, inputs: Tensor, data_samples: list[DataSample] | None = None, mode: str = "tensor"
     ):
-        """inputs: (B, 3, H, W) crops. See :meth:`Detector.forward`."""
-        heads = self.named_heads()
-        if mode != "predict" or not any(_wants_flip(h) for _, h in heads):
+        """inputs: (B, 3, H, W) crops. See :meth:`TaskModel.forward`."""
+        heads = self.heads_in_prediction_order()
+        if mode != "predict" or not any(head.flip_test for head in heads):
             return super().forward(inputs, data_samples, mode)
         h, w = inputs.shape[-2:]
         if data_samples is None:
@@ -56,8 +48,8 @@ class TopDownPoseEstimator(Detector):
         b = inputs.shape[0]
         feats = {k: v[:b] for k, v in both.items()}
         flipped = {k: v[b:] for k, v in both.items()}
-        for _, head in heads:
-            if _wants_flip(head):
+        for head in heads:
+            if head.flip_test:
                 data_samples = head.predict(feats, data_samples, flip_feats=flipped)
             else:
                 data_samples = head.predict(feats, data_samples)

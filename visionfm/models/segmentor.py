@@ -2,9 +2,9 @@
 
 Sliding-window inference runs backbone -> neck -> head on every window of the input, so it
 belongs to the task model, which owns all three; the heads stay feature-in / logits-out.
-A dense head is one with ``predict_by_logits(logits, data_samples, rescale)`` (every
-``SemanticSegHead``): the stitched logits of the whole input go to it, and it maps them
-back to the original images exactly as after a whole-image pass.
+A dense head is a :class:`~visionfm.heads.DenseHead` (every ``SemanticSegHead``,
+``DPTDepthHead``): the stitched logits of the whole input go to its ``predict_by_logits``,
+which maps them back to the original images exactly as after a whole-image pass.
 
 Config::
 
@@ -22,9 +22,10 @@ from torch import Tensor, nn
 
 from visionfm.data.batch import unlabelled_samples
 from visionfm.data.data_sample import DataSample
+from visionfm.heads.base import DenseHead, Head
 from visionfm.registry import MODELS
 
-from .detector import Detector
+from .task_model import TaskModel
 
 __all__ = ["Segmentor", "slide_inference", "window_starts"]
 
@@ -97,30 +98,41 @@ def _check_test_cfg(test_cfg: Mapping | None) -> dict:
 
 
 @MODELS.register_module()
-class Segmentor(Detector):
-    """Backbone + optional neck + head(s), like ``Detector``, plus a test-time strategy.
+class Segmentor(TaskModel):
+    """Backbone + optional neck + head(s), like ``TaskModel``, plus a test-time strategy.
 
     Args:
-        backbone, head, neck, data_preprocessor: as ``Detector``.
+        backbone, head, neck, data_preprocessor: as ``TaskModel``.
         test_cfg: ``mode='whole'`` (default: one pass over the padded batch) or
             ``mode='slide'`` with ``crop_size=(h, w)`` and ``stride=(h, w)``: the whole
             network runs on each window (see :func:`slide_inference`) and every dense head
-            receives the stitched logits. Other heads of a multi-head model still predict
-            from one whole-image pass.
+            (:class:`~visionfm.heads.DenseHead`) receives the stitched logits. Other heads of
+            a multi-head model still predict from one whole-image pass; a model without a
+            dense head is refused.
 
-    Training and ``mode='tensor'`` are the same as ``Detector``'s.
+    Training and ``mode='tensor'`` are the same as ``TaskModel``'s.
     """
 
     def __init__(
         self,
         backbone: nn.Module,
-        head: nn.Module | Mapping[str, nn.Module],
+        head: Head | Mapping[str, Head],
         neck: nn.Module | None = None,
         data_preprocessor: nn.Module | None = None,
         test_cfg: Mapping | None = None,
     ) -> None:
         super().__init__(backbone, head, neck, data_preprocessor)
         self.test_cfg = _check_test_cfg(test_cfg)
+        if self.test_cfg["mode"] == "slide" and not self._dense_heads():
+            heads = [type(h).__name__ for _, h in self.named_heads()]
+            raise ValueError(
+                "Segmentor test_cfg mode='slide' needs a dense head (a visionfm.heads."
+                f"DenseHead, e.g. a SemanticSegHead), but the heads are {heads}: use "
+                "mode='whole'"
+            )
+
+    def _dense_heads(self) -> list[DenseHead]:
+        return [h for h in self.heads_in_prediction_order() if isinstance(h, DenseHead)]
 
     def forward(
         self,
@@ -128,7 +140,7 @@ class Segmentor(Detector):
         data_samples: list[DataSample] | None = None,
         mode: str = "tensor",
     ):
-        """As ``Detector.forward``; ``mode='predict'`` follows ``test_cfg``."""
+        """As ``TaskModel.forward``; ``mode='predict'`` follows ``test_cfg``."""
         if mode != "predict" or self.test_cfg["mode"] == "whole":
             return super().forward(inputs, data_samples, mode)
         if data_samples is None:
@@ -139,13 +151,7 @@ class Segmentor(Detector):
     def slide_predict(self, inputs: Tensor, data_samples: Sequence[DataSample]) -> list:
         """inputs (B, 3, H, W): dense heads predict from windowed logits, others from one
         whole-image pass; predictions in original-image coordinates."""
-        heads = [head for _, head in self.named_heads()]
-        dense = [h for h in heads if hasattr(h, "predict_by_logits")]
-        if not dense:
-            raise ValueError(
-                "Segmentor test_cfg mode='slide' needs a dense head (one with "
-                "predict_by_logits, e.g. a SemanticSegHead)"
-            )
+        dense = self._dense_heads()
         sizes: list[int] = []
 
         def run(window: Tensor) -> Tensor:  # (B, 3, h, w) -> (B, sum K_i, h, w)
@@ -164,7 +170,7 @@ class Segmentor(Detector):
         data_samples = list(data_samples)
         for head, logits in zip(dense, stitched.split(sizes, dim=1)):
             data_samples = head.predict_by_logits(logits, data_samples)
-        others = [h for h in heads if not hasattr(h, "predict_by_logits")]
+        others = [h for h in self.heads_in_prediction_order() if not isinstance(h, DenseHead)]
         if others:
             feats = self.extract_feat(inputs)
             for head in others:

@@ -1,15 +1,13 @@
 """The task model: backbone -> optional neck -> one head, or several heads on one backbone.
 
-Each head implements::
+Every head is a :class:`~visionfm.heads.Head`: ``loss`` / ``predict`` / ``forward`` on the
+neck's (or backbone's) ``{level: (B, C, H, W)}`` features. With a dict of heads, loss names
+are prefixed by the head's name (``det.loss_cls``) and every head's ``predict`` writes into
+the same samples (each its own fields: ``pred_instances``, ``pred_sem_seg``, ...), a head
+that reads other heads' predictions (``needs_predictions``) after the heads that write them.
 
-    loss(feats: dict[str, Tensor], data_samples) -> dict[str, Tensor]
-    predict(feats, data_samples, rescale=True) -> list[DataSample]  # fills its own fields
-    forward(feats, data_samples) -> raw outputs                     # mode='tensor'
-
-where ``feats`` is the neck's (or backbone's) ``{level: (B, C, H, W)}`` dict. With a dict of
-heads, loss names are prefixed by the head's name (``det.loss_cls``) and every head's
-``predict`` writes into the same samples (each its own field: ``pred_instances``,
-``pred_sem_seg``, ...).
+Registered as ``TaskModel`` and, for detectors and for configs and checkpoints written
+before the rename, as ``Detector``.
 """
 
 from __future__ import annotations
@@ -22,21 +20,66 @@ from torch import Tensor, nn
 from visionfm.data.batch import unlabelled_samples
 from visionfm.data.data_sample import DataSample
 from visionfm.data.preprocessor import DataPreprocessor
+from visionfm.heads.base import Head
 from visionfm.registry import MODELS
 
-__all__ = ["Detector"]
+__all__ = ["TaskModel", "prediction_order"]
 
 
+def prediction_order(heads: list[tuple[str, Head]]) -> list[tuple[str, Head]]:
+    """``[(name, head)]`` in the order their ``predict`` runs: as given, except that a head
+    comes after every other head that predicts a field it ``needs_predictions``."""
+
+    def waits(head: Head, pending: list[tuple[str, Head]]) -> bool:
+        needs = set(head.needs_predictions)
+        return any(needs & set(other.predicts) for _, other in pending if other is not head)
+
+    order, pending = [], list(heads)
+    while pending:
+        ready = next((entry for entry in pending if not waits(entry[1], pending)), None)
+        if ready is None:
+            names = [name for name, _ in pending]
+            raise ValueError(f"heads {names} each need another one's predictions first")
+        order.append(ready)
+        pending.remove(ready)
+    return order
+
+
+def _check_head(name: str, head: nn.Module, features: nn.Module) -> None:
+    """A :class:`Head` whose ``in_levels`` are among the ``out_channels`` levels of
+    ``features`` (the neck or backbone), where it reports them."""
+    label = f"head {name!r}" if name else "the head"
+    if not isinstance(head, Head):
+        raise TypeError(
+            f"{label} is a {type(head).__name__}, not a visionfm.heads.Head: derive it from "
+            "Head (or DenseHead) and declare what it needs"
+        )
+    levels = getattr(features, "out_channels", None)
+    if not isinstance(levels, Mapping):  # a backbone / neck outside the backbone contract
+        return
+    missing = [k for k in head.in_levels or () if k not in levels]
+    if missing:
+        raise ValueError(
+            f"{label} ({type(head).__name__}) reads feature levels {missing}, but the "
+            f"{type(features).__name__} gives {list(levels)}"
+        )
+
+
+@MODELS.register_module(name="Detector")
 @MODELS.register_module()
-class Detector(BaseModel):
+class TaskModel(BaseModel):
     """Backbone + optional neck + head(s); an mmengine ``BaseModel``.
 
     Args:
         backbone: images (B, 3, H, W) -> ``{level: (B, C, h, w)}``.
-        head: a head, or ``{name: head}`` for several heads sharing the features.
+        head: a :class:`~visionfm.heads.Head`, or ``{name: head}`` for several heads
+            sharing the features.
         neck: feature dict -> feature dict, or None.
         data_preprocessor: batches, normalises and pads the inputs; default
             ``DataPreprocessor()`` (ImageNet mean / std, no size divisor).
+
+    Heads are checked at construction: each must be a ``Head``, and the levels it reads
+    (``in_levels``) must be among the neck's (else the backbone's) ``out_channels``.
 
     Parts are initialised when they are built (and backbones load their pretrained weights
     then), so :meth:`init_weights` does nothing: mmengine's runner calls it after
@@ -46,7 +89,7 @@ class Detector(BaseModel):
     def __init__(
         self,
         backbone: nn.Module,
-        head: nn.Module | Mapping[str, nn.Module],
+        head: Head | Mapping[str, Head],
         neck: nn.Module | None = None,
         data_preprocessor: nn.Module | None = None,
     ) -> None:
@@ -56,19 +99,23 @@ class Detector(BaseModel):
         if isinstance(head, nn.Module):
             self.head, self.heads = head, None
         else:
-            # TODO(lead): MODELS.build leaves a plain dict of head configs unbuilt; build its
-            # entries here until the registry recurses into plain dicts.
-            built = {k: MODELS.build(v) if isinstance(v, Mapping) else v for k, v in head.items()}
-            self.head, self.heads = None, nn.ModuleDict(built)
+            self.head, self.heads = None, nn.ModuleDict(head)
+        for name, part in self.named_heads():
+            _check_head(name.rstrip("."), part, neck if neck is not None else backbone)
+        self.heads_in_prediction_order()  # refuses heads waiting for each other
 
     def init_weights(self) -> None:
         """No-op: every part initialised itself (and loaded its weights) when built."""
 
-    def named_heads(self) -> list[tuple[str, nn.Module]]:
+    def named_heads(self) -> list[tuple[str, Head]]:
         """``[(loss prefix, head)]``: ``[("", head)]`` or ``[("name.", head), ...]``."""
         if self.heads is None:
             return [("", self.head)]
         return [(f"{name}.", head) for name, head in self.heads.items()]
+
+    def heads_in_prediction_order(self) -> list[Head]:
+        """The heads in the order their ``predict`` runs (see :func:`prediction_order`)."""
+        return [head for _, head in prediction_order(self.named_heads())]
 
     def extract_feat(self, inputs: Tensor) -> dict[str, Tensor]:
         """(B, 3, H, W) -> the neck's (or backbone's) ``{level: (B, C, h, w)}``."""
@@ -96,7 +143,7 @@ class Detector(BaseModel):
                 losses.update({prefix + k: v for k, v in head.loss(feats, data_samples).items()})
             return losses
         if mode == "predict":
-            for _, head in self.named_heads():
+            for head in self.heads_in_prediction_order():
                 data_samples = head.predict(feats, data_samples)
             return data_samples
         if mode == "tensor":

@@ -8,7 +8,7 @@ embed_dim = 768
 patch_size = 16
 
 model = dict(
-    type="Detector",
+    type="TaskModel",
     data_preprocessor=dict(type="DataPreprocessor", size_divisor=32),
     backbone=dict(
         type="ViT",

@@ -14,7 +14,7 @@ _ffn = dict(type="DetrFFN", embed_dims=embed_dims, feedforward_dims=4 * embed_di
 _attn = dict(type="DetrMultiheadAttention", embed_dims=embed_dims, num_heads=8)
 
 model = dict(
-    type="Detector",
+    type="TaskModel",
     data_preprocessor=dict(type="DataPreprocessor", size_divisor=32),
     backbone=dict(
         type="ViT",

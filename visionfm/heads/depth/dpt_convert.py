@@ -14,7 +14,7 @@ loads them with ``pretrained=``. A whole model therefore loads from a config by 
 backbone and the head the same checkpoint::
 
     ckpt = 'checkpoints/dpt-large'  # a Hugging Face folder (config.json + model.safetensors)
-    model = dict(type='Detector', **dpt_model_from_hf(ckpt + '/config.json'))
+    model = dict(type='TaskModel', **dpt_model_from_hf(ckpt + '/config.json'))
     # = backbone=dict(type='ViT', ..., pretrained=ckpt), head=dict(type='DPTDepthHead', ...,
     #   pretrained=ckpt)
 
@@ -129,7 +129,7 @@ def dpt_model_from_hf(config, pretrained: str | os.PathLike | None = None) -> di
 
     Returns:
         ``dict(backbone=dict(type='ViT', ...), head=dict(type='DPTDepthHead', ...))``: plain
-        config dicts for a ``Detector`` (relative depth, ReLU output, like the HF model).
+        config dicts for a ``TaskModel`` (relative depth, ReLU output, like the HF model).
     """
     cfg = _load_hf_config(config)
     if pretrained is None and isinstance(config, (str, os.PathLike)):

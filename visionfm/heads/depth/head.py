@@ -32,6 +32,8 @@ from visionfm.data.batch import batch_input_shape
 from visionfm.ops.geometry import dense_to_original
 from visionfm.registry import MODELS
 
+from ..base import DenseHead
+from .dpt_decoder import DPTDecoder
 from .losses import ScaleShiftInvariantLoss, SILogLoss
 
 __all__ = ["DPTDepthHead"]
@@ -41,7 +43,7 @@ ACTIVATIONS = ("sigmoid", "relu", "softplus", "identity")
 
 
 @MODELS.register_module()
-class DPTDepthHead(nn.Module):
+class DPTDepthHead(DenseHead):
     """Depth output on a DPT decoder (see the module doc).
 
     Args:
@@ -59,6 +61,8 @@ class DPTDepthHead(nn.Module):
             state dict) whose decoder and depth output are loaded here (the backbone loads
             its own part: give the ViT the same ``pretrained``); see ``dpt_convert``.
     """
+
+    predicts = ("pred_depth", "pred_disparity")
 
     def __init__(
         self,
@@ -103,6 +107,12 @@ class DPTDepthHead(nn.Module):
         converted = convert_dpt_checkpoint(read_checkpoint(checkpoint), self)
         return load_converted(self, converted, strict=strict)
 
+    @property
+    def in_levels(self) -> tuple[str, ...] | None:
+        """A ``DPTDecoder``'s named input levels (None: its last levels)."""
+        keys = self.decoder.keys if isinstance(self.decoder, DPTDecoder) else None
+        return tuple(keys) if keys else None
+
     # ------------------------------------------------------------------ forward
     def forward(self, feats: Mapping[str, Tensor], data_samples=None) -> Tensor:
         """feats: ``{level: (B, C_l, H_l, W_l)}`` -> (B, 1, h, w) depth in metres (metric) or
@@ -134,15 +144,10 @@ class DPTDepthHead(nn.Module):
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
-    def predict(self, feats: Mapping[str, Tensor], data_samples, rescale: bool = True):
-        """Fill ``pred_depth`` (metric) or ``pred_disparity`` (relative), (H0, W0), in each
-        original image's pixels (``img_shape`` pixels if not ``rescale``)."""
-        return self.predict_by_logits(self(feats, data_samples), data_samples, rescale)
-
-    @torch.no_grad()
     def predict_by_logits(self, outputs: Tensor, data_samples, rescale: bool = True):
-        """Map (B, 1, h, w) outputs covering the padded batch input to the samples (see
-        :meth:`predict`); used by sliding-window inference too."""
+        """(B, 1, h, w) outputs covering the padded batch input (one pass, or stitched
+        windows) -> each sample's ``pred_depth`` (metric) or ``pred_disparity`` (relative),
+        (H0, W0), in the original image's pixels (``img_shape`` pixels if not ``rescale``)."""
         batch_shape = batch_input_shape(data_samples)
         for out, sample in zip(outputs[:, 0], data_samples):
             # (H0, W0); 0 where the original pixel was cropped away from the input

@@ -53,6 +53,7 @@ from visionfm.ops.boxes import box_cxcywh_to_xyxy, rescale_boxes
 from visionfm.ops.geometry import boxes_to_original
 from visionfm.registry import MODELS
 
+from ..base import Head
 from .deformable import DeformableMemoryAttention, Memory, flatten_levels
 from .denoising import denoising_matches
 from .losses import average_num_boxes, set_prediction_losses
@@ -75,7 +76,7 @@ def _select(feats: Mapping[str, Tensor], in_channels) -> dict[str, Tensor]:
 
 
 @MODELS.register_module()
-class DETRHead(nn.Module):
+class DETRHead(Head):
     """DETR / Deformable DETR / DINO detection head (see the module doc).
 
     Args:
@@ -103,6 +104,8 @@ class DETRHead(nn.Module):
             padding-invariant, since GroupNorm statistics include padded pixels).
         test_cfg: ``max_per_img`` (top-k over queries x classes), ``score_thr``.
     """
+
+    predicts = ("pred_instances",)
 
     def __init__(
         self,
@@ -168,6 +171,11 @@ class DETRHead(nn.Module):
         self.cls_heads = nn.ModuleList(nn.Linear(embed_dims, num_classes) for _ in range(num_heads))
         self.box_heads = nn.ModuleList(MLP(embed_dims, embed_dims, 4, 3) for _ in range(num_heads))
         self._reset_parameters()
+
+    @property
+    def in_levels(self) -> tuple[str, ...] | None:
+        """The ``in_channels`` levels; None when given as a list (the last levels)."""
+        return tuple(self.in_channels) if isinstance(self.in_channels, Mapping) else None
 
     @staticmethod
     def _check(levels, num_in, encoder, decoder) -> None:

@@ -33,9 +33,10 @@ from visionfm.data.transforms.geometric import COCO_FLIP_PAIRS
 from visionfm.ops.geometry import boxes_to_original, points_to_original
 from visionfm.registry import MODELS
 
+from ..base import Head
 from .codec import UDPHeatmapCodec, flip_heatmaps
 
-__all__ = ["TopDownHeatmapHead", "select_level"]
+__all__ = ["TopDownHeatmapHead", "key_levels", "select_level"]
 
 
 def select_level(feats: Mapping[str, Tensor], in_key: str | Sequence[str] | None) -> Tensor:
@@ -56,8 +57,15 @@ def select_level(feats: Mapping[str, Tensor], in_key: str | Sequence[str] | None
     return maps[0] if len(maps) == 1 else torch.cat(maps, 1)
 
 
+def key_levels(in_key: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """The levels :func:`select_level` reads for ``in_key`` (None: the last, unnamed)."""
+    if in_key is None:
+        return None
+    return (in_key,) if isinstance(in_key, str) else tuple(in_key)
+
+
 @MODELS.register_module()
-class TopDownHeatmapHead(nn.Module):
+class TopDownHeatmapHead(Head):
     """Heatmap head for person crops (see the module doc).
 
     Args:
@@ -73,6 +81,7 @@ class TopDownHeatmapHead(nn.Module):
             default; use the dataset's ``metainfo['flip_pairs']`` for other layouts).
     """
 
+    predicts = ("pred_instances",)
     # trains on person crops (one instance per sample), not on full images with many
     # instances: the every-backbone-with-every-head matrix test leaves it to its own tests
     crops_only = True
@@ -94,6 +103,10 @@ class TopDownHeatmapHead(nn.Module):
         self.loss_weight = loss_weight
         self.flip_test = flip_test
         self.flip_pairs = [tuple(int(i) for i in p) for p in flip_pairs or ()]
+
+    @property
+    def in_levels(self) -> tuple[str, ...] | None:
+        return key_levels(self.in_key)
 
     def forward(self, feats: Mapping[str, Tensor], data_samples=None) -> Tensor:
         """``{level: (B, C, h, w)}`` -> heatmaps (B, K, h', w')."""

@@ -9,8 +9,9 @@ treated as a virtual crop of ``(h * s, w * s)`` input pixels, encoded / decoded 
 same UDP codec as image crops.
 
 Boxes: ground-truth person boxes in training; at test time the boxes the detection head
-predicted, so this head must come AFTER the detection head in the model's ``head`` dict
-(``head=dict(det=..., pose=...)``): it reads ``pred_instances`` and adds ``keypoints``
+predicted: the head declares ``needs_predictions = ("pred_instances",)``, so the task model
+runs the detection head's ``predict`` first (``head=dict(det=..., pose=...)`` in any
+order); it reads ``pred_instances`` and adds ``keypoints``
 (N, K, 3) ``[x, y, confidence]`` in original pixels to them (zeros for instances that are
 not persons or not among the top ``max_per_img`` person boxes). Alone (no
 ``pred_instances`` yet), it treats the whole image as one person box.
@@ -29,8 +30,9 @@ from visionfm.data.batch import batch_input_shape
 from visionfm.ops.geometry import boxes_to_input, boxes_to_original, points_to_original
 from visionfm.registry import MODELS
 
+from ..base import Head
 from .codec import UDPHeatmapCodec
-from .head import select_level
+from .head import key_levels, select_level
 
 __all__ = ["RoIPoseHead", "expand_boxes"]
 
@@ -47,7 +49,7 @@ def expand_boxes(boxes: Tensor, aspect_hw: Sequence[int], padding: float) -> Ten
 
 
 @MODELS.register_module()
-class RoIPoseHead(nn.Module):
+class RoIPoseHead(Head):
     """Keypoint heatmaps of RoI-aligned person features (see the module doc).
 
     Args:
@@ -63,6 +65,9 @@ class RoIPoseHead(nn.Module):
             are used in training.
         score_thr: test-time boxes below this score get no keypoints.
     """
+
+    predicts = ("pred_instances",)  # adds ``keypoints`` to a detection head's instances
+    needs_predictions = ("pred_instances",)
 
     def __init__(
         self,
@@ -87,6 +92,10 @@ class RoIPoseHead(nn.Module):
         self.loss_weight = loss_weight
         self.max_per_img = max_per_img
         self.score_thr = score_thr
+
+    @property
+    def in_levels(self) -> tuple[str, ...] | None:
+        return key_levels(self.in_key)
 
     def _stride(self, feat: Tensor, data_samples) -> float:
         h, w = batch_input_shape(data_samples, feat.shape[-2:])

@@ -44,6 +44,7 @@ from visionfm.backbones.vit_layers import make_act, make_norm
 from visionfm.data.batch import batch_input_shape
 from visionfm.ops.geometry import dense_to_original
 
+from ..base import DenseHead
 from .losses import check_seg_labels, semantic_ce_loss, softmax_dice_loss
 
 __all__ = [
@@ -109,7 +110,7 @@ class SegClassifier(nn.Sequential):
         super().__init__(nn.Dropout2d(dropout) if dropout > 0 else nn.Identity(), conv)
 
 
-class SemanticSegHead(nn.Module):
+class SemanticSegHead(DenseHead):
     """Base of semantic segmentation heads (see the module doc for the subclass contract).
 
     Args:
@@ -122,6 +123,8 @@ class SemanticSegHead(nn.Module):
             supervision, e.g. an ``FCNHead`` on a middle level with ``loss_ce=0.4``); its
             losses are added with an ``aux_`` prefix, and it is not used for prediction.
     """
+
+    predicts = ("pred_sem_seg", "seg_logits")
 
     def __init__(
         self,
@@ -158,6 +161,12 @@ class SemanticSegHead(nn.Module):
             )
         self.levels = list(in_channels)
         return list(in_channels.values())
+
+    @property
+    def in_levels(self) -> tuple[str, ...]:
+        """This head's levels, then the auxiliary head's."""
+        aux = self.auxiliary.in_levels if self.auxiliary is not None else ()
+        return tuple(dict.fromkeys((*self.levels, *aux)))
 
     def forward(self, feats: Mapping[str, Tensor], data_samples=None) -> Tensor:
         """feats ``{level: (B, C_l, H_l, W_l)}`` -> logits (B, num_classes, h, w)."""

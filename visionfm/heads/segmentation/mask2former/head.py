@@ -36,6 +36,7 @@ from visionfm.heads.detr.transformer import MLP
 from visionfm.ops.geometry import dense_to_original
 from visionfm.registry import MODELS
 
+from ...base import Head
 from .inference import instance_inference, panoptic_inference, semantic_inference
 from .losses import mask2former_losses
 
@@ -52,7 +53,7 @@ _TEST_CFG = dict(
 
 
 @MODELS.register_module()
-class Mask2FormerHead(nn.Module):
+class Mask2FormerHead(Head):
     """Mask2Former universal segmentation head (see the module doc).
 
     Args:
@@ -72,6 +73,8 @@ class Mask2FormerHead(nn.Module):
         test_cfg: see the module doc (defaults: all three outputs, thresholds 0.8, 100
             instances).
     """
+
+    predicts = ("pred_sem_seg", "pred_instances", "pred_panoptic_seg")
 
     def __init__(
         self,
@@ -130,6 +133,11 @@ class Mask2FormerHead(nn.Module):
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
         nn.init.normal_(self.level_embed, std=0.02)
+
+    @property
+    def in_levels(self) -> tuple[str, ...]:
+        """The pixel decoder's input levels."""
+        return tuple(self.pixel_decoder.strides)
 
     # ------------------------------------------------------------------ forward
     def _predict(self, query: Tensor, mask_features: Tensor) -> tuple[Tensor, Tensor]:
