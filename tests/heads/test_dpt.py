@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from _helpers import image, randomize
 
 from visionfm.backbones import CheckpointError
 from visionfm.data import DataPreprocessor, DataSample
@@ -32,15 +33,6 @@ HF_TINY = dict(
 )  # fmt: skip
 
 
-def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Random weights everywhere (HF inits the class token / positions to zero)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * (0.2 if p.dim() > 1 else 0.5))
-    return model.double().eval()
-
-
 # -- equality with Hugging Face --------------------------------------------------------------
 @pytest.mark.parametrize(
     "variant",
@@ -63,7 +55,7 @@ def test_matches_huggingface_dpt_at_a_non_default_size(tmp_path, variant):
     assert model.backbone.load_pretrained(tmp_path).ok  # nothing missing or left over
     assert model.head.load_pretrained(tmp_path).ok
     model = model.double().eval()
-    x = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(1)).double()
+    x = image(96, 96)
     with torch.no_grad():
         expected = ref(pixel_values=x).predicted_depth  # (B, 96, 96)
         got = model(x, mode="tensor")[:, 0]
