@@ -212,12 +212,6 @@ class SemanticSegHead(DenseHead):
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
-    def predict(self, feats: Mapping[str, Tensor], data_samples: Sequence, rescale: bool = True):
-        """Whole-image inference: fill ``pred_sem_seg`` / ``seg_logits`` (see
-        :meth:`predict_by_logits`)."""
-        return self.predict_by_logits(self(feats, data_samples), data_samples, rescale)
-
-    @torch.no_grad()
     def predict_by_logits(self, logits: Tensor, data_samples: Sequence, rescale: bool = True):
         """logits (B, K, h, w) covering the padded batch input -> each sample gets
         ``seg_logits`` (K, H0, W0) float and ``pred_sem_seg`` (H0, W0) long, on the original
