@@ -3,44 +3,42 @@
 # DETR starts slowly (500 epochs on COCO): after these 5 epochs (7 min on one CPU core) bbox
 # mAP is still 0.000, every query predicting the same box; lr 1e-4 (DETR's own) is no better.
 # For a detector trained on a budget use the Deformable DETR or DINO configs.
-_base_ = ["../dino/dino_vit-t_synthetic.py"]
+# Data, schedule, lr and EMA are those of the DINO demo (configs/dino/dino_vit-t_synthetic.py).
+_base_ = [
+    "../_base_/models/detr_vit_sfp.py",
+    "../_base_/datasets/synthetic_instances.py",
+    "../_base_/schedules/detr_adamw.py",
+    "../_base_/default_runtime.py",
+]
 
-embed_dims = 128
-_attn = dict(type="GlobalMemoryAttention", embed_dims=embed_dims, num_heads=8, dropout=0.1)
-_ffn = dict(type="DetrFFN", embed_dims=embed_dims, feedforward_dims=4 * embed_dims, dropout=0.1)
+image_scale = (128, 128)  # long side 128 px, on CPU
+train_pipeline = [
+    dict(type="LoadImage"),
+    dict(type="LoadAnnotations", with_bbox=True),
+    dict(type="Resize", scale=image_scale, keep_ratio=True),
+    dict(type="RandomFlip", prob=0.5),
+    dict(type="PackInputs"),
+]
+test_pipeline = [
+    dict(type="LoadImage"),
+    dict(type="LoadAnnotations", with_bbox=True),
+    dict(type="Resize", scale=image_scale, keep_ratio=True),
+    dict(type="PackInputs"),
+]
+train_dataloader = dict(batch_size=4, num_workers=1, dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(batch_size=8, num_workers=1, dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader
 
+num_queries = 50
 model = dict(
-    neck=dict(scale_factors=(0.5,)),  # the stride-8 ViT map -> one stride-16 level
-    head=dict(
-        _delete_=True,
-        type="DETRHead",
-        num_classes=5,
-        embed_dims=embed_dims,
-        num_queries=50,
-        in_channels=dict(p4=embed_dims),
-        strides=dict(p4=16),
-        input_norm=None,
-        positional_encoding=dict(type="SinePositionalEncoding", num_feats=embed_dims // 2),
-        encoder=dict(
-            type="DetrEncoder",
-            num_layers=2,
-            layer=dict(type="DetrEncoderLayer", self_attn=_attn, ffn=_ffn, dropout=0.1),
-        ),
-        decoder=dict(
-            type="DetrDecoder",
-            num_layers=3,
-            layer=dict(
-                type="DetrDecoderLayer",
-                self_attn=dict(
-                    type="DetrMultiheadAttention", embed_dims=embed_dims, num_heads=8, dropout=0.1
-                ),
-                cross_attn=_attn,
-                ffn=_ffn,
-                dropout=0.1,
-            ),
-        ),
-        matcher=dict(type="HungarianMatcher", cost_class=2.0, cost_bbox=5.0, cost_giou=2.0),
-        loss_cls=2.0,
-        test_cfg=dict(max_per_img=50),
-    ),
+    backbone=dict(embed_layer="conv"),
+    head=dict(num_queries=num_queries, test_cfg=dict(max_per_img=num_queries)),
 )
+optim_wrapper = dict(optimizer=dict(lr=7e-4))
+max_epochs = 5
+train_cfg = dict(max_epochs=max_epochs)
+
+default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=2, save_best="coco/bbox_mAP"))
+custom_hooks = [
+    dict(type="EMAHook", ema_type="MomentumAnnealingEMA", momentum=0.004, gamma=10, priority=49)
+]

@@ -1,16 +1,18 @@
 # SegFormer's all-MLP decoder on the demo ViT (conv stem) + simple feature pyramid, trained
-# from scratch on the synthetic world at a long side of 128 px on CPU. Everything else (data,
-# schedule, lr, EMA, CE + Dice) is configs/upernet/upernet_vit-t_synthetic.py's.
-_base_ = ["../upernet/upernet_vit-t_synthetic.py"]
+# from scratch on the synthetic world at a long side of 128 px on CPU. Data, schedule, lr,
+# EMA and CE + Dice are those of the UperNet demo (configs/upernet/upernet_vit-t_synthetic.py).
+_base_ = [
+    "../_base_/models/segformer_vit_sfp.py",
+    "../_base_/datasets/synthetic_semantic.py",
+    "../_base_/schedules/seg_adamw.py",
+    "../_base_/default_runtime.py",
+]
 
-channels = 64
-model = dict(
-    head=dict(
-        _delete_=True,
-        type="SegFormerHead",
-        num_classes=6,
-        in_channels=dict(p2=channels, p3=channels, p4=channels),
-        channels=channels,
-        loss_dice=1.0,
-    ),
-)
+model = dict(backbone=dict(embed_layer="conv"), head=dict(loss_dice=1.0))
+
+default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=2, save_best="seg/mIoU"))
+optim_wrapper = dict(optimizer=dict(lr=3e-3))
+train_cfg = dict(max_epochs=9)
+custom_hooks = [
+    dict(type="EMAHook", ema_type="MomentumAnnealingEMA", momentum=0.004, gamma=10, priority=49)
+]
