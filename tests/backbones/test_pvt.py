@@ -122,6 +122,9 @@ def test_matches_huggingface(tmp_path, kind, linear):
         checkpoint = tmp_path
     else:
         checkpoint = ref.state_dict()
+    if kind == "PvtV2Model":  # config.json says eps 1e-6 everywhere; the default differs
+        with pytest.raises(CheckpointError, match=re.escape("set embed_norm_layer='LN_1e-06'")):
+            PyramidVisionTransformerV2(**TINY, linear=linear).load_pretrained(checkpoint)
     ours = ours_from(checkpoint, linear=linear, embed_norm_layer="LN")  # HF: eps 1e-6 everywhere
     x = image()
     if kind == "PvtV2Backbone":
@@ -166,6 +169,9 @@ def test_wrong_checkpoints_raise_with_what_does_not_match():
     other_sr = TimmPvt(**{**TINY, "sr_ratios": (4, 4, 2, 1)}, num_classes=0).state_dict()
     with pytest.raises(CheckpointError, match=r"set sr_ratios=\(4, 4, 2, 1\)"):
         model.load_pretrained(other_sr)
+    no_bias = PyramidVisionTransformerV2(**TINY, qkv_bias=False)
+    with pytest.raises(CheckpointError, match=r"qkv biases \(.*set qkv_bias=True"):
+        no_bias.load_pretrained(timm_reference(False).state_dict())
     with pytest.raises(CheckpointError, match="not found"):
         model.load_pretrained("/nonexistent/pvt_v2_b0.pth")
 

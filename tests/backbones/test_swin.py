@@ -7,6 +7,8 @@ references' un-normed intermediate maps go through our (checkpoint-less) output 
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import timm
 import torch
@@ -114,6 +116,14 @@ def test_matches_hf_swin_model_at_odd_size(tmp_path):
     cfg = T.SwinConfig(image_size=64, window_size=3, **HF_TINY)
     ref = randomize(T.SwinModel(cfg))
     ref.float().save_pretrained(tmp_path)
+    # config.json decides what the tensors cannot tell (a window 4 table would be resized)
+    for kwargs, message in [
+        (dict(window_size=4), "set window_size=3"),
+        (dict(window_size=3, norm_layer="LN"), "set norm_layer='LN_1e-05'"),
+        (dict(window_size=3, act_layer="relu"), "set act_layer='gelu'"),
+    ]:
+        with pytest.raises(CheckpointError, match=re.escape(message)):
+            SwinTransformer(**TINY, **kwargs).load_pretrained(tmp_path / "model.safetensors")
     ours, _ = loaded(SwinTransformer(window_size=3, **TINY), tmp_path)
     x = image(67, 93)
     out = ref.double()(
@@ -236,6 +246,55 @@ def test_v1_table_of_another_window_is_resized():
     report = model.load_pretrained(ref.state_dict())
     assert any("resized from window 2 to 3" in n for n in report.notes), report.notes
     assert model.stages[0].blocks[0].attn.rel_pos_table.shape == (25, 1)
+
+
+def test_timm_table_of_a_shrunk_window_is_refused_not_resized():
+    """timm built at 96 px with window 6 shrinks the last stage's window to its 3 x 3 map (a
+    5 x 5 table); resizing that table to window 6 would change the stage's outputs, so the
+    load is refused naming the per-stage windows, which then give timm's outputs."""
+    ref = randomize(TimmSwin(img_size=96, window_size=6, num_classes=0, **TINY))
+    with pytest.raises(CheckpointError, match=re.escape("window_size=(6, 6, 6, 3)")):
+        SwinTransformer(window_size=6, **TINY).load_pretrained(ref.state_dict())
+    ours, _ = loaded(SwinTransformer(window_size=(6, 6, 6, 3), **TINY), ref.state_dict())
+    x = image(96, 96)
+    expected = ref.forward_intermediates(x, norm=True, intermediates_only=True)
+    got = ours(x)
+    for i, level in enumerate(LEVELS):
+        assert_close(got[level], expected[i] if i == 3 else normed(ours, level, expected[i]))
+
+
+def test_pads_before_shifting_as_the_official_code_not_as_timm():
+    """At 80 x 48 with window 3 the p3 map (10 x 6) is padded in a shifted block: timm shifts
+    then pads, the official code, HF and we pad then shift (README), so timm differs there
+    (the unshifted p2 stage agrees) and HF does not."""
+    kw = dict(embed_dim=32, depths=(1, 2, 2), num_heads=(1, 2, 2))
+    ref = randomize(TimmSwin(img_size=(80, 48), window_size=3, num_classes=0, **kw))
+    ours, _ = loaded(SwinTransformer(window_size=3, out_indices=(0, 1), **kw), ref.state_dict())
+    x = image(80, 48)
+    timm_maps = ref.forward_intermediates(x, indices=[0, 1], norm=True, intermediates_only=True)
+    got = ours(x)
+    assert_close(got["p2"], normed(ours, "p2", timm_maps[0]))
+    assert (got["p3"] - normed(ours, "p3", timm_maps[1])).abs().max() > 0.1
+    hf_cfg = T.SwinConfig(image_size=64, window_size=3, embed_dim=32, depths=[1, 2, 2],
+                          num_heads=[1, 2, 2])  # fmt: skip
+    hf = randomize(T.SwinModel(hf_cfg))
+    ours, _ = loaded(SwinTransformer(window_size=3, out_indices=(0, 1), **kw), hf.state_dict())
+    out = hf(
+        pixel_values=x, output_hidden_states=True, output_hidden_states_before_downsampling=True
+    )
+    got = ours(x)
+    for i, level in enumerate(["p2", "p3"]):
+        assert_close(got[level], normed(ours, level, out.reshaped_hidden_states[i + 1]))
+
+
+def test_checkpoint_parts_the_model_lacks_are_refused():
+    for ref_cls, cls in [(TimmSwin, SwinTransformer), (TimmSwinV2, SwinTransformerV2)]:
+        sd = ref_cls(img_size=64, window_size=2, num_classes=0, **TINY).state_dict()
+        with pytest.raises(CheckpointError, match=r"qkv biases \(.*set qkv_bias=True"):
+            cls(window_size=2, qkv_bias=False, **TINY).load_pretrained(sd)
+        shallower = dict(TINY, depths=(1, 1, 1, 2))
+        with pytest.raises(CheckpointError, match=re.escape("set depths=(1, 1, 2, 2)")):
+            cls(window_size=2, **shallower).load_pretrained(sd)
 
 
 def test_wrong_family_raises_naming_keys():

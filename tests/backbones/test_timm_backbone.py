@@ -219,3 +219,16 @@ def test_timm_checkpoint_filter_resizes_position_embeddings(tmp_path):
     assert model.model.pos_embed.shape == (1, 1 + 6 * 6, 64)
     report = model.load_pretrained(ref.state_dict())
     assert "checkpoint_filter_fn" in report.source_format and not report.missing
+
+
+def test_parts_the_model_lacks_are_refused_naming_the_timm_argument(tmp_path):
+    """A layer-scale checkpoint into a model built without ``init_values`` is refused (not
+    loaded with its gammas dropped); with the argument named, outputs equal timm's."""
+    ref = random_timm("test_vit", init_values=1e-5, dynamic_img_size=True, dynamic_img_pad=True)
+    path = saved(ref, tmp_path / "ls.pth")
+    with pytest.raises(CheckpointError, match=r"layer scale \(blocks\.0\.ls1\.gamma.*init_values="):
+        TimmBackbone("test_vit", checkpoint=path)
+    ours = TimmBackbone("test_vit", checkpoint=path, init_values=1e-5).double().eval()
+    x = image(70, 100)
+    expected = ref.double().forward_intermediates(x, indices=[5], intermediates_only=True)
+    assert_close(ours(x)["block5"], expected[0])

@@ -6,6 +6,8 @@ weights, compared in float64 at a non-default, non-square input size (48 x 40 ->
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import timm
 import torch
@@ -16,7 +18,7 @@ from timm.layers.pos_embed import resample_abs_pos_embed_nhwc
 from timm.models.vision_transformer import VisionTransformer
 from timm.models.vision_transformer_sam import VisionTransformerSAM
 
-from visionfm.backbones import ViT
+from visionfm.backbones import CheckpointError, ViT
 from visionfm.backbones.vit_attention import RotaryEmbedding2d, apply_rope, rel_pos_bias
 from visionfm.backbones.vit_layers import resize_pos_embed
 from visionfm.registry import MODELS
@@ -54,6 +56,14 @@ def ours_from(checkpoint, **kwargs) -> ViT:
     return model.double().eval()
 
 
+def assert_refused_without(checkpoint, ours_kwargs: dict, overrides: dict, message: str) -> None:
+    """A model built with ``overrides`` instead of what the checkpoint needs is refused, and
+    the message names the argument to set."""
+    model = ViT(**{**TINY, **ours_kwargs, **overrides})
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        model.load_pretrained(checkpoint)
+
+
 def assert_close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-5) -> None:
     assert a.shape == b.shape, (a.shape, b.shape)
     diff = (a - b).abs().max().item()
@@ -63,30 +73,34 @@ def assert_close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-5) -> None:
 
 # -- equality with reference implementations ---------------------------------------------
 @pytest.mark.parametrize(
-    "timm_kwargs, ours_kwargs, num_prefix, suffix",
+    "timm_kwargs, ours_kwargs, num_prefix, suffix, without",
     [
-        (dict(qk_norm=True), dict(qk_norm=True), 1, ".pth"),
+        (dict(qk_norm=True), dict(qk_norm=True), 1, ".pth", (dict(qk_norm=False), "qk_norm=True")),
         (  # DINOv2-reg as timm stores it: registers, layer scale, pos embed without prefix
             dict(reg_tokens=4, no_embed_class=True, init_values=1e-5),
             dict(reg_tokens=4, init_values=1.0),
             5,
             ".safetensors",
+            (dict(init_values=None), "set init_values=1e-5 (any value"),
         ),
         (  # timm default: pos embed also covers the register tokens
             dict(reg_tokens=2, init_values=1e-5, mlp_layer=SwiGLUPacked, act_layer=torch.nn.SiLU),
             dict(reg_tokens=2, init_values=1.0, mlp_layer="gated", act_layer="silu", mlp_ratio=2),
             3,
             ".bin",
+            (dict(reg_tokens=0), "set reg_tokens=2"),
         ),
     ],
     ids=["vit-qknorm", "dinov2-reg4", "reg-swiglu"],
 )
-def test_matches_timm(tmp_path, timm_kwargs, ours_kwargs, num_prefix, suffix):
+def test_matches_timm(tmp_path, timm_kwargs, ours_kwargs, num_prefix, suffix, without):
+    """Equal to timm; and refused, naming the argument, by a model built without it."""
     ref = VisionTransformer(**TINY, num_classes=0, dynamic_img_size=True, **timm_kwargs)
     ref = randomize(ref)
     path = tmp_path / f"ckpt{suffix}"
     sd = {k: v.float().contiguous() for k, v in ref.state_dict().items()}
     save_file(sd, path) if suffix == ".safetensors" else torch.save({"state_dict": sd}, path)
+    assert_refused_without(path, ours_kwargs, *without)
     ours = ours_from(path, pos_embed_antialias=True, **ours_kwargs)
     x = image()
     expected = tokens_to_map(ref.float().double().forward_features(x), num_prefix, (6, 5))
@@ -114,10 +128,10 @@ def test_matches_dinov2_original_repo_format():
             orig[k.replace("mlp.fc2", "mlp.w3")] = v
         elif k not in ("cls_token", "pos_embed", "reg_token"):
             orig[k] = v
-    ours = ViT(
-        **TINY, reg_tokens=4, init_values=1.0, mlp_layer="gated", act_layer="silu",
-        mlp_ratio=2.0, pos_embed_antialias=True,
-    )  # fmt: skip
+    gated = dict(reg_tokens=4, init_values=1.0, mlp_layer="gated", act_layer="silu", mlp_ratio=2.0)
+    plain = dict(mlp_layer="mlp", act_layer="gelu")
+    assert_refused_without({"model": orig}, gated, plain, "set mlp_layer='gated', act_layer='silu'")
+    ours = ViT(**TINY, **gated, pos_embed_antialias=True)
     report = ours.load_pretrained({"teacher_unused": 0, "model": orig})
     assert report.ok and report.source_format == "DINOv2 (original repo)", str(report)
     x = image()
@@ -133,22 +147,24 @@ def _hf_case(kind: str):
     )  # fmt: skip
     if kind == "vit":
         cfg = T.ViTConfig(**common, intermediate_size=2 * DIM)
-        return T.ViTModel(cfg), dict(mlp_ratio=2, norm_layer="LN_1e-12"), 1, {}
+        ours = dict(mlp_ratio=2, norm_layer="LN_1e-12")
+        return T.ViTModel(cfg), ours, 1, (dict(norm_layer="LN"), "set norm_layer='LN_1e-12'")
     if kind == "dinov2":
         cfg = T.Dinov2Config(**common, layerscale_value=0.5, use_swiglu_ffn=True)
         hidden = (int(DIM * 4 * 2 / 3) + 7) // 8 * 8
         ours = dict(init_values=1.0, mlp_layer="gated", act_layer="silu", mlp_ratio=hidden / DIM)
-        return T.Dinov2Model(cfg), ours, 1, {}
+        return T.Dinov2Model(cfg), ours, 1, (dict(init_values=None), "set init_values=1e-5")
     if kind == "dinov2_reg":
         cfg = T.Dinov2WithRegistersConfig(**common, num_register_tokens=2)
         ours = dict(init_values=1.0, reg_tokens=2, pos_embed_antialias=True)
-        return T.Dinov2WithRegistersModel(cfg), ours, 3, {}
+        return T.Dinov2WithRegistersModel(cfg), ours, 3, (dict(reg_tokens=0), "set reg_tokens=2")
     cfg = T.DINOv3ViTConfig(**common, intermediate_size=2 * DIM, num_register_tokens=2)
     ours = dict(
         init_values=1.0, reg_tokens=2, mlp_ratio=2, abs_pos_embed=False, rope_base=100.0,
         norm_layer="LN_1e-5",
     )  # fmt: skip
-    return T.DINOv3ViTModel(cfg), ours, 3, {}
+    without = (dict(rope_base=None), "set rope_base=100.0")
+    return T.DINOv3ViTModel(cfg), ours, 3, without
 
 
 @pytest.mark.parametrize(
@@ -161,8 +177,10 @@ def _hf_case(kind: str):
     ],
 )
 def test_matches_huggingface(tmp_path, kind, storage):
+    """Equal to HF; and refused, naming the argument, by a model built without it (read from
+    the parameters, or from config.json for what they cannot tell: eps, RoPE)."""
     torch.manual_seed(0)
-    ref, ours_kwargs, num_prefix, _ = _hf_case(kind)
+    ref, ours_kwargs, num_prefix, without = _hf_case(kind)
     ref = randomize(ref)
     if storage == "save_pretrained":
         ref.float().save_pretrained(tmp_path)
@@ -177,6 +195,9 @@ def test_matches_huggingface(tmp_path, kind, storage):
         checkpoint = tmp_path / "pytorch_model.bin"
         legacy = {f"dinov2.{k}": v for k, v in legacy.items()}
         torch.save({**legacy, "classifier.weight": torch.zeros(3, DIM)}, checkpoint)
+    assert_refused_without(checkpoint, ours_kwargs, *without)
+    if storage == "save_pretrained":  # config.json is read for a weights file in the folder too
+        assert_refused_without(tmp_path / "model.safetensors", ours_kwargs, *without)
     ours = ours_from(checkpoint, **ours_kwargs)
     x = image()
     kwargs = dict(interpolate_pos_encoding=True) if kind == "vit" else {}
@@ -192,6 +213,10 @@ def test_matches_timm_sam_windows_and_rel_pos(tmp_path):
     )  # fmt: skip
     ref = randomize(ref)
     save_file({k: v.float() for k, v in ref.state_dict().items()}, tmp_path / "sam.safetensors")
+    windows = dict(class_token=False, window_size=4, window_block_indices=[0], final_norm=False)
+    assert_refused_without(tmp_path / "sam.safetensors", windows, {}, "set use_rel_pos=True")
+    other_window = dict(use_rel_pos=True, window_size=3)
+    assert_refused_without(tmp_path / "sam.safetensors", windows, other_window, "window_size=4")
     ours = ViT(
         **TINY, class_token=False, use_rel_pos=True, window_size=4, window_block_indices=[0],
         pos_embed_antialias=True, final_norm=False, out_indices=(0, 1),
@@ -203,6 +228,22 @@ def test_matches_timm_sam_windows_and_rel_pos(tmp_path):
     got = ours.double().eval()(x)
     assert_close(got["block0"], expected[0])
     assert_close(got["block1"], expected[1])
+
+
+def test_mae_checkpoint_into_vitdet_drops_the_class_token_knowingly():
+    """The ViTDet / ViTPose recipe: a plain ViT checkpoint into a model built without class
+    token and final norm; its relative-position tables start at zero (no bias)."""
+    ref = randomize(VisionTransformer(**TINY, num_classes=0))
+    ours = ViT(
+        **TINY, class_token=False, use_rel_pos=True, window_size=2, window_block_indices=[0],
+        final_norm=False,
+    )  # fmt: skip
+    report = ours.load_pretrained(ref.state_dict())
+    assert {n for n, _ in report.missing} == {
+        f"blocks.{i}.attn.rel_pos_{a}" for i in range(DEPTH) for a in "hw"
+    }
+    assert {"cls_token", "norm.weight"} <= set(report.ignored) and not report.unexpected
+    assert any("class_token=False" in n for n in report.notes)
 
 
 # -- position handling -------------------------------------------------------------------
