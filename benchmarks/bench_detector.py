@@ -21,7 +21,7 @@ slows a model of many small tensors several-fold: its times are not used).
   in accuracy: the largest change of the top scores (sorted) and of the boxes (each float32
   box of the top 10 against its nearest bf16 box, original-image pixels) over the images.
   Reference for the demo: HF ``DeformableDetrForObjectDetection`` of the same width and depth
-  built exactly as ``bench_time_to_accuracy.build_hf_model`` (random weights), end to end with
+  built exactly as ``hf_deformable_detr.build_hf_model`` (random weights), end to end with
   HF's own ``DeformableDetrImageProcessor`` (long side 128 px as ours) and
   ``post_process_object_detection`` (top 30, the demo's ``max_per_img``).
 - Training: images/s of a training step (data preprocessor, forward, loss, backward, gradient
@@ -69,7 +69,7 @@ def _hf_inference():
     """-> fn(path) running the HF reference end to end: decode, its image processor, model,
     its post-processing."""
     import cv2
-    from bench_time_to_accuracy import LONG_SIDE, build_hf_model
+    from hf_deformable_detr import LONG_SIDE, build_hf_model
     from transformers import DeformableDetrImageProcessor
 
     torch.manual_seed(0)
@@ -191,7 +191,7 @@ def _our_training(config: str, size: int, batch: int) -> tuple[dict, list[dict]]
 
 def _hf_training(batch: int) -> dict:
     """-> {'HF fp32': step, 'HF bf16': step} on the first ``batch`` training images."""
-    from bench_time_to_accuracy import CocoBoxes, build_hf_model, collate
+    from hf_deformable_detr import CocoBoxes, build_hf_model, collate
 
     torch.manual_seed(0)
     train = CocoBoxes(
