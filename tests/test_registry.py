@@ -2,14 +2,16 @@
 
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 import torch
 import torch.nn as nn
 from mmengine.config import Config
 
-from visionfm.registry import DATASETS, MODELS, TRANSFORMS, ConfigError
+from visionfm.registry import DATASETS, MODELS, TRANSFORMS, ConfigError, settings
 
 
 @MODELS.register_module(force=True)
@@ -26,6 +28,18 @@ class _Composite(nn.Module):
         self.encoder = encoder
         self.heads = nn.ModuleList(heads)
         self.scale = scale
+
+
+_SETTINGS = MappingProxyType(dict(max_per_img=100, score_thr=0.0))
+
+
+@MODELS.register_module(force=True)
+class _Wider(_Encoder):
+    """Hands its other arguments on to ``_Encoder``."""
+
+    def __init__(self, extra: int = 0, test_cfg: Mapping = _SETTINGS, **kwargs):
+        super().__init__(**kwargs)
+        self.test_cfg = settings(test_cfg, _SETTINGS, "test_cfg")
 
 
 def test_nested_configs_are_built_before_the_constructor():
@@ -76,6 +90,22 @@ def test_unknown_argument_names_key_and_suggestion():
         MODELS.build(dict(type="_Composite", encoder=dict(type="_Encoder", widht=3), heads=[]))
     msg = str(err.value)
     assert "model.encoder.widht" in msg and "'width'" in msg
+
+
+def test_arguments_handed_to_the_base_class_are_checked_against_it():
+    assert MODELS.build(dict(type="_Wider", width=3)).proj.in_features == 3
+    with pytest.raises(ConfigError, match="model.widht: _Wider takes no argument.*'width'"):
+        MODELS.build(dict(type="_Wider", widht=3))
+
+
+def test_a_dict_of_settings_takes_only_its_keys():
+    """A read-only mapping default declares the settings: some may be set, no other."""
+    built = MODELS.build(dict(type="_Wider", test_cfg=dict(score_thr=0.5)))
+    assert built.test_cfg == dict(max_per_img=100, score_thr=0.5)
+    with pytest.raises(ConfigError, match="model.test_cfg.max_per_im: no such .*'max_per_img'"):
+        MODELS.build(dict(type="_Wider", test_cfg=dict(max_per_im=5)))
+    with pytest.raises(ConfigError, match="test_cfg.max_per_im: no such setting"):
+        _Wider(test_cfg=dict(max_per_im=5))  # plain Python too
 
 
 def test_missing_type_key():

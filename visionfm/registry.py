@@ -10,13 +10,21 @@ import was forgotten.
 ``{name: head config}``) is built first, so constructors receive
 built modules and plain values, never config dicts. Unknown types and unknown
 constructor arguments fail with the config key at fault and the closest
-registered / accepted names.
+registered / accepted names. A constructor's ``**kwargs`` that go on to its base
+class's ``__init__`` are checked against that one.
+
+A constructor argument whose default is a read-only mapping
+(``types.MappingProxyType``, e.g. a head's ``test_cfg``) is a dict of settings: its
+keys are all the settings there are, with their defaults. A config may set some of
+them; any other key is refused (:func:`settings`), so none is read and ignored.
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from mmengine.config import Config, ConfigDict
@@ -40,6 +48,7 @@ __all__ = [
     "OPTIM_WRAPPERS",
     "ConfigError",
     "build_from_cfg",
+    "settings",
 ]
 
 
@@ -71,11 +80,9 @@ def _lookup(registry: Registry, obj_type: Any, key: str) -> Any:
     obj_cls = registry.get(obj_type)
     if obj_cls is None:
         names = _registered_names(registry)
-        close = difflib.get_close_matches(obj_type, names, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ConfigError(
             f"{key}.type: {obj_type!r} is not in the {registry.scope}::{registry.name} "
-            f"registry.{hint} ({len(names)} names are registered; "
+            f"registry.{_did_you_mean(obj_type, names)} ({len(names)} names are registered; "
             f'`python -c "from visionfm.registry import {_var_name(registry)} as R; '
             f'print(R)"` lists them.)'
         )
@@ -93,24 +100,67 @@ def _var_name(registry: Registry) -> str:
     }.get(registry.name, registry.name.upper())
 
 
-def _check_arguments(obj_cls: Any, args: dict, key: str) -> None:
-    """Refuse keyword arguments the constructor does not accept, with suggestions."""
-    target = obj_cls.__init__ if inspect.isclass(obj_cls) else obj_cls
-    try:
-        params = inspect.signature(target).parameters
-    except (TypeError, ValueError):  # builtins without a signature
-        return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    accepted = [n for n, p in params.items() if n != "self" and p.kind is not p.VAR_POSITIONAL]
-    for name in args:
+def _did_you_mean(name: str, names: Iterable[str]) -> str:
+    """`` Did you mean 'a', 'b'?`` naming the entries of ``names`` closest to ``name``, or ''."""
+    close = difflib.get_close_matches(name, list(names), n=3, cutoff=0.5)
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+def _accepted_arguments(obj_cls: Any) -> dict[str, inspect.Parameter] | None:
+    """The keyword arguments ``obj_cls`` (a class or function) takes, by name; None when it
+    takes any. The ``**kwargs`` of a class's ``__init__`` are taken to go on to the next
+    ``__init__`` of its method resolution order (``object``'s takes any)."""
+    if not inspect.isclass(obj_cls):
+        inits = [obj_cls]
+    else:
+        inits = [k.__dict__["__init__"] for k in obj_cls.__mro__ if "__init__" in k.__dict__]
+    accepted: dict[str, inspect.Parameter] = {}
+    for init in inits:
+        if init is object.__init__:
+            return None
+        try:
+            params = inspect.signature(init).parameters
+        except (TypeError, ValueError):  # builtins without a signature
+            return None
+        for name, p in params.items():
+            if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                accepted.setdefault(name, p)
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return accepted
+    return None
+
+
+def _check_arguments(obj_cls: Any, args: dict, key: str) -> list[str]:
+    """Refuse keyword arguments the constructor does not accept, and keys of a dict of
+    settings it does not have (see the module doc), with suggestions. Returns the names of
+    the dicts of settings among ``args``."""
+    accepted = _accepted_arguments(obj_cls)
+    if accepted is None:
+        return []
+    checked = []
+    for name, value in args.items():
         if name not in accepted:
-            close = difflib.get_close_matches(name, accepted, n=3, cutoff=0.5)
-            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise ConfigError(
                 f"{key}.{name}: {getattr(obj_cls, '__name__', obj_cls)} takes no argument "
-                f"{name!r}.{hint} It accepts: {', '.join(accepted)}."
+                f"{name!r}.{_did_you_mean(name, accepted)} It accepts: {', '.join(accepted)}."
             )
+        default = accepted[name].default
+        if isinstance(default, MappingProxyType) and isinstance(value, Mapping):
+            settings(value, default, f"{key}.{name}")
+            checked.append(name)
+    return checked
+
+
+def settings(given: Mapping | None, defaults: Mapping, key: str) -> dict:
+    """``defaults`` updated with ``given``; a key ``defaults`` lacks is refused (naming
+    ``key``, the closest settings and all of them)."""
+    for name in given or {}:
+        if name not in defaults:
+            raise ConfigError(
+                f"{key}.{name}: no such setting.{_did_you_mean(name, defaults)} "
+                f"The settings are: {', '.join(defaults)}."
+            )
+    return {**defaults, **(given or {})}
 
 
 def _merge(cfg: dict, default_args: dict | None) -> dict:

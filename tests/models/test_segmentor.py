@@ -16,7 +16,7 @@ from visionfm.data.data_sample import DataSample
 from visionfm.evaluation import IoUMetric
 from visionfm.models import Segmentor
 from visionfm.models.segmentor import slide_inference, window_starts
-from visionfm.registry import DATASETS, MODELS
+from visionfm.registry import DATASETS, MODELS, ConfigError
 
 SYNTHETIC_CLASSES = ("background", "circle", "square", "triangle", "star", "person")
 
@@ -121,7 +121,9 @@ def test_test_cfg_is_checked_at_construction():
         _per_pixel_model(dict(mode="slide", stride=(8, 8)))
     with pytest.raises(ValueError, match="'whole' or 'slide'"):
         _per_pixel_model(dict(mode="sliding"))
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(
+        ConfigError, match="test_cfg.crop: no such setting. Did you mean 'crop_size'"
+    ):
         _per_pixel_model(dict(mode="whole", crop=(8, 8)))
 
 

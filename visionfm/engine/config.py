@@ -9,6 +9,9 @@ well-known trap in OpenMMLab projects). ``load_config`` follows two kinds:
   the same name that holds the variable's old value takes the new one
   (``max_epochs=10`` also sets ``train_cfg.max_epochs``). Keys of that name holding other
   values are kept and named in the log, and so is a variable nothing follows.
+
+Then the result is checked (:func:`~visionfm.engine.config_check.check_config`), so every tool
+refuses a misspelt key, in the file or on the command line, before it builds anything.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import Any
 
 from mmengine.config import Config
 from mmengine.logging import print_log
+
+from .config_check import added_keys, check_config
 
 _ROOT = "data_root"
 
@@ -71,12 +76,9 @@ def _follow(body: dict, name: str, old: Any, new: Any) -> None:
     print_log(message, logger="current")
 
 
-def load_config(path: str, cfg_options: dict | None = None) -> Config:
-    """``Config.fromfile(path)`` with ``cfg_options`` merged; values the file computed from
-    an overridden top-level variable follow it (see the module doc)."""
-    cfg = Config.fromfile(path)
-    if not cfg_options:
-        return cfg
+def _merge(cfg: Config, cfg_options: dict) -> Config:
+    """``cfg`` with ``cfg_options`` merged; values the file computed from an overridden
+    top-level variable follow it (see the module doc)."""
     variables = {
         k: cfg[k]
         for k in cfg_options
@@ -94,3 +96,15 @@ def load_config(path: str, cfg_options: dict | None = None) -> Config:
         body, count = _reroot(body, old_root, str(new_root))
         print_log(f"data_root {old_root!r} -> {new_root!r}: {count} paths moved", logger="current")
     return Config(body, filename=cfg.filename)
+
+
+def load_config(path: str, cfg_options: dict | None = None) -> Config:
+    """``Config.fromfile(path)`` with ``cfg_options`` merged (see the module doc), checked
+    before anything is built: a key of the file or of ``cfg_options`` that nothing accepts
+    is a :class:`~visionfm.registry.ConfigError` (:mod:`visionfm.engine.config_check`)."""
+    cfg = Config.fromfile(path)
+    added = added_keys(cfg, cfg_options or {})  # before merging hides which keys are new
+    if cfg_options:
+        cfg = _merge(cfg, cfg_options)
+    check_config(cfg, added)
+    return cfg

@@ -16,6 +16,7 @@ Config::
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 
 import torch
 from torch import Tensor, nn
@@ -23,11 +24,13 @@ from torch import Tensor, nn
 from visionfm.data.batch import unlabelled_samples
 from visionfm.data.data_sample import DataSample
 from visionfm.heads.base import DenseHead, Head
-from visionfm.registry import MODELS
+from visionfm.registry import MODELS, settings
 
 from .task_model import TaskModel
 
 __all__ = ["Segmentor", "slide_inference", "window_starts"]
+
+_TEST_CFG = MappingProxyType(dict(mode="whole", crop_size=None, stride=None))  # all there are
 
 
 def window_starts(size: int, crop: int, stride: int) -> list[int]:
@@ -78,8 +81,8 @@ def slide_inference(
     return out / count
 
 
-def _check_test_cfg(test_cfg: Mapping | None) -> dict:
-    cfg = {"mode": "whole", **(test_cfg or {})}
+def _check_test_cfg(test_cfg: Mapping) -> dict:
+    cfg = settings(test_cfg, _TEST_CFG, "test_cfg")
     if cfg["mode"] not in ("whole", "slide"):
         raise ValueError(f"Segmentor test_cfg.mode must be 'whole' or 'slide', got {cfg['mode']!r}")
     if cfg["mode"] == "slide":
@@ -91,9 +94,6 @@ def _check_test_cfg(test_cfg: Mapping | None) -> dict:
                     f"got {value!r}"
                 )
             cfg[key] = (int(value[0]), int(value[1]))
-    unknown = set(cfg) - {"mode", "crop_size", "stride"}
-    if unknown:
-        raise ValueError(f"Segmentor test_cfg: unknown keys {sorted(unknown)}")
     return cfg
 
 
@@ -119,7 +119,7 @@ class Segmentor(TaskModel):
         head: Head | Mapping[str, Head],
         neck: nn.Module | None = None,
         data_preprocessor: nn.Module | None = None,
-        test_cfg: Mapping | None = None,
+        test_cfg: Mapping = _TEST_CFG,
     ) -> None:
         super().__init__(backbone, head, neck, data_preprocessor)
         self.test_cfg = _check_test_cfg(test_cfg)

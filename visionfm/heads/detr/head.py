@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from types import MappingProxyType
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +52,7 @@ from visionfm.data.batch import padding_mask
 from visionfm.necks.channel_mapper import ChannelMapper
 from visionfm.ops.boxes import box_cxcywh_to_xyxy, rescale_boxes
 from visionfm.ops.geometry import boxes_to_original
-from visionfm.registry import MODELS
+from visionfm.registry import MODELS, settings
 
 from ..base import Head
 from .deformable import DeformableMemoryAttention, Memory, flatten_levels
@@ -62,6 +63,8 @@ from .query_selection import DecoderQueries, TwoStageProposals, query_mode
 from .transformer import MLP
 
 __all__ = ["DETRHead"]
+
+_TEST_CFG = MappingProxyType(dict(max_per_img=100, score_thr=0.0))  # all the settings there are
 
 
 def _resize_mask(mask: Tensor, like: Tensor) -> Tensor:
@@ -102,7 +105,8 @@ class DETRHead(Head):
         focal_alpha, focal_gamma: focal loss parameters.
         input_norm: norm of the input projection (``'GN'``; None: plain conv, exactly
             padding-invariant, since GroupNorm statistics include padded pixels).
-        test_cfg: ``max_per_img`` (top-k over queries x classes), ``score_thr``.
+        test_cfg: ``max_per_img`` (top-k over queries x classes), ``score_thr``; a dict
+            setting some of them.
     """
 
     predicts = ("pred_instances",)
@@ -130,7 +134,7 @@ class DETRHead(Head):
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
         input_norm: str | Callable[[int], nn.Module] | None = "GN",
-        test_cfg: Mapping | None = None,
+        test_cfg: Mapping = _TEST_CFG,
     ) -> None:
         super().__init__()
         num_in = len(in_channels)
@@ -145,7 +149,7 @@ class DETRHead(Head):
         self.look_forward_twice = look_forward_twice
         self.loss_weights = dict(loss_cls=loss_cls, loss_bbox=loss_bbox, loss_giou=loss_giou)
         self.focal_alpha, self.focal_gamma = focal_alpha, focal_gamma
-        self.test_cfg = {"max_per_img": 100, "score_thr": 0.0, **(test_cfg or {})}
+        self.test_cfg = settings(test_cfg, _TEST_CFG, "test_cfg")
 
         self.input_proj = ChannelMapper(
             in_channels, strides, embed_dims, levels - num_in, norm_layer=input_norm

@@ -25,6 +25,7 @@ resizing, flipping and cropping) and turned into ``pred_sem_seg``, ``pred_instan
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 
 import torch
 from torch import Tensor, nn
@@ -34,7 +35,7 @@ from visionfm.heads.detr.losses import average_num_boxes
 from visionfm.heads.detr.positional import SinePositionalEncoding
 from visionfm.heads.detr.transformer import MLP
 from visionfm.ops.geometry import dense_to_original
-from visionfm.registry import MODELS
+from visionfm.registry import MODELS, settings
 
 from ...base import Head
 from .inference import instance_inference, panoptic_inference, semantic_inference
@@ -42,13 +43,15 @@ from .losses import mask2former_losses
 
 __all__ = ["Mask2FormerHead"]
 
-_TEST_CFG = dict(
-    semantic_on=True,
-    instance_on=True,
-    panoptic_on=True,
-    object_mask_thr=0.8,
-    overlap_thr=0.8,
-    max_per_image=100,
+_TEST_CFG = MappingProxyType(  # all the settings there are
+    dict(
+        semantic_on=True,
+        instance_on=True,
+        panoptic_on=True,
+        object_mask_thr=0.8,
+        overlap_thr=0.8,
+        max_per_image=100,
+    )
 )
 
 
@@ -70,8 +73,8 @@ class Mask2FormerHead(Head):
         loss_cls, loss_mask, loss_dice: loss weights.
         positional_encoding: (B, H, W) padding mask -> (B, C, H, W) of the decoder's keys;
             default normalised sine.
-        test_cfg: see the module doc (defaults: all three outputs, thresholds 0.8, 100
-            instances).
+        test_cfg: a dict setting some of the module doc's settings (defaults: all three
+            outputs, thresholds 0.8, 100 instances).
     """
 
     predicts = ("pred_sem_seg", "pred_instances", "pred_panoptic_seg")
@@ -92,7 +95,7 @@ class Mask2FormerHead(Head):
         loss_mask: float = 5.0,
         loss_dice: float = 5.0,
         positional_encoding: nn.Module | None = None,
-        test_cfg: Mapping | None = None,
+        test_cfg: Mapping = _TEST_CFG,
     ) -> None:
         super().__init__()
         dims = transformer_decoder.embed_dims
@@ -101,9 +104,6 @@ class Mask2FormerHead(Head):
                 f"pixel_decoder.embed_dims={pixel_decoder.embed_dims} differs from the "
                 f"transformer decoder's width {dims}"
             )
-        unknown = set(test_cfg or {}) - set(_TEST_CFG)
-        if unknown:
-            raise ValueError(f"unknown test_cfg keys {sorted(unknown)}; known: {sorted(_TEST_CFG)}")
         self.num_things, self.num_stuff = num_things_classes, num_stuff_classes
         self.num_classes = num_things_classes + num_stuff_classes
         self.num_queries = num_queries
@@ -113,7 +113,7 @@ class Mask2FormerHead(Head):
             importance_sample_ratio=importance_sample_ratio,
         )
         self.loss_weights = dict(loss_cls=loss_cls, loss_mask=loss_mask, loss_dice=loss_dice)
-        self.test_cfg = {**_TEST_CFG, **(test_cfg or {})}
+        self.test_cfg = settings(test_cfg, _TEST_CFG, "test_cfg")
 
         self.pixel_decoder = pixel_decoder
         self.transformer_decoder = transformer_decoder
