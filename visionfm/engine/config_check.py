@@ -23,7 +23,7 @@ config's own variables).
 Keys added on the command line (:func:`added_keys`) are held to more: a new top-level name
 must be a key the runner reads (``data_rot`` is refused: did you mean ``data_root``), and a
 new key inside a dict none of the checks above covers (``env_cfg.dist_cfg``) is refused with
-the keys that dict has in the config file: nothing would read it.
+the keys that dict has in the config file.
 """
 
 from __future__ import annotations
@@ -261,8 +261,9 @@ def _check_added(key: str, had: list[str], checked: set[str]) -> None:
         )
     if parent and parent not in checked:
         raise ConfigError(
-            f"{key}: {parent} has no key {name!r} in the config and nothing reads one."
-            f"{_did_you_mean(name, had)} It has: {', '.join(had)}."
+            f"{key}: {parent} has no {name!r} in the config, and what it accepts is not known, "
+            f"so the command line may only change the keys it has.{_did_you_mean(name, had)} "
+            f"It has: {', '.join(had)}. (A new key can be written in a config file.)"
         )
 
 
