@@ -6,28 +6,11 @@
 # Data, schedule, lr and EMA are those of the DINO demo (configs/dino/dino_vit-t_synthetic.py).
 _base_ = [
     "../_base_/models/detr_vit_sfp.py",
-    "../_base_/datasets/synthetic_instances.py",
+    "../_base_/datasets/synthetic_detection_128px.py",
     "../_base_/schedules/detr_adamw.py",
     "../_base_/default_runtime.py",
 ]
 
-image_scale = (128, 128)  # long side 128 px, on CPU
-train_pipeline = [
-    dict(type="LoadImage"),
-    dict(type="LoadAnnotations", with_bbox=True),
-    dict(type="Resize", scale=image_scale, keep_ratio=True),
-    dict(type="RandomFlip", prob=0.5),
-    dict(type="PackInputs"),
-]
-test_pipeline = [
-    dict(type="LoadImage"),
-    dict(type="LoadAnnotations", with_bbox=True),
-    dict(type="Resize", scale=image_scale, keep_ratio=True),
-    dict(type="PackInputs"),
-]
-train_dataloader = dict(batch_size=4, num_workers=1, dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(batch_size=8, num_workers=1, dataset=dict(pipeline=test_pipeline))
-test_dataloader = val_dataloader
 
 num_queries = 50
 model = dict(

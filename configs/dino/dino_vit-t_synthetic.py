@@ -2,27 +2,11 @@
 # world (tools/make_synthetic.py) on CPU. `make demo` trains and evaluates it.
 _base_ = [
     "../_base_/models/dino_vit_sfp.py",
-    "../_base_/datasets/synthetic_instances.py",
+    "../_base_/datasets/synthetic_detection_128px.py",
     "../_base_/schedules/detr_adamw.py",
     "../_base_/default_runtime.py",
 ]
 
-image_scale = (128, 128)  # long side 128 px: the demo trains on 2 CPU cores
-train_pipeline = [
-    dict(type="LoadImage"),
-    dict(type="LoadAnnotations", with_bbox=True),
-    dict(type="Resize", scale=image_scale, keep_ratio=True),
-    dict(type="RandomFlip", prob=0.5),
-    dict(type="PackInputs"),
-]
-test_pipeline = [
-    dict(type="LoadImage"),
-    dict(type="LoadAnnotations", with_bbox=True),
-    dict(type="Resize", scale=image_scale, keep_ratio=True),
-    dict(type="PackInputs"),
-]
-train_dataloader = dict(batch_size=4, num_workers=1, dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(batch_size=8, num_workers=1, dataset=dict(pipeline=test_pipeline))
 
 # From scratch on CPU: a convolutional stem trains the ViT much faster than the strided
 # patch projection (bbox mAP 0.127 vs 0.061 after one epoch), and the synthetic images hold
@@ -41,7 +25,6 @@ model = dict(
 optim_wrapper = dict(optimizer=dict(lr=7e-4))
 max_epochs = 5
 train_cfg = dict(max_epochs=max_epochs)
-test_dataloader = val_dataloader
 
 default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=2, save_best="coco/bbox_mAP"))
 
