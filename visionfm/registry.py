@@ -242,6 +242,7 @@ def _make(name: str, parent: Registry, locations: list[str], recursive: bool = F
 
 _ALL = [
     "visionfm.ops",
+    "visionfm.layers",
     "visionfm.backbones",
     "visionfm.necks",
     "visionfm.heads",

@@ -15,9 +15,9 @@ import torch
 from timm.models.pvt_v2 import PyramidVisionTransformerV2 as TimmPvt
 from timm.models.vision_transformer import VisionTransformer
 
-from visionfm.backbones import CheckpointError
 from visionfm.backbones.pvt import PVT_PRESETS, PyramidVisionTransformerV2
 from visionfm.registry import MODELS, ConfigError
+from visionfm.weights import CheckpointError
 
 T = pytest.importorskip("transformers")
 

@@ -18,9 +18,10 @@ from timm.models.swin_transformer import SwinTransformer as TimmSwin
 from timm.models.swin_transformer_v2 import SwinTransformerV2 as TimmSwinV2
 from timm.models.vision_transformer import VisionTransformer
 
-from visionfm.backbones import CheckpointError, SwinTransformer, SwinTransformerV2
+from visionfm.backbones import SwinTransformer, SwinTransformerV2
 from visionfm.backbones.swin import SWIN_PRESETS, shift_window_mask, window_attention
 from visionfm.registry import MODELS
+from visionfm.weights import CheckpointError
 
 T = pytest.importorskip("transformers")
 

@@ -11,9 +11,9 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from visionfm.backbones import CheckpointError
 from visionfm.backbones.timm_backbone import TimmBackbone
 from visionfm.registry import MODELS
+from visionfm.weights import CheckpointError
 
 CNNS = ["test_resnet", "test_convnext"]
 

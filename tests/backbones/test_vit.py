@@ -18,10 +18,11 @@ from timm.layers.pos_embed import resample_abs_pos_embed_nhwc
 from timm.models.vision_transformer import VisionTransformer
 from timm.models.vision_transformer_sam import VisionTransformerSAM
 
-from visionfm.backbones import CheckpointError, ViT
+from visionfm.backbones import ViT
 from visionfm.backbones.vit_attention import RotaryEmbedding2d, apply_rope, rel_pos_bias
-from visionfm.backbones.vit_layers import resize_pos_embed
+from visionfm.layers import resize_pos_embed
 from visionfm.registry import MODELS
+from visionfm.weights import CheckpointError
 
 T = pytest.importorskip("transformers")
 
@@ -503,7 +504,7 @@ def test_all_presets_are_covered_and_small_ones_run():
 
 def test_conv_stem_matches_patch_grid_and_trains():
     """The conv stem gives the patch embedding's grid for any input size, and learns."""
-    from visionfm.backbones.vit_layers import ConvStemEmbed, PatchEmbed
+    from visionfm.layers import ConvStemEmbed, PatchEmbed
 
     x = torch.randn(2, 3, 45, 38)
     conv, patch = ConvStemEmbed(8, 3, 32), PatchEmbed(8, 3, 32)

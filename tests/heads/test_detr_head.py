@@ -12,7 +12,8 @@ import torch
 from mmengine.structures import InstanceData
 
 from visionfm.data.data_sample import DataSample
-from visionfm.heads.detr import DETRHead, SinePositionalEncoding
+from visionfm.heads.detr import DETRHead
+from visionfm.layers import SinePositionalEncoding
 from visionfm.necks import ChannelMapper
 from visionfm.ops.boxes import box_iou
 from visionfm.ops.geometry import boxes_to_original

@@ -10,7 +10,6 @@ import pytest
 import torch
 from _helpers import image, randomize
 
-from visionfm.backbones import CheckpointError
 from visionfm.data import DataPreprocessor, DataSample
 from visionfm.data.synthetic import dataset_scene
 from visionfm.data.transforms import KBCrop, PackInputs, RandomFlip, Resize
@@ -23,6 +22,7 @@ from visionfm.heads.depth import (
 )
 from visionfm.models import TaskModel
 from visionfm.registry import MODELS
+from visionfm.weights import CheckpointError
 
 T = pytest.importorskip("transformers")
 

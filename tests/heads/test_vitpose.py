@@ -7,7 +7,6 @@ import pytest
 import torch
 from mmengine.structures import InstanceData
 
-from visionfm.backbones.weights import CheckpointError
 from visionfm.data import DataSample
 from visionfm.data.transforms import COCO_FLIP_PAIRS
 from visionfm.heads.pose import (
@@ -19,6 +18,7 @@ from visionfm.heads.pose import (
     load_vitpose_checkpoint,
 )
 from visionfm.registry import MODELS
+from visionfm.weights import CheckpointError
 
 K = 17
 INPUT_HW = (64, 48)

@@ -1,16 +1,13 @@
 """visionfm.backbones: 2D backbones returning ``dict[level, (B, C, H, W)]`` (see ``base.Backbone``)."""
 
-from .base import Backbone
+from .base import Backbone, level_name
 from .pvt import PVT_PRESETS, PyramidVisionTransformerV2
 from .swin import SWIN_PRESETS, SwinTransformer, SwinTransformerV2
 from .timm_backbone import TimmBackbone
 from .vit import VIT_PRESETS, ViT
-from .weights import CheckpointError, LoadReport, read_checkpoint
 
 __all__ = [
     "Backbone",
-    "CheckpointError",
-    "LoadReport",
     "PVT_PRESETS",
     "PyramidVisionTransformerV2",
     "SWIN_PRESETS",
@@ -19,5 +16,5 @@ __all__ = [
     "TimmBackbone",
     "VIT_PRESETS",
     "ViT",
-    "read_checkpoint",
+    "level_name",
 ]

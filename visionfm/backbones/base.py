@@ -16,8 +16,7 @@ import torch
 import torch.nn as nn
 
 from visionfm.registry import MODELS
-
-from .weights import (
+from visionfm.weights import (
     ConvertedCheckpoint,
     LoadReport,
     load_converted,
@@ -113,8 +112,8 @@ class Backbone(nn.Module):
     ) -> LoadReport:
         """Load a published checkpoint of this family (file, HF folder or dict in memory).
 
-        Returns the :class:`~visionfm.backbones.weights.LoadReport` (also logged); raises
-        :class:`~visionfm.backbones.weights.CheckpointError` when the checkpoint is unreadable,
+        Returns the :class:`~visionfm.weights.LoadReport` (also logged); raises
+        :class:`~visionfm.weights.CheckpointError` when the checkpoint is unreadable,
         of another family or size, has parameters the model lacks (naming the constructor
         argument to set), comes with a ``config.json`` that states another architecture, or
         (``strict``) leaves keys missing.

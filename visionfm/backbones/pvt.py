@@ -32,12 +32,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from visionfm.layers import DropPath, make_act, make_norm
 from visionfm.ops.attention import attention, check_backend
 from visionfm.registry import MODELS
+from visionfm.weights import ConvertedCheckpoint
 
 from .base import Backbone, StagePart, level_name, register_preset
-from .vit_layers import DropPath, make_act, make_norm
-from .weights import ConvertedCheckpoint
 
 __all__ = ["PVT_PRESETS", "PyramidVisionTransformerV2"]
 

@@ -20,7 +20,7 @@ set: other blocks per stage; another spatial reduction (linear attention, ``line
 or other ``sr_ratios``, read from the ``sr`` convs' kernels); qkv biases the model lacks
 (:data:`_HINTS`); a ``config.json`` stating other heads, reduction, norm eps or activation
 (:data:`_HF_CONFIG`). Other sizes fail on the shape check of
-:func:`~visionfm.backbones.weights.load_converted`.
+:func:`~visionfm.weights.load_converted`.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from collections.abc import Mapping
 
 import torch
 
-from .vit_layers import act_name
-from .weights import (
+from visionfm.layers import act_name
+from visionfm.weights import (
     ArchHint,
     CheckpointError,
     ConfigEntry,

@@ -37,8 +37,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from visionfm.layers import DropPath, Mlp, PatchEmbed, make_act, make_norm
 from visionfm.ops.attention import check_backend
 from visionfm.registry import MODELS
+from visionfm.weights import ConvertedCheckpoint
 
 from .base import Backbone, StagePart, level_name, register_preset
 from .swin_attention import (
@@ -49,8 +51,6 @@ from .swin_attention import (
     stage_window,
     window_attention,
 )
-from .vit_layers import DropPath, Mlp, PatchEmbed, make_act, make_norm
-from .weights import ConvertedCheckpoint
 
 __all__ = [
     "SWIN_PRESETS",
@@ -169,7 +169,7 @@ class SwinTransformer(Backbone):
         attn_drop, proj_drop: dropout on attention weights / projection outputs.
         always_partition: full shifted windows even where a map fits in one window.
         out_indices: stages whose outputs are returned (negatives count from the end).
-        norm_layer, act_layer: factories or names (see ``vit_layers``); LayerNorm eps 1e-5.
+        norm_layer, act_layer: factories or names (see ``layers.norm_act``); LayerNorm eps 1e-5.
         pretrained_window_sizes: Swin V2 only (see :class:`SwinTransformerV2`).
         attn_backend: attention backend override for every block (None: automatic).
         frozen_stages: -1 nothing; 0 the patch embedding; k >= 1 also stages 0 .. k-1 and

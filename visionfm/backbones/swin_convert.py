@@ -38,8 +38,8 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
-from .vit_layers import act_name
-from .weights import (
+from visionfm.layers import act_name
+from visionfm.weights import (
     ArchHint,
     CheckpointError,
     ConfigEntry,

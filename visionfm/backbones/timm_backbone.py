@@ -51,9 +51,7 @@ from timm.models import load_state_dict as timm_load_state_dict
 from timm.models._manipulate import group_parameters
 
 from visionfm.registry import MODELS
-
-from .base import Backbone, StagePart, level_name
-from .weights import (
+from visionfm.weights import (
     ArchHint,
     CheckpointError,
     ConvertedCheckpoint,
@@ -61,6 +59,8 @@ from .weights import (
     load_converted,
     read_checkpoint,
 )
+
+from .base import Backbone, StagePart, level_name
 
 __all__ = ["TimmBackbone"]
 

@@ -29,12 +29,12 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
+from visionfm.layers import make_act, make_embed, make_mlp, make_norm, resize_pos_embed
 from visionfm.registry import MODELS
+from visionfm.weights import ConvertedCheckpoint
 
 from .base import Backbone, StagePart, register_preset
 from .vit_attention import Attention, Block, RotaryEmbedding2d
-from .vit_layers import make_act, make_embed, make_mlp, make_norm, resize_pos_embed
-from .weights import ConvertedCheckpoint
 
 __all__ = ["ViT", "VIT_PRESETS"]
 
@@ -57,7 +57,7 @@ class ViT(Backbone):
             Both are dropped from the output maps.
         abs_pos_embed: learnable absolute position embedding on the patch grid.
         pos_embed_antialias, pos_embed_offset, pos_embed_mode: how ``pos_embed`` is
-            resized, see :func:`~visionfm.backbones.vit_layers.resize_pos_embed` (timm:
+            resized, see :func:`~visionfm.layers.resize_pos_embed` (timm:
             antialias=True; HF: both off; original DINOv2 repo: offset=0.1; HF DPT:
             mode='bilinear').
         rope_base: enables 2D axial RoPE (DINOv3 form) with this base (DINOv3: 100).
@@ -72,7 +72,7 @@ class ViT(Backbone):
         final_norm: apply the final norm to the outputs (ViTDet / SAM / DPT have none).
         return_class_token: also return each output block's class token (see the module
             doc); needs ``class_token``.
-        norm_layer, act_layer, mlp_layer: layer factories or names (see ``vit_layers``).
+        norm_layer, act_layer, mlp_layer: layer factories or names (see ``layers.norm_act``).
         embed_layer: 'patch' (the usual strided patch projection), 'patch_pad2' (the same
             with 2 px of zero padding around the input, as ViTPose) or 'conv' (a convolutional
             stem, faster to train from scratch) or a factory (patch_size, in_chans, embed_dim).

@@ -23,9 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from visionfm.layers import DropPath, LayerScale, Mlp
 from visionfm.ops.attention import attention
-
-from .vit_layers import DropPath, LayerScale, Mlp
 
 Rope = tuple[torch.Tensor, torch.Tensor]  # (cos, sin), each (N_patches, head_dim)
 

@@ -37,9 +37,8 @@ from collections.abc import Mapping
 
 import torch
 
-from .vit_attention import resize_rel_pos
-from .vit_layers import GatedMlp, act_name, grid_from_length, resize_pos_embed
-from .weights import (
+from visionfm.layers import GatedMlp, act_name, grid_from_length, resize_pos_embed
+from visionfm.weights import (
     ArchHint,
     CheckpointError,
     ConfigEntry,
@@ -48,6 +47,8 @@ from .weights import (
     find_prefix,
     hf_act,
 )
+
+from .vit_attention import resize_rel_pos
 
 __all__ = ["convert_vit_checkpoint"]
 

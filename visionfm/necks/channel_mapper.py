@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 import torch.nn as nn
 from torch import Tensor
 
-from visionfm.backbones.base import level_name
-from visionfm.backbones.vit_layers import make_norm
+from visionfm.backbones import level_name
+from visionfm.layers import make_norm
 from visionfm.registry import MODELS
 
 __all__ = ["ChannelMapper"]
@@ -48,7 +48,7 @@ class ChannelMapper(nn.Module):
             ``p<log2(stride)>``.
         kernel_size: of the per-level projection (1 in DETR-style heads).
         norm_layer: factory ``dims -> module`` or name (``'GN'``: 32 groups; see
-            ``visionfm.backbones.vit_layers``); None: no norm, biased convs.
+            ``visionfm.layers``); None: no norm, biased convs.
 
     Outputs keep the input level names (with a list ``in_channels`` they are named
     ``p<log2(stride)>`` by stride); ``out_channels`` / ``out_strides`` describe them.

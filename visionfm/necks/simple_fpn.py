@@ -23,8 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from visionfm.backbones.base import level_name
-from visionfm.backbones.vit_layers import make_act, make_norm
+from visionfm.backbones import level_name
+from visionfm.layers import make_act, make_norm
 from visionfm.registry import MODELS
 
 __all__ = ["SimpleFeaturePyramid"]
@@ -61,7 +61,7 @@ class SimpleFeaturePyramid(nn.Module):
         in_key: which entry of the backbone's output dict to use; None takes the last one.
         top_block: add one more level by max-pooling the coarsest output with stride 2.
         norm_layer: factory ``dim -> module`` or name (``'LN2d'``, ``'GN'``, ...; see
-            ``visionfm.backbones.vit_layers``); None: no norm and biased convs.
+            ``visionfm.layers``); None: no norm and biased convs.
         act_layer: activation inside the x4 upsampling stage.
     """
 

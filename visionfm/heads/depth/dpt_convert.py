@@ -33,7 +33,7 @@ from collections.abc import Mapping
 
 import torch
 
-from visionfm.backbones.weights import CheckpointError, ConvertedCheckpoint, find_prefix
+from visionfm.weights import CheckpointError, ConvertedCheckpoint, find_prefix
 
 __all__ = ["convert_dpt_checkpoint", "dpt_model_from_hf"]
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from visionfm.backbones.vit_layers import make_act
+from visionfm.layers import make_act
 from visionfm.registry import MODELS
 
 __all__ = ["DPTDecoder", "FusionBlock", "Readout", "Reassemble", "ResidualConvUnit"]

@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from visionfm.backbones.weights import LoadReport, load_converted, read_checkpoint
 from visionfm.data.batch import batch_input_shape
 from visionfm.ops.geometry import dense_to_original
 from visionfm.registry import MODELS
+from visionfm.weights import LoadReport, load_converted, read_checkpoint
 
 from ..base import DenseHead
 from .dpt_decoder import DPTDecoder

@@ -1,11 +1,9 @@
 """DETR-style detection: the head, its transformer parts, query selection, denoising, the
 Hungarian matcher (all registered in ``MODELS``) and the set-prediction losses (``losses``)."""
 
-from .deformable import DeformableMemoryAttention
 from .denoising import CdnQueryGenerator
 from .head import DETRHead
 from .matcher import HungarianMatcher
-from .positional import SinePositionalEncoding
 from .transformer import (
     DetrDecoder,
     DetrDecoderLayer,
@@ -19,7 +17,6 @@ from .transformer import (
 __all__ = [
     "CdnQueryGenerator",
     "DETRHead",
-    "DeformableMemoryAttention",
     "DetrDecoder",
     "DetrDecoderLayer",
     "DetrEncoder",
@@ -28,5 +25,4 @@ __all__ = [
     "DetrMultiheadAttention",
     "GlobalMemoryAttention",
     "HungarianMatcher",
-    "SinePositionalEncoding",
 ]

@@ -49,16 +49,20 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from visionfm.data.batch import padding_mask
+from visionfm.layers import (
+    DeformableMemoryAttention,
+    Memory,
+    SinePositionalEncoding,
+    flatten_levels,
+)
 from visionfm.necks.channel_mapper import ChannelMapper
 from visionfm.ops.boxes import box_cxcywh_to_xyxy, rescale_boxes
 from visionfm.ops.geometry import boxes_to_original
 from visionfm.registry import MODELS, settings
 
 from ..base import Head
-from .deformable import DeformableMemoryAttention, Memory, flatten_levels
 from .denoising import denoising_matches
 from .losses import average_num_boxes, set_prediction_losses
-from .positional import SinePositionalEncoding
 from .query_selection import DecoderQueries, TwoStageProposals, query_mode
 from .transformer import MLP
 

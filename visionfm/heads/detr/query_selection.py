@@ -22,10 +22,9 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from visionfm.layers import Memory, sine_encoding
 from visionfm.ops.boxes import inverse_sigmoid
 
-from .deformable import Memory
-from .positional import sine_encoding
 from .transformer import MLP
 
 __all__ = ["DecoderQueries", "TwoStageProposals", "encoder_proposals", "query_mode"]

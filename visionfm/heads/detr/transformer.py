@@ -33,13 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from visionfm.backbones.vit_layers import make_act, make_norm
+from visionfm.layers import Memory, make_act, make_norm, sine_encoding
 from visionfm.ops.attention import attention, check_backend
 from visionfm.ops.boxes import inverse_sigmoid
 from visionfm.registry import MODELS
-
-from .deformable import Memory
-from .positional import sine_encoding
 
 __all__ = [
     "MLP",
@@ -166,7 +163,7 @@ class DetrEncoderLayer(nn.Module):
         self_attn: a memory attention (see module doc) over the layer's own tokens.
         ffn: (B, S, C) -> (B, S, C).
         dropout: on each residual branch.
-        norm_layer: factory ``dims -> module`` or name (``'LN_1e-5'``, see ``vit_layers``).
+        norm_layer: factory ``dims -> module`` or name (``'LN_1e-5'``, see ``layers.make_norm``).
     """
 
     def __init__(

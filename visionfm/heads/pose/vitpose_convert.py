@@ -26,7 +26,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from visionfm.backbones.weights import (
+from visionfm.weights import (
     CheckpointError,
     ConvertedCheckpoint,
     LoadReport,

@@ -40,8 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from visionfm.backbones.vit_layers import make_act, make_norm
 from visionfm.data.batch import batch_input_shape
+from visionfm.layers import make_act, make_norm
 from visionfm.ops.geometry import dense_to_original
 
 from ..base import DenseHead
@@ -60,7 +60,7 @@ NormSpec = str | Callable[[int], nn.Module] | None
 
 def make_seg_norm(norm_layer: NormSpec) -> Callable[[int], nn.Module] | None:
     """``'BN'`` / ``'SyncBN'`` (batch norm, what decoders use), any name of
-    ``vit_layers.make_norm`` (``'GN'``, ``'LN2d'``, ...), a factory ``dim -> module``, or None."""
+    ``layers.make_norm`` (``'GN'``, ``'LN2d'``, ...), a factory ``dim -> module``, or None."""
     if norm_layer is None or callable(norm_layer):
         return norm_layer
     named = {"bn": nn.BatchNorm2d, "syncbn": nn.SyncBatchNorm}

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from visionfm.backbones.vit_layers import make_norm
+from visionfm.layers import make_norm
 from visionfm.registry import MODELS
 
 __all__ = ["MaskedAttentionDecoder", "MaskedAttentionDecoderLayer", "masked_attention_mask"]

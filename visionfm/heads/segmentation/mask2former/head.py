@@ -32,8 +32,8 @@ from torch import Tensor, nn
 
 from visionfm.data.batch import batch_input_shape
 from visionfm.heads.detr.losses import average_num_boxes
-from visionfm.heads.detr.positional import SinePositionalEncoding
 from visionfm.heads.detr.transformer import MLP
+from visionfm.layers import SinePositionalEncoding
 from visionfm.ops.geometry import dense_to_original
 from visionfm.registry import MODELS, settings
 

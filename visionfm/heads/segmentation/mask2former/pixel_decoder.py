@@ -3,7 +3,7 @@ attention Mask Transformer for Universal Image Segmentation", CVPR 2022).
 
 The coarsest ``num_encoder_levels`` input levels (e.g. strides 8, 16, 32) are projected to
 ``embed_dims`` (1x1 conv + GroupNorm), flattened with sine positions, a level embedding and
-their padding masks into a :class:`~visionfm.heads.detr.deformable.Memory`, and encoded by
+their padding masks into a :class:`~visionfm.layers.deformable.Memory`, and encoded by
 the Deformable DETR encoder of the detection heads (``DetrEncoder`` of
 ``DetrEncoderLayer(self_attn=DeformableMemoryAttention(num_levels=num_encoder_levels))``).
 Finer input levels (e.g. stride 4) are added FPN-style: a lateral 1x1 conv of the input,
@@ -21,10 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from visionfm.backbones.vit_layers import make_norm
 from visionfm.data.batch import padding_mask
-from visionfm.heads.detr.deformable import DeformableMemoryAttention, flatten_levels
-from visionfm.heads.detr.positional import SinePositionalEncoding
+from visionfm.layers import (
+    DeformableMemoryAttention,
+    SinePositionalEncoding,
+    flatten_levels,
+    make_norm,
+)
 from visionfm.registry import MODELS
 
 __all__ = ["MSDeformAttnPixelDecoder", "PixelDecoderOutput"]

@@ -1,4 +1,5 @@
-"""Checkpoint reading and loading reports shared by every backbone family.
+"""Checkpoint reading and loading reports shared by every backbone family and by the heads'
+converters of whole published models (DPT, ViTPose).
 
 Flow of ``Backbone.load_pretrained(source)``:
 

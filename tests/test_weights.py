@@ -10,8 +10,14 @@ from safetensors.torch import save_file
 from timm.models.swin_transformer import SwinTransformer
 from timm.models.vision_transformer import VisionTransformer
 
-from visionfm.backbones import CheckpointError, ViT, read_checkpoint
-from visionfm.backbones.weights import ConvertedCheckpoint, find_prefix, load_converted
+from visionfm.backbones import ViT
+from visionfm.weights import (
+    CheckpointError,
+    ConvertedCheckpoint,
+    find_prefix,
+    load_converted,
+    read_checkpoint,
+)
 
 TINY = dict(img_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=3)
 
@@ -104,7 +110,7 @@ def test_report_lists_missing_and_ignored_with_shapes(caplog):
     sd = timm_state(qkv_bias=False)
     sd["head.weight"] = torch.zeros(10, 48)
     model = ViT(**TINY)
-    with caplog.at_level(logging.WARNING, logger="visionfm.backbones.weights"):
+    with caplog.at_level(logging.WARNING, logger="visionfm.weights"):
         report = model.load_pretrained(sd)
     assert set(report.missing) == {(f"blocks.{i}.attn.qkv.bias", (144,)) for i in range(2)}
     assert report.ignored == ["head.weight"] and not report.ok and not report.unexpected
