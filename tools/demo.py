@@ -5,7 +5,9 @@
     python tools/demo.py DET_CONFIG DET_CHECKPOINT INPUT --pose-config POSE_CONFIG \
         --pose-checkpoint POSE_CHECKPOINT      # detection, then top-down pose per person
 
-INPUT: an image file, a folder of images, a video file, or a webcam index such as 0.
+CONFIG may be the config a training run saved in its work dir (``WORK_DIR/NAME.py``), which
+holds that run's ``--cfg-options``. INPUT: an image file, a folder of images, a video file,
+or a webcam index such as 0.
 Images are written to OUT as PNGs with the predictions drawn (``Inferencer.visualize``, i.e.
 ``visionfm.visualization.draw_sample``: boxes, masks, keypoints, semantic and panoptic
 maps over the image, depth beside it); a video becomes OUT/<name>.mp4 at the input's fps,

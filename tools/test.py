@@ -4,13 +4,15 @@
                                            [--work-dir DIR] [--cfg-options k=v ...]
 
 --out writes the predictions as a COCO results json; --show-dir draws them over the images.
+CONFIG may be the config a training run saved in its work dir (``WORK_DIR/NAME.py``): it holds
+that run's ``--cfg-options`` (``data_root``, ...), so they need not be repeated.
 """
 
 import argparse
 import os
 import os.path as osp
 
-from mmengine.config import DictAction
+from mmengine.config import Config, DictAction
 from mmengine.model import is_model_wrapper
 
 from visionfm.engine import build_runner, load_config
@@ -49,7 +51,9 @@ def main() -> None:
         )
         cfg.custom_hooks = hooks
 
-    runner = build_runner(cfg)
+    # the runner saves the config it runs in the work dir; unnamed, as <timestamp>.py, so it
+    # does not replace the config a training run saved there (NAME.py)
+    runner = build_runner(Config(cfg.to_dict()))
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
     load_model_weights(model, args.checkpoint)
     metrics = runner.test()

@@ -57,6 +57,8 @@ def test_train_test_demo(synthetic_root, tmp_path):
     )
     assert (work / "epoch_2.pth").is_file()
 
+    saved = work / "dino_vit-t_synthetic.py"  # the training run's config, kept by test.py
+    trained_config = saved.read_text()
     results, shows = tmp_path / "results.json", tmp_path / "show"
     out = run(
         "tools/test.py",
@@ -75,6 +77,7 @@ def test_train_test_demo(synthetic_root, tmp_path):
     preds = json.loads(results.read_text())
     assert isinstance(preds, list) and {"image_id", "category_id", "bbox", "score"} <= set(preds[0])
     assert len(list(shows.glob("*.png"))) == 6
+    assert saved.read_text() == trained_config
 
     image = next((synthetic_root / "images" / "val").glob("*.jpg"))
     demo_out = tmp_path / "demo"

@@ -12,11 +12,17 @@ well-known trap in OpenMMLab projects). ``load_config`` follows two kinds:
 
 Then the result is checked (:func:`~visionfm.engine.config_check.check_config`), so every tool
 refuses a misspelt key, in the file or on the command line, before it builds anything.
+
+A relative ``_base_`` that is not next to the config file is looked for where it is for the
+configs in the project's ``configs/`` folders, so a shipped config copied anywhere
+(``cp configs/custom/dino_vit-t_custom-coco.py my_config.py``) loads as the original did.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from mmengine.config import Config
@@ -25,6 +31,8 @@ from mmengine.logging import print_log
 from .config_check import added_keys, check_config
 
 _ROOT = "data_root"
+# The project's configs (the package is installed in place: ``pip install -e .``).
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def _reroot(node: Any, old: str, new: str) -> tuple[Any, int]:
@@ -76,6 +84,45 @@ def _follow(body: dict, name: str, old: Any, new: Any) -> None:
     print_log(message, logger="current")
 
 
+def _find_base(base: str, filename: str) -> str:
+    """The file a relative ``_base_`` entry ``base`` of config ``filename`` names: next to
+    ``filename``, else the one file it names from a folder of :data:`CONFIGS` (where a copied
+    config came from). Exits with one line saying where it looked otherwise."""
+    here = Path(filename).parent / base
+    if here.is_file():
+        return str(here)
+    found = sorted({str((d / base).resolve()) for d in CONFIGS.glob("*/") if (d / base).is_file()})
+    if len(found) == 1:
+        return found[0]
+    where = (
+        f"in several folders of {CONFIGS}: {', '.join(found)}"
+        if found
+        else f"nor from a folder of {CONFIGS}"
+    )
+    raise SystemExit(
+        f"{filename}: _base_ {base!r} is not at {here.resolve()}, {where}; "
+        "give its path relative to this file or absolute"
+    )
+
+
+@contextmanager
+def _bases_found_in_configs() -> Iterator[None]:
+    """While loading, mmengine resolves relative ``_base_`` entries with :func:`_find_base`
+    (mmengine only looks next to the file)."""
+    original = Config.__dict__["_get_cfg_path"]
+
+    def get_cfg_path(base: str, filename: str) -> tuple[str, str | None]:
+        if "::" in base:  # another package's config: mmengine's own lookup
+            return original(base, filename)
+        return _find_base(base, filename), None
+
+    Config._get_cfg_path = staticmethod(get_cfg_path)
+    try:
+        yield
+    finally:
+        Config._get_cfg_path = original
+
+
 def _merge(cfg: Config, cfg_options: dict) -> Config:
     """``cfg`` with ``cfg_options`` merged; values the file computed from an overridden
     top-level variable follow it (see the module doc)."""
@@ -102,7 +149,8 @@ def load_config(path: str, cfg_options: dict | None = None) -> Config:
     """``Config.fromfile(path)`` with ``cfg_options`` merged (see the module doc), checked
     before anything is built: a key of the file or of ``cfg_options`` that nothing accepts
     is a :class:`~visionfm.registry.ConfigError` (:mod:`visionfm.engine.config_check`)."""
-    cfg = Config.fromfile(path)
+    with _bases_found_in_configs():
+        cfg = Config.fromfile(path)
     added = added_keys(cfg, cfg_options or {})  # before merging hides which keys are new
     if cfg_options:
         cfg = _merge(cfg, cfg_options)
