@@ -14,13 +14,11 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 from timm.layers import SwiGLUPacked
-from timm.layers.pos_embed import resample_abs_pos_embed_nhwc
 from timm.models.vision_transformer import VisionTransformer
 from timm.models.vision_transformer_sam import VisionTransformerSAM
 
 from visionfm.backbones import ViT
 from visionfm.backbones.vit_attention import RotaryEmbedding2d, apply_rope, rel_pos_bias
-from visionfm.layers import resize_pos_embed
 from visionfm.registry import MODELS
 from visionfm.weights import CheckpointError
 
@@ -248,15 +246,6 @@ def test_mae_checkpoint_into_vitdet_drops_the_class_token_knowingly():
 
 
 # -- position handling -------------------------------------------------------------------
-def test_resize_pos_embed_matches_timm_non_square():
-    pos = torch.randn(1, 4, 4, DIM, dtype=torch.float64)
-    for size in [(6, 5), (3, 7), (4, 4)]:
-        ref = resample_abs_pos_embed_nhwc(pos, list(size))
-        assert_close(resize_pos_embed(pos, size, antialias=True), ref, tol=1e-10)
-    const = torch.full((1, 4, 4, 2), 3.0, dtype=torch.float64)
-    assert torch.allclose(resize_pos_embed(const, (9, 5)), const.new_full((1, 9, 5, 2), 3.0))
-
-
 def test_input_not_multiple_of_patch_is_padded():
     model = randomize(ViT(**TINY))
     x = image(45, 37)

@@ -13,7 +13,6 @@ from mmengine.structures import InstanceData
 
 from visionfm.data.data_sample import DataSample
 from visionfm.heads.detr import DETRHead
-from visionfm.layers import SinePositionalEncoding
 from visionfm.necks import ChannelMapper
 from visionfm.ops.boxes import box_iou
 from visionfm.ops.geometry import boxes_to_original
@@ -345,14 +344,3 @@ def test_channel_mapper_levels_and_extra_levels():
         }
     )
     assert list(out) == list(listed.out_strides) == ["p3", "p4"]
-
-
-def test_sine_encoding_ignores_padding():
-    pe = SinePositionalEncoding(8, normalize=True, offset=-0.5)
-    mask = torch.zeros(2, 6, 8, dtype=torch.bool)
-    mask[1, 4:] = True
-    mask[1, :, 5:] = True
-    pos = pe(mask)
-    alone = pe(torch.zeros(1, 4, 5, dtype=torch.bool))
-    assert pos.shape == (2, 16, 6, 8)
-    torch.testing.assert_close(pos[1, :, :4, :5], alone[0])

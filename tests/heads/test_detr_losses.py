@@ -1,5 +1,5 @@
-"""visionfm.heads.detr.losses: focal loss against torchvision, set losses on hand-computed cases,
-empty ground truth and the distributed normaliser."""
+"""visionfm.heads.detr.losses: focal loss against torchvision, set losses on hand-computed cases and
+empty ground truth."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import torch
 import torchvision.ops as tvo
 
 from visionfm.heads.detr.losses import (
-    average_num_boxes,
     box_l1_loss,
     giou_loss,
     set_prediction_losses,
     sigmoid_focal_loss,
 )
+from visionfm.heads.losses import average_num_boxes
 
 
 @pytest.mark.parametrize("alpha,gamma", [(0.25, 2.0), (0.5, 0.0), (-1.0, 1.5)])
@@ -102,20 +102,3 @@ def test_helpers():
     b = torch.tensor([[1.0, 1.0, 3.0, 3.0]])
     assert box_l1_loss(a, b, 2.0).item() == pytest.approx(2.0)
     assert giou_loss(a, b, 1.0).item() == pytest.approx(1 - (1 / 7 - 2 / 9))
-    assert average_num_boxes(torch.tensor(6), "cpu") == 6.0
-
-
-def test_average_num_boxes_all_reduces(monkeypatch):
-    calls = []
-
-    def fake_all_reduce(t):
-        calls.append(t.clone())
-        t.add_(10.0)  # another process with 10 boxes
-
-    monkeypatch.setattr(torch.distributed, "is_available", lambda: True)
-    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
-    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
-    monkeypatch.setattr(torch.distributed, "all_reduce", fake_all_reduce)
-    assert average_num_boxes(4, "cpu") == 7.0
-    assert len(calls) == 1 and calls[0].item() == 4.0
-    assert average_num_boxes(0, "cpu") == 5.0

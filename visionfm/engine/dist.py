@@ -6,7 +6,7 @@ Every process builds the same model (same seed), the ``DefaultSampler`` gives pr
 the samples ``r, r + N, r + 2N, ...`` of the (shuffled) epoch order, and gradients are
 averaged over processes, so N processes of batch b take the steps of one process of batch
 N * b, as long as a loss is a mean over the whole batch: DETR losses divide by the number
-of boxes averaged over processes (``visionfm.heads.detr.losses.average_num_boxes``). Models
+of boxes averaged over processes (``visionfm.heads.losses.average_num_boxes``). Models
 with BatchNorm see per-process statistics (set ``sync_bn='torch'`` in the config for
 SyncBatchNorm); ours use LayerNorm / GroupNorm, which are per sample.
 

@@ -2,36 +2,29 @@
 task-specific lives here.
 
 - ``norm_act``: norm and activation factories by name (``make_norm``, ``make_act``),
-  channels-first ``LayerNorm2d``; MLPs (``Mlp``, ``GatedMlp``, ``make_mlp``), drop path,
-  layer scale, patch embeddings and the resizing of position embeddings;
-- ``positional``: sine positional encodings of feature maps and of coordinates;
-- ``deformable``: the multi-scale memory of transformer heads (:class:`Memory`) and
-  multi-scale deformable attention into it.
+  channels-first ``LayerNorm2d``;
+- ``mlp``: a block's feed-forward network (``Mlp``, ``GatedMlp``, ``make_mlp``) and DETR's
+  linear stack ``MLP``;
+- ``residual``: drop path and layer scale;
+- ``patch_embed``: patch embeddings (``PatchEmbed``, ``ConvStemEmbed``, ``make_embed``);
+- ``positional``: sine positional encodings of feature maps and of coordinates, and the
+  resizing of learned position-embedding grids;
+- ``deformable``: the multi-scale memory of transformer heads (``Memory``) and multi-scale
+  deformable attention into it.
 
-The registered ones (``SinePositionalEncoding``, ``DeformableMemoryAttention``) are in
-``MODELS``, whose ``locations`` name this package.
+The registered ones (``DetrMLP``, ``SinePositionalEncoding``, ``DeformableMemoryAttention``)
+are in ``MODELS``, whose ``locations`` name this package.
 """
 
 from .deformable import DeformableMemoryAttention, Memory, flatten_levels
-from .norm_act import (
-    ConvStemEmbed,
-    DropPath,
-    GatedMlp,
-    LayerNorm2d,
-    LayerScale,
-    Mlp,
-    PatchEmbed,
-    act_name,
-    grid_from_length,
-    make_act,
-    make_embed,
-    make_mlp,
-    make_norm,
-    resize_pos_embed,
-)
-from .positional import SinePositionalEncoding, sine_encoding
+from .mlp import MLP, GatedMlp, Mlp, make_mlp
+from .norm_act import LayerNorm2d, act_name, make_act, make_norm
+from .patch_embed import ConvStemEmbed, PatchEmbed, make_embed
+from .positional import SinePositionalEncoding, grid_from_length, resize_pos_embed, sine_encoding
+from .residual import DropPath, LayerScale
 
 __all__ = [
+    "MLP",
     "ConvStemEmbed",
     "DeformableMemoryAttention",
     "DropPath",

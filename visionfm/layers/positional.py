@@ -1,4 +1,4 @@
-"""Sine positional encodings for DETR-style heads.
+"""Positional encodings: sine codes (DETR-style heads) and learned grids (ViTs).
 
 - :class:`SinePositionalEncoding`: the 2D sine encoding of feature-map positions of DETR
   (Carion et al., "End-to-End Object Detection with Transformers", ECCV 2020), computed from
@@ -9,6 +9,10 @@
 
 Both put the y block before the x block, so a query's position code lines up with the
 memory's.
+
+- :func:`resize_pos_embed`: a learned grid of absolute position embeddings resized to
+  another grid (any input size for a ViT); :func:`grid_from_length` the square grid of a
+  token count.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from visionfm.registry import MODELS
 
-__all__ = ["SinePositionalEncoding", "sine_encoding"]
+__all__ = ["SinePositionalEncoding", "grid_from_length", "resize_pos_embed", "sine_encoding"]
 
 
 def _frequencies(num_feats: int, temperature: float, device: torch.device) -> Tensor:
@@ -106,3 +111,42 @@ class SinePositionalEncoding(nn.Module):
         pos_y = _interleave(y[..., None] / freqs)  # (B, H, W, num_feats)
         pos_x = _interleave(x[..., None] / freqs)
         return torch.cat((pos_y, pos_x), dim=-1).permute(0, 3, 1, 2)
+
+
+def resize_pos_embed(
+    pos: torch.Tensor,
+    size: tuple[int, int],
+    antialias: bool = False,
+    offset: float = 0.0,
+    mode: str = "bicubic",
+) -> torch.Tensor:
+    """Bicubic (or ``mode``) resize of a grid of absolute position embeddings.
+
+    Args:
+        pos: (1, h, w, C) embeddings of the grid they were trained on.
+        size: target grid (H, W).
+        antialias: PyTorch's antialiased bicubic (PIL-style kernel; what timm uses).
+            False gives the plain bicubic kernel (Hugging Face, ViTDet, mmpretrain).
+        offset: the original DINOv2 repo's ``interpolate_offset`` (0.1 there): resample with
+            scale factor ``(H + offset) / h`` instead of the exact target size.
+        mode: ``'bicubic'`` (timm, HF ViT / DINOv2) or ``'bilinear'`` (HF DPT).
+
+    Returns:
+        (1, H, W, C), in ``pos``'s dtype (computed in float32).
+    """
+    h, w = pos.shape[1:3]
+    if (h, w) == tuple(size):
+        return pos
+    grid = pos.permute(0, 3, 1, 2).float()  # (1, C, h, w)
+    if offset:
+        scale = ((size[0] + offset) / h, (size[1] + offset) / w)
+        grid = F.interpolate(grid, scale_factor=scale, mode=mode, antialias=antialias)
+    else:
+        grid = F.interpolate(grid, size=tuple(size), mode=mode, antialias=antialias)
+    return grid.to(pos.dtype).permute(0, 2, 3, 1)
+
+
+def grid_from_length(length: int) -> tuple[int, int] | None:
+    """(n, n) if ``length`` is a perfect square n * n, else None."""
+    n = math.isqrt(length)
+    return (n, n) if n * n == length else None

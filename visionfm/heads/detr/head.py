@@ -50,6 +50,7 @@ from torch import Tensor, nn
 
 from visionfm.data.batch import padding_mask
 from visionfm.layers import (
+    MLP,
     DeformableMemoryAttention,
     Memory,
     SinePositionalEncoding,
@@ -61,10 +62,10 @@ from visionfm.ops.geometry import boxes_to_original
 from visionfm.registry import MODELS, settings
 
 from ..base import Head
+from ..losses import average_num_boxes
 from .denoising import denoising_matches
-from .losses import average_num_boxes, set_prediction_losses
+from .losses import set_prediction_losses
 from .query_selection import DecoderQueries, TwoStageProposals, query_mode
-from .transformer import MLP
 
 __all__ = ["DETRHead"]
 

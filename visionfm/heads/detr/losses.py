@@ -14,7 +14,8 @@ A DETR head uses them per decoder layer::
         # {"loss_cls", "loss_bbox", "loss_giou"}: unweighted; the head applies its weights
 
 All three losses are sums over the batch divided by ``num_boxes``, the number of
-ground-truth boxes averaged over processes, so every process's gradient has the same scale.
+ground-truth boxes averaged over processes (``visionfm.heads.losses.average_num_boxes``), so
+every process's gradient has the same scale.
 """
 
 from __future__ import annotations
@@ -22,14 +23,12 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
 from visionfm.ops.boxes import box_cxcywh_to_xyxy, generalized_box_iou_paired
 
 __all__ = [
-    "average_num_boxes",
     "box_l1_loss",
     "focal_classification_loss",
     "giou_loss",
@@ -85,21 +84,6 @@ def box_l1_loss(pred: Tensor, target: Tensor, normalizer: float | Tensor) -> Ten
 def giou_loss(pred: Tensor, target: Tensor, normalizer: float | Tensor) -> Tensor:
     """Sum of ``1 - GIoU`` over paired (N, 4) xyxy boxes, divided by ``normalizer`` -> scalar."""
     return (1 - generalized_box_iou_paired(pred, target)).sum() / normalizer
-
-
-def average_num_boxes(num_local: int | Tensor, device: torch.device | str) -> float:
-    """Number of ground-truth boxes per process, averaged over processes, at least 1.
-
-    ``num_local`` is this process's count (summed over its batch). With
-    ``torch.distributed`` initialised, the counts are all-reduced and divided by the world
-    size; otherwise ``num_local`` is used. The clamp at 1 keeps batches without any box
-    finite.
-    """
-    num = torch.as_tensor(num_local, dtype=torch.float32, device=device)
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(num)
-        num = num / dist.get_world_size()
-    return max(num.item(), 1.0)
 
 
 def _batch_indices(

@@ -22,10 +22,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from visionfm.layers import Memory, sine_encoding
+from visionfm.layers import MLP, Memory, sine_encoding
 from visionfm.ops.boxes import inverse_sigmoid
-
-from .transformer import MLP
 
 __all__ = ["DecoderQueries", "TwoStageProposals", "encoder_proposals", "query_mode"]
 

@@ -30,7 +30,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from visionfm.layers import Memory, make_act, make_norm, sine_encoding
@@ -39,7 +38,6 @@ from visionfm.ops.boxes import inverse_sigmoid
 from visionfm.registry import MODELS
 
 __all__ = [
-    "MLP",
     "DetrDecoder",
     "DetrDecoderLayer",
     "DetrEncoder",
@@ -48,24 +46,6 @@ __all__ = [
     "DetrMultiheadAttention",
     "GlobalMemoryAttention",
 ]
-
-
-@MODELS.register_module(name="DetrMLP")
-class MLP(nn.Module):
-    """``num_layers`` linears with ReLU between: (..., in_dims) -> (..., out_dims).
-
-    Registered as ``DetrMLP`` (e.g. DINO's ``ref_point_head``).
-    """
-
-    def __init__(self, in_dims: int, hidden_dims: int, out_dims: int, num_layers: int) -> None:
-        super().__init__()
-        dims = [in_dims] + [hidden_dims] * (num_layers - 1) + [out_dims]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
-
-    def forward(self, x: Tensor) -> Tensor:
-        for i, layer in enumerate(self.layers):
-            x = layer(x) if i == len(self.layers) - 1 else F.relu(layer(x))
-        return x
 
 
 @MODELS.register_module()

@@ -31,13 +31,12 @@ import torch
 from torch import Tensor, nn
 
 from visionfm.data.batch import batch_input_shape
-from visionfm.heads.detr.losses import average_num_boxes
-from visionfm.heads.detr.transformer import MLP
-from visionfm.layers import SinePositionalEncoding
+from visionfm.layers import MLP, SinePositionalEncoding
 from visionfm.ops.geometry import dense_to_original
 from visionfm.registry import MODELS, settings
 
 from ...base import Head
+from ...losses import average_num_boxes
 from .inference import instance_inference, panoptic_inference, semantic_inference
 from .losses import mask2former_losses
 

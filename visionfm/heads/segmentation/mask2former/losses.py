@@ -11,7 +11,7 @@ matching:
 - ``loss_dice``: the Dice loss on the same points, summed and divided by ``num_masks``.
 
 ``num_masks`` is the number of ground-truth masks averaged over processes
-(``visionfm.heads.detr.losses.average_num_boxes``).
+(``visionfm.heads.losses.average_num_boxes``).
 """
 
 from __future__ import annotations
