@@ -1,0 +1,117 @@
+"""The README's code blocks, run as a user types them.
+
+Every ```python block and every command of every ```bash block runs in README order (later
+blocks use what earlier ones trained) in a folder laid out like a checkout after ``make``:
+``tools/`` and ``configs/`` linked from this repository, ``.venv`` from the environment that
+runs the tests, ``PATH`` without the venv.
+The user's own files the README assumes (``image.jpg``, ``/path/to/mydata/`` in the layout of
+the fine-tune recipe's step 1) come from the tiny synthetic dataset. What differs from what
+the README says is listed below, and nowhere else.
+"""
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+ENV = {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+
+# Text in the README's blocks -> what runs instead. Each must occur, so none goes stale.
+SUBSTITUTIONS = {
+    # 18 images, not 2,200; clips of 8 frames
+    "--num-train 2000 --num-val 200": "--num-train 12 --num-val 6 --video-frames 8 8",
+    "epoch_5.pth": "epoch_1.pth",  # the runs train one epoch (FAST)
+    "/path/to/mydata/": "{mydata}/",  # the synthetic data, laid out as the recipe's step 1
+}
+_NO_WORKERS = "{0}_dataloader.num_workers=0 {0}_dataloader.persistent_workers=False"
+# Appended to the commands of these tools: one epoch, validated (so best_*.pth exists), no
+# dataloader worker processes.
+FAST = {
+    "tools/train.py": "--cfg-options train_cfg.max_epochs=1 train_cfg.val_interval=1 "
+    + " ".join(_NO_WORKERS.format(split) for split in ("train", "val", "test")),
+    "tools/test.py": "--cfg-options " + _NO_WORKERS.format("test"),
+}
+# Commands that are not run, and why. They are still checked to name programs and files
+# that exist.
+SKIPPED = {
+    "make demo": "the whole demo: 17 minutes of training; its steps are the quickstart's",
+    "make test": "runs this test suite",
+    ".venv/bin/torchrun": "two training processes; tests/engine/test_ddp.py runs DDP",
+}
+
+_FENCE = re.compile(r"^( *)```(bash|python)\n(.*?)^\1```", re.MULTILINE | re.DOTALL)
+
+
+def readme_blocks() -> list[tuple[str, str]]:
+    """(language, code) of the README's ```bash and ```python blocks, in order."""
+    text = README.read_text()
+    return [(lang, textwrap.dedent(code)) for _, lang, code in _FENCE.findall(text)]
+
+
+def commands(script: str) -> list[str]:
+    """The commands of a bash block: continued lines joined, comments dropped."""
+    lines = script.replace("\\\n", " ").splitlines()
+    return [c for line in lines if (c := re.sub(r"(^|\s)#.*", "", line).strip())]
+
+
+@pytest.fixture
+def checkout(tmp_path) -> Path:
+    work = tmp_path / "checkout"
+    work.mkdir()
+    for name in ("tools", "configs"):
+        (work / name).symlink_to(ROOT / name)
+    (work / ".venv").symlink_to(sys.prefix)
+    return work
+
+
+def test_every_command_names_a_program_and_files_that_exist(checkout):
+    """After ``make`` only /usr/bin, /bin and .venv/bin hold programs (the venv is not
+    activated); the tools and configs a command names exist. Skipped commands too."""
+    for lang, code in readme_blocks():
+        for command in commands(code) if lang == "bash" else []:
+            program, *args = shlex.split(command)
+            found = (checkout / program).is_file() or shutil.which(program, path=ENV["PATH"])
+            assert found, f"README command {command!r}: {program!r} is not installed by make"
+            for arg in args:
+                if arg.startswith(("tools/", "configs/")) and "*" not in arg:
+                    assert (checkout / arg).is_file(), f"README command {command!r}: no {arg}"
+
+
+def _run(args: list[str], cwd: Path, what: str) -> None:
+    proc = subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600)
+    if proc.returncode:
+        pytest.fail(f"README {what} failed:\n{args[-1]}\n{(proc.stdout + proc.stderr)[-4000:]}")
+
+
+@pytest.mark.slow
+def test_readme_blocks_run(checkout, synthetic_root, tmp_path):
+    shutil.copy(synthetic_root / "images" / "val" / "000000.jpg", checkout / "image.jpg")
+    mydata = tmp_path / "mydata"
+    (mydata / "annotations").mkdir(parents=True)
+    (mydata / "images").symlink_to(synthetic_root / "images")
+    for split in ("train", "val"):
+        source = synthetic_root / "annotations" / f"instances_{split}.json"
+        shutil.copy(source, mydata / "annotations" / f"{split}.json")
+
+    unused = set(SUBSTITUTIONS)
+    for lang, code in readme_blocks():
+        for old, new in SUBSTITUTIONS.items():
+            if old in code:
+                code = code.replace(old, new.format(mydata=mydata))
+                unused.discard(old)
+        if lang == "python":
+            _run([sys.executable, "-c", code], checkout, "python block")
+            continue
+        for command in commands(code):
+            if command.startswith(tuple(SKIPPED)):
+                continue
+            extra = next((opts for tool, opts in FAST.items() if f" {tool} " in command), "")
+            _run(["bash", "-c", f"{command} {extra}"], checkout, "command")
+    assert not unused, f"substitutions that match nothing in the README: {sorted(unused)}"
