@@ -50,6 +50,7 @@ __all__ = [
     "find_prefix",
     "hf_act",
     "load_converted",
+    "locate_model_keys",
     "read_checkpoint",
     "read_hf_config",
     "unwrap_state_dict",
@@ -228,6 +229,27 @@ def find_prefix(keys, anchors: tuple[str, ...]) -> tuple[str, str] | None:
                 if best is None or len(prefix) < len(best[0]):
                     best = (prefix, anchor)
     return best
+
+
+def locate_model_keys(
+    sd: Mapping[str, torch.Tensor], anchors: Mapping[str, str], family: str, layouts: str
+) -> tuple[str, str]:
+    """``(prefix, format)`` of a family's checkpoint: the shortest prefix under which a key
+    ends with one of ``anchors`` (``{anchor key: format name}``, see :func:`find_prefix`).
+
+    Raises :class:`CheckpointError` naming the ``family``, the anchors, the ``layouts`` it
+    reads and some of the keys when none does.
+    """
+    found = find_prefix(sd.keys(), tuple(anchors))
+    if found is None:
+        sample = ", ".join(sorted(sd)[:8])
+        raise CheckpointError(
+            f"not a {family} checkpoint: no key ends with any of "
+            f"{', '.join(repr(a) for a in anchors)} ({layouts} layouts); "
+            f"it has {len(sd)} keys such as: {sample}"
+        )
+    prefix, anchor = found
+    return prefix, anchors[anchor]
 
 
 @dataclass(frozen=True)

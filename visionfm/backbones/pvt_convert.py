@@ -37,8 +37,8 @@ from visionfm.weights import (
     ConfigEntry,
     ConvertedCheckpoint,
     check_hf_config,
-    find_prefix,
     hf_act,
+    locate_model_keys,
 )
 
 __all__ = ["convert_pvt_v2_checkpoint"]
@@ -183,17 +183,10 @@ def convert_pvt_v2_checkpoint(
     :class:`CheckpointError` when no PVT v2 format is recognised, or when the checkpoint or
     its config states another architecture than the model's (naming the argument to set).
     """
-    found = find_prefix(sd.keys(), tuple(_ANCHORS))
-    if found is None:
-        sample = ", ".join(sorted(sd)[:8])
-        raise CheckpointError(
-            "not a PVT v2 checkpoint: no key ends with any of "
-            f"{', '.join(repr(a) for a in _ANCHORS)} (visionfm / timm / original repo / "
-            f"Hugging Face layouts); it has {len(sd)} keys such as: {sample}"
-        )
+    prefix, fmt = locate_model_keys(
+        sd, _ANCHORS, "PVT v2", "visionfm / timm / original repo / Hugging Face"
+    )
     notes = check_hf_config(config, model, _HF_CONFIG)
-    prefix, anchor = found
-    fmt = _ANCHORS[anchor]
     ignored = [k for k in sd if not k.startswith(prefix)]
     sd = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
     ignored += [prefix + k for k in sd if _IGNORED.match(k)]

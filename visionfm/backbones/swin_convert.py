@@ -45,8 +45,8 @@ from visionfm.weights import (
     ConfigEntry,
     ConvertedCheckpoint,
     check_hf_config,
-    find_prefix,
     hf_act,
+    locate_model_keys,
 )
 
 __all__ = ["convert_swin_checkpoint"]
@@ -273,17 +273,8 @@ def convert_swin_checkpoint(
     Swin version, for absolute position embeddings, and when the checkpoint or its config
     states another architecture than the model's (naming the argument to set).
     """
-    found = find_prefix(sd.keys(), tuple(_ANCHORS))
-    if found is None:
-        sample = ", ".join(sorted(sd)[:8])
-        raise CheckpointError(
-            "not a Swin checkpoint: no key ends with any of "
-            f"{', '.join(repr(a) for a in _ANCHORS)} (timm / official / Hugging Face layouts); "
-            f"it has {len(sd)} keys such as: {sample}"
-        )
+    prefix, fmt = locate_model_keys(sd, _ANCHORS, "Swin", "timm / official / Hugging Face")
     notes = check_hf_config(config, model, _HF_CONFIG)
-    prefix, anchor = found
-    fmt = _ANCHORS[anchor]
     hf_norms = {}
     if fmt == "Hugging Face":  # SwinBackbone keeps its output norms outside the 'swin.' prefix
         hf_norms = {k: v for k, v in sd.items() if _HF_NORMS.match(k)}

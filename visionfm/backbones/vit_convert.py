@@ -44,8 +44,8 @@ from visionfm.weights import (
     ConfigEntry,
     ConvertedCheckpoint,
     check_hf_config,
-    find_prefix,
     hf_act,
+    locate_model_keys,
 )
 
 from .vit_attention import resize_rel_pos
@@ -369,17 +369,8 @@ def convert_vit_checkpoint(
     :class:`CheckpointError` when no ViT format is recognised, or when the checkpoint or its
     config states another architecture than the model's (naming the argument to set).
     """
-    found = find_prefix(sd.keys(), tuple(_ANCHORS))
-    if found is None:
-        sample = ", ".join(sorted(sd)[:8])
-        raise CheckpointError(
-            "not a ViT checkpoint: no key ends with any of "
-            f"{', '.join(repr(a) for a in _ANCHORS)} (timm / DINOv2 / Hugging Face layouts); "
-            f"it has {len(sd)} keys such as: {sample}"
-        )
+    prefix, fmt = locate_model_keys(sd, _ANCHORS, "ViT", "timm / DINOv2 / Hugging Face")
     notes = check_hf_config(config, model, _HF_CONFIG)
-    prefix, anchor = found
-    fmt = _ANCHORS[anchor]
     ignored = [k for k in sd if not k.startswith(prefix)]
     sd = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
     if fmt == "timm" and (

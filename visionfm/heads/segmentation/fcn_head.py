@@ -6,7 +6,7 @@ head."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -30,8 +30,8 @@ class FCNHead(SemanticSegHead):
         num_convs: conv blocks (0: the classifier reads the input directly).
         kernel_size: of the conv blocks (1 makes the head per-pixel).
         dropout, norm_layer, act_layer: as ``UperNetHead``.
-        loss_ce, loss_dice, class_weight, ignore_index, auxiliary: see ``SemanticSegHead``
-            (as an auxiliary head, e.g. ``loss_ce=0.4``).
+        kwargs: ``SemanticSegHead``'s (loss_ce, loss_dice, class_weight, ignore_index,
+            auxiliary; as an auxiliary head, e.g. ``loss_ce=0.4``).
     """
 
     def __init__(
@@ -44,13 +44,9 @@ class FCNHead(SemanticSegHead):
         dropout: float = 0.1,
         norm_layer: NormSpec = "BN",
         act_layer: str | Callable[[], nn.Module] = "relu",
-        loss_ce: float = 1.0,
-        loss_dice: float = 0.0,
-        class_weight: Sequence[float] | None = None,
-        ignore_index: int = 255,
-        auxiliary: nn.Module | None = None,
+        **kwargs,
     ) -> None:
-        super().__init__(num_classes, loss_ce, loss_dice, class_weight, ignore_index, auxiliary)
+        super().__init__(num_classes, **kwargs)
         self._use_levels(in_channels)
         dim = sum(in_channels.values())
         convs = []

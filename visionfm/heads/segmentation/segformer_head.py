@@ -10,7 +10,7 @@ upsampled (bilinear) to the finest level's size, the maps are concatenated and f
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -33,7 +33,8 @@ class SegFormerHead(SemanticSegHead):
         channels: embedding width C (256 for MiT-B0/B1, 768 for the larger ones).
         dropout: before the classifier.
         norm_layer, act_layer: of the fusion conv.
-        loss_ce, loss_dice, class_weight, ignore_index, auxiliary: see ``SemanticSegHead``.
+        kwargs: ``SemanticSegHead``'s (loss_ce, loss_dice, class_weight, ignore_index,
+            auxiliary).
     """
 
     def __init__(
@@ -44,13 +45,9 @@ class SegFormerHead(SemanticSegHead):
         dropout: float = 0.1,
         norm_layer: NormSpec = "BN",
         act_layer: str | Callable[[], nn.Module] = "relu",
-        loss_ce: float = 1.0,
-        loss_dice: float = 0.0,
-        class_weight: Sequence[float] | None = None,
-        ignore_index: int = 255,
-        auxiliary: nn.Module | None = None,
+        **kwargs,
     ) -> None:
-        super().__init__(num_classes, loss_ce, loss_dice, class_weight, ignore_index, auxiliary)
+        super().__init__(num_classes, **kwargs)
         self._use_levels(in_channels)
         self.linears = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in in_channels.values())
         self.fuse = ConvNormAct(len(self.levels) * channels, channels, 1, norm_layer, act_layer)

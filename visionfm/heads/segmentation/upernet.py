@@ -70,7 +70,8 @@ class UperNetHead(SemanticSegHead):
         pool_scales: PPM bin counts on the coarsest level.
         dropout: before the classifier.
         norm_layer, act_layer: of every conv block ('BN' / 'SyncBN' / 'GN' / ...).
-        loss_ce, loss_dice, class_weight, ignore_index, auxiliary: see ``SemanticSegHead``.
+        kwargs: ``SemanticSegHead``'s (loss_ce, loss_dice, class_weight, ignore_index,
+            auxiliary).
     """
 
     def __init__(
@@ -82,13 +83,9 @@ class UperNetHead(SemanticSegHead):
         dropout: float = 0.1,
         norm_layer: NormSpec = "BN",
         act_layer: str | Callable[[], nn.Module] = "relu",
-        loss_ce: float = 1.0,
-        loss_dice: float = 0.0,
-        class_weight: Sequence[float] | None = None,
-        ignore_index: int = 255,
-        auxiliary: nn.Module | None = None,
+        **kwargs,
     ) -> None:
-        super().__init__(num_classes, loss_ce, loss_dice, class_weight, ignore_index, auxiliary)
+        super().__init__(num_classes, **kwargs)
         dims = self._use_levels(in_channels)
 
         def block(cin: int, cout: int, k: int) -> ConvNormAct:
