@@ -12,6 +12,7 @@ from mmengine.config import DictAction
 from tqdm import tqdm
 
 from visionfm.engine import load_config
+from visionfm.engine.cli import run_tool
 from visionfm.registry import DATASETS
 from visionfm.visualization import draw_sample
 
@@ -46,4 +47,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from visionfm.apis import Inferencer, TopDownPipeline
 from visionfm.data.video import VideoWriter, open_source
+from visionfm.engine.cli import run_tool
 
 
 def main() -> None:
@@ -98,4 +99,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

@@ -4,6 +4,7 @@ import argparse
 
 from mmengine.config import DictAction
 
+from visionfm.engine.cli import run_tool
 from visionfm.engine.config import load_config
 
 
@@ -19,4 +20,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

@@ -17,6 +17,7 @@ from mmengine.model import is_model_wrapper
 
 from visionfm.engine import build_runner, load_config
 from visionfm.engine.checkpoint import load_model_weights
+from visionfm.engine.cli import run_tool
 
 
 def main() -> None:
@@ -66,4 +67,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

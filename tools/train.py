@@ -24,6 +24,7 @@ import torch
 from mmengine.config import DictAction
 
 from visionfm.engine import build_runner, load_config
+from visionfm.engine.cli import run_tool
 
 
 def parse_args() -> argparse.Namespace:
@@ -78,4 +79,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

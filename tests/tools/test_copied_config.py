@@ -40,6 +40,6 @@ def test_a_base_found_nowhere_is_one_line(tmp_path):
     assert proc.returncode == 1
     looked_at = (tmp_path / "../dino/dino_vit-t_synthetc.py").resolve()
     assert proc.stderr.splitlines() == [
-        f"{config}: _base_ '../dino/dino_vit-t_synthetc.py' is not at {looked_at}, nor from a "
+        f"error: {config}: _base_ '../dino/dino_vit-t_synthetc.py' is not at {looked_at}, nor from a "
         f"folder of {CONFIGS}; give its path relative to this file or absolute"
     ]

@@ -28,6 +28,8 @@ from typing import Any
 from mmengine.config import Config
 from mmengine.logging import print_log
 
+from visionfm.registry import ConfigError
+
 from .config_check import added_keys, check_config
 
 _ROOT = "data_root"
@@ -87,7 +89,7 @@ def _follow(body: dict, name: str, old: Any, new: Any) -> None:
 def _find_base(base: str, filename: str) -> str:
     """The file a relative ``_base_`` entry ``base`` of config ``filename`` names: next to
     ``filename``, else the one file it names from a folder of :data:`CONFIGS` (where a copied
-    config came from). Exits with one line saying where it looked otherwise."""
+    config came from). Raises :class:`ConfigError` saying where it looked otherwise."""
     here = Path(filename).parent / base
     if here.is_file():
         return str(here)
@@ -99,7 +101,7 @@ def _find_base(base: str, filename: str) -> str:
         if found
         else f"nor from a folder of {CONFIGS}"
     )
-    raise SystemExit(
+    raise ConfigError(
         f"{filename}: _base_ {base!r} is not at {here.resolve()}, {where}; "
         "give its path relative to this file or absolute"
     )
