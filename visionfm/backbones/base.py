@@ -1,4 +1,4 @@
-"""The interface every 2D backbone implements (see DESIGN.md, "The backbone contract").
+"""The interface every 2D backbone implements (see docs/architecture.md, "Contracts").
 
 ``forward(x (B, 3, H, W)) -> dict[level, (B, C, h, w)]`` with ``out_channels`` /
 ``out_strides`` per level; a gradient-checkpointing switch; ``frozen_stages``;

@@ -1,6 +1,7 @@
 """``DataSample``: the one per-image container that flows from dataset to head and back.
 
-Ground truth goes in, predictions come back in the same object (see DESIGN.md, "Data flow"):
+Ground truth goes in, predictions come back in the same object (see docs/architecture.md,
+"Contracts" and "From a config to predictions"):
 
 ================  ===================================================================
 field             content
