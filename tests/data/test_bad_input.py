@@ -366,6 +366,14 @@ def test_config_typos_fail_before_training_with_did_you_mean(tiny_coco, tmp_path
         build_runner(cfg)
 
 
+@pytest.mark.parametrize("dataset_type", sorted(DATASETS.module_dict))
+def test_a_misspelt_base_dataset_argument_is_refused_with_did_you_mean(dataset_type):
+    # the BaseDataset arguments reach every dataset through **base_args / **kwargs
+    with pytest.raises(ConfigError, match=rf"dataset\.max_refech: {dataset_type} takes no "
+                       r"argument 'max_refech'\. Did you mean 'max_refetch'"):  # fmt: skip
+        DATASETS.build(dict(type=dataset_type, max_refech=5))
+
+
 def test_the_runner_config_used_above_is_valid(tiny_coco, tmp_path):
     runner = build_runner(_runner_cfg(tiny_coco, tmp_path / "ok", train_cfg=dict(
         by_epoch=True, max_epochs=1)))  # fmt: skip

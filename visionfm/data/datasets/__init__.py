@@ -5,6 +5,7 @@ keeps ``inputs`` and ``data_samples`` as per-image lists for ``DataPreprocessor`
 from mmengine.dataset import pseudo_collate
 
 from .bad_samples import SkipBadSamplesMixin
+from .base import VisionDataset
 from .coco import CocoDataset, CocoFormatError, default_palette, load_coco_json
 from .coco_keypoints import CocoKeypointDataset
 from .coco_panoptic import CocoPanopticDataset
@@ -22,6 +23,7 @@ __all__ = [
     "KittiDepthDataset",
     "SegFolderDataset",
     "SkipBadSamplesMixin",
+    "VisionDataset",
     "collate",
     "default_palette",
     "load_coco_json",

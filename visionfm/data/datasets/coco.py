@@ -33,19 +33,15 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
-import numpy as np
-from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 
-from visionfm.data.transforms import Compose
 from visionfm.registry import DATASETS
 
 from ..palette import default_palette
-from .bad_samples import SkipBadSamplesMixin
+from .base import VisionDataset
 from .coco_schema import (
     CocoFormatError,
     check_annotation,
@@ -80,18 +76,15 @@ def _flip_pairs(names: Sequence[str]) -> list[tuple[int, int]]:
 
 
 @DATASETS.register_module()
-class CocoDataset(SkipBadSamplesMixin, BaseDataset):
+class CocoDataset(VisionDataset):
     """COCO json + image folder (see module doc for the config and the per-sample dict).
 
     Args:
         ann_file: COCO json, relative to ``data_root`` unless absolute.
         pipeline: transforms (config dicts built by ``visionfm.registry.TRANSFORMS``, or
             callables), ending with ``PackInputs``.
-        data_root: prefix joined to ``ann_file`` and to ``data_prefix`` values.
         data_prefix: folders: ``img`` (images, joined with ``file_name``), optional ``seg``
             (semantic masks) and ``depth`` (16-bit depth PNGs).
-        metainfo: ``classes`` keeps only those category names, in that order (labels follow
-            that order); ``palette`` overrides the generated colours.
         filter_empty_gt: in training (not ``test_mode``) drop images without any non-crowd box.
         min_size: in training drop images whose width or height is below this many pixels.
         check_images: at load time, look for every image file (see ``on_error``).
@@ -106,6 +99,12 @@ class CocoDataset(SkipBadSamplesMixin, BaseDataset):
         bad_boxes: boxes with zero / negative size or entirely outside the image are dropped
             with 'clip' and 'drop', and raise with 'raise'. Boxes partly outside the image are
             clipped to it ('clip'), dropped ('drop') or raise ('raise').
+        **base_args: :class:`~visionfm.data.datasets.base.VisionDataset`'s (mmengine
+            ``BaseDataset``'s): ``data_root`` (joined to ``ann_file`` and the
+            ``data_prefix`` values), ``metainfo`` (``classes`` keeps only those category
+            names, in that order, and labels follow it; ``palette`` overrides the generated
+            colours), ``test_mode``, ``lazy_init``, ``serialize_data``, ``indices``,
+            ``max_refetch``.
 
     Categories are sorted by id and mapped to labels 0..C-1. Dropped boxes are counted in
     ``num_skipped`` (``degenerate_box``, ``outside_image``: entirely, or partly with
@@ -119,9 +118,7 @@ class CocoDataset(SkipBadSamplesMixin, BaseDataset):
         self,
         ann_file: str,
         pipeline: Sequence[dict | Callable] = (),
-        data_root: str = "",
         data_prefix: dict | None = None,
-        metainfo: dict | None = None,
         filter_empty_gt: bool = True,
         min_size: int = 0,
         seg_suffix: str = ".png",
@@ -129,11 +126,7 @@ class CocoDataset(SkipBadSamplesMixin, BaseDataset):
         check_images: bool = True,
         on_error: str = "raise",
         bad_boxes: str = "clip",
-        test_mode: bool = False,
-        lazy_init: bool = False,
-        serialize_data: bool = True,
-        indices: int | Sequence[int] | None = None,
-        max_refetch: int = 100,
+        **base_args,
     ) -> None:
         data_prefix = dict(data_prefix or dict(img=""))
         unknown = set(data_prefix) - {"img", "seg", "depth"}
@@ -142,7 +135,6 @@ class CocoDataset(SkipBadSamplesMixin, BaseDataset):
         if bad_boxes not in BAD_BOXES:
             raise ValueError(f"bad_boxes must be one of {BAD_BOXES}, got {bad_boxes!r}")
         data_prefix.setdefault("img", "")
-        self._init_bad_samples(on_error)
         self.bad_boxes = bad_boxes
         self.filter_empty_gt = filter_empty_gt
         self.min_size = min_size
@@ -154,18 +146,8 @@ class CocoDataset(SkipBadSamplesMixin, BaseDataset):
         self.num_invalid: dict[str, int] = {"image": 0, "annotation": 0, "image_file": 0}
         self._invalid_examples: list[str] = []
         super().__init__(
-            ann_file=ann_file,
-            metainfo=metainfo,
-            data_root=data_root,
-            data_prefix=data_prefix,
-            indices=indices,
-            serialize_data=serialize_data,
-            pipeline=[],
-            test_mode=test_mode,
-            lazy_init=lazy_init,
-            max_refetch=max_refetch,
+            pipeline, on_error, ann_file=ann_file, data_prefix=data_prefix, **base_args
         )
-        self.pipeline = Compose(pipeline)  # built by OUR registry, with or without a scope
 
     # ---- loading -------------------------------------------------------------------------
     def _invalid(self, err: CocoFormatError) -> None:
@@ -375,16 +357,6 @@ class CocoDataset(SkipBadSamplesMixin, BaseDataset):
                 level=logging.WARNING,
             )
         return kept
-
-    def _serialize_data(self) -> tuple[np.ndarray, np.ndarray]:
-        """Pickle ``data_list`` into one uint8 array + (N,) int64 end offsets, as mmengine
-        does, minus its failure on an empty list and its ``gc.collect()`` (about 1 s with
-        torch loaded; refcounting frees the dicts anyway)."""
-        chunks = [np.frombuffer(pickle.dumps(x, protocol=4), np.uint8) for x in self.data_list]
-        address = np.cumsum([len(c) for c in chunks], dtype=np.int64)
-        data = np.concatenate(chunks) if chunks else np.zeros(0, np.uint8)
-        self.data_list.clear()
-        return data, address
 
     def get_cat_ids(self, idx: int) -> list[int]:
         """Labels (0..C-1) present in sample ``idx`` (for class-balanced sampling)."""

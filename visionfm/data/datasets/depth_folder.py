@@ -34,14 +34,11 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 
-from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 
-from visionfm.data.transforms import Compose
 from visionfm.registry import DATASETS
 
-from .bad_samples import SkipBadSamplesMixin
-from .coco import CocoDataset
+from .base import VisionDataset
 
 __all__ = ["DepthFolderDataset", "KittiDepthDataset", "EVAL_CROPS"]
 
@@ -62,12 +59,11 @@ def _scan(folder: str, suffixes: tuple[str, ...]) -> list[str]:
 
 
 @DATASETS.register_module()
-class DepthFolderDataset(SkipBadSamplesMixin, BaseDataset):
+class DepthFolderDataset(VisionDataset):
     """RGB + depth PNG pairs from folders or a list file (see the module doc).
 
     Args:
         data_prefix: ``img`` and ``depth`` folders (joined to ``data_root``).
-        ann_file: list file (relative to ``data_root``); '' pairs the folders instead.
         pipeline: transforms (config dicts or callables), ending with ``PackInputs``.
         img_suffix: image file endings scanned in folder mode.
         depth_suffix: ending of the depth file replacing the image's.
@@ -80,14 +76,17 @@ class DepthFolderDataset(SkipBadSamplesMixin, BaseDataset):
             (``check_files``) are left out, logged, and in training a sample whose files
             fail to load is skipped (see
             :class:`~visionfm.data.datasets.bad_samples.SkipBadSamplesMixin`).
+        metainfo: added to (and overriding) the depth settings above in ``metainfo``.
+        **base_args: :class:`~visionfm.data.datasets.base.VisionDataset`'s (mmengine
+            ``BaseDataset``'s): ``ann_file`` (list file, relative to ``data_root``; ''
+            pairs the folders instead), ``data_root``, ``test_mode``, ``lazy_init``,
+            ``serialize_data``, ``indices``, ``max_refetch``.
     """
 
     def __init__(
         self,
         data_prefix: dict | None = None,
-        ann_file: str = "",
         pipeline: Sequence[dict | Callable] = (),
-        data_root: str = "",
         img_suffix: str | Sequence[str] = (".jpg", ".jpeg", ".png"),
         depth_suffix: str = ".png",
         depth_scale: float = 1000.0,
@@ -97,11 +96,7 @@ class DepthFolderDataset(SkipBadSamplesMixin, BaseDataset):
         check_files: bool = True,
         on_error: str = "raise",
         metainfo: dict | None = None,
-        test_mode: bool = False,
-        lazy_init: bool = False,
-        serialize_data: bool = True,
-        indices: int | Sequence[int] | None = None,
-        max_refetch: int = 100,
+        **base_args,
     ) -> None:
         data_prefix = dict(data_prefix or {})
         if set(data_prefix) != {"img", "depth"}:
@@ -119,7 +114,6 @@ class DepthFolderDataset(SkipBadSamplesMixin, BaseDataset):
         self.depth_suffix = depth_suffix
         self.depth_scale = float(depth_scale)
         self.check_files = check_files
-        self._init_bad_samples(on_error)
         self.num_skipped = 0
         info = dict(
             depth_scale=self.depth_scale,
@@ -128,21 +122,12 @@ class DepthFolderDataset(SkipBadSamplesMixin, BaseDataset):
             eval_crop=eval_crop,
         )
         super().__init__(
-            ann_file=ann_file,
-            metainfo={**info, **(metainfo or {})},
-            data_root=data_root,
+            pipeline,
+            on_error,
             data_prefix=data_prefix,
-            indices=indices,
-            serialize_data=serialize_data,
-            pipeline=[],
-            test_mode=test_mode,
-            lazy_init=lazy_init,
-            max_refetch=max_refetch,
+            metainfo={**info, **(metainfo or {})},
+            **base_args,
         )
-        self.pipeline = Compose(pipeline)  # built by OUR registry, with or without a scope
-
-    # mmengine's version runs gc.collect() (about 1 s) and fails on an empty list
-    _serialize_data = CocoDataset._serialize_data
 
     def load_data_list(self) -> list[dict]:
         img_dir, depth_dir = self.data_prefix["img"], self.data_prefix["depth"]

@@ -33,30 +33,26 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 
-from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 
-from visionfm.data.transforms import Compose
 from visionfm.registry import DATASETS
 
-from .bad_samples import SkipBadSamplesMixin
-from .coco import CocoDataset, default_palette
+from ..palette import default_palette
+from .base import VisionDataset
 
 __all__ = ["SegFolderDataset"]
 
 
 @DATASETS.register_module()
-class SegFolderDataset(SkipBadSamplesMixin, BaseDataset):
+class SegFolderDataset(VisionDataset):
     """Images + label maps in parallel folders (see the module doc).
 
     Args:
-        data_root: prefix joined to ``ann_file`` and to ``data_prefix`` values.
         data_prefix: ``img`` (image folder) and ``seg`` (label folder; optional for
             unlabelled inference).
         img_suffix, seg_map_suffix: file name endings of images / label maps.
         reduce_zero_label: label 0 means "unlabelled": it becomes 255 and every other
             label k becomes k - 1 (ADE20K). Then ``classes`` names labels 1.. of the files.
-        ann_file: optional text file of image stems (see module doc).
         metainfo: ``classes`` (required: the names of labels 0..C-1 after
             ``reduce_zero_label``), optional ``palette`` (C RGB triples).
         pipeline: transforms (config dicts or callables), ending with ``PackInputs``.
@@ -65,27 +61,24 @@ class SegFolderDataset(SkipBadSamplesMixin, BaseDataset):
             (``check_labels``) are left out, logged, and in training a sample whose files
             fail to load is skipped (see
             :class:`~visionfm.data.datasets.bad_samples.SkipBadSamplesMixin`).
-        test_mode, lazy_init, serialize_data, indices, max_refetch: as mmengine's
-            ``BaseDataset``.
+        **base_args: :class:`~visionfm.data.datasets.base.VisionDataset`'s (mmengine
+            ``BaseDataset``'s): ``ann_file`` (optional text file of image stems, see the
+            module doc), ``data_root`` (joined to ``ann_file`` and the ``data_prefix``
+            values), ``test_mode``, ``lazy_init``, ``serialize_data``, ``indices``,
+            ``max_refetch``.
     """
 
     def __init__(
         self,
-        data_root: str = "",
         data_prefix: dict | None = None,
         img_suffix: str = ".jpg",
         seg_map_suffix: str = ".png",
         reduce_zero_label: bool = False,
-        ann_file: str = "",
         metainfo: dict | None = None,
         pipeline: Sequence[dict | Callable] = (),
         check_labels: bool = True,
         on_error: str = "raise",
-        test_mode: bool = False,
-        lazy_init: bool = False,
-        serialize_data: bool = True,
-        indices: int | Sequence[int] | None = None,
-        max_refetch: int = 100,
+        **base_args,
     ) -> None:
         data_prefix = dict(data_prefix or dict(img=""))
         unknown = set(data_prefix) - {"img", "seg"}
@@ -102,20 +95,9 @@ class SegFolderDataset(SkipBadSamplesMixin, BaseDataset):
         self.seg_map_suffix = seg_map_suffix
         self.reduce_zero_label = reduce_zero_label
         self.check_labels = check_labels
-        self._init_bad_samples(on_error)
         super().__init__(
-            ann_file=ann_file,
-            metainfo=metainfo,
-            data_root=data_root,
-            data_prefix=data_prefix,
-            indices=indices,
-            serialize_data=serialize_data,
-            pipeline=[],
-            test_mode=test_mode,
-            lazy_init=lazy_init,
-            max_refetch=max_refetch,
+            pipeline, on_error, data_prefix=data_prefix, metainfo=metainfo, **base_args
         )
-        self.pipeline = Compose(pipeline)  # built by OUR registry, with or without a scope
 
     def load_data_list(self) -> list[dict]:
         classes = tuple(self._metainfo["classes"])
@@ -176,6 +158,3 @@ class SegFolderDataset(SkipBadSamplesMixin, BaseDataset):
             raise FileNotFoundError(message + " (on_error='skip' would leave them out)")
         print_log(f"{message}; left out (on_error='skip')", logger="current", level=logging.WARNING)
         data_list[:] = [d for d in data_list if os.path.isfile(d["seg_map_path"])]
-
-    # the same serialisation as CocoDataset (no gc.collect, empty lists allowed)
-    _serialize_data = CocoDataset._serialize_data
