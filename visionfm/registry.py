@@ -123,7 +123,7 @@ def _accepted_arguments(obj_cls: Any) -> dict[str, inspect.Parameter] | None:
         except (TypeError, ValueError):  # builtins without a signature
             return None
         for name, p in params.items():
-            if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            if name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
                 accepted.setdefault(name, p)
         if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
             return accepted

@@ -5,7 +5,7 @@ task-specific lives here.
   channels-first ``LayerNorm2d``;
 - ``mlp``: a block's feed-forward network (``Mlp``, ``GatedMlp``, ``make_mlp``) and DETR's
   linear stack ``MLP``;
-- ``residual``: drop path and layer scale;
+- ``residual``: drop path, layer scale and the base of post-norm layers (``PostNormLayer``);
 - ``patch_embed``: patch embeddings (``PatchEmbed``, ``ConvStemEmbed``, ``make_embed``);
 - ``positional``: sine positional encodings of feature maps and of coordinates, and the
   resizing of learned position-embedding grids;
@@ -21,7 +21,7 @@ from .mlp import MLP, GatedMlp, Mlp, make_mlp
 from .norm_act import LayerNorm2d, act_name, make_act, make_norm
 from .patch_embed import ConvStemEmbed, PatchEmbed, make_embed
 from .positional import SinePositionalEncoding, grid_from_length, resize_pos_embed, sine_encoding
-from .residual import DropPath, LayerScale
+from .residual import DropPath, LayerScale, PostNormLayer
 
 __all__ = [
     "MLP",
@@ -34,6 +34,7 @@ __all__ = [
     "Memory",
     "Mlp",
     "PatchEmbed",
+    "PostNormLayer",
     "SinePositionalEncoding",
     "act_name",
     "flatten_levels",

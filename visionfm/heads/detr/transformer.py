@@ -32,7 +32,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor, nn
 
-from visionfm.layers import Memory, make_act, make_norm, sine_encoding
+from visionfm.layers import Memory, PostNormLayer, make_act, make_norm, sine_encoding
 from visionfm.ops.attention import attention, check_backend
 from visionfm.ops.boxes import inverse_sigmoid
 from visionfm.registry import MODELS
@@ -131,33 +131,18 @@ class DetrFFN(nn.Module):
         return self.net(x)
 
 
-def _norm(norm_layer: str | Callable[[int], nn.Module], dims: int) -> nn.Module:
-    return make_norm(norm_layer)(dims)
-
-
 @MODELS.register_module()
-class DetrEncoderLayer(nn.Module):
+class DetrEncoderLayer(PostNormLayer):
     """Post-norm encoder layer: ``x = norm(x + attn(x)); x = norm(x + ffn(x))``.
 
     Args:
         self_attn: a memory attention (see module doc) over the layer's own tokens.
         ffn: (B, S, C) -> (B, S, C).
-        dropout: on each residual branch.
-        norm_layer: factory ``dims -> module`` or name (``'LN_1e-5'``, see ``layers.make_norm``).
+        post_norm: ``dropout`` and ``norm_layer`` of :class:`~visionfm.layers.PostNormLayer`.
     """
 
-    def __init__(
-        self,
-        self_attn: nn.Module,
-        ffn: nn.Module,
-        dropout: float = 0.0,
-        norm_layer: str | Callable[[int], nn.Module] = "LN_1e-5",
-    ) -> None:
-        super().__init__()
-        dims = self_attn.embed_dims
-        self.self_attn, self.ffn = self_attn, ffn
-        self.norm1, self.norm2 = _norm(norm_layer, dims), _norm(norm_layer, dims)
-        self.drop = nn.Dropout(dropout)
+    def __init__(self, self_attn: nn.Module, ffn: nn.Module, **post_norm) -> None:
+        super().__init__(dict(self_attn=self_attn, ffn=ffn), **post_norm)
 
     def forward(self, x: Tensor, reference: Tensor | None, memory: Memory) -> Tensor:
         """x: (B, S, C) tokens; reference: (B, S, L, 2) or None -> (B, S, C)."""
@@ -167,30 +152,20 @@ class DetrEncoderLayer(nn.Module):
 
 
 @MODELS.register_module()
-class DetrDecoderLayer(nn.Module):
+class DetrDecoderLayer(PostNormLayer):
     """Post-norm decoder layer: self-attention among queries, attention into the memory, FFN.
 
     Args:
         self_attn: :class:`DetrMultiheadAttention` among the queries.
         cross_attn: a memory attention (see module doc).
         ffn: (B, Q, C) -> (B, Q, C).
-        dropout: on each residual branch.
-        norm_layer: factory ``dims -> module`` or name.
+        post_norm: ``dropout`` and ``norm_layer`` of :class:`~visionfm.layers.PostNormLayer`.
     """
 
     def __init__(
-        self,
-        self_attn: nn.Module,
-        cross_attn: nn.Module,
-        ffn: nn.Module,
-        dropout: float = 0.0,
-        norm_layer: str | Callable[[int], nn.Module] = "LN_1e-5",
+        self, self_attn: nn.Module, cross_attn: nn.Module, ffn: nn.Module, **post_norm
     ) -> None:
-        super().__init__()
-        dims = self_attn.embed_dims
-        self.self_attn, self.cross_attn, self.ffn = self_attn, cross_attn, ffn
-        self.norm1, self.norm2, self.norm3 = (_norm(norm_layer, dims) for _ in range(3))
-        self.drop = nn.Dropout(dropout)
+        super().__init__(dict(self_attn=self_attn, cross_attn=cross_attn, ffn=ffn), **post_norm)
 
     def forward(
         self,
@@ -272,7 +247,9 @@ class DetrDecoder(nn.Module):
         super().__init__()
         self.layers = _clones(layer, num_layers)
         self.embed_dims = layer.self_attn.embed_dims
-        self.norm = _norm(norm_layer, self.embed_dims) if norm_layer is not None else nn.Identity()
+        self.norm = (
+            make_norm(norm_layer)(self.embed_dims) if norm_layer is not None else nn.Identity()
+        )
         self.ref_point_head = ref_point_head
         self.needs_reference = getattr(layer.cross_attn, "needs_reference", False)
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from visionfm.layers import make_norm
+from visionfm.layers import PostNormLayer
 from visionfm.registry import MODELS
 
 __all__ = ["MaskedAttentionDecoder", "MaskedAttentionDecoderLayer", "masked_attention_mask"]
@@ -56,31 +56,20 @@ def masked_attention_mask(
 
 
 @MODELS.register_module()
-class MaskedAttentionDecoderLayer(nn.Module):
+class MaskedAttentionDecoderLayer(PostNormLayer):
     """Masked cross-attention -> self-attention -> FFN, post-norm (see the module doc).
 
     Args:
         cross_attn, self_attn: ``DetrMultiheadAttention`` modules, called as
             ``attn(query, key, value, mask)``.
         ffn: (B, Q, C) -> (B, Q, C), e.g. ``DetrFFN``.
-        dropout: on each residual branch.
-        norm_layer: factory ``dims -> module`` or name.
+        post_norm: ``dropout`` and ``norm_layer`` of :class:`~visionfm.layers.PostNormLayer`.
     """
 
     def __init__(
-        self,
-        cross_attn: nn.Module,
-        self_attn: nn.Module,
-        ffn: nn.Module,
-        dropout: float = 0.0,
-        norm_layer: str | Callable[[int], nn.Module] = "LN_1e-5",
+        self, cross_attn: nn.Module, self_attn: nn.Module, ffn: nn.Module, **post_norm
     ) -> None:
-        super().__init__()
-        dims = cross_attn.embed_dims
-        self.cross_attn, self.self_attn, self.ffn = cross_attn, self_attn, ffn
-        self.norm1, self.norm2, self.norm3 = (make_norm(norm_layer)(dims) for _ in range(3))
-        self.drop = nn.Dropout(dropout)
-        self.embed_dims = dims
+        super().__init__(dict(cross_attn=cross_attn, self_attn=self_attn, ffn=ffn), **post_norm)
 
     def forward(
         self,
