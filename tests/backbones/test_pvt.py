@@ -12,6 +12,7 @@ import re
 import pytest
 import timm
 import torch
+from _helpers import image, randomize
 from timm.models.pvt_v2 import PyramidVisionTransformerV2 as TimmPvt
 from timm.models.vision_transformer import VisionTransformer
 
@@ -27,18 +28,6 @@ TINY = dict(
 )  # fmt: skip
 H, W = 96, 128
 SIZES = {"p2": (24, 32), "p3": (12, 16), "p4": (6, 8), "p5": (3, 4)}
-
-
-def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * (0.2 if p.dim() > 1 else 0.5))
-    return model.double().eval()
-
-
-def image(h: int = H, w: int = W, batch: int = 2) -> torch.Tensor:
-    return torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(1)).double()
 
 
 def ours_from(checkpoint, **kwargs) -> PyramidVisionTransformerV2:
@@ -80,7 +69,7 @@ def test_matches_timm(tmp_path, linear):
     path = tmp_path / "pvt.pth"
     torch.save({"state_dict": {k: v.float() for k, v in ref.state_dict().items()}}, path)
     ours = ours_from(path, linear=linear)
-    x = image()
+    x = image(H, W)
     expected = ref.float().double().forward_intermediates(x, intermediates_only=True)
     assert_levels_close(ours(x), expected)
 
@@ -95,7 +84,7 @@ def test_matches_original_repo_format(linear):
     report = model.load_pretrained({"meta": {}, "state_dict": orig})
     assert report.ok and report.source_format == "PVT v2 (original repo)", str(report)
     assert report.ignored == ["backbone.head.weight", "backbone.head.bias"]
-    x = image()
+    x = image(H, W)
     expected = ref.forward_intermediates(x, intermediates_only=True)
     assert_levels_close(model.double().eval()(x), expected)
 
@@ -126,7 +115,7 @@ def test_matches_huggingface(tmp_path, kind, linear):
         with pytest.raises(CheckpointError, match=re.escape("set embed_norm_layer='LN_1e-06'")):
             PyramidVisionTransformerV2(**TINY, linear=linear).load_pretrained(checkpoint)
     ours = ours_from(checkpoint, linear=linear, embed_norm_layer="LN")  # HF: eps 1e-6 everywhere
-    x = image()
+    x = image(H, W)
     if kind == "PvtV2Backbone":
         expected = list(ref(pixel_values=x).feature_maps)
     else:

@@ -13,6 +13,7 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
+from _helpers import image, randomize
 from safetensors.torch import save_file
 from timm.models.swin_transformer import SwinTransformer as TimmSwin
 from timm.models.swin_transformer_v2 import SwinTransformerV2 as TimmSwinV2
@@ -28,19 +29,6 @@ T = pytest.importorskip("transformers")
 TINY = dict(embed_dim=32, depths=(1, 1, 2, 2), num_heads=(1, 2, 2, 4))
 HF_TINY = dict(embed_dim=32, depths=[1, 1, 2, 2], num_heads=[1, 2, 2, 4])
 LEVELS = ["p2", "p3", "p4", "p5"]
-
-
-def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Random weights everywhere (default inits zero the V2 post-norms and the biases)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * (0.2 if p.dim() > 1 else 0.5))
-    return model.double().eval()
-
-
-def image(h: int, w: int, batch: int = 2) -> torch.Tensor:
-    return torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(1)).double()
 
 
 def loaded(model, checkpoint, **kwargs):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import timm
 import torch
+from _helpers import image
 from safetensors.torch import save_file
 
 from visionfm.backbones.timm_backbone import TimmBackbone
@@ -38,10 +39,6 @@ def saved(model: torch.nn.Module, path, safetensors: bool = False):
     sd = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(sd, path) if safetensors else torch.save({"state_dict": sd, "epoch": 3}, path)
     return path
-
-
-def image(h: int, w: int) -> torch.Tensor:
-    return torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(1)).double()
 
 
 def assert_close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-5) -> None:

@@ -12,6 +12,7 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
+from _helpers import image, randomize
 from safetensors.torch import save_file
 from timm.layers import SwiGLUPacked
 from timm.models.vision_transformer import VisionTransformer
@@ -27,19 +28,6 @@ T = pytest.importorskip("transformers")
 DIM, HEADS, DEPTH, PATCH, TRAIN = 48, 3, 2, 8, 32
 TINY = dict(img_size=TRAIN, patch_size=PATCH, embed_dim=DIM, depth=DEPTH, num_heads=HEADS)
 H, W = 48, 40  # run size: grid 6 x 5, trained on 4 x 4
-
-
-def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Random weights everywhere (the default inits make layer scale / rel pos near zero)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * (0.2 if p.dim() > 1 else 0.5))
-    return model.double().eval()
-
-
-def image(h: int = H, w: int = W, batch: int = 2) -> torch.Tensor:
-    return torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(1)).double()
 
 
 def tokens_to_map(tokens: torch.Tensor, num_prefix: int, hw: tuple[int, int]) -> torch.Tensor:
@@ -101,7 +89,7 @@ def test_matches_timm(tmp_path, timm_kwargs, ours_kwargs, num_prefix, suffix, wi
     save_file(sd, path) if suffix == ".safetensors" else torch.save({"state_dict": sd}, path)
     assert_refused_without(path, ours_kwargs, *without)
     ours = ours_from(path, pos_embed_antialias=True, **ours_kwargs)
-    x = image()
+    x = image(H, W)
     expected = tokens_to_map(ref.float().double().forward_features(x), num_prefix, (6, 5))
     assert_close(ours(x)["block1"], expected)
 
@@ -133,7 +121,7 @@ def test_matches_dinov2_original_repo_format():
     ours = ViT(**TINY, **gated, pos_embed_antialias=True)
     report = ours.load_pretrained({"teacher_unused": 0, "model": orig})
     assert report.ok and report.source_format == "DINOv2 (original repo)", str(report)
-    x = image()
+    x = image(H, W)
     assert_close(
         ours.double().eval()(x)["block1"], tokens_to_map(ref.forward_features(x), 5, (6, 5))
     )
@@ -198,7 +186,7 @@ def test_matches_huggingface(tmp_path, kind, storage):
     if storage == "save_pretrained":  # config.json is read for a weights file in the folder too
         assert_refused_without(tmp_path / "model.safetensors", ours_kwargs, *without)
     ours = ours_from(checkpoint, **ours_kwargs)
-    x = image()
+    x = image(H, W)
     kwargs = dict(interpolate_pos_encoding=True) if kind == "vit" else {}
     expected = tokens_to_map(ref(pixel_values=x, **kwargs).last_hidden_state, num_prefix, (6, 5))
     assert_close(ours(x)["block1"], expected)
@@ -256,7 +244,7 @@ def test_input_not_multiple_of_patch_is_padded():
 
 def test_resized_pos_embed_cache_follows_weight_updates():
     model = randomize(ViT(**TINY))
-    x = image()
+    x = image(H, W)
     with torch.no_grad():
         first = model(x)["block1"]
         assert model._pos_cache is not None
@@ -402,7 +390,7 @@ def test_layer_ids_cover_all_params_and_are_monotone():
 
 def test_out_indices_and_attn_backend_override():
     model = randomize(ViT(**TINY, out_indices=(0, -1), attn_backend="math"))
-    x = image()
+    x = image(H, W)
     outs = model(x)
     assert list(outs) == ["block0", "block1"] == list(model.out_channels)
     assert model.out_strides == {"block0": PATCH, "block1": PATCH}
