@@ -192,6 +192,35 @@ def test_matches_huggingface(tmp_path, kind, storage):
     assert_close(ours(x)["block1"], expected)
 
 
+@pytest.mark.parametrize(
+    "kind, other_resize, argument",
+    [
+        ("dinov2", dict(pos_embed_offset=0.1), "pos_embed_offset=0.0"),  # the DINOv2 repo's
+        ("dinov2_reg", dict(pos_embed_antialias=False), "pos_embed_antialias=True"),
+        ("vit", dict(pos_embed_antialias=True), "pos_embed_antialias=False"),  # timm's
+    ],
+)
+def test_hf_folder_sets_how_the_position_embedding_is_resized(
+    tmp_path, kind, other_resize, argument
+):
+    """HF's code for the folder's model_type resizes the position embedding its own way
+    (ViT / Dinov2: bicubic, no offset; Dinov2 with registers: antialiased): a model resizing
+    it otherwise (e.g. as the DINOv2 repo, which our ``*_dinov2`` presets follow) would differ
+    from HF at every input size but the training one, so it is refused naming the argument;
+    with HF's way the outputs equal HF's at a non-default size."""
+    torch.manual_seed(0)
+    ref, ours_kwargs, num_prefix, _ = _hf_case(kind)
+    ref = randomize(ref)
+    ref.float().save_pretrained(tmp_path)
+    ref.double()
+    assert_refused_without(tmp_path, ours_kwargs, other_resize, argument)
+    ours = ours_from(tmp_path, **ours_kwargs)
+    x = image(H, W)
+    kwargs = dict(interpolate_pos_encoding=True) if kind == "vit" else {}
+    expected = tokens_to_map(ref(pixel_values=x, **kwargs).last_hidden_state, num_prefix, (6, 5))
+    assert_close(ours(x)["block1"], expected)
+
+
 def test_matches_timm_sam_windows_and_rel_pos(tmp_path):
     """Windowed blocks (padding to the window) + decomposed rel pos, global tables resized."""
     ref = VisionTransformerSAM(

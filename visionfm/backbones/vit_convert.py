@@ -125,9 +125,13 @@ def _entries(
     gated: str | None = None,
     registers: int | None = None,
     rope: bool = False,
+    resize: tuple[str, bool, float] | None = None,
 ) -> list[ConfigEntry]:
     """The rows for one model_type: ``hidden``/``act`` read the MLP width / activation from a
-    config; ``gated``: the key saying the MLP is gated; ``registers``: default register count."""
+    config; ``gated``: the key saying the MLP is gated; ``registers``: default register count;
+    ``resize``: how that model_type's HF code resizes the position embedding to another input
+    size, as our ``(pos_embed_mode, pos_embed_antialias, pos_embed_offset)`` (the file does not
+    say it, the model_type's implementation does)."""
     rows = [
         ConfigEntry(
             "num_attention_heads",
@@ -172,6 +176,17 @@ def _entries(
                 lambda v: f"reg_tokens={v}",
             )
         )
+    if resize is not None:
+        rows.append(
+            ConfigEntry(
+                "position-embedding resize (mode, antialias, offset)",
+                lambda c: resize,
+                lambda m: (m.pos_embed_mode, m.pos_embed_antialias, m.pos_embed_offset),
+                lambda v: (
+                    f"pos_embed_mode='{v[0]}', pos_embed_antialias={v[1]}, pos_embed_offset={v[2]}"
+                ),
+            )
+        )
     if rope:
         rows.append(
             ConfigEntry(
@@ -192,12 +207,14 @@ def _intermediate(c) -> int:
     return c.get("intermediate_size", 3072)
 
 
+_BICUBIC = ("bicubic", False, 0.0)  # HF ViT / Dinov2: bicubic to the new grid size
 _HF_CONFIG = {
-    "vit": _entries(1e-12, _intermediate, hf_act),
-    "dpt": _entries(1e-12, _intermediate, hf_act),
-    "dinov2": _entries(1e-6, _dinov2_hidden, _dinov2_act, gated="use_swiglu_ffn"),
+    "vit": _entries(1e-12, _intermediate, hf_act, resize=_BICUBIC),
+    "dpt": _entries(1e-12, _intermediate, hf_act, resize=("bilinear", False, 0.0)),
+    "dinov2": _entries(1e-6, _dinov2_hidden, _dinov2_act, gated="use_swiglu_ffn", resize=_BICUBIC),
     "dinov2_with_registers": _entries(
-        1e-6, _dinov2_hidden, _dinov2_act, gated="use_swiglu_ffn", registers=4
+        1e-6, _dinov2_hidden, _dinov2_act, gated="use_swiglu_ffn", registers=4,
+        resize=("bicubic", True, 0.0),
     ),
     "dinov3_vit": _entries(
         1e-5, lambda c: c.get("intermediate_size", 1536), hf_act, gated="use_gated_mlp",
