@@ -47,3 +47,17 @@ def test_pipeline_without_detector_uses_the_whole_image():
     pipeline = TopDownPipeline(Inferencer(POSE_CONFIG, device="cpu"))
     pred = pipeline(np.zeros((64, 48, 3), np.uint8)).pred_instances
     assert pred.bboxes.tolist() == [[0.0, 0.0, 48.0, 64.0]] and pred.keypoints.shape == (1, 17, 3)
+
+
+def test_grey_and_rgba_arrays_are_converted_like_the_inferencer_and_others_refused():
+    pipeline = TopDownPipeline(Inferencer(POSE_CONFIG, device="cpu"))
+    grey = np.random.default_rng(0).integers(0, 255, (64, 48), dtype=np.uint8)
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    rgba = np.concatenate([rgb, np.full((64, 48, 1), 7, np.uint8)], axis=2)
+    expected = pipeline(rgb).pred_instances.keypoints
+    for image in (grey, grey[..., None], rgba):
+        assert torch.equal(pipeline(image).pred_instances.keypoints, expected)
+    with pytest.raises(ValueError, match=r"\(3, 64, 48\)"):
+        pipeline(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
+    with pytest.raises(TypeError, match="Tensor"):
+        pipeline(torch.zeros(64, 48, 3, dtype=torch.uint8))

@@ -16,9 +16,9 @@ backbone -- needs no pipeline: ``Inferencer`` runs it directly.)
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 import torch
 from mmengine.dataset import pseudo_collate
@@ -26,7 +26,7 @@ from mmengine.structures import InstanceData
 
 from visionfm.apis.inferencer import Inferencer
 from visionfm.data import DataSample
-from visionfm.data.files import read_image_file
+from visionfm.data.transforms import LoadImage
 from visionfm.visualization import draw_sample
 
 __all__ = ["TopDownPipeline"]
@@ -57,6 +57,7 @@ class TopDownPipeline:
         self.det_score_thr = det_score_thr
         self.batch_size = batch_size
         self.kpt_thr = kpt_thr
+        self._load_image = LoadImage()  # what the Inferencer takes, the same way
         self.person_label = None
         if detector is not None:
             classes = list(detector.dataset_meta.get("classes", ()))
@@ -81,13 +82,18 @@ class TopDownPipeline:
 
     @torch.no_grad()
     def __call__(self, image: str | np.ndarray) -> DataSample:
-        """One image (path or (H, W, 3) uint8 RGB) -> a DataSample whose ``pred_instances``
+        """One image (path, or uint8 RGB array (H, W, 3); grey and RGBA arrays are converted
+        as by the Inferencer) -> a DataSample whose ``pred_instances``
         has ``bboxes`` (N, 4), ``scores``, ``labels`` and ``keypoints`` (N, K, 3), all in
         original pixels."""
-        if isinstance(image, str):
-            image = cv2.cvtColor(read_image_file(image, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.dtype == np.uint8):
-            raise TypeError("image must be a path or an (H, W, 3) uint8 RGB array")
+        if isinstance(image, (str, os.PathLike)):
+            image = self._load_image(dict(img_path=str(image)))["img"]
+        elif isinstance(image, np.ndarray):  # grey / RGBA converted, others refused by shape
+            image = self._load_image(dict(img=image))["img"]
+        else:
+            raise TypeError(
+                f"image must be a path or a uint8 RGB array (H, W, 3), got {type(image).__name__}"
+            )
         boxes, scores = self.person_boxes(image)
         crops = [
             self.pose.pipeline(dict(img=image, img_id=0, bbox=box, bbox_score=float(score)))
