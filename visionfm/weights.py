@@ -52,6 +52,7 @@ __all__ = [
     "load_converted",
     "locate_model_keys",
     "read_checkpoint",
+    "stage_depths",
     "read_hf_config",
     "unwrap_state_dict",
 ]
@@ -229,6 +230,16 @@ def find_prefix(keys, anchors: tuple[str, ...]) -> tuple[str, str] | None:
                 if best is None or len(prefix) < len(best[0]):
                     best = (prefix, anchor)
     return best
+
+
+def stage_depths(sd: Mapping[str, torch.Tensor]) -> tuple[int, ...]:
+    """Blocks per stage of a state dict in a hierarchical backbone's layout
+    (``stages.<i>.blocks.<j>.``); ``()`` when it has none."""
+    found: dict[int, int] = {}
+    for name in sd:
+        if hit := re.match(r"stages\.(\d+)\.blocks\.(\d+)\.", name):
+            found[int(hit[1])] = max(found.get(int(hit[1]), 0), int(hit[2]) + 1)
+    return tuple(found.get(i, 0) for i in range(max(found, default=-1) + 1))
 
 
 def locate_model_keys(

@@ -39,6 +39,7 @@ from visionfm.weights import (
     check_hf_config,
     hf_act,
     locate_model_keys,
+    stage_depths,
 )
 
 __all__ = ["convert_pvt_v2_checkpoint"]
@@ -136,17 +137,6 @@ def _fuse_kv(sd: dict[str, torch.Tensor]) -> None:
         sd[name.replace(".attn.k.", ".attn.kv.")] = torch.cat([sd.pop(name), sd.pop(value)], 0)
 
 
-def _depths(sd: dict[str, torch.Tensor]) -> tuple[int, ...]:
-    """Blocks per stage found in a state dict in our layout."""
-    found: dict[int, int] = {}
-    for name in sd:
-        m = re.match(r"stages\.(\d+)\.blocks\.(\d+)\.", name)
-        if m:
-            i, j = int(m[1]), int(m[2])
-            found[i] = max(found.get(i, 0), j + 1)
-    return tuple(found.get(i, 0) for i in range(max(found, default=-1) + 1))
-
-
 def _check_reduction(sd: dict[str, torch.Tensor], model, fmt: str) -> None:
     """Refuse another spatial reduction: linear attention has a 1x1 ``sr`` conv in every stage,
     spatial reduction an ``r x r`` one where ``sr_ratio = r > 1`` (none where it is 1)."""
@@ -193,7 +183,7 @@ def convert_pvt_v2_checkpoint(
     sd = {k: v for k, v in sd.items() if not _IGNORED.match(k)}
     sd = _rename(sd, _RULES.get(fmt, []))
     _fuse_kv(sd)
-    depths = _depths(sd)
+    depths = stage_depths(sd)
     if depths != tuple(model.depths):
         raise CheckpointError(
             f"this {fmt} checkpoint has {depths} blocks per stage, the model "

@@ -47,6 +47,7 @@ from visionfm.weights import (
     check_hf_config,
     hf_act,
     locate_model_keys,
+    stage_depths,
 )
 
 __all__ = ["convert_swin_checkpoint"]
@@ -251,11 +252,7 @@ def _resize_tables(sd: dict[str, torch.Tensor], model, notes: list[str]) -> None
 
 def _check_depths(sd: dict[str, torch.Tensor], model, fmt: str) -> None:
     """Refuse a checkpoint with other blocks per stage, naming ``depths``."""
-    found: dict[int, int] = {}
-    for name in sd:
-        if hit := re.match(r"stages\.(\d+)\.blocks\.(\d+)\.", name):
-            found[int(hit[1])] = max(found.get(int(hit[1]), 0), int(hit[2]) + 1)
-    depths = tuple(found.get(i, 0) for i in range(max(found, default=-1) + 1))
+    depths = stage_depths(sd)
     if depths and depths != tuple(model.depths):
         raise CheckpointError(
             f"this {fmt} checkpoint has {depths} blocks per stage, the model "
