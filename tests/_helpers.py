@@ -27,3 +27,48 @@ def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 def image(h: int, w: int, batch: int = 2) -> torch.Tensor:
     """(batch, 3, h, w) float64 standard-normal pixels, the same on every call."""
     return torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(1)).double()
+
+
+# Words the tiny BERT of the text and grounding tests knows (bert-base-uncased's special ids).
+TINY_BERT_WORDS = (
+    "the a an of and to in on at is left right above below small large big red green blue "
+    "yellow orange purple white black grey circle square triangle star ring cross shape "
+    "person people cat dog car ball man woman object thing next with"
+).split()
+
+
+def write_tiny_bert(folder, hidden_size: int = 32, num_layers: int = 1, seed: int = 0):
+    """Save a random BERT (2 heads) and its WordPiece tokenizer to ``folder``, as
+    ``save_pretrained`` does; returns ``folder``.
+
+    The vocabulary puts ``[PAD] [UNK] [CLS] [SEP] [MASK] . ?`` at bert-base-uncased's ids
+    (0, 100, 101, 102, 103, 1012, 1029), as Grounding DINO's sub-sentence masks expect, and
+    knows :data:`TINY_BERT_WORDS` plus the pieces ``##s`` and ``##ish``.
+    """
+    import os
+
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    vocab = [f"[unused{i}]" for i in range(1100)]
+    for i, token in ((0, "[PAD]"), (100, "[UNK]"), (101, "[CLS]"), (102, "[SEP]")):
+        vocab[i] = token
+    vocab[103], vocab[1012], vocab[1029] = "[MASK]", ".", "?"
+    vocab += [*TINY_BERT_WORDS, "##s", "##ish"]
+    folder = os.fspath(folder)
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "vocab.txt")
+    with open(path, "w") as f:
+        f.write("\n".join(vocab) + "\n")
+    # vocab=, not vocab_file=: transformers 5 ignores vocab_file and maps every word to [UNK]
+    BertTokenizerFast(vocab=path, do_lower_case=True).save_pretrained(folder)
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden_size,
+        max_position_embeddings=512,
+    )
+    BertModel(config, add_pooling_layer=False).save_pretrained(folder)
+    return folder
