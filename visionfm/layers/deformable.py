@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -35,6 +36,8 @@ class Memory:
     feats: (B, S, C); pos: (B, S, C) positional + level embedding; padding_mask: (B, S) bool,
     True on padding; spatial_shapes: (L, 2) long ``(H_l, W_l)``; level_start_index: (L,) long;
     valid_ratios: (B, L, 2) ``(w, h)``: fraction of each level's map the image covers.
+    text: None, or the prompt's ``visionfm.text.TextFeatures`` (``feats`` (B, T, C), ``mask``
+    (B, T) True on real tokens, ...) that grounding layers attend to next to the image.
     """
 
     feats: Tensor
@@ -43,6 +46,7 @@ class Memory:
     spatial_shapes: Tensor
     level_start_index: Tensor
     valid_ratios: Tensor
+    text: Any = None
 
     def token_centres(self) -> Tensor:
         """(B, S, 2) ``(x, y)`` centre of every token normalised to the image's valid region

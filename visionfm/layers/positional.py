@@ -45,7 +45,8 @@ def sine_encoding(
     """Sine code of normalised coordinates.
 
     Args:
-        coords: (..., D) values in [0, 1]; D = 2 ``(x, y)`` or 4 ``(cx, cy, w, h)``.
+        coords: (..., D) values in [0, 1]; D = 2 ``(x, y)`` or 4 ``(cx, cy, w, h)``; or D = 1
+            (a text token's position, Grounding DINO).
         num_feats: channels per coordinate (even).
 
     Returns:
@@ -53,7 +54,7 @@ def sine_encoding(
     """
     freqs = _frequencies(num_feats, temperature, coords.device)
     code = _interleave(coords.float()[..., None] * scale / freqs)  # (..., D, num_feats)
-    order = [1, 0, *range(2, coords.shape[-1])]
+    order = [1, 0, *range(2, coords.shape[-1])] if coords.shape[-1] > 1 else [0]
     return code[..., order, :].flatten(-2).to(coords.dtype)
 
 

@@ -77,7 +77,8 @@ def denoising_matches(
     their box, negatives to nothing ("no object").
 
     Args:
-        targets: B dicts with ``labels`` (N_b,) and ``boxes`` (N_b, 4).
+        targets: B dicts with ``labels`` (N_b,) and ``boxes`` (N_b, 4) (and any other
+            per-box key, e.g. a grounding head's ``class_map`` (N_b, C)), merged alike.
         meta: the generator's ``num_groups`` and ``max_gt``.
 
     Returns:
@@ -96,7 +97,7 @@ def denoising_matches(
         pred_idx.append(offset + (g[:, None] * 2 * n + j[None, :]).flatten())
         tgt_idx.append(tgt_offset + j.repeat(groups))
         offset, tgt_offset = offset + groups * 2 * n, tgt_offset + n
-    merged = {k: torch.cat([t[k] for t in targets]) for k in ("labels", "boxes")}
+    merged = {k: torch.cat([t[k] for t in targets]) for k in targets[0]}
     return valid, merged, [(torch.cat(pred_idx), torch.cat(tgt_idx))]
 
 

@@ -65,7 +65,7 @@ from ..base import Head
 from ..losses import average_num_boxes
 from .denoising import denoising_matches
 from .losses import set_prediction_losses
-from .query_selection import DecoderQueries, TwoStageProposals, query_mode
+from .query_selection import DecoderQueries, LinearClassifier, TwoStageProposals, query_mode
 
 __all__ = ["DETRHead"]
 
@@ -106,6 +106,8 @@ class DETRHead(Head):
         mixed_query_selection: with ``two_stage``: learned content queries, references from
             the proposals, positions from the decoder's ``ref_point_head`` (DINO).
         look_forward_twice: with ``with_box_refine``: see ``DetrDecoder.forward``.
+        share_pred_heads: with ``with_box_refine``: one class head and one box head for every
+            decoder layer (Grounding DINO) instead of one per layer.
         loss_cls, loss_bbox, loss_giou: loss weights.
         focal_alpha, focal_gamma: focal loss parameters.
         input_norm: norm of the input projection (``'GN'``; None: plain conv, exactly
@@ -133,6 +135,7 @@ class DETRHead(Head):
         denoising: nn.Module | None = None,
         mixed_query_selection: bool = False,
         look_forward_twice: bool = False,
+        share_pred_heads: bool = False,
         loss_cls: float = 1.0,
         loss_bbox: float = 5.0,
         loss_giou: float = 2.0,
@@ -175,11 +178,17 @@ class DETRHead(Head):
             denoising is not None,
         )
         self.queries = DecoderQueries(mode, num_queries, embed_dims)
-        self.proposals = TwoStageProposals(embed_dims, num_classes) if two_stage else None
-        num_heads = len(decoder.layers) if with_box_refine else 1
-        self.cls_heads = nn.ModuleList(nn.Linear(embed_dims, num_classes) for _ in range(num_heads))
+        self.proposals = (
+            TwoStageProposals(embed_dims, self._make_classifier()) if two_stage else None
+        )
+        num_heads = len(decoder.layers) if with_box_refine and not share_pred_heads else 1
+        self.cls_heads = nn.ModuleList(self._make_classifier() for _ in range(num_heads))
         self.box_heads = nn.ModuleList(MLP(embed_dims, embed_dims, 4, 3) for _ in range(num_heads))
         self._reset_parameters()
+
+    def _make_classifier(self) -> nn.Module:
+        """A class head ``(x (B, Q, C), memory) -> (B, Q, num_classes)``."""
+        return LinearClassifier(self.embed_dims, self.num_classes)
 
     @property
     def in_levels(self) -> tuple[str, ...] | None:
@@ -212,7 +221,8 @@ class DETRHead(Head):
         prior = -math.log((1 - 0.01) / 0.01)
         cls_heads = [*self.cls_heads, *([self.proposals.cls_head] if self.proposals else [])]
         for head in cls_heads:
-            nn.init.constant_(head.bias, prior)
+            if getattr(head, "bias", None) is not None:
+                nn.init.constant_(head.bias, prior)
         box_heads = [*self.box_heads, *([self.proposals.box_head] if self.proposals else [])]
         for head in box_heads:
             nn.init.zeros_(head.layers[-1].weight)
@@ -255,18 +265,22 @@ class DETRHead(Head):
             for s in data_samples
         ]
 
-    def forward(self, feats: Mapping[str, Tensor], data_samples, targets=None) -> dict:
+    def _encode(self, memory: Memory) -> Memory:
+        """The encoder's pass over the memory (a grounding head's encodes the text too)."""
+        return replace(memory, feats=self.encoder(memory))
+
+    def forward(self, feats: Mapping[str, Tensor], data_samples, targets=None, text=None) -> dict:
         """feats: ``{level: (B, C_l, H_l, W_l)}``; targets (training, for denoising): as
-        :meth:`targets`.
+        :meth:`targets`; text: the prompts' ``visionfm.text.TextFeatures`` (grounding heads),
+        carried by the memory to the encoder, decoder and class heads.
 
         Returns ``logits`` (num_layers, B, Q, num_classes), ``boxes`` (num_layers, B, Q, 4)
         normalised cxcywh; with two-stage ``enc_logits`` / ``enc_boxes`` (B, Q, ...); with
         denoising in training ``dn_logits`` / ``dn_boxes`` (num_layers, B, num_dn, ...) and
         ``dn_meta``.
         """
-        memory = self._memory(feats, data_samples)
-        memory = replace(memory, feats=self.encoder(memory))
-        out: dict = {}
+        memory = self._encode(replace(self._memory(feats, data_samples), text=text))
+        out: dict = {} if memory.text is None else {"text_mask": memory.text.mask}
         proposals = None
         if self.proposals is not None:
             enc = self.proposals(memory.feats, memory, self.num_queries)
@@ -281,7 +295,7 @@ class DETRHead(Head):
             reference = torch.cat((dn[1], reference), dim=1)
             mask = dn[2]
         layers = len(self.decoder.layers)
-        box_heads = [self.box_heads[i if self.with_box_refine else 0] for i in range(layers)]
+        box_heads = [self.box_heads[min(i, len(self.box_heads) - 1)] for i in range(layers)]
         hidden, boxes = self.decoder(
             query,
             query_pos,
@@ -293,7 +307,10 @@ class DETRHead(Head):
             self.look_forward_twice,
         )
         logits = torch.stack(
-            [self.cls_heads[i if self.with_box_refine else 0](h) for i, h in enumerate(hidden)]
+            [
+                self.cls_heads[min(i, len(self.cls_heads) - 1)](h, memory)
+                for i, h in enumerate(hidden)
+            ]
         )
         num_dn = 0 if dn is None else dn[0].shape[1]
         out.update(logits=logits[:, :, num_dn:], boxes=boxes[:, :, num_dn:])
@@ -307,13 +324,14 @@ class DETRHead(Head):
     def _weighted(self, raw: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
         return {f"{prefix}{k}": v * self.loss_weights[k] for k, v in raw.items()}
 
-    def _set_losses(self, logits, boxes, targets, num_boxes, prefix, indices=None):
+    def _set_losses(self, logits, boxes, targets, num_boxes, prefix, indices=None, mask=None):
         """logits (B, Q, C), boxes (B, Q, 4): Hungarian matching (unless ``indices`` are
-        given), then the weighted set losses."""
+        given), then the weighted set losses; ``mask``: the classes that count (see
+        ``focal_classification_loss``'s ``class_mask``)."""
         if indices is None:
             indices = self.matcher(logits, boxes, targets)
         raw = set_prediction_losses(
-            logits, boxes, targets, indices, num_boxes, self.focal_alpha, self.focal_gamma
+            logits, boxes, targets, indices, num_boxes, self.focal_alpha, self.focal_gamma, mask
         )
         return self._weighted(raw, prefix)
 
@@ -327,28 +345,40 @@ class DETRHead(Head):
         valid, merged, indices = denoising_matches(targets, meta)
         logits = out["dn_logits"][layer][valid][None]  # (1, real denoising queries, C)
         boxes = out["dn_boxes"][layer][valid][None]
+        mask = None
+        if "text_mask" in out:  # each query's own prompt tokens
+            mask = out["text_mask"][valid.nonzero()[:, 0]][None]  # (1, real queries, C)
         groups = meta["num_groups"]
-        return self._set_losses(logits, boxes, [merged], num_boxes * groups, prefix, indices)
+        return self._set_losses(logits, boxes, [merged], num_boxes * groups, prefix, indices, mask)
 
     def loss(self, feats: Mapping[str, Tensor], data_samples) -> dict[str, Tensor]:
         """Weighted losses: ``loss_cls/bbox/giou`` (last layer), ``d{i}.loss_*`` (earlier
         layers), ``enc_loss_*`` (two-stage), ``dn_loss_*`` / ``d{i}.dn_loss_*`` (denoising)."""
         device = next(iter(feats.values())).device
         targets = [{k: v.to(device) for k, v in t.items()} for t in self.targets(data_samples)]
-        out = self(feats, data_samples, targets)
+        return self.loss_by_outputs(self(feats, data_samples, targets), targets)
+
+    def loss_by_outputs(self, out: dict, targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        """The losses of :meth:`loss` from the outputs of :meth:`forward` and the targets."""
+        device = out["logits"].device
         num_boxes = average_num_boxes(sum(len(t["labels"]) for t in targets), device)
+        mask = out["text_mask"][:, None] if "text_mask" in out else None  # (B, 1, C)
         losses: dict[str, Tensor] = {}
         layers = out["logits"].shape[0]
         for i in range(layers):
             prefix = "" if i == layers - 1 else f"d{i}."
             losses.update(
-                self._set_losses(out["logits"][i], out["boxes"][i], targets, num_boxes, prefix)
+                self._set_losses(
+                    out["logits"][i], out["boxes"][i], targets, num_boxes, prefix, mask=mask
+                )
             )
             if self.denoising is not None:
                 losses.update(self._dn_losses(out, i, targets, num_boxes, prefix + "dn_"))
         if "enc_logits" in out:
             losses.update(
-                self._set_losses(out["enc_logits"], out["enc_boxes"], targets, num_boxes, "enc_")
+                self._set_losses(
+                    out["enc_logits"], out["enc_boxes"], targets, num_boxes, "enc_", mask=mask
+                )
             )
         return losses
 

@@ -30,6 +30,7 @@ from visionfm.ops.boxes import box_cxcywh_to_xyxy, generalized_box_iou_paired
 
 __all__ = [
     "box_l1_loss",
+    "class_targets",
     "focal_classification_loss",
     "giou_loss",
     "set_prediction_losses",
@@ -101,6 +102,14 @@ def _float32_or_wider(x: Tensor) -> Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
+def class_targets(target: dict[str, Tensor], num_classes: int) -> Tensor:
+    """(N, C) float class target of each box of one image: its ``class_map`` row where the
+    target has one (grounding: the phrase's tokens), else one-hot of ``labels``."""
+    if "class_map" in target:
+        return target["class_map"].float()
+    return F.one_hot(target["labels"].long(), num_classes).float()
+
+
 def focal_classification_loss(
     pred_logits: Tensor,
     targets: list[dict[str, Tensor]],
@@ -108,32 +117,36 @@ def focal_classification_loss(
     num_boxes: float,
     alpha: float = 0.25,
     gamma: float = 2.0,
+    class_mask: Tensor | None = None,
 ) -> Tensor:
     """Focal loss of every query against its matched target's class, or "no object".
 
     Args:
         pred_logits: (B, Q, C) logits.
-        targets: B dicts with ``labels`` (N_i,) in 0..C-1.
+        targets: B dicts with ``labels`` (N_i,) in 0..C-1, or a ``class_map`` (N_i, C) of
+            0 / 1 targets (grounding: the tokens of each box's phrase; see
+            :func:`class_targets`).
         indices: B ``(pred_idx, tgt_idx)`` pairs from the matcher.
         num_boxes: normaliser (``average_num_boxes``).
+        class_mask: bool broadcastable to (B, Q, C), True where a class counts (grounding:
+            the real tokens of each prompt); None: all.
 
     Returns:
         scalar: focal loss summed over (B, Q, C) / ``num_boxes``. Unmatched queries have an
         all-zero target, so an image without ground truth still has a loss.
     """
     pred_logits = _float32_or_wider(pred_logits)
-    onehot = torch.zeros_like(pred_logits)  # (B, Q, C)
+    target = torch.zeros_like(pred_logits)  # (B, Q, C)
     batch_idx, pred_idx = _batch_indices(indices, pred_logits.device)
-    labels = torch.cat(
-        [
-            t["labels"].to(pred_logits.device)[tgt.to(pred_logits.device)]
-            for t, (_, tgt) in zip(targets, indices)
-        ]
-    )
-    onehot[batch_idx, pred_idx, labels] = 1.0
-    return sigmoid_focal_loss(
-        pred_logits, onehot, alpha, gamma, reduction="mean", normalizer=num_boxes
-    )
+    rows = [
+        class_targets(t, pred_logits.shape[-1]).to(pred_logits)[tgt.to(pred_logits.device)]
+        for t, (_, tgt) in zip(targets, indices)
+    ]
+    target[batch_idx, pred_idx] = torch.cat(rows)
+    loss = sigmoid_focal_loss(pred_logits, target, alpha, gamma, reduction="none")
+    if class_mask is not None:
+        loss = loss * class_mask.to(loss.dtype)
+    return loss.sum() / num_boxes
 
 
 def set_prediction_losses(
@@ -144,6 +157,7 @@ def set_prediction_losses(
     num_boxes: float,
     focal_alpha: float = 0.25,
     focal_gamma: float = 2.0,
+    class_mask: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Losses of one decoder layer given its matching.
 
@@ -153,6 +167,7 @@ def set_prediction_losses(
         targets: B dicts with ``labels`` (N_i,) long and ``boxes`` (N_i, 4) normalised cxcywh.
         indices: B ``(pred_idx, tgt_idx)`` pairs (``HungarianMatcher``'s output).
         num_boxes: normaliser from ``average_num_boxes``.
+        class_mask: see :func:`focal_classification_loss`.
 
     Returns:
         ``loss_cls`` (focal), ``loss_bbox`` (L1 on cxcywh), ``loss_giou`` (1 - GIoU on xyxy),
@@ -166,7 +181,7 @@ def set_prediction_losses(
     )  # (M, 4)
     return dict(
         loss_cls=focal_classification_loss(
-            pred_logits, targets, indices, num_boxes, focal_alpha, focal_gamma
+            pred_logits, targets, indices, num_boxes, focal_alpha, focal_gamma, class_mask
         ),
         loss_bbox=box_l1_loss(matched, tgt_boxes, num_boxes),
         loss_giou=giou_loss(box_cxcywh_to_xyxy(matched), box_cxcywh_to_xyxy(tgt_boxes), num_boxes),

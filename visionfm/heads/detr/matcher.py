@@ -69,7 +69,12 @@ class HungarianMatcher(nn.Module):
 
     @torch.no_grad()
     def cost_matrix(
-        self, logits: Tensor, boxes: Tensor, tgt_labels: Tensor, tgt_boxes: Tensor
+        self,
+        logits: Tensor,
+        boxes: Tensor,
+        tgt_labels: Tensor,
+        tgt_boxes: Tensor,
+        tgt_class_map: Tensor | None = None,
     ) -> Tensor:
         """Matching cost of one image.
 
@@ -78,18 +83,27 @@ class HungarianMatcher(nn.Module):
             boxes: (Q, 4) predicted boxes, normalised cxcywh.
             tgt_labels: (N,) target classes in 0..C-1.
             tgt_boxes: (N, 4) target boxes, normalised cxcywh.
+            tgt_class_map: (N, C) 0 / 1 classes of each target instead of ``tgt_labels``
+                (grounding: the tokens of its phrase): the class cost is the mean of the
+                focal costs over them.
 
         Returns:
             (Q, N) cost, float32.
         """
-        logits = logits.float()[:, tgt_labels.to(logits.device)]  # (Q, N): target class logit
+        logits = logits.float()
         boxes, tgt_boxes = boxes.float(), tgt_boxes.to(boxes.device, torch.float32)
+        if tgt_class_map is None:
+            logits = logits[:, tgt_labels.to(logits.device)]  # (Q, N): target class logit
         prob = logits.sigmoid()
         alpha, gamma = self.focal_alpha, self.focal_gamma
         # -log(p) = softplus(-x) and -log(1 - p) = softplus(x): finite for any logit.
         pos = alpha * (1 - prob) ** gamma * F.softplus(-logits)
         neg = (1 - alpha) * prob**gamma * F.softplus(logits)
-        cost = self.cost_class * (pos - neg)
+        cost = pos - neg  # (Q, N), or (Q, C) with a class map
+        if tgt_class_map is not None:
+            weights = tgt_class_map.to(cost).T  # (C, N)
+            cost = cost @ (weights / weights.sum(0, keepdim=True).clamp(min=1))
+        cost = self.cost_class * cost
         cost = cost + self.cost_bbox * torch.cdist(boxes, tgt_boxes, p=1)
         giou = generalized_box_iou(box_cxcywh_to_xyxy(boxes), box_cxcywh_to_xyxy(tgt_boxes))
         return cost - self.cost_giou * giou
@@ -104,7 +118,8 @@ class HungarianMatcher(nn.Module):
             pred_logits: (B, Q, C) classification logits (sigmoid, no background class).
             pred_boxes: (B, Q, 4) predicted boxes, normalised cxcywh.
             targets: B dicts with ``labels`` (N_i,) long in 0..C-1 and ``boxes`` (N_i, 4)
-                normalised cxcywh; N_i may be 0.
+                normalised cxcywh, optionally ``class_map`` (N_i, C) (see
+                :meth:`cost_matrix`); N_i may be 0.
 
         Returns:
             B pairs ``(pred_idx, tgt_idx)`` of int64 tensors of length ``min(Q, N_i)`` on
@@ -124,7 +139,9 @@ class HungarianMatcher(nn.Module):
                 empty = torch.zeros(0, dtype=torch.int64, device=device)
                 indices.append((empty, empty.clone()))
                 continue
-            cost = self.cost_matrix(pred_logits[i], pred_boxes[i], labels, boxes).cpu()
+            cost = self.cost_matrix(
+                pred_logits[i], pred_boxes[i], labels, boxes, target.get("class_map")
+            ).cpu()
             if not torch.isfinite(cost).all():
                 raise ValueError(
                     f"HungarianMatcher: the cost matrix of image {i} in the batch is not "

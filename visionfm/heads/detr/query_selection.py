@@ -25,7 +25,13 @@ from torch import Tensor, nn
 from visionfm.layers import MLP, Memory, sine_encoding
 from visionfm.ops.boxes import inverse_sigmoid
 
-__all__ = ["DecoderQueries", "TwoStageProposals", "encoder_proposals", "query_mode"]
+__all__ = [
+    "DecoderQueries",
+    "LinearClassifier",
+    "TwoStageProposals",
+    "encoder_proposals",
+    "query_mode",
+]
 
 QueryMode = Literal["learned_pos", "points", "anchors", "proposals", "mixed"]
 
@@ -73,19 +79,30 @@ def encoder_proposals(
     return proposals.to(memory.feats.dtype), valid
 
 
+class LinearClassifier(nn.Linear):
+    """``nn.Linear`` called as a classifier of the DETR heads: ``(x (B, Q, C), memory) ->
+    (B, Q, num_classes)``; the memory is not read (a grounding head's contrastive classifier
+    reads the prompt's tokens from it)."""
+
+    def forward(self, x: Tensor, memory: Memory | None = None) -> Tensor:
+        return super().forward(x)
+
+
 class TwoStageProposals(nn.Module):
     """Encoder proposals and their top-k selection (two-stage Deformable DETR / DINO).
 
-    Each valid token's feature goes through Linear + LayerNorm, then a class head and a box
-    head (box logits added to the token's fixed proposal, :func:`encoder_proposals`).
+    Each valid token's feature goes through Linear + LayerNorm, then the class head
+    ``cls_head(feats, memory)`` and a box head (box logits added to the token's fixed
+    proposal, :func:`encoder_proposals`). The top-k go by their best class logit (for a
+    grounding head: their best prompt token, language-guided query selection).
     """
 
-    def __init__(self, embed_dims: int, num_classes: int, base_scale: float = 0.05) -> None:
+    def __init__(self, embed_dims: int, cls_head: nn.Module, base_scale: float = 0.05) -> None:
         super().__init__()
         self.base_scale = base_scale
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.norm = nn.LayerNorm(embed_dims)
-        self.cls_head = nn.Linear(embed_dims, num_classes)
+        self.cls_head = cls_head
         self.box_head = MLP(embed_dims, embed_dims, 4, 3)
 
     def forward(self, tokens: Tensor, memory: Memory, num_queries: int) -> dict[str, Tensor]:
@@ -102,7 +119,7 @@ class TwoStageProposals(nn.Module):
             )
         proposals, valid = encoder_proposals(memory, self.base_scale)
         feats = self.norm(self.proj(tokens.masked_fill(~valid[..., None], 0.0)))
-        logits = self.cls_head(feats)  # (B, S, num_classes)
+        logits = self.cls_head(feats, memory)  # (B, S, num_classes)
         boxes = self.box_head(feats) + proposals  # (B, S, 4) logits
         score = logits.detach().max(-1).values.masked_fill(~valid, float("-inf"))
         index = score.topk(num_queries, dim=1).indices  # (B, K)

@@ -230,11 +230,14 @@ class DetrDecoder(nn.Module):
         ref_point_head: (B, Q, 2 * C) sine code of a 4-d reference box -> (B, Q, C) query
             position, recomputed at every layer (DINO); None keeps the head's query positions.
 
-    Two small departures from DINO's code, both on purpose: the box heads read the normed
-    output for the refinement as well as for the prediction (DINO refines from the un-normed
-    one, then predicts again from the normed one), and the query position is made from the
+        refine_from: what the box heads read for the NEXT layer's reference: ``'normed'``
+            (the normed output that the prediction reads too: one box-head call per layer)
+            or ``'raw'`` (the layer's un-normed output, as DINO's and Grounding DINO's code
+            do; the prediction still reads the normed one).
+
+    One small departure from DINO's code, on purpose: the query position is made from the
     reference relative to the image rather than to level 0's padded map, so that it does
-    not depend on the batch's padding.
+    not depend on the batch's padding (the two agree on unpadded images).
     """
 
     def __init__(
@@ -243,8 +246,12 @@ class DetrDecoder(nn.Module):
         num_layers: int,
         norm_layer: str | Callable[[int], nn.Module] | None = "LN_1e-5",
         ref_point_head: nn.Module | None = None,
+        refine_from: str = "normed",
     ) -> None:
         super().__init__()
+        if refine_from not in ("normed", "raw"):
+            raise ValueError(f"refine_from must be 'normed' or 'raw', got {refine_from!r}")
+        self.refine_from = refine_from
         self.layers = _clones(layer, num_layers)
         self.embed_dims = layer.self_attn.embed_dims
         self.norm = (
@@ -297,9 +304,12 @@ class DetrDecoder(nn.Module):
             query = layer(query, query_pos, ref_in, memory, self_attn_mask)
             out = self.norm(query)
             delta = box_heads[i](out)  # (B, Q, 4)
-            refined = _apply_delta(delta, reference)
-            boxes.append(_apply_delta(delta, previous) if look_forward_twice else refined)
+            predicted = _apply_delta(delta, previous if look_forward_twice else reference)
+            boxes.append(predicted)
             hidden.append(out)
             if refine:
+                if self.refine_from == "raw":
+                    delta = box_heads[i](query)
+                refined = _apply_delta(delta, reference)
                 previous, reference = refined, refined.detach()
         return torch.stack(hidden), torch.stack(boxes)
