@@ -1,5 +1,5 @@
 """Write the synthetic world to disk: COCO instances and panoptic json, panoptic /
-semantic / depth PNGs, refs, mp4 clips.
+semantic / depth PNGs, refs, ODVG json lines and MDETR-style refcoco json, mp4 clips.
 
     python tools/make_synthetic.py --out data/synthetic --num-train 1000 --num-val 200 --seed 0
 
@@ -18,6 +18,7 @@ try:
 except ModuleNotFoundError:  # run from a source checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from visionfm.data.synthetic import make_synthetic
+from visionfm.data.synthetic.grounding import HOLDOUT_PAIRS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -31,6 +32,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-train-videos", type=int, default=0, help="train clips")
     p.add_argument("--video-frames", type=int, nargs=2, default=(24, 48), metavar=("MIN", "MAX"))
     p.add_argument("--max-objects", type=int, default=6)
+    p.add_argument(
+        "--holdout",
+        nargs=2,
+        action="append",
+        metavar=("COLOUR", "CATEGORY"),
+        help="leave expressions naming this pair out of the train split's grounding data "
+        "(repeatable; default: green triangle)",
+    )
+    p.add_argument("--no-holdout", action="store_true", help="hold no pair out")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -38,6 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     start = time.perf_counter()
+    holdout = () if args.no_holdout else [tuple(p) for p in args.holdout or HOLDOUT_PAIRS]
     paths = make_synthetic(
         args.out,
         num_train=args.num_train,
@@ -49,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         video_frames=tuple(args.video_frames),
         max_objects=args.max_objects,
         progress=not args.no_progress,
+        holdout_pairs=holdout,
     )
     elapsed = time.perf_counter() - start
     n = args.num_train + args.num_val

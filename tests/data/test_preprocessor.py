@@ -25,7 +25,8 @@ def _results(h: int, w: int, seed: int) -> dict:
         gt_keypoints=rng.random((2, 17, 3)).astype(np.float32),
         gt_sem_seg=rng.integers(0, 20, (h, w)).astype(np.uint8),
         gt_depth=rng.random((h, w)).astype(np.float32) + 0.1,
-        phrases=["a red cube", "crowd"],
+        phrases=["red cube", "crowd"],
+        phrase_spans=[[[9, 17]], []],
         text="find the red cube",
     )
 
@@ -48,7 +49,9 @@ def test_pack_inputs_types_values_and_ignored_instances():
     np.testing.assert_array_equal(ignored.keypoints.numpy(), res["gt_keypoints"][1:])
     assert sample.gt_sem_seg.dtype == torch.long and sample.gt_sem_seg.shape == (6, 9)
     np.testing.assert_array_equal(sample.gt_depth.numpy(), res["gt_depth"])
-    assert sample.phrases == ["a red cube"] and sample.text == "find the red cube"
+    # phrases are the caption's entities, kept whole (labels index them), not per instance
+    assert sample.phrases == ["red cube", "crowd"] and sample.text == "find the red cube"
+    assert sample.phrase_spans == [[[9, 17]], []]
     assert sample.img_path == "img0.png" and sample.img_shape == (6, 9)
     assert "gt_depth" in sample and "pred_instances" not in sample
 

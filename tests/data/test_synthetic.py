@@ -74,8 +74,9 @@ def test_make_synthetic_is_byte_identical_per_seed(data, tmp_path):
     root = data["root"]
     again = _files(_make(tmp_path / "same")["root"])
     first = _files(root)
-    json_names = [k for k in first if k.endswith(".json")]
-    assert len(json_names) == 7  # instances, panoptic, refs x2 splits + videos_val
+    json_names = [k for k in first if k.endswith((".json", ".jsonl"))]
+    # instances, panoptic, refs, refcoco, odvg x2 splits + videos_val + label_map
+    assert len(json_names) == 12
     assert {k: first[k] for k in json_names} == {k: again[k] for k in json_names}
     for k in first:
         if k.endswith((".jpg", ".png")):

@@ -12,8 +12,13 @@ gt_instances      ``InstanceData``: ``bboxes`` float (N, 4) xyxy absolute pixels
 ignored_instances ``InstanceData`` like ``gt_instances`` for crowd / ignored regions
 gt_sem_seg        Tensor (H, W) long, 255 = ignore
 gt_depth          Tensor (H, W) float metres, 0 = invalid
-text              str, e.g. a referring expression or a grounding prompt
-phrases           list[str], one per ground-truth instance for grounding
+text              str: the caption a grounding model reads (class prompt ``"circle .
+                  square ."``, ODVG caption or referring expression)
+phrases           list[str]: the caption's entities in order (class names, grounding
+                  phrases, ``[expression]``); ``gt_instances.labels`` and
+                  ``pred_instances.labels`` of a grounding sample index this list
+phrase_spans      list[list[list[int]]]: per phrase its ``[start, end)`` character
+                  spans in ``text`` (ODVG ``tokens_positive``)
 pred_instances    ``InstanceData``: ``bboxes``, ``scores``, ``labels``, [``masks``, ``keypoints``]
 pred_sem_seg      Tensor (H, W) long
 seg_logits        Tensor (K, H, W) float class logits behind ``pred_sem_seg``
@@ -27,7 +32,10 @@ Metainfo (set by the transforms and the data preprocessor): ``img_path``, ``img_
 ``ori_shape`` (h, w) of the image on disk, ``img_shape`` (h, w) after the transforms,
 ``scale_factor`` (w_scale, h_scale) accumulated over resizes, ``flip``, ``flip_direction``,
 ``homography_matrix`` (3, 3) mapping original pixel coordinates to current ones,
-``pad_shape`` / ``batch_input_shape`` (h, w) of the padded batch.
+``pad_shape`` / ``batch_input_shape`` (h, w) of the padded batch. Grounding samples add
+``prompt_type`` ('classes' or 'expression'), for class prompts ``phrase_ids`` (the dataset
+class index of each phrase), for referring expressions ``expression_id``, ``dataset_name``,
+``split`` and ``held_out`` (the expression names a combination left out of training).
 
 Coordinates are continuous pixel coordinates: pixel (i, j) covers ``[j, j+1) x [i, i+1)``, so a
 box around pixel columns 2..5 is ``x1=2, x2=6`` and a keypoint at a pixel's centre is
@@ -90,7 +98,10 @@ class DataSample(BaseDataElement):
         "pred_panoptic_seg", torch.Tensor, "(H, W) long label * 1000 + instance, -1 = void."
     )
     text = _typed_field("text", str, "Free text (referring expression / prompt).")
-    phrases = _typed_field("phrases", list, "list[str], one phrase per ground-truth instance.")
+    phrases = _typed_field("phrases", list, "list[str], the entities of ``text`` in order.")
+    phrase_spans = _typed_field(
+        "phrase_spans", list, "list[list[list[int]]], [start, end) spans of each phrase."
+    )
 
     def __contains__(self, item: str) -> bool:
         """``'gt_instances' in sample`` also finds typed fields (stored as ``_gt_instances``)."""

@@ -9,12 +9,13 @@ order. Two ways in:
   ``render_video(rng, height, width, num_frames) -> list[Scene]``, and
   ``referring_expressions(...)`` for grounding;
 - on disk: ``make_synthetic(out_dir, num_train, num_val, seed)`` writes COCO json,
-  COCO panoptic json + PNGs, semantic and depth PNGs, RefCOCO-style refs and mp4
-  clips in the standard layouts (see ``writers``); ``tools/make_synthetic.py`` is its
-  command line.
+  COCO panoptic json + PNGs, semantic and depth PNGs, RefCOCO-style refs, ODVG json
+  lines, MDETR-style refcoco json and mp4 clips in the standard layouts (see ``writers``);
+  ``tools/make_synthetic.py`` is its command line.
 
 Modules: ``world`` (vocabulary), ``background``, ``shapes``, ``scene``, ``refer``,
-``video``, ``panoptic``, ``writers``.
+``video``, ``panoptic``, ``grounding`` (ODVG / refcoco files, open-set hold-out),
+``writers``.
 """
 
 from .refer import Description, Referent, describe, referring_expressions, relation_holds, resolve

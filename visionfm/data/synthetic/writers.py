@@ -9,6 +9,9 @@ Layout under ``out_dir`` (names are fixed; readers rely on them)::
     annotations/instances_{split}.json   COCO instances (+ person keypoints)
     annotations/panoptic_{split}.json    COCO panoptic (5 things + 'background' stuff)
     annotations/refs_{split}.json        RefCOCO-style list of refs
+    annotations/label_map.json           ODVG label map (see ``grounding``)
+    annotations/odvg_{split}.jsonl       ODVG detection + grounding json lines
+    annotations/refcoco_{split}.json     MDETR-style RefCOCO json, one entry per expression
     videos/{split}/video_000.mp4         mp4v, 10 fps
     annotations/videos_{split}.json      COCO-VID-style per-frame annotations
 
@@ -30,7 +33,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -38,6 +41,7 @@ import numpy as np
 import pycocotools.mask as mask_utils
 from tqdm import tqdm
 
+from .grounding import HOLDOUT_PAIRS, write_grounding, write_label_map
 from .panoptic import panoptic_categories, panoptic_segments
 from .refer import Referent, referring_expressions
 from .scene import Scene, SceneObject, render_scene
@@ -201,7 +205,11 @@ def _remove_stale(folder: Path, pattern: str, keep: int) -> None:
             p.unlink()
 
 
-def _make_split(root, split, num_images, seed, size_range, max_objects, progress) -> None:
+def _make_split(
+    root, split, num_images, seed, size_range, max_objects, progress
+) -> tuple[list[dict], list[dict], list[dict]]:
+    """Write the split's images and COCO / panoptic / refs json; return its COCO ``images``,
+    ``annotations`` and refs."""
     for sub in ("images", "semantic", "depth", "panoptic"):
         (root / sub / split).mkdir(parents=True, exist_ok=True)
     _remove_stale(root / "images" / split, r"(\d{6})\.jpg", num_images)
@@ -230,6 +238,7 @@ def _make_split(root, split, num_images, seed, size_range, max_objects, progress
     _dump(refs, root / "annotations" / f"refs_{split}.json")
     pan = {**coco, "annotations": panoptic, "categories": panoptic_categories()}
     _dump(pan, root / "annotations" / f"panoptic_{split}.json")
+    return images, annotations, refs
 
 
 def _ref(ref_id, image, ann_id, category_id, split, sent_ids, sentences) -> dict:
@@ -292,16 +301,19 @@ def make_synthetic(
     fps: int = 10,
     max_objects: int = 6,
     progress: bool = True,
+    holdout_pairs: Sequence[tuple[str, str]] = HOLDOUT_PAIRS,
 ) -> dict:
     """Render the synthetic world into ``out_dir`` (layout in the module docstring).
 
     image_size: (min, max) side length in px; num_videos / num_train_videos: clips
-    for val / train; video_frames: (min, max) frames per clip. Files of ours left
-    from a larger earlier run in the same folders are deleted.
+    for val / train; video_frames: (min, max) frames per clip; holdout_pairs: (colour,
+    category) pairs whose expressions are left out of the train split's ODVG grounding
+    lines and refcoco json and flagged ``held_out`` in val (see ``grounding``; ``()``: none).
+    Files of ours left from a larger earlier run in the same folders are deleted.
 
     Returns ``{"root": Path, split: {"images", "semantic", "depth", "instances",
-    "panoptic", "panoptic_json", "refs"[, "videos", "video_annotations"]}}`` for split in
-    train/val.
+    "panoptic", "panoptic_json", "refs", "label_map", "odvg", "refcoco"[, "videos",
+    "video_annotations"]}}`` for split in train/val.
     """
     root = Path(out_dir)
     (root / "annotations").mkdir(parents=True, exist_ok=True)
@@ -309,8 +321,12 @@ def make_synthetic(
     if size_range[0] < 16 or size_range[1] // 2 - (size_range[0] + 1) // 2 < 1:
         raise ValueError(f"image_size (min, max) needs 16 <= min and two even sizes: {image_size}")
     paths: dict = {"root": root}
+    label_map = write_label_map(root)
     for split, n, nv in (("train", num_train, num_train_videos), ("val", num_val, num_videos)):
-        _make_split(root, split, n, seed, size_range, max_objects, progress)
+        images, annotations, refs = _make_split(
+            root, split, n, seed, size_range, max_objects, progress
+        )
+        grounding = write_grounding(root, split, images, annotations, refs, holdout_pairs)
         paths[split] = {
             "images": root / "images" / split,
             "semantic": root / "semantic" / split,
@@ -319,6 +335,8 @@ def make_synthetic(
             "panoptic": root / "panoptic" / split,
             "panoptic_json": root / "annotations" / f"panoptic_{split}.json",
             "refs": root / "annotations" / f"refs_{split}.json",
+            "label_map": label_map,
+            **grounding,
         }
         if nv > 0:
             _make_videos(

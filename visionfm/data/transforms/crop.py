@@ -2,12 +2,21 @@
 
 Per-instance keys kept aligned when instances are dropped: ``gt_bboxes`` (N, 4),
 ``gt_labels`` (N,), ``gt_ignore_flags`` (N,), ``gt_masks`` (N, H, W), ``gt_keypoints``
-(N, K, 3) and ``phrases`` (list of N str).
+(N, K, 3).
+
+Grounding samples (``gt_labels`` index ``phrases``, see ``DataSample``): in a free-text
+caption (``prompt_type='expression'``) a phrase that had boxes before and has none after
+(its referent was cut away) is dropped from ``phrases`` / ``phrase_spans`` and the labels
+are re-indexed; a class name of a class prompt stays, as a negative (the class is absent
+from the crop).
 """
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+from mmengine.logging import print_log
 
 from visionfm.registry import TRANSFORMS
 
@@ -18,13 +27,30 @@ __all__ = ["RandomCrop", "INSTANCE_KEYS", "select_instances"]
 INSTANCE_KEYS = ("gt_bboxes", "gt_labels", "gt_ignore_flags", "gt_masks", "gt_keypoints")
 
 
-def select_instances(results: dict, keep: np.ndarray) -> None:
-    """Keep the instances where ``keep`` (N,) bool is True in every per-instance key."""
+def select_instances(results: dict, keep: np.ndarray) -> int:
+    """Keep the instances where ``keep`` (N,) bool is True in every per-instance key; drop
+    the phrases of an expression sample left without boxes (see the module doc).
+
+    Returns the number of phrases dropped.
+    """
+    before = results.get("gt_labels")
     for key in INSTANCE_KEYS:
         if key in results:
             results[key] = results[key][keep]
-    if isinstance(results.get("phrases"), list):
-        results["phrases"] = [p for p, k in zip(results["phrases"], keep) if k]
+    if results.get("prompt_type") != "expression" or before is None or "phrases" not in results:
+        return 0
+    labels = results["gt_labels"]
+    lost = set(before.tolist()) - set(labels.tolist())
+    if not lost:
+        return 0
+    kept = [i for i in range(len(results["phrases"])) if i not in lost]
+    new_index = np.full(len(results["phrases"]), -1, np.int64)
+    new_index[kept] = np.arange(len(kept))
+    results["gt_labels"] = new_index[labels]
+    for key in ("phrases", "phrase_spans"):
+        if key in results:
+            results[key] = [results[key][i] for i in kept]
+    return len(lost)
 
 
 def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
@@ -55,7 +81,9 @@ class RandomCrop:
         recompute_bbox: set boxes to the tight box of the cropped masks (needs ``gt_masks``).
 
     Boxes are shifted and clipped to the window; keypoints are shifted, and those outside the
-    window get visibility 0.
+    window get visibility 0. Phrases of a referring / grounding caption whose boxes were all
+    cut away are dropped (see the module doc) and counted in ``num_dropped_phrases`` (per
+    process; logged at the 1st, 10th, 100th ... drop, and shown by ``repr``).
     """
 
     CROP_TYPES = ("absolute", "absolute_range", "relative", "relative_range")
@@ -81,6 +109,7 @@ class RandomCrop:
         self.drop_outside_boxes = drop_outside_boxes
         self.recompute_bbox = recompute_bbox
         self.max_tries = max_tries
+        self.num_dropped_phrases = 0
 
     def _draw_size(self, h: int, w: int) -> tuple[int, int]:
         """(crop_h, crop_w) for an (h, w) image, at most the image."""
@@ -158,13 +187,30 @@ class RandomCrop:
                 b = results["gt_bboxes"]
                 inside = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
             if self.drop_outside_boxes:
-                select_instances(results, inside)
+                self._count_dropped(select_instances(results, inside), results)
         results["img_shape"] = (ch, cw)
         update_homography(results, np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]], np.float32))
+
+    def _count_dropped(self, dropped: int, results: dict) -> None:
+        """Add ``dropped`` phrases to the count; log when it passes a power of ten."""
+        if not dropped:
+            return
+        before, self.num_dropped_phrases = (
+            self.num_dropped_phrases,
+            self.num_dropped_phrases + dropped,
+        )
+        if len(str(self.num_dropped_phrases)) > len(str(before)) or before == 0:
+            print_log(
+                f"RandomCrop: {self.num_dropped_phrases} phrases dropped so far by this process "
+                f"because the crop cut away all their boxes (latest: {results.get('img_path')})",
+                logger="current",
+                level=logging.INFO,
+            )
 
     def __repr__(self) -> str:
         return (
             f"RandomCrop(crop_size={self.crop_size}, crop_type={self.crop_type!r}, "
             f"allow_negative_crop={self.allow_negative_crop}, "
-            f"drop_outside_boxes={self.drop_outside_boxes}, recompute_bbox={self.recompute_bbox})"
+            f"drop_outside_boxes={self.drop_outside_boxes}, recompute_bbox={self.recompute_bbox}, "
+            f"num_dropped_phrases={self.num_dropped_phrases})"
         )

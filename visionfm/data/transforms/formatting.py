@@ -23,6 +23,13 @@ DEFAULT_META_KEYS = (
     "homography_matrix",
     "depth_path",  # depth evaluation reads the ground truth at the original size
     "depth_scale",
+    # grounding (see visionfm.data.data_sample)
+    "prompt_type",
+    "phrase_ids",
+    "expression_id",
+    "dataset_name",
+    "split",
+    "held_out",
 )
 
 # results key -> InstanceData field, dtype
@@ -52,7 +59,8 @@ class PackInputs:
       float (N, K, 3)); instances flagged in ``gt_ignore_flags`` (COCO crowd) go to
       ``ignored_instances`` instead.
     - ``gt_sem_seg`` -> long (H, W); ``gt_depth`` -> float (H, W).
-    - ``text`` -> ``text``; ``phrases`` (one per instance) -> ``phrases`` of the kept instances.
+    - ``text``, ``phrases``, ``phrase_spans`` -> the same fields (grounding: the caption, its
+      entities and their character spans; ``gt_labels`` index ``phrases``).
     - ``meta_keys`` present in ``results`` -> metainfo.
     """
 
@@ -71,10 +79,10 @@ class PackInputs:
             sample.gt_instances = _instances(results, ~ignore)
             if ignore.any():
                 sample.ignored_instances = _instances(results, ignore)
-            if isinstance(results.get("phrases"), list):
-                sample.phrases = [p for p, ig in zip(results["phrases"], ignore) if not ig]
-        elif isinstance(results.get("phrases"), list):
+        if "phrases" in results:
             sample.phrases = list(results["phrases"])
+        if "phrase_spans" in results:
+            sample.phrase_spans = [[list(span) for span in p] for p in results["phrase_spans"]]
         if "gt_sem_seg" in results:
             sample.gt_sem_seg = torch.from_numpy(results["gt_sem_seg"].astype(np.int64))
         if "gt_depth" in results:

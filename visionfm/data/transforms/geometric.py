@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from visionfm.registry import TRANSFORMS
+from visionfm.text.prompts import swap_left_right
 
 __all__ = ["COCO_FLIP_PAIRS", "RandomFlip", "Resize", "RandomChoiceResize", "nearest_indices"]
 
@@ -40,6 +41,15 @@ def nearest_indices(src_len: int, dst_len: int) -> np.ndarray:
     return np.clip(idx, 0, src_len - 1)
 
 
+def _flip_expression(results: dict) -> None:
+    """Swap "left" / "right" in ``text`` and ``phrases``; move ``phrase_spans``."""
+    results["text"], spans = swap_left_right(results["text"], results.get("phrase_spans", []))
+    if "phrase_spans" in results:
+        results["phrase_spans"] = spans
+    if "phrases" in results:
+        results["phrases"] = [swap_left_right(p, [])[0] for p in results["phrases"]]
+
+
 @TRANSFORMS.register_module()
 class RandomFlip:
     """Mirror left-right with probability ``prob``.
@@ -48,6 +58,10 @@ class RandomFlip:
     ``gt_keypoints`` (x' = W - x, then left/right indices swapped by ``flip_pairs``: COCO's
     17-keypoint pairs by default; pass ``dataset.metainfo['flip_pairs']`` for other layouts,
     ``None`` for no swap). ``results['flip']`` toggles, so flipping twice reads False again.
+
+    A free-text grounding caption (``prompt_type='expression'``) gets the words "left" and
+    "right" swapped in ``text`` and ``phrases``, with ``phrase_spans`` moved to match; class
+    prompts are left alone.
     """
 
     def __init__(
@@ -85,6 +99,8 @@ class RandomFlip:
                 results[key] = results[key][:, ::-1].copy()
         if "gt_keypoints" in results:
             results["gt_keypoints"] = self._flip_keypoints(results["gt_keypoints"], w)
+        if results.get("prompt_type") == "expression" and "text" in results:
+            _flip_expression(results)
         results["flip"] = not results.get("flip", False)
         results["flip_direction"] = "horizontal" if results["flip"] else None
         update_homography(results, np.array([[-1, 0, w], [0, 1, 0], [0, 0, 1]], np.float32))
