@@ -3,8 +3,17 @@ package itself on lookup)."""
 
 from .coco_metric import CocoMetric
 from .depth_metric import DepthMetric
+from .grounding_metric import PhraseGroundingMetric, RefExpMetric
 from .iou_metric import IoUMetric
 from .keypoint_metric import CocoKeypointMetric
 from .panoptic_metric import PanopticMetric
 
-__all__ = ["CocoKeypointMetric", "CocoMetric", "DepthMetric", "IoUMetric", "PanopticMetric"]
+__all__ = [
+    "CocoKeypointMetric",
+    "CocoMetric",
+    "DepthMetric",
+    "IoUMetric",
+    "PanopticMetric",
+    "PhraseGroundingMetric",
+    "RefExpMetric",
+]

@@ -11,7 +11,9 @@ Config::
 Each data sample handed to ``process`` (mmengine's ``Evaluator`` turns ``DataSample`` into a
 dict) carries ``img_id`` (the COCO image id), ``ori_shape`` (h, w), ``pred_instances`` with
 ``bboxes`` (N, 4) xyxy in ORIGINAL image pixels, ``scores`` (N,), ``labels`` (N,) in
-0..C-1 and, for ``'segm'``, ``masks`` (N, H, W) bool at the original size; without
+0..C-1 (a grounding sample's phrase indices when it carries ``phrase_ids``: they are mapped
+to class indices through them) and, for ``'segm'``, ``masks`` (N, H, W) bool at the
+original size; without
 ``ann_file`` also ``gt_instances`` (``bboxes`` (M, 4) xyxy original pixels, ``labels`` (M,),
 for ``'segm'`` ``masks`` (M, H, W)) plus optional ``ignored_instances`` (counted as COCO
 crowd regions). Masks are encoded as RLE in ``process``, so per-image results stay small.
@@ -145,6 +147,8 @@ class CocoMetric(BaseMetric):
                 scores=to_numpy(pred["scores"], np.float64).reshape(-1),
                 labels=to_numpy(pred["labels"], np.int64).reshape(-1),
             )
+            if "phrase_ids" in sample:  # class prompt: phrase index -> class index
+                result["labels"] = np.asarray(sample["phrase_ids"], np.int64)[result["labels"]]
             if "segm" in self.metrics:
                 if "masks" not in pred:
                     raise KeyError(
@@ -181,6 +185,12 @@ class CocoMetric(BaseMetric):
             ignored_bboxes=to_numpy(ignored["bboxes"], np.float64).reshape(-1, 4),
             ignored_labels=to_numpy(ignored["labels"], np.int64).reshape(-1),
         )
+        if "phrase_ids" in sample:  # class prompt: phrase index -> class index
+            ids = np.asarray(sample["phrase_ids"], np.int64)
+            out["gt_labels"], out["ignored_labels"] = (
+                ids[out["gt_labels"]],
+                ids[out["ignored_labels"]],
+            )
         if with_masks:
             for key, inst in (("gt", gt), ("ignored", ignored)):
                 masks = inst.get("masks", np.zeros((0, *shape), bool))
