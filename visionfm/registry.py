@@ -248,6 +248,7 @@ _ALL = [
     "visionfm.heads",
     "visionfm.models",
     "visionfm.data",
+    "visionfm.text",
 ]
 
 MODELS = _make("model", MMENGINE_MODELS, _ALL, recursive=True)

@@ -17,6 +17,9 @@ and the task model reads the declarations instead of probing the head:
 - ``needs_predictions``: sample fields that OTHER heads' ``predict`` writes and this head's
   ``predict`` reads (the RoI pose head reads a detection head's ``pred_instances``); the
   model runs the heads that write them first;
+- ``needs_text``: the head reads the samples' prompts (``text``, ``phrases``); its
+  ``loss`` / ``predict`` / ``forward`` also take ``text_encoder=``, the model's text encoder
+  (a ``visionfm.text.HFTextEncoder``), which the model must have;
 - ``flip_test``: ``predict`` also takes ``flip_feats``, the features of the horizontally
   mirrored inputs (top-down pose on unpadded crops);
 - being a :class:`DenseHead`: its ``forward`` gives maps covering the padded input and
@@ -40,8 +43,8 @@ class Head(nn.Module):
     """Base of every task head (see the module doc).
 
     Subclasses implement ``forward``, :meth:`loss` and :meth:`predict`, and override the
-    declarations that apply to them: ``predicts`` / ``needs_predictions`` (class
-    attributes), ``flip_test`` (an attribute, often a constructor switch) and
+    declarations that apply to them: ``predicts`` / ``needs_predictions`` / ``needs_text``
+    (class attributes), ``flip_test`` (an attribute, often a constructor switch) and
     :attr:`in_levels` (a property, usually from the head's ``in_channels``).
     """
 
@@ -51,6 +54,8 @@ class Head(nn.Module):
     needs_predictions: tuple[str, ...] = ()
     #: ``predict`` takes ``flip_feats=`` and wants the mirrored inputs' features.
     flip_test: bool = False
+    #: ``loss`` / ``predict`` / ``forward`` take ``text_encoder=`` (prompted heads).
+    needs_text: bool = False
 
     @property
     def in_levels(self) -> tuple[str, ...] | None:

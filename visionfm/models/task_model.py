@@ -6,6 +6,10 @@ are prefixed by the head's name (``det.loss_cls``) and every head's ``predict`` 
 the same samples (each its own fields: ``pred_instances``, ``pred_sem_seg``, ...), a head
 that reads other heads' predictions (``needs_predictions``) after the heads that write them.
 
+A prompted head (``needs_text``, e.g. grounding) gets the model's ``text_encoder`` as
+``text_encoder=`` in its ``loss`` / ``predict`` / ``forward`` and encodes the samples'
+prompts itself (it knows how: class names chunked to the token budget, free text).
+
 Registered as ``TaskModel`` and, for detectors and for configs and checkpoints written
 before the rename, as ``Detector``.
 """
@@ -77,6 +81,8 @@ class TaskModel(BaseModel):
         neck: feature dict -> feature dict, or None.
         data_preprocessor: batches, normalises and pads the inputs; default
             ``DataPreprocessor()`` (ImageNet mean / std, no size divisor).
+        text_encoder: prompts -> token features (``visionfm.text.HFTextEncoder``), for the
+            heads that declare ``needs_text``; required by them, refused without them.
 
     Heads are checked at construction: each must be a ``Head``, and the levels it reads
     (``in_levels``) must be among the neck's (else the backbone's) ``out_channels``.
@@ -92,10 +98,12 @@ class TaskModel(BaseModel):
         head: Head | Mapping[str, Head],
         neck: nn.Module | None = None,
         data_preprocessor: nn.Module | None = None,
+        text_encoder: nn.Module | None = None,
     ) -> None:
         super().__init__(data_preprocessor=data_preprocessor or DataPreprocessor())
         self.backbone = backbone
         self.neck = neck
+        self.text_encoder = text_encoder
         if isinstance(head, nn.Module):
             self.head, self.heads = head, None
         else:
@@ -103,6 +111,18 @@ class TaskModel(BaseModel):
         for name, part in self.named_heads():
             _check_head(name.rstrip("."), part, neck if neck is not None else backbone)
         self.heads_in_prediction_order()  # refuses heads waiting for each other
+        prompted = [name.rstrip(".") or "head" for name, h in self.named_heads() if h.needs_text]
+        if prompted and text_encoder is None:
+            raise ValueError(
+                f"{prompted} read text prompts (needs_text): give the model a text_encoder, "
+                "e.g. text_encoder=dict(type='HFTextEncoder', embed_dims=...)"
+            )
+        if text_encoder is not None and not prompted:
+            raise ValueError("text_encoder is given but no head reads text (needs_text)")
+
+    def _inputs(self, head: Head) -> dict:
+        """The keyword inputs ``head`` declares besides the features and samples."""
+        return {"text_encoder": self.text_encoder} if head.needs_text else {}
 
     def init_weights(self) -> None:
         """No-op: every part initialised itself (and loaded its weights) when built."""
@@ -140,14 +160,18 @@ class TaskModel(BaseModel):
         if mode == "loss":
             losses: dict[str, Tensor] = {}
             for prefix, head in self.named_heads():
-                losses.update({prefix + k: v for k, v in head.loss(feats, data_samples).items()})
+                raw = head.loss(feats, data_samples, **self._inputs(head))
+                losses.update({prefix + k: v for k, v in raw.items()})
             return losses
         if mode == "predict":
             for head in self.heads_in_prediction_order():
-                data_samples = head.predict(feats, data_samples)
+                data_samples = head.predict(feats, data_samples, **self._inputs(head))
             return data_samples
         if mode == "tensor":
             if self.heads is None:
-                return self.head(feats, data_samples)
-            return {name: head(feats, data_samples) for name, head in self.heads.items()}
+                return self.head(feats, data_samples, **self._inputs(self.head))
+            return {
+                name: head(feats, data_samples, **self._inputs(head))
+                for name, head in self.heads.items()
+            }
         raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
