@@ -269,3 +269,22 @@ def test_crop_keeps_class_names_as_negatives():
             break
     assert res["phrases"] == ["a", "b"] and crop.num_dropped_phrases == 0
     assert res["gt_labels"].tolist() in ([0], [1])
+
+
+def test_the_synthetic_grounding_config_builds_its_datasets(world):
+    from visionfm.engine.config import load_config
+
+    path = Path(__file__).resolve().parents[2] / "configs/_base_/datasets/synthetic_grounding.py"
+    cfg = load_config(str(path), {"data_root": f"{world['root']}/"})
+    train = DATASETS.build(cfg.train_dataloader["dataset"])
+    val = DATASETS.build(cfg.val_dataloader["dataset"])
+    odvg = DATASETS.build(cfg.odvg_train_dataset)
+    coco = DATASETS.build(cfg.class_prompt_test_dataloader["dataset"])
+    assert len(train) and len(val) and len(odvg) and len(coco)
+    sample = val[0]["data_samples"]
+    assert sample.metainfo["split"] == "val" and max(sample.img_shape) == 128
+    # the test pipeline keeps the ground truth at the original size for the metric
+    assert sample.ori_shape != sample.img_shape
+    assert sample.gt_instances.bboxes[0].tolist() == pytest.approx(
+        val.get_data_info(0)["instances"][0]["bbox"]
+    )
