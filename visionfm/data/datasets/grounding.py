@@ -106,9 +106,9 @@ class ClassPrompt:
         randomly drawn other classes, as many as fit ``max_tokens``, in random order."""
         if self._costs is None:  # tokens of each "name ." (exact for WordPiece, checked below)
             base = self.num_tokens("")
-            self._costs = [self.num_tokens(f"{n} .") - base for n in self.classes]
+            self._costs = [self.num_tokens(class_caption([n])[0]) - base for n in self.classes]
         present = sorted(set(int(p) for p in positives))
-        others = [c for c in range(len(self.classes)) if c not in set(present)]
+        others = sorted(set(range(len(self.classes))) - set(present))
         order = list(rng.permutation(present)) + list(rng.permutation(others))
         chosen, used = [], self.num_tokens("")
         for c in order:
