@@ -21,9 +21,14 @@ __all__ = ["ChannelMapper"]
 
 
 def _conv_norm(
-    cin: int, cout: int, kernel: int, stride: int, norm: Callable[[int], nn.Module] | None
+    cin: int,
+    cout: int,
+    kernel: int,
+    stride: int,
+    norm: Callable[[int], nn.Module] | None,
+    bias: bool,
 ) -> nn.Sequential:
-    conv = nn.Conv2d(cin, cout, kernel, stride, padding=kernel // 2, bias=norm is None)
+    conv = nn.Conv2d(cin, cout, kernel, stride, padding=kernel // 2, bias=bias)
     nn.init.xavier_uniform_(conv.weight)
     if conv.bias is not None:
         nn.init.zeros_(conv.bias)
@@ -49,6 +54,9 @@ class ChannelMapper(nn.Module):
         kernel_size: of the per-level projection (1 in DETR-style heads).
         norm_layer: factory ``dims -> module`` or name (``'GN'``: 32 groups; see
             ``visionfm.layers``); None: no norm, biased convs.
+        conv_bias: biased convs also before a norm (the original DINO / Grounding DINO code:
+            a per-channel bias does not cancel in GroupNorm's groups of several channels);
+            None: only without a norm.
 
     Outputs keep the input level names (with a list ``in_channels`` they are named
     ``p<log2(stride)>`` by stride); ``out_channels`` / ``out_strides`` describe them.
@@ -62,6 +70,7 @@ class ChannelMapper(nn.Module):
         num_extra_levels: int = 0,
         kernel_size: int = 1,
         norm_layer: str | Callable[[int], nn.Module] | None = "GN",
+        conv_bias: bool | None = None,
     ) -> None:
         super().__init__()
         if isinstance(in_channels, Mapping):
@@ -78,11 +87,12 @@ class ChannelMapper(nn.Module):
                 "the same, non-empty, levels"
             )
         norm = make_norm(norm_layer) if norm_layer is not None else None
+        bias = norm is None if conv_bias is None else conv_bias
         self.convs = nn.ModuleList(
-            _conv_norm(c, out_channels, kernel_size, 1, norm) for c in channels
+            _conv_norm(c, out_channels, kernel_size, 1, norm, bias) for c in channels
         )
         self.extra_convs = nn.ModuleList(
-            _conv_norm(channels[-1] if i == 0 else out_channels, out_channels, 3, 2, norm)
+            _conv_norm(channels[-1] if i == 0 else out_channels, out_channels, 3, 2, norm, bias)
             for i in range(num_extra_levels)
         )
         self._in_strides = strides

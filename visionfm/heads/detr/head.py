@@ -112,6 +112,8 @@ class DETRHead(Head):
         focal_alpha, focal_gamma: focal loss parameters.
         input_norm: norm of the input projection (``'GN'``; None: plain conv, exactly
             padding-invariant, since GroupNorm statistics include padded pixels).
+        input_bias: biased input-projection convs before the norm (the original DINO and
+            Grounding DINO code; see ``ChannelMapper``'s ``conv_bias``).
         test_cfg: ``max_per_img`` (top-k over queries x classes), ``score_thr``; a dict
             setting some of them.
     """
@@ -142,6 +144,7 @@ class DETRHead(Head):
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
         input_norm: str | Callable[[int], nn.Module] | None = "GN",
+        input_bias: bool = False,
         test_cfg: Mapping = _TEST_CFG,
     ) -> None:
         super().__init__()
@@ -160,7 +163,12 @@ class DETRHead(Head):
         self.test_cfg = settings(test_cfg, _TEST_CFG, "test_cfg")
 
         self.input_proj = ChannelMapper(
-            in_channels, strides, embed_dims, levels - num_in, norm_layer=input_norm
+            in_channels,
+            strides,
+            embed_dims,
+            levels - num_in,
+            norm_layer=input_norm,
+            conv_bias=input_bias or input_norm is None,
         )
         self.positional_encoding = positional_encoding or SinePositionalEncoding(embed_dims // 2)
         self.level_embed = nn.Parameter(torch.empty(levels, embed_dims)) if levels > 1 else None

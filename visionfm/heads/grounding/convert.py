@@ -1,0 +1,256 @@
+"""Published Grounding DINO weights -> our ``TaskModel`` (Swin / any backbone, text encoder,
+:class:`GroundingDINOHead`).
+
+Reads Hugging Face transformers' ``GroundingDinoForObjectDetection`` and
+``MMGroundingDinoForObjectDetection`` layouts (a folder as ``save_pretrained`` writes it, e.g.
+IDEA-Research/grounding-dino-tiny: Swin-T + BERT-base, or its ``model.safetensors``):
+
+=========================================================  ==================================
+HF                                                         ours
+=========================================================  ==================================
+``model.backbone.conv_encoder.model.*``                    ``backbone.*`` (the backbone's own
+                                                           converter: HF Swin names)
+``model.text_backbone.*`` / ``model.text_projection``     ``text_encoder.model.*`` / ``.proj``
+``model.input_proj_vision.{i}.{0,1}``                      ``head.input_proj`` convs + norms
+``model.encoder.layers.{i}.fusion_layer``                  ``...layers.{i}.fusion``
+``... .text_enhancer_layer`` / ``.deformable_layer``       ``.text_layer`` / ``.image_layer``
+``model.decoder.layers.{i}`` (self, text, image, FFN)      ``head.decoder.layers.{i}``
+``model.enc_output(_norm)``, ``encoder_output_bbox_embed``  ``head.proposals``
+``bbox_embed.{i}`` (tied to ``model.decoder.bbox_embed``)   ``head.box_heads``
+``class_embed.{i}.bias`` (MM-Grounding-DINO only)           ``head.cls_heads.{i}.bias``
+=========================================================  ==================================
+
+The model must be built to match: ``share_pred_heads`` as the checkpoint's
+``decoder_bbox_embed_share``, ``contrastive_scaled=False, contrastive_bias=False`` for the
+original Grounding DINO (True / True for MM-Grounding-DINO), the decoder's
+``refine_from='raw'``, sine positions with temperature 20; a mismatch is refused by the
+load, naming the argument.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import torch
+
+from visionfm.weights import (
+    ArchHint,
+    CheckpointError,
+    ConfigEntry,
+    ConvertedCheckpoint,
+    check_hf_config,
+)
+
+__all__ = ["convert_grounding_dino_checkpoint", "is_grounding_dino_checkpoint"]
+
+_BACKBONE = "model.backbone.conv_encoder.model."
+_TEXT = "model.text_backbone."
+
+_ATTN = [(r"\.query\.", ".q_proj."), (r"\.key\.", ".k_proj."), (r"\.value\.", ".v_proj.")]
+_FFN = [(r"\.fc1\.", ".ffn.net.0."), (r"\.fc2\.", ".ffn.net.3.")]
+
+# (pattern, replacement) applied in order to the non-backbone, non-text keys
+_RENAMES = [
+    (r"^model\.level_embed$", "head.level_embed"),
+    (r"^model\.query_position_embeddings\.", "head.queries.content."),
+    (r"^model\.text_projection\.", "text_encoder.proj."),
+    (r"^model\.enc_output\.", "head.proposals.proj."),
+    (r"^model\.enc_output_norm\.", "head.proposals.norm."),
+    (r"^model\.encoder_output_bbox_embed\.", "head.proposals.box_head."),
+    (r"^model\.encoder_output_class_embed\.", "head.proposals.cls_head."),
+    (r"^model\.decoder\.layer_norm\.", "head.decoder.norm."),
+    (r"^model\.decoder\.reference_points_head\.", "head.decoder.ref_point_head."),
+    (r"^class_embed\.(\d+)\.", r"head.cls_heads.\1."),
+    # encoder: fusion
+    (r"^model\.encoder\.layers\.(\d+)\.fusion_layer\.", r"head.encoder.layers.\1.fusion."),
+    (r"\.fusion\.vision_param$", ".fusion.image_scale.gamma"),
+    (r"\.fusion\.text_param$", ".fusion.text_scale.gamma"),
+    (r"\.fusion\.layer_norm_vision\.", ".fusion.image_norm."),
+    (r"\.fusion\.layer_norm_text\.", ".fusion.text_norm."),
+    (r"\.fusion\.attn\.vision_proj\.", ".fusion.image_proj."),
+    (r"\.fusion\.attn\.text_proj\.", ".fusion.text_proj."),
+    (r"\.fusion\.attn\.values_vision_proj\.", ".fusion.image_value."),
+    (r"\.fusion\.attn\.values_text_proj\.", ".fusion.text_value."),
+    (r"\.fusion\.attn\.out_vision_proj\.", ".fusion.image_out."),
+    (r"\.fusion\.attn\.out_text_proj\.", ".fusion.text_out."),
+    # encoder: text layer
+    (
+        r"^model\.encoder\.layers\.(\d+)\.text_enhancer_layer\.",
+        r"head.encoder.layers.\1.text_layer.",
+    ),
+    (r"\.text_layer\.layer_norm_before\.", ".text_layer.norm1."),
+    (r"\.text_layer\.layer_norm_after\.", ".text_layer.norm2."),
+    # encoder: image layer
+    (r"^model\.encoder\.layers\.(\d+)\.deformable_layer\.", r"head.encoder.layers.\1.image_layer."),
+    (r"\.image_layer\.self_attn\.", ".image_layer.self_attn.attn."),
+    (r"\.image_layer\.self_attn_layer_norm\.", ".image_layer.norm1."),
+    (r"\.image_layer\.final_layer_norm\.", ".image_layer.norm2."),
+    # decoder layers
+    (r"^model\.decoder\.layers\.(\d+)\.", r"head.decoder.layers.\1."),
+    (r"(decoder\.layers\.\d+)\.self_attn_layer_norm\.", r"\1.norm1."),
+    (r"(decoder\.layers\.\d+)\.encoder_attn_text_layer_norm\.", r"\1.norm2."),
+    (r"(decoder\.layers\.\d+)\.encoder_attn_layer_norm\.", r"\1.norm3."),
+    (r"(decoder\.layers\.\d+)\.final_layer_norm\.", r"\1.norm4."),
+    (r"(decoder\.layers\.\d+)\.encoder_attn_text\.", r"\1.text_cross_attn."),
+    (r"(decoder\.layers\.\d+)\.encoder_attn\.", r"\1.cross_attn.attn."),
+    (r"(decoder\.layers\.\d+)\.self_attn\.out_proj\.", r"\1.self_attn.out_proj."),
+]
+_INPUT_PROJ = re.compile(r"^model\.input_proj_vision\.(\d+)\.([01])\.(weight|bias)$")
+_BOX = re.compile(r"^(?:model\.decoder\.)?bbox_embed\.(\d+)\.(.*)$")
+
+_HINTS = (
+    ArchHint(
+        r"^head\.cls_heads\.\d+\.bias$",
+        "a contrastive bias (MM-Grounding-DINO)",
+        "contrastive_bias=True, contrastive_scaled=True",
+        "contrastive_bias=False",
+    ),
+    ArchHint(
+        r"^head\.box_heads\.[1-9]",
+        "one box head per decoder layer",
+        "share_pred_heads=False",
+        "share_pred_heads=True",
+    ),
+)
+
+
+def _contrastive(model) -> tuple[bool, bool]:
+    head = model.head.cls_heads[0]
+    return head.scale != 1.0, head.bias is not None
+
+
+def _partitions(model) -> bool:
+    return getattr(model.backbone, "always_partition", True)
+
+
+_ENTRIES = [
+    ConfigEntry(
+        "positional_embedding_temperature",
+        lambda c: c.get("positional_embedding_temperature", 20),
+        lambda m: m.head.positional_encoding.temperature,
+        lambda v: (
+            f"head.positional_encoding=dict(type='SinePositionalEncoding', temperature={v}, ...)"
+        ),
+    ),
+    ConfigEntry(
+        "num_queries",
+        lambda c: c.get("num_queries", 900),
+        lambda m: m.head.num_queries,
+        lambda v: f"head.num_queries={v}",
+    ),
+    ConfigEntry(
+        "decoder_bbox_embed_share",
+        lambda c: c.get("decoder_bbox_embed_share", True),
+        lambda m: len(m.head.box_heads) == 1,
+        lambda v: f"head.share_pred_heads={v}",
+    ),
+    ConfigEntry(
+        "max_text_len",
+        lambda c: c.get("max_text_len", 256),
+        lambda m: m.text_encoder.max_tokens,
+        lambda v: f"text_encoder.max_tokens={v}",
+    ),
+    ConfigEntry(
+        "box refinement from the raw decoder output",
+        lambda c: "raw",
+        lambda m: m.head.decoder.refine_from,
+        lambda v: f"head.decoder.refine_from={v!r}",
+    ),
+    ConfigEntry(
+        "backbone windows (HF SwinBackbone partitions every stage)",
+        lambda c: True,
+        _partitions,
+        lambda v: f"backbone.always_partition={v}",
+    ),
+]
+_HF_CONFIG = {
+    "grounding-dino": [
+        *_ENTRIES,
+        ConfigEntry(
+            "contrastive class head (scaled, bias)",
+            lambda c: (False, False),
+            _contrastive,
+            lambda v: "head.contrastive_scaled=False, head.contrastive_bias=False",
+        ),
+    ],
+    "mm-grounding-dino": [
+        *_ENTRIES,
+        ConfigEntry(
+            "contrastive class head (scaled, bias)",
+            lambda c: (True, True),
+            _contrastive,
+            lambda v: "head.contrastive_scaled=True, head.contrastive_bias=True",
+        ),
+    ],
+}
+
+
+def is_grounding_dino_checkpoint(sd: Mapping[str, torch.Tensor]) -> bool:
+    """Whether ``sd`` is in the HF (MM-)Grounding-DINO layout."""
+    return any(k.startswith(_TEXT) for k in sd) and any(
+        k.startswith("model.encoder.layers.") and ".fusion_layer." in k for k in sd
+    )
+
+
+def _rename(name: str) -> str:
+    for pattern, repl in _RENAMES:
+        name = re.sub(pattern, repl, name)
+    if ".fc1." in name or ".fc2." in name:
+        for pattern, repl in _FFN:
+            name = re.sub(pattern, repl, name)
+    if re.search(r"(self_attn|text_cross_attn)\.(query|key|value)\.", name):
+        for pattern, repl in _ATTN:
+            name = re.sub(pattern, repl, name)
+    return name
+
+
+def _input_proj(model, level: int, part: str, kind: str) -> str:
+    """``model.input_proj_vision.{level}.{0 conv | 1 norm}`` -> our ChannelMapper's key."""
+    num_in = len(model.head.input_proj.convs)
+    if level < num_in:
+        return f"head.input_proj.convs.{level}.{part}.{kind}"
+    return f"head.input_proj.extra_convs.{level - num_in}.{part}.{kind}"
+
+
+def convert_grounding_dino_checkpoint(
+    sd: Mapping[str, torch.Tensor], model, config: Mapping | None = None
+) -> ConvertedCheckpoint:
+    """HF (MM-)Grounding-DINO state dict -> ``model``'s layout (see the module doc).
+
+    ``config``: the HF ``config.json`` (:func:`visionfm.weights.read_hf_config`): settings the
+    weights do not show (position temperature, box sharing, the contrastive head's form, the
+    backbone's windows) are compared with the model, its ``backbone_config`` by the
+    backbone's converter; a difference is refused naming the argument to set."""
+    if not is_grounding_dino_checkpoint(sd):
+        raise CheckpointError(
+            "not a Hugging Face Grounding DINO checkpoint (no model.text_backbone.* / fusion layers)"
+        )
+    notes = check_hf_config(config, model, _HF_CONFIG)
+    backbone = {k[len(_BACKBONE) :]: v for k, v in sd.items() if k.startswith(_BACKBONE)}
+    # HF's SwinBackbone keeps an unused final norm (``swin.layernorm``, ignored by HF too)
+    unused = [k for k in backbone if k.startswith("swin.layernorm.")]
+    backbone = {k: v for k, v in backbone.items() if k not in unused}
+    converted = model.backbone.convert_checkpoint(backbone, (config or {}).get("backbone_config"))
+    out = {f"backbone.{k}": v for k, v in converted.state_dict.items()}
+    ignored = [_BACKBONE + k for k in (*unused, *converted.ignored)]
+    notes += converted.notes
+    for name, tensor in sd.items():
+        if name.startswith(_BACKBONE):
+            continue
+        if name.startswith(_TEXT):
+            out["text_encoder.model." + name[len(_TEXT) :]] = tensor
+            continue
+        m = _INPUT_PROJ.match(name)
+        if m:
+            out[_input_proj(model, int(m.group(1)), m.group(2), m.group(3))] = tensor
+            continue
+        m = _BOX.match(name)
+        if m:  # the decoder's copy and the head's are one module (tied)
+            key = f"head.box_heads.{m.group(1)}.{m.group(2)}"
+            if key in out and not torch.equal(out[key], tensor):
+                raise CheckpointError(f"{name} differs from its tied copy ({key})")
+            out[key] = tensor
+            continue
+        out[_rename(name)] = tensor
+    return ConvertedCheckpoint(out, "Hugging Face Grounding DINO", ignored, notes, _HINTS)
