@@ -156,3 +156,82 @@ def overfit(
             torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
         optim.step()
         sched.step()
+
+
+def tiny_grounding_head(
+    in_channels: dict[str, int],
+    strides: dict[str, int],
+    *,
+    embed_dims: int = 32,
+    num_queries: int = 10,
+    max_phrases: int = 8,
+    num_dn_queries: int | None = 10,
+    max_per_img: int = 10,
+    **options,
+) -> dict:
+    """A Grounding DINO head (one fusion encoder layer, two decoder layers) on the levels
+    ``in_channels`` / ``strides`` plus one coarser level; ``options`` go to the head."""
+    c, levels = embed_dims, len(in_channels) + 1
+    deform = deform_attn(c, 4, levels, 2)
+    attn = dict(type="DetrMultiheadAttention", embed_dims=c, num_heads=4)
+    denoising = None
+    if num_dn_queries is not None:
+        denoising = dict(
+            type="CdnQueryGenerator",
+            num_classes=max_phrases,
+            embed_dims=c,
+            num_dn_queries=num_dn_queries,
+        )
+    return dict(
+        type="GroundingDINOHead",
+        embed_dims=c,
+        num_queries=num_queries,
+        max_phrases=max_phrases,
+        in_channels=in_channels,
+        strides=strides,
+        num_feature_levels=levels,
+        positional_encoding=dict(type="SinePositionalEncoding", num_feats=c // 2, temperature=20),
+        encoder=dict(
+            type="GroundingEncoder",
+            num_layers=1,
+            layer=dict(
+                type="GroundingEncoderLayer",
+                fusion=dict(type="ImageTextFusion", embed_dims=c, num_heads=2, attn_dims=c),
+                text_layer=dict(type="TextEnhancerLayer", self_attn=dict(attn), ffn=detr_ffn(c)),
+                image_layer=dict(type="DetrEncoderLayer", self_attn=deform, ffn=detr_ffn(c)),
+            ),
+        ),
+        decoder=dict(
+            type="DetrDecoder",
+            num_layers=2,
+            refine_from="raw",
+            ref_point_head=dict(
+                type="DetrMLP", in_dims=2 * c, hidden_dims=c, out_dims=c, num_layers=2
+            ),
+            layer=dict(
+                type="GroundingDecoderLayer",
+                self_attn=dict(attn),
+                text_cross_attn=dict(attn),
+                cross_attn=deform,
+                ffn=detr_ffn(c),
+            ),
+        ),
+        matcher=dict(type="HungarianMatcher"),
+        share_pred_heads=True,
+        denoising=denoising,
+        test_cfg=dict(max_per_img=max_per_img),
+        **options,
+    )
+
+
+def tiny_vit_grounding(text_model: str, embed_dims: int = 32, frozen: bool = True, **head) -> dict:
+    """A TaskModel: ``tiny_vit`` -> ``tiny_simple_fpn`` -> ``tiny_grounding_head``, with the
+    text encoder saved in the folder ``text_model`` (e.g. ``_helpers.write_tiny_bert``)."""
+    c = embed_dims
+    return dict(
+        type="TaskModel",
+        text_encoder=dict(type="HFTextEncoder", path=text_model, embed_dims=c, frozen=frozen),
+        backbone=tiny_vit(c),
+        neck=tiny_simple_fpn(c),
+        head=tiny_grounding_head(dict(p3=c, p4=c), dict(p3=8, p4=16), embed_dims=c, **head),
+    )

@@ -37,6 +37,9 @@ from mmengine.logging import print_log
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from visionfm.models.published import convert_published, is_published_path, load_published
+from visionfm.weights import load_converted, read_checkpoint, read_hf_config
+
 from .checkpoint_saving import save_checkpoint
 
 _STATISTICS = ("min", "max", "mean", "current")  # HistoryBuffer's built-in statistics
@@ -102,7 +105,12 @@ def load_checkpoint_file(
 
 
 def load_from_local_weights_only(path: str, map_location=None) -> dict:
-    """mmengine loader scheme for local paths (its log line names the part after 'load_from_')."""
+    """mmengine loader scheme for local paths (its log line names the part after 'load_from_').
+
+    A folder or ``.safetensors`` file (a published model, ``visionfm.models.published``) is
+    read as ``{"state_dict": ..., "meta": {"hf_config": config.json or None}}``."""
+    if is_published_path(path):
+        return dict(state_dict=read_checkpoint(path), meta=dict(hf_config=read_hf_config(path)))
     return load_checkpoint_file(path, map_location)
 
 
@@ -197,6 +205,11 @@ def load_checkpoint_to_model(
     ``describe_key_mismatch``), or for any difference when ``strict``.
     """
     state = checkpoint.get("state_dict", checkpoint)
+    hf_config = checkpoint.get("meta", {}).get("hf_config") if "state_dict" in checkpoint else None
+    converted = convert_published(model, state, hf_config)
+    if converted is not None:  # a published layout: converted and loaded strictly
+        print_log(str(load_converted(model, converted, strict=True)), logger="current")
+        return checkpoint
     metadata = getattr(state, "_metadata", OrderedDict())
     for pattern, replacement in revise_keys:
         state = OrderedDict((re.sub(pattern, replacement, k), v) for k, v in state.items())
@@ -237,6 +250,8 @@ def load_model_weights(model: torch.nn.Module, path: str) -> dict:
     checkpoint does not belong to this model ("looks like a different model" when most
     keys differ).
     """
+    if is_published_path(path) and load_published(model, path):
+        return {}
     ckpt = load_checkpoint_file(path)
     state = ckpt.get("state_dict", ckpt)
     state = {k.removeprefix("module."): v for k, v in state.items()}

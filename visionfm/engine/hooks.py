@@ -93,7 +93,8 @@ class DrawPredictionsHook(Hook):
 @HOOKS.register_module()
 class ClassNumCheckHook(Hook):
     """Refuse to train / evaluate when a head's ``num_classes`` differs from the number of
-    classes of the dataset it runs on (the usual cause of "AP is 0" reports)."""
+    classes of the dataset it runs on (the usual cause of "AP is 0" reports). Prompted heads
+    (``needs_text``: their classes are the prompt's phrases) are not checked."""
 
     priority = "VERY_HIGH"
 
@@ -104,7 +105,10 @@ class ClassNumCheckHook(Hook):
         if classes is None:
             return
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        prompted = [n for n, m in model.named_modules() if getattr(m, "needs_text", False)]
         for name, module in model.named_modules():
+            if any(name == p or name.startswith(p + ".") for p in prompted):
+                continue
             num = getattr(module, "num_classes", None)
             if isinstance(num, int) and num != len(classes):
                 source = getattr(dataloader.dataset, "ann_file", "the dataset")

@@ -49,11 +49,17 @@ _TEST_CFG = MappingProxyType(dict(max_per_img=100, score_thr=0.0, box_thr=0.35, 
 
 
 def _prompt(sample, index: int) -> tuple[str, list | None]:
-    """A sample's caption and phrase spans (None: free text)."""
+    """A sample's caption and phrase spans (None: free text).
+
+    The caption ends in " ." as Grounding DINO's code makes it: the sub-sentence mask
+    closes a phrase at a separator, and a caption whose only closing token is [SEP] would
+    have its tokens attend to themselves alone (spans are unaffected: text is appended)."""
     text = sample.get("text")
     if not isinstance(text, str) or not text.strip():
         where = sample.metainfo.get("img_path", f"sample {index} of the batch")
         raise ValueError(f"{where}: a grounding model needs a prompt (DataSample.text)")
+    if not text.rstrip().endswith((".", "?")):
+        text = text.rstrip() + " ."
     spans = sample.get("phrase_spans")
     return text, (list(spans) if spans is not None else None)
 
@@ -196,7 +202,7 @@ class GroundingDINOHead(DETRHead):
 
     def _predict_batch(self, feats, data_samples, index, text_encoder, rescale) -> None:
         feats, samples = self._select(feats, data_samples, index)
-        text = text_encoder([s.text for s in samples])
+        text = text_encoder([_prompt(s, i)[0] for i, s in enumerate(samples)])
         out = self(feats, samples, text=text)
         for b, sample in enumerate(samples):
             logits, boxes = out["logits"][-1][b], out["boxes"][-1][b]
