@@ -72,6 +72,8 @@ def _hf_model(folder, bert, mm: bool):
         decoder_n_points=2,
     )
     randomize(model_cls(config)).save_pretrained(folder)
+    # the tokenizer beside it, as in the published folders (grounding-dino-tiny)
+    transformers.AutoTokenizer.from_pretrained(bert).save_pretrained(folder)
     # read back: randomize fills the decoder's copy of bbox_embed and the head's apart, but
     # the file keeps one (they are tied), as every published checkpoint does
     return model_cls.from_pretrained(folder, dtype=torch.float64).eval()
@@ -114,10 +116,12 @@ def _our_config(bert, mm: bool) -> dict:
 
 @pytest.mark.parametrize("mm", [False, True], ids=["GroundingDino", "MMGroundingDino"])
 def test_equal_to_hugging_face(tmp_path, bert, mm):
-    """A random HF model saved with save_pretrained loads through load_model_weights (the
-    Inferencer's / test.py's path) and gives HF's logits and boxes in float64 at 75x101."""
+    """A random HF model saved with save_pretrained (+ tokenizer: the published folder
+    layout) loads through load_model_weights (the Inferencer's / test.py's path) and gives
+    HF's logits and boxes in float64 at 75x101."""
     hf = _hf_model(tmp_path / "hf", bert, mm)
-    model = MODELS.build(_our_config(bert, mm)).double().eval()
+    # one folder, as a user has it: the text encoder's config and tokenizer, then all weights
+    model = MODELS.build(_our_config(str(tmp_path / "hf"), mm)).double().eval()
     load_model_weights(model, str(tmp_path / "hf"))
     caption = "red circle . the small cat . dog ."
     x = torch.randn(1, 3, 75, 101, dtype=torch.float64, generator=torch.Generator().manual_seed(3))

@@ -36,16 +36,29 @@ class TextFeatures:
     captions: list[str]
 
 
+#: Whole-detector folders whose config.json holds the text model's config (``text_config``)
+#: and whose checkpoint holds its weights (loaded with the detector: ``load_from=FOLDER``).
+_DETECTOR_TYPES = ("grounding-dino", "mm-grounding-dino")
+
+
 def _load_model(folder: str) -> nn.Module:
-    """The ``AutoModel`` saved in ``folder``, without a pooler where the class has one."""
+    """The ``AutoModel`` saved in ``folder``, without a pooler where the class has one.
+
+    A published Grounding DINO folder (``grounding-dino-tiny``) gives its text model built
+    from ``text_config``, with initial weights: the detector's checkpoint fills them."""
     from transformers import AutoConfig, AutoModel
     from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
     config = AutoConfig.from_pretrained(folder, local_files_only=True)
+    detector = config.model_type in _DETECTOR_TYPES
+    if detector:
+        config = config.text_config
     model_class = MODEL_MAPPING[type(config)]
     kwargs = {}
     if "add_pooling_layer" in inspect.signature(model_class.__init__).parameters:
         kwargs["add_pooling_layer"] = False
+    if detector:
+        return AutoModel.from_config(config, **kwargs)
     return AutoModel.from_pretrained(folder, local_files_only=True, **kwargs)
 
 
@@ -55,7 +68,9 @@ class HFTextEncoder(nn.Module):
     captions into ``(B, L, embed_dims)`` token features.
 
     Args:
-        path: folder with the tokenizer and model (None: :func:`default_text_model`).
+        path: folder with the tokenizer and model (None: :func:`default_text_model`), or a
+            published Grounding DINO folder (its text model's weights then come with the
+            detector's checkpoint: ``load_from`` the same folder).
         embed_dims: output width (a trainable linear map); None keeps the model's width.
         max_tokens: longest caption in tokens, ``[CLS]`` / ``[SEP]`` included (Grounding
             DINO: 256); longer ones are refused (split class names with ``chunk_phrases``).
