@@ -24,8 +24,10 @@ def test_config_builds(path):
         model = MODELS.build(cfg.model)
     assert sum(p.numel() for p in model.parameters()) > 0
     for split in ("train", "val", "test"):
-        for transform in cfg[f"{split}_dataloader"].dataset.pipeline:
-            TRANSFORMS.build(transform)
+        dataset = cfg[f"{split}_dataloader"].dataset
+        for part in dataset.get("datasets", [dataset]):  # a ConcatDataset's parts
+            for transform in part.pipeline:
+                TRANSFORMS.build(transform)
 
 
 @pytest.mark.parametrize(

@@ -45,7 +45,8 @@ def _load_model(folder: str) -> nn.Module:
     """The ``AutoModel`` saved in ``folder``, without a pooler where the class has one.
 
     A published Grounding DINO folder (``grounding-dino-tiny``) gives its text model built
-    from ``text_config``, with initial weights: the detector's checkpoint fills them."""
+    from ``text_config``, with initial weights: the detector's checkpoint fills them. Under
+    ``torch.device("meta")`` (checking a config's structure) nothing is read either."""
     from transformers import AutoConfig, AutoModel
     from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
@@ -57,7 +58,7 @@ def _load_model(folder: str) -> nn.Module:
     kwargs = {}
     if "add_pooling_layer" in inspect.signature(model_class.__init__).parameters:
         kwargs["add_pooling_layer"] = False
-    if detector:
+    if detector or torch.empty(0).device.type == "meta":  # meta: building the structure only
         return AutoModel.from_config(config, **kwargs)
     return AutoModel.from_pretrained(folder, local_files_only=True, **kwargs)
 
