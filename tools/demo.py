@@ -4,6 +4,8 @@
                                                 [--amp]
     python tools/demo.py DET_CONFIG DET_CHECKPOINT INPUT --pose-config POSE_CONFIG \
         --pose-checkpoint POSE_CHECKPOINT      # detection, then top-down pose per person
+    python tools/demo.py GROUNDING_CONFIG CHECKPOINT INPUT --text "person . red car ."
+                                               # a prompted model: class names or a phrase
 
 CONFIG may be the config a training run saved in its work dir (``WORK_DIR/NAME.py``), which
 holds that run's ``--cfg-options``. INPUT: an image file, a folder of images, a video file,
@@ -13,6 +15,11 @@ Images are written to OUT as PNGs with the predictions drawn (``Inferencer.visua
 maps over the image, depth beside it); a video becomes OUT/<name>.mp4 at the input's fps,
 its frames drawn the same way (the input's size for detections, wider with dense panels); a
 webcam is recorded to OUT/webcam.mp4 (stop with Ctrl-C or --max-frames).
+
+A prompted model (Grounding DINO; CHECKPOINT may be a Hugging Face ``save_pretrained``
+folder) needs ``--text``: class names each ending in "." (``"cat . red car ."``) or one
+free-text phrase (``"the dog left of the car"``); boxes are captioned with the phrase they
+match. The prompt is the same for every frame, so the text encoder runs once per input.
 """
 
 import argparse
@@ -43,7 +50,12 @@ def main() -> None:
     parser.add_argument("--pose-config", help="top-down pose model run on the person boxes")
     parser.add_argument("--pose-checkpoint", help="weights of --pose-config")
     parser.add_argument("--person-class", default="person", help="the detector's person class")
+    parser.add_argument(
+        "--text", help="prompt of a grounding model: 'cat . red car .' or a free-text phrase"
+    )
     args = parser.parse_args()
+    if args.text is not None and args.pose_config:
+        parser.error("--text is for a grounding model alone, not with --pose-config")
 
     inferencer = Inferencer(
         args.config,
@@ -53,6 +65,8 @@ def main() -> None:
         cfg_options=args.cfg_options,
         amp=args.amp,
     )
+    if inferencer.prompted and args.text is None:
+        parser.error("this model is prompted: pass --text 'cat . dog .' or a phrase")
     if args.pose_config:
         pose = Inferencer(args.pose_config, args.pose_checkpoint, device=args.device, amp=args.amp)
         inferencer = TopDownPipeline(
@@ -79,7 +93,8 @@ def main() -> None:
         for index, (name, frame) in enumerate(tqdm(source, total=total, desc=source.kind)):
             if args.max_frames is not None and index >= args.max_frames:
                 break
-            drawn = inferencer.visualize(frame, inferencer(frame))
+            sample = inferencer(frame) if args.text is None else inferencer(frame, text=args.text)
+            drawn = inferencer.visualize(frame, sample)
             if writer is not None:
                 writer.write(drawn)
             else:

@@ -4,6 +4,13 @@ inferencer = Inferencer("configs/dino/dino_vit-s_synthetic.py", "work_dirs/.../e
 sample = inferencer("demo.jpg")            # DataSample, predictions in original pixels
 samples = inferencer([img_a, "b.jpg"])     # list of DataSample
 drawn = inferencer.visualize(img_rgb, sample)
+
+A prompted model (Grounding DINO) takes the prompt as ``text=``::
+
+    grounding = Inferencer("configs/grounding_dino/...", "grounding-dino-tiny/")  # HF folder ok
+    sample = grounding("street.jpg", text="person . red car .")   # class names: one per '.'
+    sample = grounding("street.jpg", text="the man left of the red car")  # free text
+    sample.phrases[int(sample.pred_instances.labels[0])]          # what the first box is
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ from mmengine.structures import BaseDataElement
 from visionfm.data import Compose, DataSample
 from visionfm.engine.checkpoint import load_model_weights
 from visionfm.engine.config import load_config
+from visionfm.heads.base import Head
 from visionfm.registry import MODELS
+from visionfm.text import parse_prompt
 from visionfm.visualization import draw_sample
 
 _GROUND_TRUTH_TRANSFORMS = ("LoadAnnotations",)
@@ -46,6 +55,14 @@ class Inferencer:
     weights stay fp32; the predictions are returned as float32 again. Faster for large models
     on CPUs with bf16 matrix units (AMX) and on GPUs, not for tiny ones; scores and boxes
     carry bf16's rounding (``benchmarks/bench_detector.py`` measures both).
+
+    A prompted model (a head that ``needs_text``) takes the prompt as ``text=`` in every
+    call, parsed by :func:`~visionfm.text.parse_prompt`: class names ending in ``.``
+    (``"cat . red car ."``) set the samples' ``text``, ``phrases`` and ``phrase_spans`` (one
+    score per name); anything else is free text (``text`` only) and the head names each box
+    by the words it matches. Either way the returned samples carry ``phrases``, which their
+    ``pred_instances.labels`` index, instead of ``metainfo['classes']``. The text encoder
+    caches a prompt's features, so the frames of a video with one prompt encode it once.
     """
 
     def __init__(
@@ -61,13 +78,14 @@ class Inferencer:
         self.cfg = cfg
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = MODELS.build(cfg.model)
+        self.prompted = any(isinstance(m, Head) and m.needs_text for m in self.model.modules())
         meta = load_model_weights(self.model, checkpoint) if checkpoint else {}
         self.model.to(self.device).eval()
         test_dataset = (cfg.get("test_dataloader") or {}).get("dataset") or {}
         self.dataset_meta = dict(
             meta.get("dataset_meta") or cfg.get("metainfo") or test_dataset.get("metainfo") or {}
         )
-        if not self.dataset_meta.get("classes"):
+        if not self.prompted and not self.dataset_meta.get("classes"):
             num_classes = _find_num_classes(cfg.model)
             self.dataset_meta["classes"] = tuple(str(i) for i in range(num_classes or 0))
         pipeline = cfg.test_dataloader.dataset.pipeline
@@ -80,19 +98,44 @@ class Inferencer:
         self,
         inputs: str | os.PathLike | np.ndarray | Sequence[str | os.PathLike | np.ndarray],
         batch_size: int = 1,
+        text: str | None = None,
     ) -> DataSample | list[DataSample]:
+        """Predictions for ``inputs`` (one or a list), ``text`` the prompt of a prompted
+        model (the same for every input; see the class doc)."""
+        prompt = self._parse_prompt(text)
         single = isinstance(inputs, (str, os.PathLike, np.ndarray))
         items = [inputs] if single else list(inputs)
         results: list[DataSample] = []
         for start in range(0, len(items), batch_size):
             batch = [self._prepare(x) for x in items[start : start + batch_size]]
+            if prompt is not None:  # after the pipeline: PackInputs makes the samples
+                for item in batch:
+                    _set_prompt(item["data_samples"], *prompt)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 results.extend(self.model.test_step(pseudo_collate(batch)))
         for sample in results:
             if self.amp:
                 _to_float32(sample)
-            sample.set_metainfo(dict(classes=tuple(self.dataset_meta["classes"])))
+            if not self.prompted:
+                sample.set_metainfo(dict(classes=tuple(self.dataset_meta["classes"])))
         return results[0] if single else results
+
+    def _parse_prompt(self, text: str | None) -> tuple[str, list[str], list, str] | None:
+        """``parse_prompt(text)`` for a prompted model (None for the others); a prompt that is
+        missing, empty or given to a model that reads none is refused."""
+        if not self.prompted:
+            if text is not None:
+                raise ValueError(
+                    f"text={text!r} given, but this model ({type(self.model).__name__} from "
+                    "the config) reads no prompt: leave text out"
+                )
+            return None
+        if text is None:
+            raise ValueError(
+                "this model is prompted: pass text='cat . dog .' (class names, each ending "
+                "in '.') or a phrase ('the dog left of the car')"
+            )
+        return parse_prompt(text)
 
     def _prepare(self, item: str | os.PathLike | np.ndarray) -> dict:
         """The test pipeline's output for one input; its ``LoadImage`` reads / checks it."""
@@ -110,16 +153,29 @@ class Inferencer:
     ) -> np.ndarray:
         """Predictions of ``sample`` drawn with ``image`` ((H, W, 3) uint8 RGB, original size)
         by :func:`~visionfm.visualization.draw_sample`: instances, semantic and panoptic
-        maps over the image, depth / disparity beside it."""
+        maps over the image, depth / disparity beside it. Boxes of a prompted model are
+        named by the sample's ``phrases``."""
         return draw_sample(
             image,
             sample,
-            self.dataset_meta["classes"],
+            self.dataset_meta.get("classes"),
             skeleton=self.dataset_meta.get("skeleton"),
             prefix="pred",
             score_thr=self.score_thr if score_thr is None else score_thr,
             palette=self.dataset_meta.get("palette"),
         )
+
+
+def _set_prompt(
+    sample: DataSample, caption: str, phrases: list[str], spans: list, kind: str
+) -> None:
+    """Put a parsed prompt on ``sample``: class names as ``phrases`` and their spans (a score
+    per name); an expression as the ``text`` alone (free text: the head names the boxes)."""
+    sample.text = caption
+    sample.set_metainfo(dict(prompt_type=kind))
+    if kind == "classes":
+        sample.phrases = list(phrases)
+        sample.phrase_spans = [[list(span) for span in phrase] for phrase in spans]
 
 
 def _to_float32(element: BaseDataElement) -> None:

@@ -1,8 +1,8 @@
 """Drawing of ground truth and predictions: pure numpy/cv2, RGB uint8 in and out.
 
 - ``palette(n)``: n distinct, deterministic colours;
-- ``draw_instances`` (``instances.py``): boxes with labelled captions, instance masks,
-  keypoints + skeleton;
+- ``draw_instances`` (``instances.py``): boxes with labelled captions (long names cut at a
+  word), instance masks, keypoints + skeleton;
 - ``draw_sem_seg`` (``dense.py``): a label map blended over the image, class names at region
   centres;
 - ``draw_panoptic_seg`` (``dense.py``): a panoptic map (``label * PANOPTIC_LABEL_DIVISOR +
@@ -13,7 +13,7 @@
   beneath;
 - ``side_by_side`` (``sample.py``): images in one row;
 - ``draw_sample`` (``sample.py``): everything a ``DataSample`` holds (what every tool draws
-  with).
+  with); a grounding sample's boxes are named by its ``phrases``.
 
 None of them modifies its input; each returns a new (H, W, 3) uint8 RGB image
 (``draw_depth`` and ``draw_sample`` a taller / wider one: see there).

@@ -15,6 +15,7 @@ from visionfm.data.palette import palette
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _default_palette = palette  # for the functions whose ``palette`` argument shadows it
+MAX_NAME_CHARS = 32  # longer names in captions (free-text phrases) are cut at a word
 
 
 def _class_colors(palette: Sequence | np.ndarray | None, n: int) -> np.ndarray:
@@ -63,6 +64,17 @@ def _put_label(image: np.ndarray, text: str, x: int, y: int, color: Sequence[int
     )
 
 
+def _shorten(name: str, limit: int = MAX_NAME_CHARS) -> str:
+    """``name`` if it has at most ``limit`` characters, else its leading words that fit with
+    "..." (cut inside a word when whole words would fill less than half the limit)."""
+    if len(name) <= limit:
+        return name
+    head = name[: limit - 2]  # one character more than fits: a space there ends a whole word
+    space = head.rfind(" ")
+    head = head[:space] if space >= limit // 2 else head[:-1]
+    return head.rstrip() + "..."
+
+
 def _blend(image: np.ndarray, mask: np.ndarray, color: Sequence[int], alpha: float) -> None:
     """Blend ``color`` into ``image`` at the True pixels of the (H, W) ``mask``, in place."""
     pixels = image[mask].astype(np.float32)
@@ -90,11 +102,12 @@ def draw_instances(
 
     bboxes: (N, 4) xyxy pixels (x1/y1 exclusive); labels: (N,) 0-based indices into
     ``class_names``; scores: (N,) or None, instances below ``score_thr`` are skipped
-    and the rest captioned "name 0.87"; masks: (N, H, W) bool; keypoints: (N, K, 3)
-    with the third column a visibility flag or score, points at or below ``kpt_thr``
-    are not drawn; skeleton: 0-based (i, j) keypoint pairs (COCO's ``skeleton`` is
-    1-based: subtract 1). Colours follow ``palette[label]`` ((C, 3) RGB, e.g. the dataset's
-    ``metainfo['palette']``), default ``palette(len(class_names))[label]``.
+    and the rest captioned "name 0.87" (a name longer than ``MAX_NAME_CHARS`` cut at a word,
+    "..." marking the cut); masks: (N, H, W) bool; keypoints: (N, K, 3) with the third
+    column a visibility flag or score, points at or below ``kpt_thr`` are not drawn;
+    skeleton: 0-based (i, j) keypoint pairs (COCO's ``skeleton`` is 1-based: subtract 1).
+    Colours follow ``palette[label]`` ((C, 3) RGB, e.g. the dataset's ``metainfo['palette']``),
+    default ``palette(len(class_names))[label]``.
     """
     out = _to_rgb(image)
     h, w = out.shape[:2]
@@ -147,7 +160,8 @@ def draw_instances(
                 cv2.circle(out, (x, y), radius, (255, 255, 255), -1, cv2.LINE_AA)
                 cv2.circle(out, (x, y), radius, color, 1, cv2.LINE_AA)
     for i in np.nonzero(keep)[0]:  # captions last, so nothing covers them
-        text = class_names[labels[i]] + ("" if scores is None else f" {float(scores[i]):.2f}")
+        text = _shorten(class_names[labels[i]])
+        text += "" if scores is None else f" {float(scores[i]):.2f}"
         x0, y0 = int(round(bboxes[i, 0])), int(round(bboxes[i, 1]))
         _put_label(out, text, x0, y0, colors[labels[i]])
     return out

@@ -88,7 +88,10 @@ def draw_sample(
     The first three are drawn over the image (a sample holding none of them shows the plain
     image first). class_names: label -> name, default the sample's ``metainfo['classes']``;
     labels without a name are written as numbers. palette: (C, 3) RGB class colours (a
-    dataset's ``metainfo['palette']``), default :func:`palette`.
+    dataset's ``metainfo['palette']``), default :func:`palette`. A grounding sample (one with
+    ``phrases``) names and colours its instances by its phrases instead, which their labels
+    index (the prompt's class names, or the words a free-text prediction matched); long
+    names are shortened (:func:`~visionfm.visualization.instances.draw_instances`).
 
     Returns an (H', W', 3) uint8 RGB image: ``image``'s size for a single overlay, wider (and,
     with a depth panel, taller by the colour bar) otherwise.
@@ -109,19 +112,21 @@ def draw_sample(
         if labels is None:
             labels = np.zeros(len(instances), np.int64)
         bboxes = arr("bboxes") if "bboxes" in instances else _boxes_from_masks(masks)
+        phrases = sample.get("phrases")
+        names = class_names if phrases is None else tuple(phrases)
         panels.append(
             draw_instances(
                 base,
                 bboxes,
                 labels,
-                _names_for(class_names, labels),
+                _names_for(names, labels),
                 scores=arr("scores"),
                 masks=masks,
                 keypoints=arr("keypoints"),
                 skeleton=skeleton,
                 score_thr=score_thr if prefix == "pred" else 0.0,
                 kpt_thr=kpt_thr,
-                palette=palette,
+                palette=palette if phrases is None else None,
             )
         )
     sem_seg = getattr(sample, f"{prefix}_sem_seg", None)
