@@ -2,7 +2,9 @@
 # IDEA-Research/grounding-dino-tiny (Hugging Face GroundingDinoForObjectDetection): Swin-T
 # (HF SwinBackbone's windows: always_partition), BERT-base text encoder, 256 wide, 6 + 6
 # layers, 900 queries, 4 levels, sine positions at temperature 20, one box head shared by the
-# decoder layers, the plain contrastive class head. To run / fine-tune the published weights,
+# decoder layers, the plain contrastive class head, dropout 0.1 in the image and decoder
+# layers, two-stage selection among border tokens too (as the original code). To run /
+# fine-tune the published weights,
 # point both the text encoder and load_from at the folder:
 #   --cfg-options model.text_encoder.path=models/grounding-dino-tiny \
 #                 load_from=models/grounding-dino-tiny
@@ -63,7 +65,7 @@ model = dict(
                     ),
                     ffn=dict(type="DetrFFN", embed_dims=embed_dims, feedforward_dims=1024),
                 ),
-                image_layer=dict(type="DetrEncoderLayer", self_attn=_deform, ffn=_ffn),
+                image_layer=dict(type="DetrEncoderLayer", self_attn=_deform, ffn=_ffn, dropout=0.1),
             ),
         ),
         decoder=dict(
@@ -83,10 +85,12 @@ model = dict(
                 text_cross_attn=_attn,
                 cross_attn=_deform,
                 ffn=_ffn,
+                dropout=0.1,
             ),
         ),
         matcher=dict(type="HungarianMatcher", cost_class=2.0, cost_bbox=5.0, cost_giou=2.0),
         share_pred_heads=True,
+        select_invalid_proposals=True,
         contrastive_scaled=False,
         contrastive_bias=False,
         denoising=dict(

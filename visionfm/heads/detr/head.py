@@ -108,6 +108,9 @@ class DETRHead(Head):
         look_forward_twice: with ``with_box_refine``: see ``DetrDecoder.forward``.
         share_pred_heads: with ``with_box_refine``: one class head and one box head for every
             decoder layer (Grounding DINO) instead of one per layer.
+        select_invalid_proposals: with ``two_stage``: border / padding tokens may be among the
+            top-k proposals, as in the original DINO / Grounding DINO code (see
+            ``TwoStageProposals``); needed by their published weights.
         loss_cls, loss_bbox, loss_giou: loss weights.
         focal_alpha, focal_gamma: focal loss parameters.
         input_norm: norm of the input projection (``'GN'``; None: plain conv, exactly
@@ -138,6 +141,7 @@ class DETRHead(Head):
         mixed_query_selection: bool = False,
         look_forward_twice: bool = False,
         share_pred_heads: bool = False,
+        select_invalid_proposals: bool = False,
         loss_cls: float = 1.0,
         loss_bbox: float = 5.0,
         loss_giou: float = 2.0,
@@ -187,7 +191,11 @@ class DETRHead(Head):
         )
         self.queries = DecoderQueries(mode, num_queries, embed_dims)
         self.proposals = (
-            TwoStageProposals(embed_dims, self._make_classifier()) if two_stage else None
+            TwoStageProposals(
+                embed_dims, self._make_classifier(), select_invalid=select_invalid_proposals
+            )
+            if two_stage
+            else None
         )
         num_heads = len(decoder.layers) if with_box_refine and not share_pred_heads else 1
         self.cls_heads = nn.ModuleList(self._make_classifier() for _ in range(num_heads))

@@ -94,12 +94,22 @@ class TwoStageProposals(nn.Module):
     Each valid token's feature goes through Linear + LayerNorm, then the class head
     ``cls_head(feats, memory)`` and a box head (box logits added to the token's fixed
     proposal, :func:`encoder_proposals`). The top-k go by their best class logit (for a
-    grounding head: their best prompt token, language-guided query selection).
+    grounding head: their best prompt token, language-guided query selection). Tokens at
+    the border or on padding (not ``valid``, :func:`encoder_proposals`) are never selected,
+    unless ``select_invalid``: as in the original DINO / Grounding DINO code (and HF's), they
+    keep their score from zeroed features and, if selected, get the full-image box
+    (1, 1, 1, 1) — needed for published weights to give the same outputs.
     """
 
-    def __init__(self, embed_dims: int, cls_head: nn.Module, base_scale: float = 0.05) -> None:
+    def __init__(
+        self,
+        embed_dims: int,
+        cls_head: nn.Module,
+        base_scale: float = 0.05,
+        select_invalid: bool = False,
+    ) -> None:
         super().__init__()
-        self.base_scale = base_scale
+        self.base_scale, self.select_invalid = base_scale, select_invalid
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.norm = nn.LayerNorm(embed_dims)
         self.cls_head = cls_head
@@ -121,7 +131,11 @@ class TwoStageProposals(nn.Module):
         feats = self.norm(self.proj(tokens.masked_fill(~valid[..., None], 0.0)))
         logits = self.cls_head(feats, memory)  # (B, S, num_classes)
         boxes = self.box_head(feats) + proposals  # (B, S, 4) logits
-        score = logits.detach().max(-1).values.masked_fill(~valid, float("-inf"))
+        score = logits.detach().max(-1).values
+        if self.select_invalid:  # the original code: the full-image box if selected
+            boxes = boxes.masked_fill(~valid[..., None], float("inf"))
+        else:
+            score = score.masked_fill(~valid, float("-inf"))
         index = score.topk(num_queries, dim=1).indices  # (B, K)
         logits = logits.gather(1, index[..., None].expand(-1, -1, logits.shape[-1]))
         boxes = boxes.gather(1, index[..., None].expand(-1, -1, 4)).sigmoid()

@@ -158,6 +158,12 @@ _ENTRIES = [
         lambda v: f"head.decoder.refine_from={v!r}",
     ),
     ConfigEntry(
+        "two-stage selection among border / padding tokens too",
+        lambda c: True,
+        lambda m: m.head.proposals.select_invalid,
+        lambda v: f"head.select_invalid_proposals={v}",
+    ),
+    ConfigEntry(
         "backbone windows (HF SwinBackbone partitions every stage)",
         lambda c: True,
         _partitions,
@@ -253,4 +259,8 @@ def convert_grounding_dino_checkpoint(
             out[key] = tensor
             continue
         out[_rename(name)] = tensor
+    denoising = getattr(model.head, "denoising", None)
+    if denoising is not None:  # training-only: published checkpoints have none
+        out["head.denoising.label_embed.weight"] = denoising.label_embed.weight.detach().clone()
+        notes.append("the denoising label embedding (training only) keeps its initial values")
     return ConvertedCheckpoint(out, "Hugging Face Grounding DINO", ignored, notes, _HINTS)
