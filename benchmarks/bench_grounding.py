@@ -11,7 +11,8 @@ model of ``--text-model`` (default: the offline MiniLM-L6 of ``visionfm.text``, 
 384-wide BERT, where the published model has BERT-base), saved with ``save_pretrained`` and
 loaded into our ``TaskModel`` by ``Inferencer(config, folder)`` (the HF conversion). The
 outputs are held equal first (largest difference of the last layer's logits and boxes on
-one input), then, in one process and with the same threads, in turns (``_common.in_turns``):
+one input, in float64), then, in one process and with the same threads, in turns
+(``_common.in_turns``):
 
 - latency: one forward on the same normalised ``--size`` x ``--size`` image and the same
   caption: ours = the text encoder (its cache cleared, so BERT runs as in HF), backbone and
@@ -88,10 +89,10 @@ def our_config(text_model: str, size: int) -> Config:
 # ---------------------------------------------------------------- measurements
 
 
-def forwards(hf, ours, size: int):
-    """-> ({'ours': fn, 'HF': fn}, each one forward on the same input and caption, returning
-    (last-layer logits (1, Q, T), boxes (1, Q, 4)))."""
-    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+def forwards(hf, ours, size: int, dtype: torch.dtype = torch.float32):
+    """-> {'ours': fn, 'HF': fn}, each one forward on the same ``dtype`` input and caption,
+    returning (last-layer logits (1, Q, T), boxes (1, Q, 4))."""
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0), dtype=dtype)
     tokens = ours.text_encoder.tokenize([CAPTION])
     hf_inputs = {k: tokens[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
 
@@ -108,9 +109,14 @@ def forwards(hf, ours, size: int):
     return {"ours": run_ours, "HF": run_hf}
 
 
-def max_difference(fns) -> tuple[float, float]:
-    """Largest |ours - HF| of the logits (over the caption's tokens) and of the boxes."""
+def max_difference(hf, ours, size: int) -> tuple[float, float]:
+    """Largest |ours - HF| of the logits (over the caption's tokens) and of the boxes, both
+    models run in float64: in float32 the rounding can reorder two near-equal encoder
+    proposals at the top-k boundary, and the queries they start (each with its own learned
+    content embedding) then differ."""
+    fns = forwards(hf.double(), ours.double(), size, torch.float64)
     (logits, boxes), (hf_logits, hf_boxes) = fns["ours"](), fns["HF"]()
+    hf.float(), ours.float()
     tokens = logits.shape[-1]
     return (
         (logits - hf_logits[..., :tokens]).abs().max().item(),
@@ -164,6 +170,19 @@ def _stats(seconds: dict[str, list[float]]) -> dict[str, dict[str, float]]:
 # ---------------------------------------------------------------- report
 
 
+def _busy_note(data: dict) -> list[str]:
+    """A warning paragraph when other processes shared the cores during the run."""
+    if max(data["load_average"]) <= data["threads"]:
+        return []
+    return [
+        f"**The machine was busy** (load average above the {data['threads']} threads used): "
+        "these timings carry another process's share of the cores. Differences of a few "
+        "tens of percent, and the text model's time (many small operations, each waiting for "
+        "a core), are within that noise; rerun on an idle machine to compare.",
+        "",
+    ]
+
+
 def markdown(data: dict) -> str:
     lat, vid = data["latency"], data["video"]
     lines = [
@@ -174,6 +193,7 @@ def markdown(data: dict) -> str:
         f"average {data['load_average'][0]} before, {data['load_average'][1]} after. "
         f"Command: `{data['command']}`.",
         "",
+        *_busy_note(data),
         "Model (random weights, HF's initialisation, converted into ours): grounding-dino-tiny's "
         f"architecture (`{MODEL_CONFIG}`: Swin-T, d_model 256, 6 encoder + 6 decoder layers, "
         f"900 queries, 4 levels x 4 points) with the text model `{data['text_model']}` "
@@ -182,7 +202,9 @@ def markdown(data: dict) -> str:
         f"all. Input {data['size']} x {data['size']} px; caption `{CAPTION}` "
         f"({data['tokens']} tokens).",
         "",
-        f"Same outputs: largest |ours - HF| over one forward (float32): logits "
+        "Same outputs: largest |ours - HF| over one forward in float64 (in float32 rounding "
+        "can swap two near-equal proposals at the top-k boundary; timings are float32): "
+        f"logits "
         f"{data['diff_logits']:.1e}, boxes {data['diff_boxes']:.1e}.",
         "",
         "## Latency per image (one forward: text encoder + backbone + head, batch 1)",
@@ -254,10 +276,9 @@ def main() -> None:
     load_before = os.getloadavg()
     total = 2 + 2 * (args.runs + 1) + 2 * (args.frames + 1) + TEXT_RUNS + 1
     with torch.no_grad(), tqdm(total=total, desc="grounding benchmark", unit="run") as bar:
-        fns = forwards(hf, ours, args.size)
-        diff_logits, diff_boxes = max_difference(fns)
+        diff_logits, diff_boxes = max_difference(hf, ours, args.size)
         bar.update(2)
-        latency = _stats(time_turns(fns, args.runs, bar))
+        latency = _stats(time_turns(forwards(hf, ours, args.size), args.runs, bar))
         video = _stats(time_turns(video_fns(inferencer, frames), args.frames, bar))
 
         def encode_text():
