@@ -31,13 +31,32 @@ SUBSTITUTIONS = {
     "/path/to/mydata/": "{mydata}/",  # the synthetic data, laid out as the recipe's step 1
 }
 _NO_WORKERS = "{0}_dataloader.num_workers=0 {0}_dataloader.persistent_workers=False"
-# Appended to the commands of these tools: one epoch, validated (so best_*.pth exists), no
-# dataloader worker processes.
+# Appended to the commands of these tools: one epoch (10 iterations for a config with an
+# iteration budget), validated (so best_*.pth exists), no dataloader worker processes.
 FAST = {
-    "tools/train.py": "--cfg-options train_cfg.max_epochs=1 train_cfg.val_interval=1 "
+    "tools/train.py": "--cfg-options {train_cfg} "
     + " ".join(_NO_WORKERS.format(split) for split in ("train", "val", "test")),
     "tools/test.py": "--cfg-options " + _NO_WORKERS.format("test"),
 }
+_SHORT = {
+    "EpochBasedTrainLoop": "train_cfg.max_epochs=1 train_cfg.val_interval=1",
+    "IterBasedTrainLoop": "train_cfg.max_iters=10 train_cfg.val_interval=10",
+}
+
+
+def fast_options(command: str) -> str:
+    """What FAST appends to ``command`` (its config's training loop decides for train.py)."""
+    tool = next((t for t in FAST if f" {t} " in command), None)
+    if tool is None:
+        return ""
+    train_cfg = ""
+    if tool == "tools/train.py":
+        from visionfm.engine import load_config
+
+        config = shlex.split(command)[shlex.split(command).index(tool) + 1]
+        loop = load_config(str(ROOT / config)).train_cfg.get("type", "EpochBasedTrainLoop")
+        train_cfg = _SHORT[loop]
+    return FAST[tool].format(train_cfg=train_cfg)
 # Commands that are not run, and why. They are still checked to name programs and files
 # that exist.
 SKIPPED = {
@@ -112,6 +131,5 @@ def test_readme_blocks_run(checkout, synthetic_root, tmp_path):
         for command in commands(code):
             if command.startswith(tuple(SKIPPED)):
                 continue
-            extra = next((opts for tool, opts in FAST.items() if f" {tool} " in command), "")
-            _run(["bash", "-c", f"{command} {extra}"], checkout, "command")
+            _run(["bash", "-c", f"{command} {fast_options(command)}"], checkout, "command")
     assert not unused, f"substitutions that match nothing in the README: {sorted(unused)}"

@@ -51,7 +51,8 @@ def test_odvg_lines_read_back_as_class_prompts_and_expressions(world):
     coco = json.loads(world["train"]["instances"].read_text())
     sentences = _sentences(world, "train")
     assert ds.metainfo["classes"] == ("circle", "square", "triangle", "star", "person")
-    assert len(ds) == len(coco["images"]) + len(sentences)  # no pair held out in this world
+    with_expressions = {ref["image_id"] for ref, _ in sentences}
+    assert len(ds) == len(coco["images"]) + len(with_expressions)  # no pair held out here
     first = ds[0]["data_samples"]  # detection line of image 1, every class in order (test)
     assert first.text == "circle . square . triangle . star . person ."
     assert first.metainfo["prompt_type"] == "classes"
@@ -60,14 +61,18 @@ def test_odvg_lines_read_back_as_class_prompts_and_expressions(world):
     assert first.gt_instances.labels.tolist() == [a["category_id"] - 1 for a in anns]
     x, y, w, h = anns[0]["bbox"]
     assert first.gt_instances.bboxes[0].tolist() == pytest.approx([x, y, x + w, y + h])
-    ref, sentence = sentences[0]
+    # the first grounding line: every expression of the first image that has some
+    first_image = sentences[0][0]["image_id"]
+    mine = [(ref, s) for ref, s in sentences if ref["image_id"] == first_image]
     sample = ds[len(coco["images"])]["data_samples"]
-    assert sample.text == sentence and sample.phrases == [sentence]
-    assert sample.phrase_spans == [[[0, len(sentence)]]]
+    assert sample.text == " . ".join(s for _, s in mine) + " ."
+    assert sample.phrases == [s for _, s in mine]
+    assert [sample.text[a:b] for [[a, b]] in sample.phrase_spans] == sample.phrases
     assert sample.metainfo["prompt_type"] == "expression"
-    assert sample.gt_instances.labels.tolist() == [0]
-    x, y, w, h = coco["annotations"][ref["ann_id"] - 1]["bbox"]
-    assert sample.gt_instances.bboxes[0].tolist() == pytest.approx([x, y, x + w, y + h])
+    assert sample.gt_instances.labels.tolist() == list(range(len(mine)))
+    for (ref, _), box in zip(mine, sample.gt_instances.bboxes):
+        x, y, w, h = coco["annotations"][ref["ann_id"] - 1]["bbox"]
+        assert box.tolist() == pytest.approx([x, y, x + w, y + h])
 
 
 def test_refcoco_json_reads_back_one_sample_per_expression(world):
@@ -104,8 +109,8 @@ def test_holdout_leaves_the_pair_out_of_train_and_flags_it_in_val(tmp_path, worl
     assert not any(mentions(c, pair) for c in train)
     assert len(train) == sum(not mentions(s, pair) for _, s in _sentences(world, "train"))
     lines = [json.loads(x) for x in paths["train"]["odvg"].read_text().splitlines()]
-    captions = [x["grounding"]["caption"] for x in lines if "grounding" in x]
-    assert captions == train  # the same expressions in both formats
+    phrases = [r["phrase"] for x in lines if "grounding" in x for r in x["grounding"]["regions"]]
+    assert phrases == train  # the same expressions in both formats
     detections = [i for x in lines if "detection" in x for i in x["detection"]["instances"]]
     assert category in {i["category"] for i in detections}  # the category still appears
     val = json.loads(paths["val"]["refcoco"].read_text())["images"]

@@ -5,7 +5,9 @@ Written by ``make_synthetic`` beside the COCO files (``annotations/``)::
     label_map.json            {"0": "circle", ...}: ODVG label -> class name (class order)
     odvg_{split}.jsonl        ODVG json lines: one detection line per image (boxes xyxy,
                               ``label`` = category id - 1), then one grounding line per
-                              referring expression (caption = the expression, one region)
+                              image with expressions: its expressions joined into one
+                              caption ("the red circle . the star left of the square ."),
+                              one region (phrase, span, box) per expression
     refcoco_{split}.json      MDETR-style RefCOCO json: one ``images`` entry per expression
                               (``caption``, ``original_img_id``, ``sentence_id``,
                               ``held_out``), one ``annotations`` box each (xywh)
@@ -82,6 +84,7 @@ def write_grounding(
         ]
         lines.append({**head(img), "detection": {"instances": instances}})
     ref_images, ref_anns = [], []
+    expressions: dict[int, list[tuple[str, list[float]]]] = {}  # image id -> (text, xyxy)
     for ref in refs:
         img, ann = image_of[ref["image_id"]], ann_of[ref["ann_id"]]
         for sent in ref["sentences"]:
@@ -90,8 +93,7 @@ def write_grounding(
             if held_out and split == "train":
                 continue
             span = [[0, len(caption)]]
-            region = {"bbox": _xyxy(ann["bbox"]), "phrase": caption, "tokens_positive": span}
-            lines.append({**head(img), "grounding": {"caption": caption, "regions": [region]}})
+            expressions.setdefault(img["id"], []).append((caption, _xyxy(ann["bbox"])))
             k = len(ref_images) + 1
             ref_images.append(
                 {
@@ -117,6 +119,16 @@ def write_grounding(
                     "original_id": ann["id"],
                 }
             )
+    for image_id, items in expressions.items():  # several expressions train in one pass
+        caption, regions = "", []
+        for text, box in items:
+            start = len(caption)
+            caption += text + " . "
+            regions.append(
+                {"bbox": box, "phrase": text, "tokens_positive": [[start, start + len(text)]]}
+            )
+        grounding = {"caption": caption.rstrip(), "regions": regions}
+        lines.append({**head(image_of[image_id]), "grounding": grounding})
     odvg = root / "annotations" / f"odvg_{split}.jsonl"
     odvg.write_text("".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines))
     refcoco = root / "annotations" / f"refcoco_{split}.json"
