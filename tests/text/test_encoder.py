@@ -101,7 +101,8 @@ def test_equals_hf_model(folder, attn):
     assert torch.equal(mask, ref_mask) and torch.equal(pos, ref_pos)
     torch.testing.assert_close(hidden, expected, atol=1e-5, rtol=1e-5)
     feats = encoder(["red circle . person . big dog .", "cat ?", "the ball"]).feats
-    torch.testing.assert_close(feats, encoder.proj(expected))
+    real = tokens["attention_mask"].bool()  # padding positions are masked wherever read
+    torch.testing.assert_close(feats[real], encoder.proj(expected)[real])
 
 
 def test_missing_folder(tmp_path):
@@ -142,29 +143,33 @@ def test_cache(folder):
     first = encoder(CAPTIONS)
     again = encoder(list(CAPTIONS))
     assert len(calls) == 1 and torch.equal(first.feats, again.feats)
-    encoder(["dog ."]), encoder(["cat ."]), encoder(CAPTIONS)  # 2 entries: evicted
-    assert len(calls) == 4
+    alone = encoder(["dog ."])  # per caption: "dog ." was encoded in the first batch
+    assert len(calls) == 1
+    torch.testing.assert_close(alone.feats[0], first.feats[1, : alone.feats.shape[1]])
+    encoder(["cat ."])  # 2 entries: "red circle . person ." (least recently used) evicted
+    encoder(CAPTIONS)  # only that one is encoded again
+    assert len(calls) == 3
 
     encoder.train()
     encoder.eval()
     encoder(CAPTIONS)
-    assert len(calls) == 5
+    assert len(calls) == 4
 
     with torch.no_grad():  # a weight change (an optimizer step, a copy) recomputes
         encoder.model.embeddings.word_embeddings.weight.add_(0.1)
     changed = encoder(CAPTIONS)
-    assert len(calls) == 6 and not torch.allclose(changed.feats, first.feats)
+    assert len(calls) == 5 and not torch.allclose(changed.feats, first.feats)
 
     with torch.no_grad():  # the projection runs on every call: no stale output
         encoder.proj.weight.mul_(2)
-    assert not torch.allclose(encoder(CAPTIONS).feats, changed.feats) and len(calls) == 6
+    assert not torch.allclose(encoder(CAPTIONS).feats, changed.feats) and len(calls) == 5
 
     parent = nn.ModuleDict({"text": encoder})
     parent.load_state_dict(parent.state_dict())  # a checkpoint loaded into a parent
     encoder(CAPTIONS)
-    assert len(calls) == 7
+    assert len(calls) == 6
     encoder.double()
-    assert encoder(CAPTIONS).feats.dtype == torch.float64 and len(calls) == 8
+    assert encoder(CAPTIONS).feats.dtype == torch.float64 and len(calls) == 7
 
 
 def test_cache_only_without_a_graph(folder):
@@ -197,3 +202,16 @@ def test_default_minilm():
     assert (ids != encoder.tokenizer.unk_token_id).all()
     out = encoder(["red circle . person .", "the ball on the left ."])
     assert out.feats.shape == (2, 8, 256) and torch.isfinite(out.feats).all()
+
+
+def test_frozen_reuses_captions_across_training_batches(folder):
+    """A frozen BERT's output has no graph: a caption seen in an earlier batch (epoch) is
+    not encoded again, also in training."""
+    encoder = HFTextEncoder(folder, embed_dims=8, cache_size=100).train()
+    calls = _calls(encoder)
+    first = encoder(["dog .", "cat ."])
+    second = encoder(["cat .", "red circle ."])  # only "red circle ." is encoded
+    assert len(calls) == 2
+    torch.testing.assert_close(second.feats[0, :4], first.feats[1, :4])
+    second.feats.sum().backward()  # the projection still trains
+    assert encoder.proj.weight.grad is not None

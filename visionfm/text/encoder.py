@@ -60,7 +60,14 @@ def _load_model(folder: str) -> nn.Module:
         kwargs["add_pooling_layer"] = False
     if detector or torch.empty(0).device.type == "meta":  # meta: building the structure only
         return AutoModel.from_config(config, **kwargs)
-    return AutoModel.from_pretrained(folder, local_files_only=True, **kwargs)
+    from transformers.utils import logging
+
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()  # not its load report: a pooler we leave out on purpose
+    try:
+        return AutoModel.from_pretrained(folder, local_files_only=True, **kwargs)
+    finally:
+        logging.set_verbosity(verbosity)
 
 
 @MODELS.register_module()
@@ -82,7 +89,8 @@ class HFTextEncoder(nn.Module):
             longest of its batch, each of its tokens attends only to itself (the rule of
             :func:`sub_sentence_masks`).
         special_tokens: the tokens that end a phrase in sub-sentence mode.
-        cache_size: how many caption tuples keep their features (0: none).
+        cache_size: how many captions keep the model's output (0: none); a training run
+            whose captions repeat every epoch can keep them all (the synthetic config: 8192).
     """
 
     def __init__(
@@ -119,7 +127,7 @@ class HFTextEncoder(nn.Module):
             self.model.requires_grad_(False)
             self.model.eval()
         self.cache_size = cache_size
-        self._cache: OrderedDict[tuple, tuple] = OrderedDict()
+        self._cache: OrderedDict[tuple, Tensor] = OrderedDict()  # (caption, state) -> (n, H)
 
     # -- tokens --------------------------------------------------------------------------
     def count_tokens(self, caption: str) -> int:
@@ -172,16 +180,12 @@ class HFTextEncoder(nn.Module):
         transformers 5 refuses a 3-D mask, and its eager attention adds a boolean 4-D mask to
         the scores (+1 / +0) instead of masking.
         """
-        batch, length = input_ids.shape
+        self_attn_mask, position_ids = self._masks(input_ids, attention_mask)
         if self.sub_sentence:
-            self_attn_mask, position_ids = sub_sentence_masks(input_ids, self.special_ids)
             dtype = self.model.dtype
             model_mask = torch.zeros(self_attn_mask.shape, dtype=dtype, device=input_ids.device)
             model_mask = model_mask.masked_fill(~self_attn_mask, torch.finfo(dtype).min)[:, None]
         else:
-            real = attention_mask.bool()
-            self_attn_mask = real[:, None, :].expand(batch, length, length)
-            position_ids = torch.arange(length, device=input_ids.device).expand(batch, length)
             model_mask = attention_mask
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             hidden = self.model(
@@ -193,39 +197,71 @@ class HFTextEncoder(nn.Module):
         return hidden, self_attn_mask, position_ids
 
     def forward(self, captions: Sequence[str], truncate: bool = False) -> TextFeatures:
-        """Encode ``captions`` (B of them) into :class:`TextFeatures`; the model's part is
-        reused for a caption tuple seen before while the weights are unchanged."""
-        key = (tuple(captions), truncate, *self._weights_key())
-        cached = self._cache.get(key)
-        if cached is None:
-            tokens = self.tokenize(captions, truncate)
-            ids = {k: v.to(self.special_ids.device) for k, v in tokens.items() if k != "offsets"}
-            hidden, self_attn_mask, position_ids = self.encode_ids(**ids)
-            cached = (hidden, ids, self_attn_mask, position_ids, tokens["offsets"])
-            # a frozen model's output has no graph and no dropout; else only inference reuses it
-            if self.cache_size and (self.frozen or not (self.training or torch.is_grad_enabled())):
-                self._cache[key] = cached
-                while len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
+        """Encode ``captions`` (B of them) into :class:`TextFeatures`.
+
+        The model's output is reused per caption while the weights are unchanged, when it
+        can be: a frozen model's output has no graph and no dropout (so also in training:
+        a caption seen in an earlier epoch is not encoded again); an unfrozen one's only in
+        inference. A caption's real tokens do not depend on the batch's padding, so cached
+        captions and newly encoded ones are padded into one batch."""
+        tokens = self.tokenize(captions, truncate)
+        ids = {k: v.to(self.special_ids.device) for k, v in tokens.items() if k != "offsets"}
+        if self.cache_size and (self.frozen or not (self.training or torch.is_grad_enabled())):
+            hidden = self._cached_hidden(captions, truncate, ids["attention_mask"])
+            self_attn_mask, position_ids = self._masks(ids["input_ids"], ids["attention_mask"])
         else:
-            self._cache.move_to_end(key)
-        hidden, ids, self_attn_mask, position_ids, offsets = cached
+            hidden, self_attn_mask, position_ids = self.encode_ids(**ids)
         return TextFeatures(
             feats=self.proj(hidden),
             mask=ids["attention_mask"].bool(),
             position_ids=position_ids,
             self_attn_mask=self_attn_mask,
             input_ids=ids["input_ids"],
-            offsets=offsets,
+            offsets=tokens["offsets"],
             captions=list(captions),
         )
 
+    def _cached_hidden(self, captions: Sequence[str], truncate: bool, attention_mask: Tensor):
+        """(B, L, hidden) model outputs of ``captions`` from the cache, the missing ones
+        encoded together first; padding positions are zeros."""
+        state = (truncate, *self._weights_key())
+        keys = [(caption, *state) for caption in captions]
+        missing = list(dict.fromkeys(k for k in keys if k not in self._cache))
+        if missing:
+            tokens = self.tokenize([k[0] for k in missing], truncate)
+            ids = {k: v.to(self.special_ids.device) for k, v in tokens.items() if k != "offsets"}
+            hidden = self.encode_ids(**ids)[0]
+            for key, h, n in zip(missing, hidden, ids["attention_mask"].sum(1).tolist()):
+                self._cache[key] = h[:n]
+        out = attention_mask.new_zeros(
+            (*attention_mask.shape, self.hidden_size), dtype=self.model.dtype
+        )
+        for i, key in enumerate(keys):
+            self._cache.move_to_end(key)
+            h = self._cache[key]
+            out[i, : len(h)] = h
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return out
+
+    def _masks(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """The self-attention mask (B, L, L) and position ids (B, L) of ``encode_ids``."""
+        if self.sub_sentence:
+            return sub_sentence_masks(input_ids, self.special_ids)
+        batch, length = input_ids.shape
+        real = attention_mask.bool()
+        position_ids = torch.arange(length, device=input_ids.device).expand(batch, length)
+        return real[:, None, :].expand(batch, length, length), position_ids
+
     # -- cache and mode ------------------------------------------------------------------
     def _weights_key(self) -> tuple:
-        """What the cached model outputs depend on besides the captions: device, dtype, and
-        the in-place versions of the model's weights (any optimizer step or copy bumps one)."""
+        """What the cached model outputs depend on besides the captions: device, dtype,
+        autocast (bf16 features must not be reused without it), and the in-place versions of
+        the model's weights (any optimizer step or copy bumps one)."""
+        device = self.special_ids.device
+        autocast = torch.is_autocast_enabled(device.type) and torch.get_autocast_dtype(device.type)
         versions = sum(p._version for p in self.model.parameters())
-        return self.special_ids.device, self.model.dtype, versions
+        return device, self.model.dtype, autocast, versions
 
     def clear_cache(self) -> None:
         self._cache.clear()

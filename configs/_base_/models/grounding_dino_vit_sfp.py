@@ -19,7 +19,9 @@ _attn = dict(type="DetrMultiheadAttention", embed_dims=embed_dims, num_heads=8)
 model = dict(
     type="TaskModel",
     data_preprocessor=dict(type="DataPreprocessor", size_divisor=32),
-    text_encoder=dict(type="HFTextEncoder", path=None, embed_dims=embed_dims, max_tokens=256),
+    text_encoder=dict(
+        type="HFTextEncoder", path=None, embed_dims=embed_dims, max_tokens=256, cache_size=8192
+    ),
     backbone=dict(
         type="ViT",
         img_size=224,
