@@ -10,13 +10,16 @@ image's coordinates.
 
 from __future__ import annotations
 
+import functools
 import inspect
+import tempfile
 from collections.abc import Callable
 
 import numpy as np
 import pytest
 import torch
-from _tiny_models import deform_attn, detr_encoder, detr_ffn, tiny_dino_head
+from _helpers import write_tiny_bert
+from _tiny_models import deform_attn, detr_encoder, detr_ffn, tiny_dino_head, tiny_grounding_head
 from torch import nn
 
 from visionfm.backbones import Backbone
@@ -194,12 +197,25 @@ def _check_keypoints(sample, height: int, width: int) -> None:
     assert kps.shape == (len(sample.pred_instances), 17, 3) and torch.isfinite(kps).all()
 
 
+def _grounding(channels: dict[str, int], strides: dict[str, int]) -> nn.Module:
+    """Grounding DINO on the batch's class prompt (its labels index the prompt's names)."""
+    return MODELS.build(
+        tiny_grounding_head(channels, strides, num_queries=6, num_dn_queries=6, max_per_img=10)
+    )
+
+
+@functools.cache
+def _tiny_bert() -> str:
+    return write_tiny_bert(tempfile.mkdtemp(prefix="tiny_bert_"))
+
+
 # head type -> (builder(in_channels, strides), check(prediction, H, W) in original coordinates)
 HEADS: dict[str, tuple[Callable[[dict, dict], nn.Module], Callable]] = {
     "UperNetHead": (_semantic("UperNetHead", pool_scales=(1, 2)), _check_sem_seg),
     "SegFormerHead": (_semantic("SegFormerHead"), _check_sem_seg),
     "FCNHead": (_semantic("FCNHead"), _check_sem_seg),
     "DETRHead": (_dino, _check_instances),
+    "GroundingDINOHead": (_grounding, _check_instances),
     "DPTDepthHead": (_dpt_depth, _check_depth),
     "Mask2FormerHead": (_mask2former, _check_universal),
     "RoIPoseHead": (_roi_pose, _check_keypoints),
@@ -268,6 +284,9 @@ def _batch() -> list[dict]:
             gt_keypoints=keypoints,
             gt_sem_seg=sem,
             gt_depth=rng.uniform(0.5, 5.0, (h, w)).astype(np.float32),
+            text="circle . person . triangle .",  # a class prompt: labels index its names
+            phrases=["circle", "person", "triangle"],
+            phrase_spans=[[[0, 6]], [[9, 15]], [[18, 26]]],
         )
         results = Resize(scale=(72, 72), keep_ratio=True)(results)
         results = RandomFlip(prob=float(i))(results)
@@ -287,11 +306,16 @@ def _model(backbone: str, neck: str, head: str) -> TaskModel:
         nk = NECKS[neck](channels, strides)
         channels, strides = dict(nk.out_channels), dict(nk.out_strides)
     build_head, _ = HEADS[head]
+    task_head = build_head(channels, strides)
+    text_encoder = None
+    if task_head.needs_text:
+        text_encoder = MODELS.build(dict(type="HFTextEncoder", path=_tiny_bert(), embed_dims=32))
     return TaskModel(
         backbone=bb,
         neck=nk,
-        head=build_head(channels, strides),
+        head=task_head,
         data_preprocessor=MODELS.build(dict(type="DataPreprocessor", size_divisor=32)),
+        text_encoder=text_encoder,
     )
 
 

@@ -20,11 +20,14 @@ model = dict(
     ),
 )
 
-# A budget of iterations, not epochs (2,000 x batch 8, about 14 minutes on 2 CPU cores):
-# warm-up, then cosine decay to the end.
-max_iters = 2000
+# A budget of iterations, not epochs: 1,300 x batch 8 (about 15 minutes with the two
+# validations on 2 CPU cores), warm-up, then cosine decay to the end. Batch 8 learns faster
+# per minute than batch 4 here (Acc@0.5 0.56 after 11.7 min vs 0.50 after 17.5 min).
+max_iters = 1300
 optim_wrapper = dict(optimizer=dict(lr=7e-4))
-train_cfg = dict(_delete_=True, type="IterBasedTrainLoop", max_iters=max_iters, val_interval=1000)
+train_cfg = dict(
+    _delete_=True, type="IterBasedTrainLoop", max_iters=max_iters, val_interval=max_iters // 2
+)
 param_scheduler = [
     dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=200),
     dict(type="CosineAnnealingLR", by_epoch=False, begin=0, end=max_iters, eta_min_ratio=0.05),
@@ -33,7 +36,11 @@ log_processor = dict(by_epoch=False)
 default_hooks = dict(
     logger=dict(interval=50),
     checkpoint=dict(
-        by_epoch=False, interval=1000, max_keep_ckpts=2, save_best="refexp/P@1", rule="greater"
+        by_epoch=False,
+        interval=max_iters // 2,
+        max_keep_ckpts=2,
+        save_best="refexp/P@1",
+        rule="greater",
     ),
 )
 custom_hooks = [
