@@ -76,6 +76,12 @@ SUITES = {
         quick=["--num", "3", "--no-large", "--train-iters", "1", "--train-warmup", "1"],
     ),
     "mfu": Suite("Model FLOP utilisation", "bench_mfu.py", "mfu", quick=["--quick"]),
+    "grounding": Suite(
+        "Grounding DINO: visionfm vs HF transformers, prompt cache on video",
+        "bench_grounding.py",
+        "grounding",
+        quick=["--size", "160", "--runs", "2", "--frames", "2"],
+    ),
     "time_to_accuracy": Suite(
         "Time to accuracy: DINO demo vs HF Deformable DETR",
         "bench_time_to_accuracy.py",

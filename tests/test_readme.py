@@ -44,8 +44,9 @@ _SHORT = {
 }
 
 
-def fast_options(command: str) -> str:
-    """What FAST appends to ``command`` (its config's training loop decides for train.py)."""
+def fast_options(command: str, cwd: Path) -> str:
+    """What FAST appends to ``command`` run in ``cwd`` (for train.py its config's training
+    loop decides)."""
     tool = next((t for t in FAST if f" {t} " in command), None)
     if tool is None:
         return ""
@@ -54,9 +55,11 @@ def fast_options(command: str) -> str:
         from visionfm.engine import load_config
 
         config = shlex.split(command)[shlex.split(command).index(tool) + 1]
-        loop = load_config(str(ROOT / config)).train_cfg.get("type", "EpochBasedTrainLoop")
+        loop = load_config(str(cwd / config)).train_cfg.get("type", "EpochBasedTrainLoop")
         train_cfg = _SHORT[loop]
     return FAST[tool].format(train_cfg=train_cfg)
+
+
 # Commands that are not run, and why. They are still checked to name programs and files
 # that exist.
 SKIPPED = {
@@ -131,5 +134,6 @@ def test_readme_blocks_run(checkout, synthetic_root, tmp_path):
         for command in commands(code):
             if command.startswith(tuple(SKIPPED)):
                 continue
-            _run(["bash", "-c", f"{command} {fast_options(command)}"], checkout, "command")
+            extra = fast_options(command, checkout)
+            _run(["bash", "-c", f"{command} {extra}"], checkout, "command")
     assert not unused, f"substitutions that match nothing in the README: {sorted(unused)}"
