@@ -127,9 +127,7 @@ def main() -> None:
     start = time.time()
 
     refer = DATASETS.build(cfg.val_dataloader.dataset)
-    classes = list(
-        DATASETS.build(cfg.class_prompt_test_dataloader.dataset).metainfo["classes"]
-    )
+    classes = list(DATASETS.build(cfg.class_prompt_test_dataloader.dataset).metainfo["classes"])
     rows = []
     for name, edit in (("as written", None), ("category name only", _category_only(classes))):
         m = _metric(cfg.val_evaluator, _run(model, refer, edit, desc=name))
