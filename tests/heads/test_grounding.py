@@ -278,3 +278,110 @@ def test_num_classes_check_skips_prompted_heads(bert):
     loader = SimpleNamespace(dataset=SimpleNamespace(metainfo=dict(classes=("a", "b", "c"))))
     runner = SimpleNamespace(model=model, train_dataloader=loader)
     ClassNumCheckHook().before_train(runner)  # max_phrases=8 != 3 classes: not an error
+
+
+# the IDEA-Research names of each HF layer part (HF's conversion script, read backwards)
+_ORIGINAL_PARTS = {
+    "deformable_layer.": ("transformer.encoder.layers", [
+        ("self_attn_layer_norm.", "norm1."), ("final_layer_norm.", "norm2."),
+        ("fc1.", "linear1."), ("fc2.", "linear2."), ("self_attn.", "self_attn.")]),
+    "text_enhancer_layer.": ("transformer.encoder.text_layers", [
+        ("layer_norm_before.", "norm1."), ("layer_norm_after.", "norm2."),
+        ("fc1.", "linear1."), ("fc2.", "linear2."), ("self_attn.", "self_attn.")]),
+    "fusion_layer.": ("transformer.encoder.fusion_layers", [
+        ("vision_param", "gamma_v"), ("text_param", "gamma_l"),
+        ("layer_norm_vision.", "layer_norm_v."), ("layer_norm_text.", "layer_norm_l."),
+        ("attn.values_vision_proj.", "attn.values_v_proj."),
+        ("attn.values_text_proj.", "attn.values_l_proj."),
+        ("attn.out_vision_proj.", "attn.out_v_proj."), ("attn.out_text_proj.", "attn.out_l_proj."),
+        ("attn.vision_proj.", "attn.v_proj."), ("attn.text_proj.", "attn.l_proj.")]),
+    "": ("transformer.decoder.layers", [
+        ("encoder_attn_text_layer_norm.", "catext_norm."), ("encoder_attn_text.", "ca_text."),
+        ("encoder_attn_layer_norm.", "norm1."), ("encoder_attn.", "cross_attn."),
+        ("self_attn_layer_norm.", "norm2."), ("self_attn.", "self_attn."),
+        ("final_layer_norm.", "norm3."), ("fc1.", "linear1."), ("fc2.", "linear2.")]),
+}  # fmt: skip
+_ORIGINAL_TOP = [
+    ("model.text_backbone.", "bert."), ("model.text_projection.", "feat_map."),
+    ("model.input_proj_vision.", "input_proj."), ("model.level_embed", "transformer.level_embed"),
+    ("model.query_position_embeddings.", "transformer.tgt_embed."),
+    ("model.enc_output_norm.", "transformer.enc_output_norm."),
+    ("model.enc_output.", "transformer.enc_output."),
+    ("model.encoder_output_bbox_embed.", "transformer.enc_out_bbox_embed."),
+    ("model.decoder.layer_norm.", "transformer.decoder.norm."),
+    ("model.decoder.reference_points_head.", "transformer.decoder.ref_point_head."),
+    ("bbox_embed.", "bbox_embed."),
+]  # fmt: skip
+
+
+def _original_layout(hf: dict) -> dict:
+    """An HF Grounding DINO state dict in the IDEA-Research repo's names: fused in_proj
+    attention weights, the official Swin layout under backbone.0., the pooler BERT keeps."""
+    import re
+
+    from visionfm.backbones.swin_convert import _from_hf, _fuse_qkv
+
+    prefix = "model.backbone.conv_encoder.model."
+    swin = {k[len(prefix) :]: v for k, v in hf.items() if k.startswith(prefix)}
+    swin = {k: v for k, v in swin.items() if not k.startswith("swin.layernorm")}
+    for k in [k for k in swin if k.startswith("hidden_states_norms.stage")]:
+        stage, kind = re.match(r"hidden_states_norms\.stage(\d)\.(\w+)", k).groups()
+        swin[f"norm{int(stage) - 1}.{kind}"] = swin.pop(k)
+    swin = _from_hf(swin)
+    _fuse_qkv(swin, v2=False)
+    out = {f"backbone.0.{k}": v for k, v in swin.items()}
+    qkv: dict[str, list] = {}
+    for name, t in hf.items():
+        if name.startswith(prefix):
+            continue
+        hit = re.match(r"^model\.(?:encoder|decoder)\.layers\.(\d+)\.(\w+\.)?(.*)$", name)
+        if hit and (hit[2] in _ORIGINAL_PARTS or hit[2] is None or hit[2] not in _ORIGINAL_PARTS):
+            sub = hit[2] if hit[2] in _ORIGINAL_PARTS else ""
+            rest = name[
+                len(
+                    f"model.{'encoder' if 'encoder.' in name[:14] else 'decoder'}.layers.{hit[1]}.{sub}"
+                ) :
+            ]
+            target, table = _ORIGINAL_PARTS[sub]
+            rest = next(new + rest[len(old) :] for old, new in table if rest.startswith(old))
+            new = f"{target}.{hit[1]}.{rest}"
+        else:
+            new = next(o + name[len(h) :] for h, o in _ORIGINAL_TOP if name.startswith(h))
+        m = re.match(r"^(.*)\.(query|key|value)\.(weight|bias)$", new)
+        if m:  # nn.MultiheadAttention keeps q, k, v in one in_proj
+            qkv.setdefault(f"{m[1]}.in_proj_{m[3]}", [None] * 3)[
+                ("query", "key", "value").index(m[2])
+            ] = t
+        else:
+            out[new] = t
+    out.update({k: torch.cat(parts) for k, parts in qkv.items()})
+    out["transformer.decoder.bbox_embed.0.layers.0.weight"] = hf["bbox_embed.0.layers.0.weight"]
+    out["bert.pooler.dense.weight"] = torch.zeros(32, 32)  # the original BERT has a pooler
+    return out
+
+
+def test_original_checkpoint_equals_hugging_face(tmp_path, bert):
+    """The IDEA-Research layout (groundingdino_swint_ogc.pth: bert.*, feat_map, transformer.*,
+    official Swin, fused in_proj) of the same weights gives HF's outputs."""
+    from safetensors.torch import load_file
+
+    hf = _hf_model(tmp_path / "hf", bert, mm=False)
+    original = _original_layout(load_file(str(tmp_path / "hf" / "model.safetensors")))
+    assert not any(k.startswith("model.") for k in original)
+    torch.save({"model": original}, tmp_path / "groundingdino_tiny.pth")
+    model = MODELS.build(_our_config(str(tmp_path / "hf"), mm=False)).double().eval()
+    load_model_weights(model, str(tmp_path / "groundingdino_tiny.pth"))
+    caption = "red circle . the small cat . dog ."
+    x = torch.randn(1, 3, 75, 411, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    tokens = model.text_encoder.tokenize([caption])
+    with torch.no_grad():
+        ref = hf(
+            pixel_values=x,
+            input_ids=tokens["input_ids"],
+            attention_mask=tokens["attention_mask"],
+            token_type_ids=tokens["token_type_ids"],
+        )
+        out = model.head(model.extract_feat(x), None, text=model.text_encoder([caption]))
+    num_tokens = tokens["input_ids"].shape[1]
+    assert (out["logits"][-1] - ref.logits[..., :num_tokens]).abs().max() < 1e-6
+    assert (out["boxes"][-1] - ref.pred_boxes).abs().max() < 1e-6

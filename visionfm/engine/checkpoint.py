@@ -38,7 +38,13 @@ from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from visionfm.models.published import convert_published, is_published_path, load_published
-from visionfm.weights import load_converted, read_checkpoint, read_hf_config
+from visionfm.weights import (
+    CheckpointError,
+    load_converted,
+    read_checkpoint,
+    read_hf_config,
+    unwrap_state_dict,
+)
 
 from .checkpoint_saving import save_checkpoint
 
@@ -207,6 +213,8 @@ def load_checkpoint_to_model(
     state = checkpoint.get("state_dict", checkpoint)
     hf_config = checkpoint.get("meta", {}).get("hf_config") if "state_dict" in checkpoint else None
     converted = convert_published(model, state, hf_config)
+    if converted is None and hf_config is None:  # a torch-saved original-repo file
+        converted = _published_in_file(model, checkpoint, None)
     if converted is not None:  # a published layout: converted and loaded strictly
         print_log(str(load_converted(model, converted, strict=True)), logger="current")
         return checkpoint
@@ -242,6 +250,18 @@ def install() -> None:
     mm_runner._load_checkpoint_to_model = load_checkpoint_to_model
 
 
+def _published_in_file(model, ckpt: dict, path: str | None):
+    """A torch-saved file in a published layout (``{"model": ...}`` of an original repo),
+    converted for ``model``; None for our own checkpoints."""
+    if "state_dict" in ckpt and "meta" in ckpt:  # ours (runner checkpoints)
+        return None
+    try:
+        state = unwrap_state_dict(ckpt)
+    except CheckpointError:
+        return None
+    return convert_published(model, state, read_hf_config(path) if path else None)
+
+
 def load_model_weights(model: torch.nn.Module, path: str) -> dict:
     """Load a training checkpoint's (or a bare state dict's) weights into ``model``, strictly.
 
@@ -253,6 +273,10 @@ def load_model_weights(model: torch.nn.Module, path: str) -> dict:
     if is_published_path(path) and load_published(model, path):
         return {}
     ckpt = load_checkpoint_file(path)
+    converted = _published_in_file(model, ckpt, path)
+    if converted is not None:  # e.g. the original Grounding DINO .pth
+        load_converted(model, converted, strict=True)
+        return {}
     state = ckpt.get("state_dict", ckpt)
     state = {k.removeprefix("module."): v for k, v in state.items()}
     report, _ = describe_key_mismatch(model.state_dict(), state)

@@ -20,6 +20,11 @@ HF                                                         ours
 ``class_embed.{i}.bias`` (MM-Grounding-DINO only)           ``head.cls_heads.{i}.bias``
 =========================================================  ==================================
 
+The original IDEA-Research checkpoint (``groundingdino_swint_ogc.pth``: ``bert.*``,
+``feat_map``, ``transformer.*``, ``backbone.0.*`` in the official Swin layout, fused
+``in_proj`` attention weights) is read too: renamed into the HF layout
+(:func:`original_to_hf`) and converted as above, its Swin by the Swin converter.
+
 The model must be built to match: ``share_pred_heads`` as the checkpoint's
 ``decoder_bbox_embed_share``, ``contrastive_scaled=False, contrastive_bias=False`` for the
 original Grounding DINO (True / True for MM-Grounding-DINO), the decoder's
@@ -42,7 +47,12 @@ from visionfm.weights import (
     check_hf_config,
 )
 
-__all__ = ["convert_grounding_dino_checkpoint", "is_grounding_dino_checkpoint"]
+__all__ = [
+    "convert_grounding_dino_checkpoint",
+    "is_grounding_dino_checkpoint",
+    "is_original_grounding_dino_checkpoint",
+    "original_to_hf",
+]
 
 _BACKBONE = "model.backbone.conv_encoder.model."
 _TEXT = "model.text_backbone."
@@ -192,11 +202,102 @@ _HF_CONFIG = {
 }
 
 
+_ORIGINAL_RENAMES = [  # (pattern, replacement), first match wins (HF's conversion names)
+    (r"^bert\.", "model.text_backbone."),
+    (r"^feat_map\.", "model.text_projection."),
+    (r"^input_proj\.", "model.input_proj_vision."),
+    (r"^transformer\.level_embed$", "model.level_embed"),
+    (r"^transformer\.tgt_embed\.", "model.query_position_embeddings."),
+    (r"^transformer\.enc_output(_norm)?\.", r"model.enc_output\1."),
+    (r"^transformer\.enc_out_bbox_embed\.", "model.encoder_output_bbox_embed."),
+    (r"^transformer\.decoder\.norm\.", "model.decoder.layer_norm."),
+    (r"^transformer\.decoder\.ref_point_head\.", "model.decoder.reference_points_head."),
+    (r"^transformer\.decoder\.bbox_embed\.", "model.decoder.bbox_embed."),
+    (r"^bbox_embed\.", "bbox_embed."),
+]
+_ORIGINAL_LAYERS = {  # per-layer names: original -> HF, under each layer's prefix
+    "transformer.encoder.layers": ("model.encoder.layers", "deformable_layer.", {
+        "norm1.": "self_attn_layer_norm.", "linear1.": "fc1.", "linear2.": "fc2.",
+        "norm2.": "final_layer_norm.", "self_attn.": "self_attn.",
+    }),
+    "transformer.encoder.text_layers": ("model.encoder.layers", "text_enhancer_layer.", {
+        "norm1.": "layer_norm_before.", "norm2.": "layer_norm_after.", "linear1.": "fc1.",
+        "linear2.": "fc2.", "self_attn.": "self_attn.",
+    }),
+    "transformer.encoder.fusion_layers": ("model.encoder.layers", "fusion_layer.", {
+        "gamma_v": "vision_param", "gamma_l": "text_param",
+        "layer_norm_v.": "layer_norm_vision.", "layer_norm_l.": "layer_norm_text.",
+        "attn.v_proj.": "attn.vision_proj.", "attn.l_proj.": "attn.text_proj.",
+        "attn.values_v_proj.": "attn.values_vision_proj.",
+        "attn.values_l_proj.": "attn.values_text_proj.",
+        "attn.out_v_proj.": "attn.out_vision_proj.", "attn.out_l_proj.": "attn.out_text_proj.",
+    }),
+    "transformer.decoder.layers": ("model.decoder.layers", "", {
+        "cross_attn.": "encoder_attn.", "norm1.": "encoder_attn_layer_norm.",
+        "ca_text.": "encoder_attn_text.", "catext_norm.": "encoder_attn_text_layer_norm.",
+        "self_attn.": "self_attn.", "norm2.": "self_attn_layer_norm.", "linear1.": "fc1.",
+        "linear2.": "fc2.", "norm3.": "final_layer_norm.",
+    }),
+}  # fmt: skip
+# parameter-free or unused parts of the original model
+_ORIGINAL_IGNORED = re.compile(
+    r"^(bert\.pooler\.|bert\.embeddings\.position_ids$|class_embed\.|"
+    r"transformer\.enc_out_class_embed\.|transformer\.decoder\.class_embed\.)"
+)
+
+
+def _split_in_proj(name: str, tensor: torch.Tensor, out: dict) -> None:
+    """``<attn>.in_proj_{weight,bias}`` (nn.MultiheadAttention) -> HF's query / key / value."""
+    prefix, kind = name.rsplit(".in_proj_", 1)
+    for part, chunk in zip(("query", "key", "value"), tensor.chunk(3, dim=0)):
+        out[f"{prefix}.{part}.{kind}"] = chunk
+
+
+def original_to_hf(sd: Mapping[str, torch.Tensor]) -> tuple[dict, dict, list[str]]:
+    """The original repo's state dict -> (HF-layout non-backbone tensors, the backbone's
+    tensors without ``backbone.0.``, ignored names)."""
+    hf, backbone, ignored = {}, {}, []
+    for name, tensor in sd.items():
+        if name.startswith("backbone.0."):
+            backbone[name[len("backbone.0.") :]] = tensor
+            continue
+        if _ORIGINAL_IGNORED.match(name):
+            ignored.append(name)
+            continue
+        hit = re.match(r"^(transformer\.(?:encoder|decoder)\.\w+)\.(\d+)\.(.*)$", name)
+        if hit and hit[1] in _ORIGINAL_LAYERS:
+            target, sub, table = _ORIGINAL_LAYERS[hit[1]]
+            rest = next((new + hit[3][len(old) :] for old, new in table.items()
+                         if hit[3].startswith(old)), None)  # fmt: skip
+            if rest is None:
+                raise CheckpointError(f"{name}: not a Grounding DINO parameter this reader knows")
+            new = f"{target}.{hit[2]}.{sub}{rest}"
+        else:
+            new = next(
+                (re.sub(p, r, name) for p, r in _ORIGINAL_RENAMES if re.match(p, name)), None
+            )
+            if new is None:
+                raise CheckpointError(f"{name}: not a Grounding DINO parameter this reader knows")
+        if ".in_proj_" in new:
+            _split_in_proj(new, tensor, hf)
+        else:
+            hf[new] = tensor
+    return hf, backbone, ignored
+
+
+def is_original_grounding_dino_checkpoint(sd: Mapping[str, torch.Tensor]) -> bool:
+    """Whether ``sd`` is in the IDEA-Research repo's layout."""
+    return any(k.startswith("bert.") for k in sd) and any(
+        k.startswith("transformer.encoder.fusion_layers.") for k in sd
+    )
+
+
 def is_grounding_dino_checkpoint(sd: Mapping[str, torch.Tensor]) -> bool:
     """Whether ``sd`` is in the HF (MM-)Grounding-DINO layout."""
-    return any(k.startswith(_TEXT) for k in sd) and any(
+    hf = any(k.startswith(_TEXT) for k in sd) and any(
         k.startswith("model.encoder.layers.") and ".fusion_layer." in k for k in sd
     )
+    return hf or is_original_grounding_dino_checkpoint(sd)
 
 
 def _rename(name: str) -> str:
@@ -233,13 +334,18 @@ def convert_grounding_dino_checkpoint(
             "not a Hugging Face Grounding DINO checkpoint (no model.text_backbone.* / fusion layers)"
         )
     notes = check_hf_config(config, model, _HF_CONFIG)
+    fmt, ignored = "Hugging Face Grounding DINO", []
+    if is_original_grounding_dino_checkpoint(sd):
+        fmt = "original (IDEA-Research) Grounding DINO"
+        hf, official, ignored = original_to_hf(sd)
+        sd = {**hf, **{_BACKBONE + k: v for k, v in official.items()}}
     backbone = {k[len(_BACKBONE) :]: v for k, v in sd.items() if k.startswith(_BACKBONE)}
     # HF's SwinBackbone keeps an unused final norm (``swin.layernorm``, ignored by HF too)
     unused = [k for k in backbone if k.startswith("swin.layernorm.")]
     backbone = {k: v for k, v in backbone.items() if k not in unused}
     converted = model.backbone.convert_checkpoint(backbone, (config or {}).get("backbone_config"))
     out = {f"backbone.{k}": v for k, v in converted.state_dict.items()}
-    ignored = [_BACKBONE + k for k in (*unused, *converted.ignored)]
+    ignored += [_BACKBONE + k for k in (*unused, *converted.ignored)]
     notes += converted.notes
     for name, tensor in sd.items():
         if name.startswith(_BACKBONE):
@@ -263,4 +369,4 @@ def convert_grounding_dino_checkpoint(
     if denoising is not None:  # training-only: published checkpoints have none
         out["head.denoising.label_embed.weight"] = denoising.label_embed.weight.detach().clone()
         notes.append("the denoising label embedding (training only) keeps its initial values")
-    return ConvertedCheckpoint(out, "Hugging Face Grounding DINO", ignored, notes, _HINTS)
+    return ConvertedCheckpoint(out, fmt, ignored, notes, _HINTS)
