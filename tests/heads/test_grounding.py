@@ -115,17 +115,11 @@ def _our_config(bert, mm: bool) -> dict:
     return cfg
 
 
-@pytest.mark.parametrize("mm", [False, True], ids=["GroundingDino", "MMGroundingDino"])
-def test_equal_to_hugging_face(tmp_path, bert, mm):
-    """A random HF model saved with save_pretrained (+ tokenizer: the published folder
-    layout) loads through load_model_weights (the Inferencer's / test.py's path) and gives
-    HF's logits and boxes in float64 at 75x411."""
-    hf = _hf_model(tmp_path / "hf", bert, mm)
-    # one folder, as a user has it: the text encoder's config and tokenizer, then all weights
-    model = MODELS.build(_our_config(str(tmp_path / "hf"), mm)).double().eval()
-    load_model_weights(model, str(tmp_path / "hf"))
+def _outputs(model, hf):
+    """Ours and HF's last-layer logits (over the prompt's tokens) and boxes on one random
+    float64 image of 75x411 px (the outer columns of level 0 are border tokens: centres
+    within 1 %) with a three-name prompt."""
     caption = "red circle . the small cat . dog ."
-    # 411 px wide: the outer columns of level 0 are border tokens (centres within 1 %)
     x = torch.randn(1, 3, 75, 411, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     tokens = model.text_encoder.tokenize([caption])
     with torch.no_grad():
@@ -137,9 +131,21 @@ def test_equal_to_hugging_face(tmp_path, bert, mm):
         )
         out = model.head(model.extract_feat(x), None, text=model.text_encoder([caption]))
     num_tokens = tokens["input_ids"].shape[1]
-    logits = out["logits"][-1]
-    assert (logits - ref.logits[..., :num_tokens]).abs().max() < 1e-6
-    assert (out["boxes"][-1] - ref.pred_boxes).abs().max() < 1e-6
+    return out["logits"][-1], ref.logits[..., :num_tokens], out["boxes"][-1], ref.pred_boxes
+
+
+@pytest.mark.parametrize("mm", [False, True], ids=["GroundingDino", "MMGroundingDino"])
+def test_equal_to_hugging_face(tmp_path, bert, mm):
+    """A random HF model saved with save_pretrained (+ tokenizer: the published folder
+    layout) loads through load_model_weights (the Inferencer's / test.py's path) and gives
+    HF's logits and boxes in float64 at 75x411."""
+    hf = _hf_model(tmp_path / "hf", bert, mm)
+    # one folder, as a user has it: the text encoder's config and tokenizer, then all weights
+    model = MODELS.build(_our_config(str(tmp_path / "hf"), mm)).double().eval()
+    load_model_weights(model, str(tmp_path / "hf"))
+    logits, ref_logits, boxes, ref_boxes = _outputs(model, hf)
+    assert (logits - ref_logits).abs().max() < 1e-6
+    assert (boxes - ref_boxes).abs().max() < 1e-6
     assert logits.std() > 0.01  # not a degenerate comparison
 
 
@@ -371,17 +377,6 @@ def test_original_checkpoint_equals_hugging_face(tmp_path, bert):
     torch.save({"model": original}, tmp_path / "groundingdino_tiny.pth")
     model = MODELS.build(_our_config(str(tmp_path / "hf"), mm=False)).double().eval()
     load_model_weights(model, str(tmp_path / "groundingdino_tiny.pth"))
-    caption = "red circle . the small cat . dog ."
-    x = torch.randn(1, 3, 75, 411, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
-    tokens = model.text_encoder.tokenize([caption])
-    with torch.no_grad():
-        ref = hf(
-            pixel_values=x,
-            input_ids=tokens["input_ids"],
-            attention_mask=tokens["attention_mask"],
-            token_type_ids=tokens["token_type_ids"],
-        )
-        out = model.head(model.extract_feat(x), None, text=model.text_encoder([caption]))
-    num_tokens = tokens["input_ids"].shape[1]
-    assert (out["logits"][-1] - ref.logits[..., :num_tokens]).abs().max() < 1e-6
-    assert (out["boxes"][-1] - ref.pred_boxes).abs().max() < 1e-6
+    logits, ref_logits, boxes, ref_boxes = _outputs(model, hf)
+    assert (logits - ref_logits).abs().max() < 1e-6
+    assert (boxes - ref_boxes).abs().max() < 1e-6

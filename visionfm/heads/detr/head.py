@@ -416,12 +416,16 @@ class DETRHead(Head):
         k = min(self.test_cfg["max_per_img"], scores.numel())
         scores, index = scores.topk(k)
         labels = index % self.num_classes
+        return self._instances(scores, boxes[index // self.num_classes], labels, metainfo, rescale)
+
+    def _instances(self, scores, boxes, labels, metainfo: Mapping, rescale) -> InstanceData:
+        """K candidates: scores (K,), boxes (K, 4) normalised cxcywh, labels (K,) ->
+        ``InstanceData`` of those above ``score_thr``, boxes in pixels (original image's when
+        ``rescale``)."""
         h, w = metainfo["img_shape"][:2]
-        bboxes = box_cxcywh_to_xyxy(boxes[index // self.num_classes]) * boxes.new_tensor(
-            [w, h, w, h]
-        )
+        bboxes = box_cxcywh_to_xyxy(boxes) * boxes.new_tensor([w, h, w, h])
         keep = scores > self.test_cfg["score_thr"]
-        bboxes, scores, labels = bboxes[keep], scores[keep], labels[keep]
+        bboxes, scores, labels = bboxes[keep], scores[keep], labels[keep].long()
         if rescale:
             bboxes = boxes_to_original(bboxes, metainfo)
         return InstanceData(bboxes=bboxes, scores=scores, labels=labels)

@@ -104,7 +104,6 @@ _RENAMES = [
     (r"(decoder\.layers\.\d+)\.final_layer_norm\.", r"\1.norm4."),
     (r"(decoder\.layers\.\d+)\.encoder_attn_text\.", r"\1.text_cross_attn."),
     (r"(decoder\.layers\.\d+)\.encoder_attn\.", r"\1.cross_attn.attn."),
-    (r"(decoder\.layers\.\d+)\.self_attn\.out_proj\.", r"\1.self_attn.out_proj."),
 ]
 _INPUT_PROJ = re.compile(r"^model\.input_proj_vision\.(\d+)\.([01])\.(weight|bias)$")
 _BOX = re.compile(r"^(?:model\.decoder\.)?bbox_embed\.(\d+)\.(.*)$")

@@ -32,11 +32,9 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 import torch
-from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
-from visionfm.ops.boxes import box_cxcywh_to_xyxy, rescale_boxes
-from visionfm.ops.geometry import boxes_to_original
+from visionfm.ops.boxes import rescale_boxes
 from visionfm.registry import MODELS, settings
 from visionfm.text.tokens import chunk_phrases, positive_map, token_spans_to_phrase
 
@@ -255,16 +253,6 @@ class GroundingDINOHead(DETRHead):
         k = min(self.test_cfg["max_per_img"], scores.numel())
         scores, index = scores.topk(k)
         return scores, index // len(tokens), index % len(tokens)
-
-    def _instances(self, scores, boxes, labels, metainfo, rescale) -> InstanceData:
-        """Normalised cxcywh boxes (K, 4) -> InstanceData above ``score_thr`` in pixels."""
-        h, w = metainfo["img_shape"][:2]
-        bboxes = box_cxcywh_to_xyxy(boxes) * boxes.new_tensor([w, h, w, h])
-        keep = scores > self.test_cfg["score_thr"]
-        bboxes, scores, labels = bboxes[keep], scores[keep], labels[keep]
-        if rescale:
-            bboxes = boxes_to_original(bboxes, metainfo)
-        return InstanceData(bboxes=bboxes, scores=scores, labels=labels.long())
 
     def _decode_free_text(self, sample, logits, boxes, text, b, rescale) -> None:
         """Free text: boxes whose best token beats ``box_thr``, named by their tokens above
