@@ -1,11 +1,24 @@
 """Whole-model checkpoints published in another library's layout, converted on load.
 
 ``load_from=`` (training, fine-tuning), ``tools/test.py`` / ``tools/demo.py`` checkpoints and
-``Inferencer(config, checkpoint)`` accept, besides our own checkpoints:
+``Inferencer(config, checkpoint)`` accept, besides our own checkpoints, the layouts of the
+registered :class:`PublishedFamily` entries (a Hugging Face ``save_pretrained`` folder, its
+``model.safetensors`` with the ``config.json`` beside it, or an original repository's
+torch-saved checkpoint).
 
-- Hugging Face ``GroundingDinoForObjectDetection`` / ``MMGroundingDinoForObjectDetection``
-  (a ``save_pretrained`` folder such as ``grounding-dino-tiny``, or its ``model.safetensors``
-  with the ``config.json`` beside it), into a ``TaskModel`` with a ``GroundingDINOHead``.
+Each family lives beside its head (``visionfm/heads/<family>/convert*.py``) and registers
+itself with :func:`register_family` when its module is imported; the modules are listed in
+``_FAMILY_MODULES`` and imported on first use. A family gives:
+
+- ``matches(state, hf_config)``: whether a state dict (and the folder's ``config.json``, or
+  None) is in its layout — specific enough that no other family's checkpoint matches;
+- ``convert(state, model, hf_config)``: the state dict renamed into ``model``'s layout
+  (a :class:`~visionfm.weights.ConvertedCheckpoint`), refusing settings of ``config.json``
+  that differ from the built model, naming the argument to set;
+- ``model_config(state, hf_config)`` (optional): our ``model=`` config dict (backbone, neck,
+  head, data preprocessor) that builds the architecture of the checkpoint, from its
+  ``config.json`` or, for an original checkpoint without one, from the tensors' names and
+  shapes (``tools/convert_checkpoint.py`` and ``Inferencer`` on a folder use it).
 
 The conversion is strict: every tensor of the model is loaded and every tensor of the file is
 placed, or the load is refused naming the argument to set (``visionfm.weights.load_converted``).
@@ -13,15 +26,64 @@ placed, or the load is refused naming the argument to set (``visionfm.weights.lo
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from visionfm.weights import ConvertedCheckpoint, load_converted, read_checkpoint, read_hf_config
 
-__all__ = ["convert_published", "is_published_path", "load_published"]
+__all__ = [
+    "PublishedFamily",
+    "convert_published",
+    "families",
+    "find_family",
+    "is_published_path",
+    "load_published",
+    "register_family",
+]
+
+StateDict = Mapping[str, torch.Tensor]
+
+# modules that call register_family() when imported (one per published family)
+_FAMILY_MODULES: tuple[str, ...] = ("visionfm.heads.grounding.convert",)
+_FAMILIES: dict[str, PublishedFamily] = {}
+
+
+@dataclass(frozen=True)
+class PublishedFamily:
+    """One family of published whole-model checkpoints (see the module doc)."""
+
+    name: str
+    matches: Callable[[StateDict, Mapping | None], bool]
+    convert: Callable[[StateDict, nn.Module, Mapping | None], ConvertedCheckpoint]
+    model_config: Callable[[StateDict, Mapping | None], dict] | None = None
+
+
+def register_family(family: PublishedFamily) -> PublishedFamily:
+    """Add ``family`` (called at import by the family's module); names are unique."""
+    if family.name in _FAMILIES and _FAMILIES[family.name] != family:
+        raise KeyError(f"a published family named {family.name!r} is registered already")
+    _FAMILIES[family.name] = family
+    return family
+
+
+def families() -> tuple[PublishedFamily, ...]:
+    """Every registered family (importing the family modules on first use)."""
+    for module in _FAMILY_MODULES:
+        importlib.import_module(module)
+    return tuple(_FAMILIES.values())
+
+
+def find_family(state: StateDict, config: Mapping | None = None) -> PublishedFamily | None:
+    """The family whose layout ``state`` (with its ``config.json`` or None) is in, or None."""
+    for family in families():
+        if family.matches(state, config):
+            return family
+    return None
 
 
 def is_published_path(path: str | os.PathLike) -> bool:
@@ -30,18 +92,12 @@ def is_published_path(path: str | os.PathLike) -> bool:
 
 
 def convert_published(
-    model: nn.Module, state: Mapping[str, torch.Tensor], config: Mapping | None = None
+    model: nn.Module, state: StateDict, config: Mapping | None = None
 ) -> ConvertedCheckpoint | None:
     """``state`` converted into ``model``'s layout when it is in a published layout we know;
     None when it is not (e.g. our own)."""
-    from visionfm.heads.grounding.convert import (
-        convert_grounding_dino_checkpoint,
-        is_grounding_dino_checkpoint,
-    )
-
-    if is_grounding_dino_checkpoint(state):
-        return convert_grounding_dino_checkpoint(state, model, config)
-    return None
+    family = find_family(state, config)
+    return None if family is None else family.convert(state, model, config)
 
 
 def load_published(model: nn.Module, path: str | os.PathLike) -> bool:

@@ -39,6 +39,7 @@ from collections.abc import Mapping
 
 import torch
 
+from visionfm.models.published import PublishedFamily, register_family
 from visionfm.weights import (
     ArchHint,
     CheckpointError,
@@ -369,3 +370,12 @@ def convert_grounding_dino_checkpoint(
         out["head.denoising.label_embed.weight"] = denoising.label_embed.weight.detach().clone()
         notes.append("the denoising label embedding (training only) keeps its initial values")
     return ConvertedCheckpoint(out, fmt, ignored, notes, _HINTS)
+
+
+register_family(
+    PublishedFamily(
+        "grounding_dino",
+        lambda sd, config: is_grounding_dino_checkpoint(sd),
+        convert_grounding_dino_checkpoint,
+    )
+)
