@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import torch
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as tvF
 
 from visionfm.registry import TRANSFORMS
 from visionfm.text.prompts import swap_left_right
@@ -39,6 +42,23 @@ def nearest_indices(src_len: int, dst_len: int) -> np.ndarray:
     """(dst_len,) int source index of each output pixel for a centre-aligned nearest resize."""
     idx = np.floor((np.arange(dst_len) + 0.5) * (src_len / dst_len)).astype(np.int64)
     return np.clip(idx, 0, src_len - 1)
+
+
+def _transformers_size(h: int, w: int, short: int, long: int) -> tuple[int, int]:
+    """(new_h, new_w) of Hugging Face's ``get_size_with_aspect_ratio(shortest_edge=short,
+    longest_edge=long)``: the short side to ``short`` unless the long side would pass
+    ``long`` (then the short side is ``round(long * min / max)``); the long side floored."""
+    small, large = float(min(h, w)), float(max(h, w))
+    raw = None
+    if large / small * short > long:
+        raw = long * small / large
+        short = int(round(raw))
+    if min(h, w) == short:
+        return h, w
+    along = raw if raw is not None else short
+    if w < h:
+        return int(along * h / w), short
+    return short, int(along * w / h)
 
 
 def _flip_expression(results: dict) -> None:
@@ -141,6 +161,16 @@ class Resize:
             Masks and sem seg always use nearest.
         depth_interpolation: 'nearest', or 'bilinear' that never blends with invalid (0)
             pixels: bilinear where all contributing pixels are valid, nearest elsewhere.
+        rounding: how a kept-ratio size becomes whole pixels: 'nearest' (both sides
+            rounded), or 'transformers' as Hugging Face's DETR-family image processors do
+            (``size={"shortest_edge": min(scale), "longest_edge": max(scale)}``: the short
+            side is rounded, the long side floored, an image whose short side already fits
+            is left at its size).
+        backend: the image's resampler: 'cv2' (OpenCV), or 'torchvision': torchvision's
+            antialiased resize of the uint8 image, which transformers' default (torchvision)
+            image processors use; 'nearest' is always the centre-aligned indexing above.
+        size_divisor: the output sides rounded up to a multiple of it (the aspect ratio moves
+            slightly), as Mask2Former's Hugging Face processor resizes.
     """
 
     def __init__(
@@ -149,22 +179,55 @@ class Resize:
         keep_ratio: bool = True,
         interpolation: str = "bilinear",
         depth_interpolation: str = "nearest",
+        rounding: str = "nearest",
+        backend: str = "cv2",
+        size_divisor: int = 1,
     ) -> None:
         if interpolation not in (*_INTERPOLATIONS, "nearest"):
             raise ValueError(f"unknown interpolation {interpolation!r}")
         if depth_interpolation not in ("nearest", "bilinear"):
             raise ValueError("depth_interpolation must be 'nearest' or 'bilinear'")
+        if rounding not in ("nearest", "transformers"):
+            raise ValueError(f"rounding must be 'nearest' or 'transformers', got {rounding!r}")
+        if backend not in ("cv2", "torchvision"):
+            raise ValueError(f"backend must be 'cv2' or 'torchvision', got {backend!r}")
+        if backend == "torchvision" and interpolation == "area":
+            raise ValueError("interpolation='area' is OpenCV's: use backend='cv2' with it")
+        if size_divisor < 1:
+            raise ValueError(f"size_divisor must be >= 1, got {size_divisor}")
         self.scale = tuple(int(s) for s in scale)
         self.keep_ratio = keep_ratio
         self.interpolation = interpolation
         self.depth_interpolation = depth_interpolation
+        self.rounding = rounding
+        self.backend = backend
+        self.size_divisor = size_divisor
 
     def output_size(self, h: int, w: int) -> tuple[int, int]:
         """(new_h, new_w) for an (h, w) image."""
         if not self.keep_ratio:
-            return self.scale[1], self.scale[0]
-        factor = min(max(self.scale) / max(h, w), min(self.scale) / min(h, w))
-        return max(int(h * factor + 0.5), 1), max(int(w * factor + 0.5), 1)
+            new_h, new_w = self.scale[1], self.scale[0]
+        elif self.rounding == "transformers":
+            new_h, new_w = _transformers_size(h, w, min(self.scale), max(self.scale))
+        else:
+            factor = min(max(self.scale) / max(h, w), min(self.scale) / min(h, w))
+            new_h, new_w = max(int(h * factor + 0.5), 1), max(int(w * factor + 0.5), 1)
+        d = self.size_divisor
+        return -(-new_h // d) * d, -(-new_w // d) * d
+
+    def _resize_image(self, img: np.ndarray, new_h: int, new_w: int) -> np.ndarray:
+        """(H, W, C) -> (new_h, new_w, C), same dtype, with the chosen resampler."""
+        if self.backend == "cv2":
+            flag = _INTERPOLATIONS[self.interpolation]
+            return cv2.resize(img, (new_w, new_h), interpolation=flag)
+        mode = (
+            InterpolationMode.BILINEAR
+            if self.interpolation == "bilinear"
+            else InterpolationMode.BICUBIC
+        )
+        chw = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)  # (C, H, W)
+        out = tvF.resize(chw, [new_h, new_w], interpolation=mode, antialias=True)
+        return out.permute(1, 2, 0).contiguous().numpy()
 
     def __call__(self, results: dict) -> dict:
         h, w = results["img"].shape[:2]
@@ -174,8 +237,7 @@ class Resize:
         if self.interpolation == "nearest":
             results["img"] = results["img"][rows][:, cols]
         else:
-            flag = _INTERPOLATIONS[self.interpolation]
-            results["img"] = cv2.resize(results["img"], (new_w, new_h), interpolation=flag)
+            results["img"] = self._resize_image(results["img"], new_h, new_w)
         if "gt_masks" in results:
             results["gt_masks"] = results["gt_masks"][:, rows][:, :, cols]
         if "gt_sem_seg" in results:
@@ -213,7 +275,8 @@ class Resize:
     def __repr__(self) -> str:
         return (
             f"Resize(scale={self.scale}, keep_ratio={self.keep_ratio}, "
-            f"interpolation={self.interpolation!r}, depth_interpolation={self.depth_interpolation!r})"
+            f"interpolation={self.interpolation!r}, depth_interpolation={self.depth_interpolation!r}, "
+            f"rounding={self.rounding!r}, backend={self.backend!r}, size_divisor={self.size_divisor})"
         )
 
 
