@@ -1,0 +1,83 @@
+"""Shared pieces of the converters of published DETR-family checkpoints (DETR, Deformable
+DETR): their ResNet backbone, renamed into our :class:`~visionfm.backbones.TimmBackbone`.
+
+The published models keep a torchvision-named ResNet (``conv1``, ``bn1``, ``layer1.0.conv1``,
+``layer1.0.downsample.{0,1}`` ...: the names timm's ResNet uses too) with frozen batch norms:
+
+=======================================  ================================================
+layout                                   prefix of the ResNet's tensors
+=======================================  ================================================
+Hugging Face (timm backbone)             ``model.backbone.conv_encoder.model.`` (files
+                                         written by transformers < 5 and >= 5 alike);
+                                         ``model.backbone.model.`` (transformers 5 in
+                                         memory)
+original repositories (facebookresearch  ``backbone.0.body.``
+/detr, fundamentalvision/Deformable-DETR)
+=======================================  ================================================
+
+Frozen batch norms keep no ``num_batches_tracked`` counter; the model's own counters are
+kept (they only matter to a batch norm trained with ``momentum=None``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from visionfm.weights import CheckpointError, ConvertedCheckpoint
+
+__all__ = ["BACKBONE_PREFIXES", "backbone_prefix", "convert_backbone"]
+
+BACKBONE_PREFIXES = (
+    "model.backbone.conv_encoder.model.",
+    "model.backbone.model.",
+    "backbone.0.body.",
+)
+
+
+def backbone_prefix(state: Mapping[str, torch.Tensor]) -> str | None:
+    """The prefix of :data:`BACKBONE_PREFIXES` the backbone's tensors of ``state`` carry."""
+    return next((p for p in BACKBONE_PREFIXES if any(k.startswith(p) for k in state)), None)
+
+
+def convert_backbone(
+    state: Mapping[str, torch.Tensor], model: nn.Module, config: Mapping | None = None
+) -> ConvertedCheckpoint:
+    """The backbone tensors of a published DETR-family ``state`` (any layout of the module
+    doc) -> ``model``'s names (``backbone.*``), through ``model.backbone.convert_checkpoint``.
+
+    ``config``: the backbone's part of the HF ``config.json`` (``backbone_config``) or None.
+    ``ignored`` names the source keys dropped (parts the backbone prunes: ``fc``).
+    """
+    prefix = backbone_prefix(state)
+    if prefix is None:
+        raise CheckpointError(
+            "no backbone tensors in this checkpoint: expected keys under one of "
+            + ", ".join(BACKBONE_PREFIXES)
+        )
+    sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    converted = model.backbone.convert_checkpoint(sub, config)
+    out = {f"backbone.{k}": v for k, v in converted.state_dict.items()}
+    notes = list(converted.notes)
+    own = model.state_dict()
+    counters = [
+        k
+        for k in own
+        if k.startswith("backbone.") and k.endswith(".num_batches_tracked") and k not in out
+    ]
+    for key in counters:
+        out[key] = own[key].clone()
+    if counters:
+        notes.append(
+            f"{len(counters)} batch-norm counters (num_batches_tracked) are not in the "
+            "checkpoint (frozen batch norms): the model's own are kept"
+        )
+    return ConvertedCheckpoint(
+        out,
+        converted.source_format,
+        [prefix + k for k in converted.ignored],
+        notes,
+        converted.hints,
+    )
