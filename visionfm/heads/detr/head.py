@@ -65,7 +65,14 @@ from ..base import Head
 from ..losses import average_num_boxes
 from .denoising import denoising_matches
 from .losses import set_prediction_losses
-from .query_selection import DecoderQueries, LinearClassifier, TwoStageProposals, query_mode
+from .matcher import match_groups
+from .query_selection import (
+    DecoderQueries,
+    GroupedProposals,
+    LinearClassifier,
+    TwoStageProposals,
+    query_mode,
+)
 
 __all__ = ["DETRHead"]
 
@@ -75,6 +82,12 @@ _TEST_CFG = MappingProxyType(dict(max_per_img=100, score_thr=0.0))  # all the se
 def _resize_mask(mask: Tensor, like: Tensor) -> Tensor:
     """(B, H, W) bool padding mask -> (B, h, w) at the size of ``like`` (..., h, w), nearest."""
     return F.interpolate(mask[None].float(), size=like.shape[-2:])[0].bool()
+
+
+def group_attention_mask(num_groups: int, group_size: int) -> Tensor:
+    """(G * n, G * n) bool, True = may attend: each query attends its own group only."""
+    group = torch.arange(num_groups).repeat_interleave(group_size)
+    return group[:, None] == group[None, :]
 
 
 def _select(feats: Mapping[str, Tensor], in_channels) -> dict[str, Tensor]:
@@ -90,7 +103,9 @@ class DETRHead(Head):
     Args:
         num_classes: object classes (no background class: sigmoid scores).
         embed_dims: transformer width C.
-        encoder: a ``DetrEncoder``; decoder: a ``DetrDecoder`` (layers injected).
+        encoder: a ``DetrEncoder``, or None (LW-DETR / RF-DETR: the neck's tokens go to the
+            decoder as they are; no level embedding then); decoder: a ``DetrDecoder``
+            (layers injected).
         matcher: e.g. ``HungarianMatcher``.
         in_channels: ``{level: channels}`` of the input feature dict to use (the neck's or
             backbone's ``out_channels``), or a list for its last levels.
@@ -111,12 +126,24 @@ class DETRHead(Head):
         select_invalid_proposals: with ``two_stage``: border / padding tokens may be among the
             top-k proposals, as in the original DINO / Grounding DINO code (see
             ``TwoStageProposals``); needed by their published weights.
+        class_agnostic_proposals: with ``two_stage``: the top-k proposals go by class 0's
+            logit and the ``enc_`` losses see every target as class 0 (the original two-stage
+            Deformable DETR and HF's: an "object" score); needed by their published weights.
         loss_cls, loss_bbox, loss_giou: loss weights.
         focal_alpha, focal_gamma: focal loss parameters.
         input_norm: norm of the input projection (``'GN'``; None: plain conv, exactly
             padding-invariant, since GroupNorm statistics include padded pixels).
         input_bias: biased input-projection convs before the norm (the original DINO and
             Grounding DINO code; see ``ChannelMapper``'s ``conv_bias``).
+        project_inputs: False: no input projection; the input levels must be
+            ``embed_dims`` wide and give every feature level (LW-DETR / RF-DETR, whose
+            projector neck makes them).
+        anchor_deltas: with ``mixed_query_selection``: each query's reference is its top-k
+            proposal moved by a learned 4-d delta (LW-DETR / RF-DETR ``refpoint_embed``).
+        num_groups: Group DETR (LW-DETR / RF-DETR ``group_detr``): in training ``num_groups``
+            groups of ``num_queries`` queries, each with its own proposal heads and top-k,
+            that do not attend each other, each matched to every target on its own; at
+            inference the first group only. Needs two-stage mixed query selection.
         test_cfg: ``max_per_img`` (top-k over queries x classes), ``score_thr``; a dict
             setting some of them.
     """
@@ -142,6 +169,7 @@ class DETRHead(Head):
         look_forward_twice: bool = False,
         share_pred_heads: bool = False,
         select_invalid_proposals: bool = False,
+        class_agnostic_proposals: bool = False,
         loss_cls: float = 1.0,
         loss_bbox: float = 5.0,
         loss_giou: float = 2.0,
@@ -149,6 +177,9 @@ class DETRHead(Head):
         focal_gamma: float = 2.0,
         input_norm: str | Callable[[int], nn.Module] | None = "GN",
         input_bias: bool = False,
+        project_inputs: bool = True,
+        anchor_deltas: bool = False,
+        num_groups: int = 1,
         test_cfg: Mapping = _TEST_CFG,
     ) -> None:
         super().__init__()
@@ -157,25 +188,36 @@ class DETRHead(Head):
         ref_head = getattr(decoder, "ref_point_head", None)
         if look_forward_twice and not with_box_refine:
             raise ValueError("look_forward_twice needs with_box_refine=True")
+        if num_groups < 1 or (num_groups > 1 and denoising is not None):
+            raise ValueError(
+                f"num_groups={num_groups}: Group DETR needs num_groups >= 1 and no denoising"
+            )
         self._check(levels, num_in, encoder, decoder)
+        if not project_inputs:
+            self._check_unprojected(in_channels, embed_dims, levels)
         self.num_classes, self.embed_dims, self.num_queries = num_classes, embed_dims, num_queries
-        self.in_channels = in_channels
+        self.in_channels, self.num_groups = in_channels, num_groups
         self.two_stage, self.with_box_refine = two_stage, with_box_refine
         self.look_forward_twice = look_forward_twice
+        self.class_agnostic_proposals = class_agnostic_proposals
         self.loss_weights = dict(loss_cls=loss_cls, loss_bbox=loss_bbox, loss_giou=loss_giou)
         self.focal_alpha, self.focal_gamma = focal_alpha, focal_gamma
         self.test_cfg = settings(test_cfg, _TEST_CFG, "test_cfg")
 
-        self.input_proj = ChannelMapper(
-            in_channels,
-            strides,
-            embed_dims,
-            levels - num_in,
-            norm_layer=input_norm,
-            conv_bias=input_bias or input_norm is None,
-        )
+        self.input_proj = None
+        if project_inputs:
+            self.input_proj = ChannelMapper(
+                in_channels,
+                strides,
+                embed_dims,
+                levels - num_in,
+                norm_layer=input_norm,
+                conv_bias=input_bias or input_norm is None,
+            )
         self.positional_encoding = positional_encoding or SinePositionalEncoding(embed_dims // 2)
-        self.level_embed = nn.Parameter(torch.empty(levels, embed_dims)) if levels > 1 else None
+        self.level_embed = None
+        if levels > 1 and encoder is not None:
+            self.level_embed = nn.Parameter(torch.empty(levels, embed_dims))
         self.encoder, self.decoder, self.matcher, self.denoising = (
             encoder,
             decoder,
@@ -188,15 +230,23 @@ class DETRHead(Head):
             ref_head,
             decoder.needs_reference,
             denoising is not None,
+            anchor_deltas,
         )
-        self.queries = DecoderQueries(mode, num_queries, embed_dims)
-        self.proposals = (
-            TwoStageProposals(
-                embed_dims, self._make_classifier(), select_invalid=select_invalid_proposals
-            )
-            if two_stage
-            else None
-        )
+        box_param = getattr(decoder, "box_param", "logit")
+        self.queries = DecoderQueries(mode, num_queries, embed_dims, num_groups, box_param)
+        self.proposals = None
+        if two_stage:
+            groups = [
+                TwoStageProposals(
+                    embed_dims,
+                    self._make_classifier(),
+                    select_invalid=select_invalid_proposals,
+                    class_agnostic=class_agnostic_proposals,
+                    box_param=box_param,
+                )
+                for _ in range(num_groups)
+            ]
+            self.proposals = groups[0] if num_groups == 1 else GroupedProposals(groups)
         num_heads = len(decoder.layers) if with_box_refine and not share_pred_heads else 1
         self.cls_heads = nn.ModuleList(self._make_classifier() for _ in range(num_heads))
         self.box_heads = nn.ModuleList(MLP(embed_dims, embed_dims, 4, 3) for _ in range(num_heads))
@@ -216,17 +266,41 @@ class DETRHead(Head):
         """Incompatible options fail here, at construction (queries: ``query_mode``)."""
         if levels < num_in:
             raise ValueError(f"num_feature_levels={levels} is below the {num_in} input levels")
-        for m in (*encoder.modules(), *decoder.modules()):
+        modules = (*(encoder.modules() if encoder is not None else ()), *decoder.modules())
+        for m in modules:
             if isinstance(m, DeformableMemoryAttention) and m.num_levels != levels:
                 raise ValueError(
                     f"a deformable attention has num_levels={m.num_levels} but the head makes "
                     f"{levels} feature levels"
                 )
 
+    @staticmethod
+    def _check_unprojected(in_channels, embed_dims: int, levels: int) -> None:
+        """``project_inputs=False``: the inputs are the feature levels as they are."""
+        widths = list(in_channels.values() if isinstance(in_channels, Mapping) else in_channels)
+        if levels != len(widths) or any(w != embed_dims for w in widths):
+            raise ValueError(
+                f"project_inputs=False needs every input level {embed_dims} (embed_dims) wide "
+                f"and num_feature_levels equal to their number ({len(widths)}); got in_channels="
+                f"{in_channels}, num_feature_levels={levels}: set project_inputs=True or "
+                f"make the neck give those levels"
+            )
+
+    def _proposal_groups(self) -> list[TwoStageProposals]:
+        """The two-stage proposal modules (one per query group; none without two-stage)."""
+        if self.proposals is None:
+            return []
+        return (
+            list(self.proposals)
+            if isinstance(self.proposals, GroupedProposals)
+            else [self.proposals]
+        )
+
     def _reset_parameters(self) -> None:
         """Xavier transformer linears, deformable-attention init, prior-0.01 class biases,
         zero last box layers (as Deformable DETR / DINO)."""
-        for p in (*self.encoder.parameters(), *self.decoder.parameters()):
+        encoder = self.encoder.parameters() if self.encoder is not None else ()
+        for p in (*encoder, *self.decoder.parameters()):
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
         for m in self.modules():
@@ -235,18 +309,19 @@ class DETRHead(Head):
         if self.level_embed is not None:
             nn.init.normal_(self.level_embed)
         prior = -math.log((1 - 0.01) / 0.01)
-        cls_heads = [*self.cls_heads, *([self.proposals.cls_head] if self.proposals else [])]
+        proposals = self._proposal_groups()
+        cls_heads = [*self.cls_heads, *(p.cls_head for p in proposals)]
         for head in cls_heads:
             if getattr(head, "bias", None) is not None:
                 nn.init.constant_(head.bias, prior)
-        box_heads = [*self.box_heads, *([self.proposals.box_head] if self.proposals else [])]
+        box_heads = [*self.box_heads, *(p.box_head for p in proposals)]
         for head in box_heads:
             nn.init.zeros_(head.layers[-1].weight)
             nn.init.zeros_(head.layers[-1].bias)
         if self.queries.mode == "points":  # 2-d references: start with small boxes
             nn.init.constant_(self.box_heads[0].layers[-1].bias[2:], -2.0)
-        if self.proposals is not None:
-            nn.init.xavier_uniform_(self.proposals.proj.weight)
+        for p in proposals:
+            nn.init.xavier_uniform_(p.proj.weight)
         self.queries.reset_parameters()
 
     # ------------------------------------------------------------------ forward
@@ -262,7 +337,7 @@ class DETRHead(Head):
             inputs = {
                 k: v.masked_fill(_resize_mask(pixels, v)[:, None], 0) for k, v in inputs.items()
             }
-        maps = list(self.input_proj(inputs).values())
+        maps = list((self.input_proj(inputs) if self.input_proj is not None else inputs).values())
         if pixels is None:  # no metainfo: nothing is padding
             masks = [m.new_zeros(m.shape[0], *m.shape[-2:], dtype=torch.bool) for m in maps]
         else:
@@ -282,7 +357,10 @@ class DETRHead(Head):
         ]
 
     def _encode(self, memory: Memory) -> Memory:
-        """The encoder's pass over the memory (a grounding head's encodes the text too)."""
+        """The encoder's pass over the memory (a grounding head's encodes the text too); the
+        memory as it is without an encoder."""
+        if self.encoder is None:
+            return memory
         return replace(memory, feats=self.encoder(memory))
 
     def forward(self, feats: Mapping[str, Tensor], data_samples, targets=None, text=None) -> dict:
@@ -306,6 +384,9 @@ class DETRHead(Head):
         dn, mask = None, None
         if self.denoising is not None and self.training and targets is not None:
             dn = self.denoising(targets, self.num_queries)
+        if query.shape[1] > self.num_queries:  # Group DETR in training: groups apart
+            mask = group_attention_mask(query.shape[1] // self.num_queries, self.num_queries)
+            mask = mask.to(query.device)
         if dn is not None:
             query = torch.cat((dn[0], query), dim=1)
             reference = torch.cat((dn[1], reference), dim=1)
@@ -340,12 +421,14 @@ class DETRHead(Head):
     def _weighted(self, raw: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
         return {f"{prefix}{k}": v * self.loss_weights[k] for k, v in raw.items()}
 
-    def _set_losses(self, logits, boxes, targets, num_boxes, prefix, indices=None, mask=None):
+    def _set_losses(
+        self, logits, boxes, targets, num_boxes, prefix, indices=None, mask=None, groups=1
+    ):
         """logits (B, Q, C), boxes (B, Q, 4): Hungarian matching (unless ``indices`` are
-        given), then the weighted set losses; ``mask``: the classes that count (see
-        ``focal_classification_loss``'s ``class_mask``)."""
+        given; per query group, ``match_groups``), then the weighted set losses; ``mask``: the
+        classes that count (see ``focal_classification_loss``'s ``class_mask``)."""
         if indices is None:
-            indices = self.matcher(logits, boxes, targets)
+            indices = match_groups(self.matcher, logits, boxes, targets, groups)
         raw = set_prediction_losses(
             logits, boxes, targets, indices, num_boxes, self.focal_alpha, self.focal_gamma, mask
         )
@@ -378,6 +461,8 @@ class DETRHead(Head):
         """The losses of :meth:`loss` from the outputs of :meth:`forward` and the targets."""
         device = out["logits"].device
         num_boxes = average_num_boxes(sum(len(t["labels"]) for t in targets), device)
+        groups = out["logits"].shape[2] // self.num_queries  # Group DETR in training: > 1
+        num_boxes = num_boxes * groups  # each group is matched to every target
         mask = out["text_mask"][:, None] if "text_mask" in out else None  # (B, 1, C)
         losses: dict[str, Tensor] = {}
         layers = out["logits"].shape[0]
@@ -385,15 +470,30 @@ class DETRHead(Head):
             prefix = "" if i == layers - 1 else f"d{i}."
             losses.update(
                 self._set_losses(
-                    out["logits"][i], out["boxes"][i], targets, num_boxes, prefix, mask=mask
+                    out["logits"][i],
+                    out["boxes"][i],
+                    targets,
+                    num_boxes,
+                    prefix,
+                    mask=mask,
+                    groups=groups,
                 )
             )
             if self.denoising is not None:
                 losses.update(self._dn_losses(out, i, targets, num_boxes, prefix + "dn_"))
         if "enc_logits" in out:
+            enc_targets = targets
+            if self.class_agnostic_proposals:  # one class, 0: "object"
+                enc_targets = [{**t, "labels": torch.zeros_like(t["labels"])} for t in targets]
             losses.update(
                 self._set_losses(
-                    out["enc_logits"], out["enc_boxes"], targets, num_boxes, "enc_", mask=mask
+                    out["enc_logits"],
+                    out["enc_boxes"],
+                    enc_targets,
+                    num_boxes,
+                    "enc_",
+                    mask=mask,
+                    groups=groups,
                 )
             )
         return losses

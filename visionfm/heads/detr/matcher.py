@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from visionfm.ops.boxes import box_cxcywh_to_xyxy, generalized_box_iou
 from visionfm.registry import MODELS
 
-__all__ = ["HungarianMatcher"]
+__all__ = ["HungarianMatcher", "match_groups"]
 
 
 @MODELS.register_module()
@@ -155,3 +155,36 @@ class HungarianMatcher(nn.Module):
                 )
             )
         return indices
+
+
+def match_groups(
+    matcher: nn.Module,
+    pred_logits: Tensor,
+    pred_boxes: Tensor,
+    targets: list[dict[str, Tensor]],
+    num_groups: int,
+) -> list[tuple[Tensor, Tensor]]:
+    """Group DETR's one-to-many matching: the Q queries are ``num_groups`` consecutive groups
+    of Q / num_groups, each matched one-to-one to every target by ``matcher`` on its own.
+
+    Returns, as the matcher does, B pairs ``(pred_idx, tgt_idx)`` (indices into all Q
+    queries, ascending): each target appears once per group.
+    """
+    if num_groups == 1:
+        return matcher(pred_logits, pred_boxes, targets)
+    size = pred_logits.shape[1] // num_groups
+    per_group = [
+        matcher(
+            pred_logits[:, g * size : (g + 1) * size],
+            pred_boxes[:, g * size : (g + 1) * size],
+            targets,
+        )
+        for g in range(num_groups)
+    ]
+    return [
+        (
+            torch.cat([group[i][0] + g * size for g, group in enumerate(per_group)]),
+            torch.cat([group[i][1] for group in per_group]),
+        )
+        for i in range(len(targets))
+    ]

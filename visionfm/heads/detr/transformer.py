@@ -45,6 +45,7 @@ __all__ = [
     "DetrFFN",
     "DetrMultiheadAttention",
     "GlobalMemoryAttention",
+    "apply_box_delta",
 ]
 
 
@@ -206,9 +207,24 @@ class DetrEncoder(nn.Module):
         return x
 
 
-def _apply_delta(delta: Tensor, reference: Tensor | None) -> Tensor:
-    """Box logits ``delta`` (B, Q, 4) relative to ``reference`` (B, Q, 2|4) in [0, 1] or None
-    -> boxes (B, Q, 4) normalised cxcywh (a 2-d reference shifts the centre only)."""
+BOX_PARAMS = ("logit", "reparam")
+
+
+def apply_box_delta(delta: Tensor, reference: Tensor | None, param: str = "logit") -> Tensor:
+    """A box head's output ``delta`` (B, Q, 4) applied to ``reference`` (B, Q, 2|4) in [0, 1]
+    or None -> boxes (B, Q, 4) normalised cxcywh.
+
+    ``param='logit'`` (DETR, Deformable DETR, DINO): the delta is added in inverse-sigmoid
+    space (a 2-d reference shifts the centre only; no reference: ``sigmoid(delta)``).
+    ``param='reparam'`` (LW-DETR / RF-DETR ``bbox_reparam``): the centre moves by
+    ``delta_xy * reference_wh``, the size is ``reference_wh * exp(delta_wh)``; it needs a 4-d
+    reference.
+    """
+    if param == "reparam":
+        if reference is None or reference.shape[-1] != 4:
+            raise ValueError("box_param='reparam' needs 4-d reference boxes (cx, cy, w, h)")
+        centre = delta[..., :2] * reference[..., 2:] + reference[..., :2]
+        return torch.cat((centre, delta[..., 2:].exp() * reference[..., 2:]), -1)
     if reference is None:
         return delta.sigmoid()
     if reference.shape[-1] == 2:
@@ -234,6 +250,8 @@ class DetrDecoder(nn.Module):
             (the normed output that the prediction reads too: one box-head call per layer)
             or ``'raw'`` (the layer's un-normed output, as DINO's and Grounding DINO's code
             do; the prediction still reads the normed one).
+        box_param: how a box head's output applies to its reference (``'logit'`` or
+            ``'reparam'``, see :func:`apply_box_delta`); the head's proposals use it too.
 
     One small departure from DINO's code, on purpose: the query position is made from the
     reference relative to the image rather than to level 0's padded map, so that it does
@@ -247,11 +265,14 @@ class DetrDecoder(nn.Module):
         norm_layer: str | Callable[[int], nn.Module] | None = "LN_1e-5",
         ref_point_head: nn.Module | None = None,
         refine_from: str = "normed",
+        box_param: str = "logit",
     ) -> None:
         super().__init__()
         if refine_from not in ("normed", "raw"):
             raise ValueError(f"refine_from must be 'normed' or 'raw', got {refine_from!r}")
-        self.refine_from = refine_from
+        if box_param not in BOX_PARAMS:
+            raise ValueError(f"box_param must be one of {BOX_PARAMS}, got {box_param!r}")
+        self.refine_from, self.box_param = refine_from, box_param
         self.layers = _clones(layer, num_layers)
         self.embed_dims = layer.self_attn.embed_dims
         self.norm = (
@@ -297,19 +318,20 @@ class DetrDecoder(nn.Module):
                 if reference.shape[-1] == 4:
                     ratios = torch.cat((ratios, ratios), dim=-1)
                 ref_in = reference[:, :, None] * ratios[:, None]  # (B, Q, L, 2|4)
-            if self.ref_point_head is not None:
+            if self.ref_point_head is not None and (i == 0 or refine):
                 # positions of the reference relative to the image, not the padded map, so
                 # that the query position does not depend on the batch's padding
                 query_pos = self.ref_point_head(sine_encoding(reference, self.embed_dims // 2))
             query = layer(query, query_pos, ref_in, memory, self_attn_mask)
             out = self.norm(query)
             delta = box_heads[i](out)  # (B, Q, 4)
-            predicted = _apply_delta(delta, previous if look_forward_twice else reference)
+            base = previous if look_forward_twice else reference
+            predicted = apply_box_delta(delta, base, self.box_param)
             boxes.append(predicted)
             hidden.append(out)
             if refine:
                 if self.refine_from == "raw":
                     delta = box_heads[i](query)
-                refined = _apply_delta(delta, reference)
+                refined = apply_box_delta(delta, reference, self.box_param)
                 previous, reference = refined, refined.detach()
         return torch.stack(hidden), torch.stack(boxes)
