@@ -4,10 +4,12 @@ converters of whole published models (DPT, ViTPose).
 Flow of ``Backbone.load_pretrained(source)``:
 
 1. :func:`read_checkpoint` reads ``.pth`` / ``.pt`` / ``.bin`` (``torch.load`` with
-   ``weights_only=True``), ``.safetensors``, a Hugging Face model folder, or takes a dict
-   already in memory, and unwraps ``state_dict`` / ``model`` / ``module`` containers and
-   DDP's ``module.`` prefix -> ``dict[str, Tensor]``; :func:`read_hf_config` reads the
-   ``config.json`` of a Hugging Face folder (or of the folder holding the weights file).
+   ``weights_only=True`` and only :data:`PICKLED_ARGS_GLOBALS` allowed besides tensors),
+   ``.safetensors``, a Hugging Face model folder, or takes a dict already in memory, and
+   unwraps ``state_dict`` / ``model`` / ``module`` containers and DDP's ``module.`` prefix
+   -> :class:`CheckpointState` (a ``dict[str, Tensor]`` that also carries the training
+   ``args`` an original repository pickles beside the weights); :func:`read_hf_config` reads
+   the ``config.json`` of a Hugging Face folder (or of the folder holding the weights file).
 2. The family's converter (e.g. ``vit_convert.convert_vit_checkpoint``) renames and
    reshapes it into this model's layout -> :class:`ConvertedCheckpoint`, and refuses a
    ``config.json`` that states another architecture than the model's
@@ -26,6 +28,7 @@ error names the argument, the user sets it.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import math
@@ -35,14 +38,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "PICKLED_ARGS_GLOBALS",
     "ArchHint",
     "CheckpointError",
+    "CheckpointState",
     "ConfigEntry",
     "ConvertedCheckpoint",
     "LoadReport",
@@ -69,14 +75,59 @@ def _fmt_shape(shape) -> str:
     return "(" + ", ".join(str(s) for s in shape) + ")"
 
 
-def read_checkpoint(source: str | os.PathLike | Mapping) -> dict[str, torch.Tensor]:
-    """Read a checkpoint into a flat ``{name: tensor}`` dict (on CPU for files).
+def _numpy_core():
+    return np._core if hasattr(np, "_core") else np.core  # numpy 2 / numpy 1
 
-    ``source``: a file (``.safetensors``; anything else through ``torch.load(weights_only=True)``),
-    a folder holding ``model.safetensors`` or ``pytorch_model.bin``, or a mapping in memory.
+
+def _numpy_dtype_classes() -> list[type]:
+    names = ("Float16", "Float32", "Float64", "Int32", "Int64", "UInt8", "UInt32", "Bool")
+    return [getattr(np.dtypes, f"{n}DType") for n in names if hasattr(np.dtypes, f"{n}DType")]
+
+
+#: What ``torch.load(weights_only=True)`` may rebuild besides tensors and plain containers:
+#: the training arguments original repositories pickle beside the weights (DETR, Deformable
+#: DETR, DINO, RF-DETR: ``args`` an ``argparse.Namespace``) and numpy arrays, scalars and
+#: dtypes (in those arguments and in mmengine's message hub). Nothing here runs code when
+#: rebuilt; a pickle asking for anything else (``os.system`` through ``__reduce__`` ...) is
+#: refused. ``visionfm.engine.checkpoint.SAFE_GLOBALS`` extends this list for mmengine's
+#: own checkpoints.
+PICKLED_ARGS_GLOBALS: list = [
+    argparse.Namespace,
+    np.ndarray,
+    np.dtype,
+    _numpy_core().multiarray.scalar,
+    _numpy_core().multiarray._reconstruct,
+    *_numpy_dtype_classes(),
+]
+
+
+class CheckpointState(dict):
+    """A flat ``{name: tensor}`` state dict, plus ``args``: the training arguments pickled
+    beside the weights (``vars(namespace)`` of an original repository's ``args`` entry, a
+    dict there), or None; a published family's ``model_config`` reads them."""
+
+    def __init__(self, tensors: Mapping[str, torch.Tensor], args: Mapping | None = None):
+        super().__init__(tensors)
+        self.args = dict(args) if args is not None else None
+
+
+def _args_of(obj: Mapping) -> dict | None:
+    args = obj.get("args")
+    if isinstance(args, argparse.Namespace):
+        return vars(args)
+    return dict(args) if isinstance(args, Mapping) else None
+
+
+def read_checkpoint(source: str | os.PathLike | Mapping) -> CheckpointState:
+    """Read a checkpoint into a flat ``{name: tensor}`` dict (on CPU for files) that also
+    carries the pickled training ``args`` (:class:`CheckpointState`).
+
+    ``source``: a file (``.safetensors``; anything else through ``torch.load(weights_only=True)``
+    allowing :data:`PICKLED_ARGS_GLOBALS`), a folder holding ``model.safetensors`` or
+    ``pytorch_model.bin``, or a mapping in memory.
     """
     if isinstance(source, Mapping):
-        return unwrap_state_dict(source)
+        return CheckpointState(unwrap_state_dict(source), _args_of(source))
     path = Path(source)
     if path.is_dir():
         found = [path / name for name in _HF_FILES if (path / name).is_file()]
@@ -91,14 +142,16 @@ def read_checkpoint(source: str | os.PathLike | Mapping) -> dict[str, torch.Tens
 
             obj = load_file(str(path), device="cpu")
         else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            with torch.serialization.safe_globals(PICKLED_ARGS_GLOBALS):
+                obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any reader failure means a corrupt or foreign file
         hint = ""
         if "weights_only" in str(exc):
             hint = (
-                "\nThe file pickles Python objects besides tensors (e.g. training arguments). "
-                "If you trust it, re-save just the weights: "
-                "torch.save(torch.load(path, weights_only=False)['model'], new_path)."
+                "\nThe file pickles Python objects that are not weights or training arguments "
+                "(they could run code when loaded), so it is refused. If you trust it, re-save "
+                "just the weights: torch.save(torch.load(path, weights_only=False)['model'], "
+                "new_path)."
             )
         raise CheckpointError(
             f"cannot read checkpoint {path} ({path.stat().st_size} bytes): "
@@ -106,7 +159,7 @@ def read_checkpoint(source: str | os.PathLike | Mapping) -> dict[str, torch.Tens
         ) from exc
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state dict")
-    return unwrap_state_dict(obj, where=str(path))
+    return CheckpointState(unwrap_state_dict(obj, where=str(path)), _args_of(obj))
 
 
 def read_hf_config(source: str | os.PathLike | Mapping) -> dict | None:

@@ -7,7 +7,8 @@ hub's ``HistoryBuffer`` objects (which pickle their statistics methods through
 that works around mmengine's checkpoint handling:
 
 - ``SAFE_GLOBALS`` allow-lists exactly the classes an mmengine checkpoint of
-  ours contains, and instead of the real ``getattr`` (which would re-open
+  ours contains (besides ``visionfm.weights.PICKLED_ARGS_GLOBALS``: numpy values and the
+  training arguments of original-repository checkpoints), and instead of the real ``getattr`` (which would re-open
   arbitrary code execution) a stand-in that resolves only HistoryBuffer's
   registered statistics methods.
 - ``load_checkpoint_file`` loads with ``weights_only=True`` under that list.
@@ -31,7 +32,6 @@ from collections import OrderedDict
 import mmengine.runner as mm_runner_pkg
 import mmengine.runner.checkpoint as mm_checkpoint
 import mmengine.runner.runner as mm_runner
-import numpy as np
 import torch
 from mmengine.logging import print_log
 from mmengine.logging.history_buffer import HistoryBuffer
@@ -39,6 +39,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 from visionfm.models.published import convert_published, is_published_path, load_published
 from visionfm.weights import (
+    PICKLED_ARGS_GLOBALS,
     CheckpointError,
     load_converted,
     read_checkpoint,
@@ -62,32 +63,10 @@ def _history_buffer_getattr(obj: object, name: str) -> object:
     )
 
 
-def _numpy_dtype_classes() -> list[type]:
-    names = [
-        "Float16DType",
-        "Float32DType",
-        "Float64DType",
-        "Int32DType",
-        "Int64DType",
-        "UInt8DType",
-        "UInt32DType",
-        "BoolDType",
-    ]
-    return [getattr(np.dtypes, n) for n in names if hasattr(np.dtypes, n)]
-
-
-def _numpy_core():
-    return np._core if hasattr(np, "_core") else np.core  # numpy 2 / numpy 1
-
-
 SAFE_GLOBALS: list = [
     HistoryBuffer,
     (_history_buffer_getattr, "builtins.getattr"),
-    np.ndarray,
-    np.dtype,
-    _numpy_core().multiarray.scalar,
-    _numpy_core().multiarray._reconstruct,
-    *_numpy_dtype_classes(),
+    *PICKLED_ARGS_GLOBALS,
 ]
 
 
