@@ -11,7 +11,9 @@ import was forgotten.
 built modules and plain values, never config dicts. Unknown types and unknown
 constructor arguments fail with the config key at fault and the closest
 registered / accepted names. A constructor's ``**kwargs`` that go on to its base
-class's ``__init__`` are checked against that one.
+class's ``__init__`` are checked against that one; a class whose ``**kwargs`` go to another
+library (``TimmBackbone``'s to ``timm.create_model``) sets ``forwards_kwargs = True`` and
+leaves their check to it.
 
 A constructor argument whose default is a read-only mapping
 (``types.MappingProxyType``, e.g. a head's ``test_cfg``) is a dict of settings: its
@@ -110,6 +112,8 @@ def _accepted_arguments(obj_cls: Any) -> dict[str, inspect.Parameter] | None:
     """The keyword arguments ``obj_cls`` (a class or function) takes, by name; None when it
     takes any. The ``**kwargs`` of a class's ``__init__`` are taken to go on to the next
     ``__init__`` of its method resolution order (``object``'s takes any)."""
+    if getattr(obj_cls, "forwards_kwargs", False):
+        return None
     if not inspect.isclass(obj_cls):
         inits = [obj_cls]
     else:

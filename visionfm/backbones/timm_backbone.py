@@ -47,6 +47,7 @@ from pathlib import Path
 import timm
 import torch
 import torch.nn as nn
+from timm.layers import freeze_batch_norm_2d
 from timm.models import load_state_dict as timm_load_state_dict
 from timm.models._manipulate import group_parameters
 
@@ -130,8 +131,13 @@ class TimmBackbone(Backbone):
         norm: apply the model's final norm to intermediate outputs (``forward_intermediates``'s
             ``norm``; ViTs); otherwise that norm is pruned.
         frozen_stages, grad_checkpointing: see :class:`~visionfm.backbones.base.Backbone`.
-        **timm_kwargs: passed to ``timm.create_model`` (``img_size``, ``drop_path_rate`` ...).
+        frozen_bn: every ``BatchNorm2d`` becomes timm's ``FrozenBatchNorm2d`` (statistics and
+            affine fixed, buffers not parameters; the same eps), as DETR-family ResNets train.
+        **timm_kwargs: passed to ``timm.create_model`` (``img_size``, ``drop_path_rate``,
+            ``output_stride`` ...), which checks them.
     """
+
+    forwards_kwargs = True  # the registry leaves **timm_kwargs to timm
 
     def __init__(
         self,
@@ -143,6 +149,7 @@ class TimmBackbone(Backbone):
         norm: bool = False,
         frozen_stages: int = -1,
         grad_checkpointing: bool = False,
+        frozen_bn: bool = False,
         **timm_kwargs,
     ) -> None:
         super().__init__(frozen_stages=frozen_stages, grad_checkpointing=grad_checkpointing)
@@ -197,6 +204,8 @@ class TimmBackbone(Backbone):
             self.model = _create(
                 model_name, features_only=True, out_indices=self.out_indices, **timm_kwargs
             )
+        if frozen_bn:
+            self.model = freeze_batch_norm_2d(self.model)
         self._fine_ids, self._coarse_ids = self._group_ids(info)
         if checkpoint is not None:
             self.load_pretrained(checkpoint, strict=True)
