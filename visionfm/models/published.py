@@ -18,7 +18,10 @@ itself with :func:`register_family` when its module is imported; the modules are
 - ``model_config(state, hf_config)`` (optional): our ``model=`` config dict (backbone, neck,
   head, data preprocessor) that builds the architecture of the checkpoint, from its
   ``config.json`` or, for an original checkpoint without one, from the tensors' names and
-  shapes (``tools/convert_checkpoint.py`` and ``Inferencer`` on a folder use it).
+  shapes (``tools/convert_checkpoint.py`` and ``Inferencer`` on a folder use it); an original
+  checkpoint's pickled training arguments are ``state.args`` (``visionfm.weights.CheckpointState``);
+- ``processor`` (optional): the original repository's evaluation preprocessing, for its
+  checkpoints that come without a ``preprocessor_config.json``.
 
 The conversion is strict: every tensor of the model is loaded and every tensor of the file is
 placed, or the load is refused naming the argument to set (``visionfm.weights.load_converted``).
@@ -61,6 +64,10 @@ class PublishedFamily:
     matches: Callable[[StateDict, Mapping | None], bool]
     convert: Callable[[StateDict, nn.Module, Mapping | None], ConvertedCheckpoint]
     model_config: Callable[[StateDict, Mapping | None], dict] | None = None
+    #: the original repository's evaluation preprocessing in ``preprocessor_config.json``'s
+    #: terms (``visionfm.models.published_config``), for its checkpoints without one; None:
+    #: DETR's (shortest edge 800, longest 1333, ImageNet mean / std)
+    processor: Mapping | None = None
 
 
 def register_family(family: PublishedFamily) -> PublishedFamily:
