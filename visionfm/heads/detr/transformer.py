@@ -210,12 +210,15 @@ class DetrEncoder(nn.Module):
 BOX_PARAMS = ("logit", "reparam")
 
 
-def apply_box_delta(delta: Tensor, reference: Tensor | None, param: str = "logit") -> Tensor:
+def apply_box_delta(
+    delta: Tensor, reference: Tensor | None, param: str = "logit", logit_eps: float = 1e-5
+) -> Tensor:
     """A box head's output ``delta`` (B, Q, 4) applied to ``reference`` (B, Q, 2|4) in [0, 1]
     or None -> boxes (B, Q, 4) normalised cxcywh.
 
     ``param='logit'`` (DETR, Deformable DETR, DINO): the delta is added in inverse-sigmoid
-    space (a 2-d reference shifts the centre only; no reference: ``sigmoid(delta)``).
+    space (a 2-d reference shifts the centre only; no reference: ``sigmoid(delta)``), the
+    reference's logit clamped at ``logit_eps`` (see ``inverse_sigmoid``).
     ``param='reparam'`` (LW-DETR / RF-DETR ``bbox_reparam``): the centre moves by
     ``delta_xy * reference_wh``, the size is ``reference_wh * exp(delta_wh)``; it needs a 4-d
     reference.
@@ -229,9 +232,9 @@ def apply_box_delta(delta: Tensor, reference: Tensor | None, param: str = "logit
         return delta.sigmoid()
     if reference.shape[-1] == 2:
         return torch.cat(
-            (delta[..., :2] + inverse_sigmoid(reference), delta[..., 2:]), -1
+            (delta[..., :2] + inverse_sigmoid(reference, logit_eps), delta[..., 2:]), -1
         ).sigmoid()
-    return (delta + inverse_sigmoid(reference)).sigmoid()
+    return (delta + inverse_sigmoid(reference, logit_eps)).sigmoid()
 
 
 @MODELS.register_module()
@@ -252,6 +255,9 @@ class DetrDecoder(nn.Module):
             do; the prediction still reads the normed one).
         box_param: how a box head's output applies to its reference (``'logit'`` or
             ``'reparam'``, see :func:`apply_box_delta`); the head's proposals use it too.
+        logit_eps: clamp of the references' inverse sigmoid (``apply_box_delta``): 1e-5 as
+            Hugging Face's DETR family; 1e-3 as the original DINO and detrex code, whose
+            selected border proposals (reference 1.0) then give other boxes.
 
     One small departure from DINO's code, on purpose: the query position is made from the
     reference relative to the image rather than to level 0's padded map, so that it does
@@ -266,6 +272,7 @@ class DetrDecoder(nn.Module):
         ref_point_head: nn.Module | None = None,
         refine_from: str = "normed",
         box_param: str = "logit",
+        logit_eps: float = 1e-5,
     ) -> None:
         super().__init__()
         if refine_from not in ("normed", "raw"):
@@ -273,6 +280,7 @@ class DetrDecoder(nn.Module):
         if box_param not in BOX_PARAMS:
             raise ValueError(f"box_param must be one of {BOX_PARAMS}, got {box_param!r}")
         self.refine_from, self.box_param = refine_from, box_param
+        self.logit_eps = logit_eps
         self.layers = _clones(layer, num_layers)
         self.embed_dims = layer.self_attn.embed_dims
         self.norm = (
@@ -326,12 +334,12 @@ class DetrDecoder(nn.Module):
             out = self.norm(query)
             delta = box_heads[i](out)  # (B, Q, 4)
             base = previous if look_forward_twice else reference
-            predicted = apply_box_delta(delta, base, self.box_param)
+            predicted = apply_box_delta(delta, base, self.box_param, self.logit_eps)
             boxes.append(predicted)
             hidden.append(out)
             if refine:
                 if self.refine_from == "raw":
                     delta = box_heads[i](query)
-                refined = apply_box_delta(delta, reference, self.box_param)
+                refined = apply_box_delta(delta, reference, self.box_param, self.logit_eps)
                 previous, reference = refined, refined.detach()
         return torch.stack(hidden), torch.stack(boxes)
