@@ -31,9 +31,13 @@ denoising              no                no                          ``CdnQueryG
 Losses (all variants): sigmoid focal classification + L1 + GIoU after Hungarian matching
 with focal costs, on every decoder layer (``d{i}.`` prefixes for the auxiliary ones), on the
 two-stage proposals (``enc_``) and on the denoising queries (``dn_``, matched by
-construction). DETR here is trained like Deformable DETR (focal loss, no "no-object" softmax
-class): one matcher and one loss for the family, and it converges faster. Boxes are
-normalised to each image's valid region (``img_shape``), not to the padded batch.
+construction). Our DETR configs train DETR like Deformable DETR (focal loss): one matcher and
+one loss for the family, and it converges faster. ``classification='softmax'`` is DETR's own
+form, which its published weights need: ``num_classes + 1`` logits, the last "no object";
+cross-entropy with that class weighted ``no_object_weight`` (DETR: 0.1), the matcher's class
+cost ``-softmax[target]`` and scores ``softmax`` without the last column, best class per
+query (``losses.softmax_classification_loss``, ``HungarianMatcher(classification=...)``).
+Boxes are normalised to each image's valid region (``img_shape``), not to the padded batch.
 """
 
 from __future__ import annotations
@@ -131,6 +135,10 @@ class DETRHead(Head):
             Deformable DETR and HF's: an "object" score); needed by their published weights.
         loss_cls, loss_bbox, loss_giou: loss weights.
         focal_alpha, focal_gamma: focal loss parameters.
+        classification: ``'sigmoid'`` (focal; no background class) or ``'softmax'`` (DETR's
+            "no object" class, see the module doc; learned queries only, and the matcher
+            built with the same ``classification``).
+        no_object_weight: with ``'softmax'``: the cross-entropy weight of "no object".
         input_norm: norm of the input projection (``'GN'``; None: plain conv, exactly
             padding-invariant, since GroupNorm statistics include padded pixels).
         input_bias: biased input-projection convs before the norm (the original DINO and
@@ -175,6 +183,8 @@ class DETRHead(Head):
         loss_giou: float = 2.0,
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
+        classification: str = "sigmoid",
+        no_object_weight: float = 0.1,
         input_norm: str | Callable[[int], nn.Module] | None = "GN",
         input_bias: bool = False,
         project_inputs: bool = True,
@@ -202,6 +212,8 @@ class DETRHead(Head):
         self.class_agnostic_proposals = class_agnostic_proposals
         self.loss_weights = dict(loss_cls=loss_cls, loss_bbox=loss_bbox, loss_giou=loss_giou)
         self.focal_alpha, self.focal_gamma = focal_alpha, focal_gamma
+        self._check_classification(classification, matcher, two_stage or denoising is not None)
+        self.classification, self.no_object_weight = classification, no_object_weight
         self.test_cfg = settings(test_cfg, _TEST_CFG, "test_cfg")
 
         self.input_proj = None
@@ -253,8 +265,11 @@ class DETRHead(Head):
         self._reset_parameters()
 
     def _make_classifier(self) -> nn.Module:
-        """A class head ``(x (B, Q, C), memory) -> (B, Q, num_classes)``."""
-        return LinearClassifier(self.embed_dims, self.num_classes)
+        """A class head ``(x (B, Q, C), memory) -> (B, Q, num_classes)`` (+ 1 "no object"
+        logit with ``classification='softmax'``)."""
+        return LinearClassifier(
+            self.embed_dims, self.num_classes + (self.classification == "softmax")
+        )
 
     @property
     def in_levels(self) -> tuple[str, ...] | None:
@@ -273,6 +288,25 @@ class DETRHead(Head):
                     f"a deformable attention has num_levels={m.num_levels} but the head makes "
                     f"{levels} feature levels"
                 )
+
+    @staticmethod
+    def _check_classification(classification: str, matcher: nn.Module, proposals: bool) -> None:
+        """``classification`` is known, agrees with the matcher's, and has learned queries."""
+        if classification not in ("sigmoid", "softmax"):
+            raise ValueError(
+                f"classification must be 'sigmoid' or 'softmax', got {classification!r}"
+            )
+        theirs = getattr(matcher, "classification", "sigmoid")
+        if theirs != classification:
+            raise ValueError(
+                f"the head's classification={classification!r} but the matcher's is {theirs!r}: "
+                f"set matcher=dict(type='HungarianMatcher', classification={classification!r}, ...)"
+            )
+        if classification == "softmax" and proposals:
+            raise ValueError(
+                "classification='softmax' (DETR's no-object class) needs learned queries: "
+                "two-stage proposals and denoising rank sigmoid scores"
+            )
 
     @staticmethod
     def _check_unprojected(in_channels, embed_dims: int, levels: int) -> None:
@@ -311,7 +345,7 @@ class DETRHead(Head):
         prior = -math.log((1 - 0.01) / 0.01)
         proposals = self._proposal_groups()
         cls_heads = [*self.cls_heads, *(p.cls_head for p in proposals)]
-        for head in cls_heads:
+        for head in cls_heads if self.classification == "sigmoid" else ():  # softmax: default
             if getattr(head, "bias", None) is not None:
                 nn.init.constant_(head.bias, prior)
         box_heads = [*self.box_heads, *(p.box_head for p in proposals)]
@@ -429,8 +463,17 @@ class DETRHead(Head):
         classes that count (see ``focal_classification_loss``'s ``class_mask``)."""
         if indices is None:
             indices = match_groups(self.matcher, logits, boxes, targets, groups)
+        no_object = self.no_object_weight if self.classification == "softmax" else None
         raw = set_prediction_losses(
-            logits, boxes, targets, indices, num_boxes, self.focal_alpha, self.focal_gamma, mask
+            logits,
+            boxes,
+            targets,
+            indices,
+            num_boxes,
+            self.focal_alpha,
+            self.focal_gamma,
+            mask,
+            no_object_weight=no_object,
         )
         return self._weighted(raw, prefix)
 
@@ -502,8 +545,9 @@ class DETRHead(Head):
     @torch.no_grad()
     def predict(self, feats: Mapping[str, Tensor], data_samples, rescale: bool = True):
         """Fill each sample's ``pred_instances`` (``bboxes`` (K, 4) xyxy, ``scores``,
-        ``labels``): top ``max_per_img`` of queries x classes by sigmoid score, above
-        ``score_thr``; in original-image pixels when ``rescale``, else input pixels."""
+        ``labels``): top ``max_per_img`` of queries x classes by sigmoid score (softmax: of
+        queries by their best class), above ``score_thr``; in original-image pixels when
+        ``rescale``, else input pixels."""
         out = self(feats, data_samples)
         for logits, boxes, sample in zip(out["logits"][-1], out["boxes"][-1], data_samples):
             sample.pred_instances = self.postprocess(logits, boxes, sample.metainfo, rescale)
@@ -512,6 +556,10 @@ class DETRHead(Head):
     def postprocess(self, logits: Tensor, boxes: Tensor, metainfo: Mapping, rescale=True):
         """One image: logits (Q, num_classes), boxes (Q, 4) normalised cxcywh ->
         ``InstanceData`` (see :meth:`predict`)."""
+        if self.classification == "softmax":  # DETR: "no object" dropped, best class per query
+            scores, labels = logits.softmax(-1)[:, :-1].max(-1)  # (Q,)
+            scores, index = scores.topk(min(self.test_cfg["max_per_img"], len(scores)))
+            return self._instances(scores, boxes[index], labels[index], metainfo, rescale)
         scores = logits.sigmoid().flatten()  # (Q * num_classes,)
         k = min(self.test_cfg["max_per_img"], scores.numel())
         scores, index = scores.topk(k)

@@ -2,8 +2,10 @@
 
 Focal loss: Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017. Set losses after
 a one-to-one matching: DETR (Carion et al., ECCV 2020) with the focal classification loss of
-Deformable DETR (Zhu et al., ICLR 2021) / DINO (Zhang et al., ICLR 2023), an L1 loss on
-normalised cxcywh boxes and a generalized IoU loss (Rezatofighi et al., CVPR 2019).
+Deformable DETR (Zhu et al., ICLR 2021) / DINO (Zhang et al., ICLR 2023), or DETR's own
+softmax cross-entropy with a down-weighted "no object" class
+(:func:`softmax_classification_loss`), an L1 loss on normalised cxcywh boxes and a
+generalized IoU loss (Rezatofighi et al., CVPR 2019).
 
 A DETR head uses them per decoder layer::
 
@@ -13,9 +15,10 @@ A DETR head uses them per decoder layer::
         losses = set_prediction_losses(logits, boxes, targets, indices, num_boxes)
         # {"loss_cls", "loss_bbox", "loss_giou"}: unweighted; the head applies its weights
 
-All three losses are sums over the batch divided by ``num_boxes``, the number of
-ground-truth boxes averaged over processes (``visionfm.heads.losses.average_num_boxes``), so
-every process's gradient has the same scale.
+The box losses and the focal loss are sums over the batch divided by ``num_boxes``, the
+number of ground-truth boxes averaged over processes
+(``visionfm.heads.losses.average_num_boxes``), so every process's gradient has the same
+scale; DETR's cross-entropy is its weighted mean over the queries, as in DETR.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ __all__ = [
     "class_targets",
     "focal_classification_loss",
     "giou_loss",
+    "softmax_classification_loss",
     "set_prediction_losses",
     "sigmoid_focal_loss",
 ]
@@ -149,6 +153,37 @@ def focal_classification_loss(
     return loss.sum() / num_boxes
 
 
+def softmax_classification_loss(
+    pred_logits: Tensor,
+    targets: list[dict[str, Tensor]],
+    indices: list[tuple[Tensor, Tensor]],
+    no_object_weight: float = 0.1,
+) -> Tensor:
+    """DETR's classification loss: cross-entropy of every query against its matched target's
+    class, or "no object" (the last class).
+
+    Args:
+        pred_logits: (B, Q, C + 1) logits, the last column "no object".
+        targets: B dicts with ``labels`` (N_i,) in 0..C-1.
+        indices: B ``(pred_idx, tgt_idx)`` pairs from the matcher.
+        no_object_weight: the class weight of "no object" (DETR's ``eos_coef``); real classes
+            weigh 1.
+
+    Returns:
+        scalar: the weighted mean over (B, Q), ``sum(w_q * CE_q) / sum(w_q)`` with ``w_q`` the
+        weight of query q's target class (PyTorch's weighted ``cross_entropy``).
+    """
+    pred_logits = _float32_or_wider(pred_logits)
+    num_classes = pred_logits.shape[-1] - 1
+    target = torch.full(pred_logits.shape[:2], num_classes, device=pred_logits.device)
+    batch_idx, pred_idx = _batch_indices(indices, pred_logits.device)
+    labels = [t["labels"].long()[tgt] for t, (_, tgt) in zip(targets, indices)]
+    target[batch_idx, pred_idx] = torch.cat(labels).to(target.device)
+    weight = pred_logits.new_ones(num_classes + 1)
+    weight[-1] = no_object_weight
+    return F.cross_entropy(pred_logits.transpose(1, 2), target, weight)
+
+
 def set_prediction_losses(
     pred_logits: Tensor,
     pred_boxes: Tensor,
@@ -158,6 +193,7 @@ def set_prediction_losses(
     focal_alpha: float = 0.25,
     focal_gamma: float = 2.0,
     class_mask: Tensor | None = None,
+    no_object_weight: float | None = None,
 ) -> dict[str, Tensor]:
     """Losses of one decoder layer given its matching.
 
@@ -168,21 +204,27 @@ def set_prediction_losses(
         indices: B ``(pred_idx, tgt_idx)`` pairs (``HungarianMatcher``'s output).
         num_boxes: normaliser from ``average_num_boxes``.
         class_mask: see :func:`focal_classification_loss`.
+        no_object_weight: None: the focal loss on sigmoid logits (B, Q, C); a number: DETR's
+            :func:`softmax_classification_loss` on (B, Q, C + 1) logits with that weight.
 
     Returns:
-        ``loss_cls`` (focal), ``loss_bbox`` (L1 on cxcywh), ``loss_giou`` (1 - GIoU on xyxy),
-        unweighted scalars. Without any matched box the box losses are exactly 0 and still
-        connected to ``pred_boxes`` (so every parameter receives a gradient).
+        ``loss_cls`` (focal or cross-entropy), ``loss_bbox`` (L1 on cxcywh), ``loss_giou``
+        (1 - GIoU on xyxy), unweighted scalars. Without any matched box the box losses are
+        exactly 0 and still connected to ``pred_boxes`` (so every parameter receives a gradient).
     """
     batch_idx, pred_idx = _batch_indices(indices, pred_boxes.device)
     matched = _float32_or_wider(pred_boxes[batch_idx, pred_idx])  # (M, 4)
     tgt_boxes = torch.cat(
         [t["boxes"].to(matched)[tgt.to(matched.device)] for t, (_, tgt) in zip(targets, indices)]
     )  # (M, 4)
-    return dict(
-        loss_cls=focal_classification_loss(
+    if no_object_weight is None:
+        loss_cls = focal_classification_loss(
             pred_logits, targets, indices, num_boxes, focal_alpha, focal_gamma, class_mask
-        ),
+        )
+    else:
+        loss_cls = softmax_classification_loss(pred_logits, targets, indices, no_object_weight)
+    return dict(
+        loss_cls=loss_cls,
         loss_bbox=box_l1_loss(matched, tgt_boxes, num_boxes),
         loss_giou=giou_loss(box_cxcywh_to_xyxy(matched), box_cxcywh_to_xyxy(tgt_boxes), num_boxes),
     )

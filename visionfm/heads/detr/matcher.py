@@ -11,6 +11,9 @@ For a query with class probability ``p = sigmoid(logit)`` of the target's class:
     pos = alpha * (1 - p) ** gamma * -log(p)          # focal loss if the class were positive
     neg = (1 - alpha) * p ** gamma * -log(1 - p)      # focal loss if it were negative
     cost = cost_class * (pos - neg) + cost_bbox * L1 + cost_giou * (-GIoU)
+
+DETR's own softmax classification (``classification='softmax'``, logits with a last "no
+object" column) costs ``-softmax(logits)[target]`` instead of ``pos - neg``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ class HungarianMatcher(nn.Module):
         focal_alpha: focal cost's weight of the positive term (the negative one gets
             ``1 - alpha``).
         focal_gamma: focal cost's focusing exponent.
+        classification: ``'sigmoid'`` (the focal cost) or ``'softmax'`` (DETR's
+            ``-softmax[target]``; logits (..., C + 1) with "no object" last).
 
     With Q queries and N targets in an image, ``min(Q, N)`` pairs are returned (all targets
     when Q >= N, as DETR models are configured). Matching needs no gradient and runs on the
@@ -50,8 +55,13 @@ class HungarianMatcher(nn.Module):
         cost_giou: float = 2.0,
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
+        classification: str = "sigmoid",
     ) -> None:
         super().__init__()
+        if classification not in ("sigmoid", "softmax"):
+            raise ValueError(
+                f"classification must be 'sigmoid' or 'softmax', got {classification!r}"
+            )
         if cost_class == 0 and cost_bbox == 0 and cost_giou == 0:
             raise ValueError("HungarianMatcher: all cost weights are 0, nothing to match on")
         self.cost_class = cost_class
@@ -59,12 +69,13 @@ class HungarianMatcher(nn.Module):
         self.cost_giou = cost_giou
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma
+        self.classification = classification
 
     def extra_repr(self) -> str:
         return (
             f"cost_class={self.cost_class}, cost_bbox={self.cost_bbox}, "
             f"cost_giou={self.cost_giou}, focal_alpha={self.focal_alpha}, "
-            f"focal_gamma={self.focal_gamma}"
+            f"focal_gamma={self.focal_gamma}, classification={self.classification!r}"
         )
 
     @torch.no_grad()
@@ -79,7 +90,7 @@ class HungarianMatcher(nn.Module):
         """Matching cost of one image.
 
         Args:
-            logits: (Q, C) classification logits.
+            logits: (Q, C) classification logits (C + 1 with softmax).
             boxes: (Q, 4) predicted boxes, normalised cxcywh.
             tgt_labels: (N,) target classes in 0..C-1.
             tgt_boxes: (N, 4) target boxes, normalised cxcywh.
@@ -92,6 +103,11 @@ class HungarianMatcher(nn.Module):
         """
         logits = logits.float()
         boxes, tgt_boxes = boxes.float(), tgt_boxes.to(boxes.device, torch.float32)
+        if self.classification == "softmax":
+            if tgt_class_map is not None:
+                raise ValueError("a class_map target needs classification='sigmoid'")
+            cost = -logits.softmax(-1)[:, tgt_labels.to(logits.device)]  # (Q, N)
+            return self._add_box_costs(self.cost_class * cost, boxes, tgt_boxes)
         if tgt_class_map is None:
             logits = logits[:, tgt_labels.to(logits.device)]  # (Q, N): target class logit
         prob = logits.sigmoid()
@@ -103,7 +119,10 @@ class HungarianMatcher(nn.Module):
         if tgt_class_map is not None:
             weights = tgt_class_map.to(cost).T  # (C, N)
             cost = cost @ (weights / weights.sum(0, keepdim=True).clamp(min=1))
-        cost = self.cost_class * cost
+        return self._add_box_costs(self.cost_class * cost, boxes, tgt_boxes)
+
+    def _add_box_costs(self, cost: Tensor, boxes: Tensor, tgt_boxes: Tensor) -> Tensor:
+        """(Q, N) class cost + the weighted L1 and -GIoU costs of (Q, 4) / (N, 4) cxcywh."""
         cost = cost + self.cost_bbox * torch.cdist(boxes, tgt_boxes, p=1)
         giou = generalized_box_iou(box_cxcywh_to_xyxy(boxes), box_cxcywh_to_xyxy(tgt_boxes))
         return cost - self.cost_giou * giou
@@ -115,7 +134,7 @@ class HungarianMatcher(nn.Module):
         """Match every image of the batch.
 
         Args:
-            pred_logits: (B, Q, C) classification logits (sigmoid, no background class).
+            pred_logits: (B, Q, C) classification logits (sigmoid, no background class; softmax: C + 1, "no object" last).
             pred_boxes: (B, Q, 4) predicted boxes, normalised cxcywh.
             targets: B dicts with ``labels`` (N_i,) long in 0..C-1 and ``boxes`` (N_i, 4)
                 normalised cxcywh, optionally ``class_map`` (N_i, C) (see
