@@ -6,6 +6,8 @@
         --pose-checkpoint POSE_CHECKPOINT      # detection, then top-down pose per person
     python tools/demo.py GROUNDING_CONFIG CHECKPOINT INPUT --text "person . red car ."
                                                # a prompted model: class names or a phrase
+    python tools/demo.py MODEL_FOLDER INPUT    # a published model's Hugging Face folder, or
+                                               # a tools/convert_checkpoint.py output folder
 
 CONFIG may be the config a training run saved in its work dir (``WORK_DIR/NAME.py``), which
 holds that run's ``--cfg-options``. INPUT: an image file, a folder of images, a video file,
@@ -15,6 +17,11 @@ Images are written to OUT as PNGs with the predictions drawn (``Inferencer.visua
 maps over the image, depth beside it); a video becomes OUT/<name>.mp4 at the input's fps,
 its frames drawn the same way (the input's size for detections, wider with dense panels); a
 webcam is recorded to OUT/webcam.mp4 (stop with Ctrl-C or --max-frames).
+
+MODEL_FOLDER: a Hugging Face ``save_pretrained`` folder of a published family
+(``config.json``, weights, ``preprocessor_config.json``) runs with the config
+``tools/convert_checkpoint.py`` would write for it (the processor's resize and normalisation,
+the ``id2label`` class names drawn); a converted folder runs its ``config.py`` + ``model.pth``.
 
 A prompted model (Grounding DINO; CHECKPOINT may be a Hugging Face ``save_pretrained``
 folder) needs ``--text``: class names each ending in "." (``"cat . red car ."``) or one
@@ -36,9 +43,10 @@ from visionfm.engine.cli import run_tool
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="visionfm demo on images / videos / webcam")
-    parser.add_argument("config")
-    parser.add_argument("checkpoint")
-    parser.add_argument("input", help="image, folder, video file or webcam index")
+    parser.add_argument("config", help="config file, or a model folder (then no CHECKPOINT)")
+    parser.add_argument(
+        "paths", nargs="+", metavar="[CHECKPOINT] INPUT", help="image, folder, video or webcam"
+    )
     parser.add_argument("--out", default="outputs/demo")
     parser.add_argument("--score-thr", type=float, default=0.3)
     parser.add_argument("--device", default=None)
@@ -54,6 +62,15 @@ def main() -> None:
         "--text", help="prompt of a grounding model: 'cat . red car .' or a free-text phrase"
     )
     args = parser.parse_args()
+    if len(args.paths) > 2:
+        parser.error(f"expected [CHECKPOINT] INPUT after the config, got {args.paths}")
+    args.checkpoint = args.paths[0] if len(args.paths) == 2 else None
+    args.input = args.paths[-1]
+    if args.checkpoint is None and not os.path.isdir(args.config):
+        parser.error(
+            f"{args.config} is a config file: give its CHECKPOINT before INPUT (only a model "
+            "folder, Hugging Face or converted, runs without one)"
+        )
     if args.text is not None and args.pose_config:
         parser.error("--text is for a grounding model alone, not with --pose-config")
 

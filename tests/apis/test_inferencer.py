@@ -7,15 +7,15 @@ import pytest
 import torch
 
 from visionfm.apis import Inferencer
-from visionfm.apis.inferencer import _find_num_classes
+from visionfm.models.published_config import find_num_classes
 from visionfm.visualization import draw_sample
 
 
 def test_num_classes_of_a_panoptic_head():
     model = dict(type="M", head=dict(type="H", num_things_classes=5, num_stuff_classes=1))
-    assert _find_num_classes(model) == 6
-    assert _find_num_classes(dict(neck=[dict(num_classes=3)])) == 3
-    assert _find_num_classes(dict(backbone=dict())) is None
+    assert find_num_classes(model) == 6
+    assert find_num_classes(dict(neck=[dict(num_classes=3)])) == 3
+    assert find_num_classes(dict(backbone=dict())) is None
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,15 @@ sample = inferencer("demo.jpg")            # DataSample, predictions in original
 samples = inferencer([img_a, "b.jpg"])     # list of DataSample
 drawn = inferencer.visualize(img_rgb, sample)
 
+A published model runs from its folder alone: a Hugging Face ``save_pretrained`` folder
+(``config.json``, the weights, ``preprocessor_config.json``) of a family that describes its
+model (``visionfm.models.published``), or a ``tools/convert_checkpoint.py`` output folder
+(``config.py`` + ``model.pth``); the config is the one ``convert_checkpoint`` writes (its model,
+the processor's resize and normalisation, the ``id2label`` class names)::
+
+    detector = Inferencer("deformable-detr/")          # HF folder, or a converted one
+    sample = detector("street.jpg")                    # boxes in street.jpg's pixels
+
 A prompted model (Grounding DINO) takes the prompt as ``text=``::
 
     grounding = Inferencer("configs/grounding_dino/...", "grounding-dino-tiny/")  # HF folder ok
@@ -28,15 +37,21 @@ from visionfm.data import Compose, DataSample
 from visionfm.engine.checkpoint import load_model_weights
 from visionfm.engine.config import load_config
 from visionfm.heads.base import Head
+from visionfm.models.published_config import find_num_classes, published_config
 from visionfm.registry import MODELS
 from visionfm.text import parse_prompt
 from visionfm.visualization import draw_sample
 
 _GROUND_TRUTH_TRANSFORMS = ("LoadAnnotations",)
+CONVERTED_FILES = ("config.py", "model.pth")  # what tools/convert_checkpoint.py writes
 
 
 class Inferencer:
     """Run ``config``'s model with ``checkpoint``'s weights on images.
+
+    ``config`` may also be a folder: a published model's (Hugging Face ``save_pretrained``
+    layout) or a ``tools/convert_checkpoint.py`` output; ``checkpoint`` then defaults to its
+    weights (see the module doc, :func:`resolve_config`).
 
     Inputs are image paths or uint8 RGB arrays (H, W, 3); grey (H, W) / (H, W, 1) arrays are
     replicated to RGB and RGBA (H, W, 4) arrays lose their alpha (logged once), as image
@@ -74,7 +89,7 @@ class Inferencer:
         cfg_options: dict | None = None,
         amp: bool = False,
     ):
-        cfg = config if isinstance(config, Config) else load_config(config, cfg_options)
+        cfg, checkpoint = resolve_config(config, checkpoint, cfg_options)
         self.cfg = cfg
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = MODELS.build(cfg.model)
@@ -86,7 +101,7 @@ class Inferencer:
             meta.get("dataset_meta") or cfg.get("metainfo") or test_dataset.get("metainfo") or {}
         )
         if not self.prompted and not self.dataset_meta.get("classes"):
-            num_classes = _find_num_classes(cfg.model)
+            num_classes = find_num_classes(cfg.model)
             self.dataset_meta["classes"] = tuple(str(i) for i in range(num_classes or 0))
         pipeline = cfg.test_dataloader.dataset.pipeline
         self.pipeline = Compose([t for t in pipeline if t["type"] not in _GROUND_TRUTH_TRANSFORMS])
@@ -188,21 +203,21 @@ def _to_float32(element: BaseDataElement) -> None:
             setattr(element, key, value.float())
 
 
-def _find_num_classes(node) -> int | None:
-    """The first ``num_classes`` (or ``num_things_classes + num_stuff_classes``) in a model
-    config (for class names when none are known)."""
-    if isinstance(node, dict):
-        if isinstance(node.get("num_classes"), int):
-            return node["num_classes"]
-        if isinstance(node.get("num_things_classes"), int):
-            return node["num_things_classes"] + int(node.get("num_stuff_classes") or 0)
-        for value in node.values():
-            found = _find_num_classes(value)
-            if found is not None:
-                return found
-    if isinstance(node, (list, tuple)):
-        for value in node:
-            found = _find_num_classes(value)
-            if found is not None:
-                return found
-    return None
+def resolve_config(
+    config: str | os.PathLike | Config, checkpoint: str | None, cfg_options: dict | None = None
+) -> tuple[Config, str | None]:
+    """``(config, checkpoint)`` for the Inferencer / demo: a config file or object as given;
+    a ``convert_checkpoint`` output folder -> its ``config.py`` and ``model.pth``; a published
+    model's folder -> the config ``convert_checkpoint`` would write for it
+    (:func:`~visionfm.models.published_config.published_config`) and the folder's weights."""
+    if isinstance(config, Config):
+        return config, checkpoint
+    if not os.path.isdir(config):
+        return load_config(os.fspath(config), cfg_options), checkpoint
+    converted = [os.path.join(config, name) for name in CONVERTED_FILES]
+    if all(os.path.isfile(path) for path in converted):
+        return load_config(converted[0], cfg_options), checkpoint or converted[1]
+    cfg = Config(published_config(config)[0])
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg, checkpoint or os.fspath(config)
