@@ -52,7 +52,10 @@ __all__ = [
 StateDict = Mapping[str, torch.Tensor]
 
 # modules that call register_family() when imported (one per published family)
-_FAMILY_MODULES: tuple[str, ...] = ("visionfm.heads.grounding.convert",)
+_FAMILY_MODULES: tuple[str, ...] = (
+    "visionfm.heads.grounding.convert",
+    "visionfm.heads.detr.convert_lw_detr",
+)
 _FAMILIES: dict[str, PublishedFamily] = {}
 
 

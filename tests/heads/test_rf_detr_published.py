@@ -1,0 +1,286 @@
+"""LW-DETR / RF-DETR: our DETRHead (no encoder, learned reference deltas on the top-k
+proposals, ``bbox_reparam`` boxes, Group DETR) equal to Hugging Face's models with the same
+weights; group queries that do not attend each other and learn; bad input refused."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from _helpers import randomize
+from _tiny_models import overfit
+from mmengine.structures import InstanceData
+
+from visionfm.data import DataSample
+from visionfm.heads.detr.convert_lw_detr import convert_head, convert_lw_detr_checkpoint
+from visionfm.registry import MODELS
+from visionfm.weights import CheckpointError
+
+transformers = pytest.importorskip("transformers")
+
+C, NUM_CLASSES, QUERIES, GROUPS = 32, 5, 10, 3
+
+
+def tiny_lw_detr_head(
+    levels: dict[str, int], num_groups: int = GROUPS, num_queries: int = QUERIES, **options
+) -> dict:
+    """Our head for the tiny HF models below: ``levels`` ``{name: stride}``, each ``C`` wide."""
+    c = C
+    return dict(
+        type="DETRHead",
+        num_classes=NUM_CLASSES,
+        embed_dims=c,
+        num_queries=num_queries,
+        in_channels={k: c for k in levels},
+        strides=levels,
+        encoder=None,
+        project_inputs=False,
+        decoder=dict(
+            type="DetrDecoder",
+            num_layers=2,
+            box_param="reparam",
+            ref_point_head=dict(
+                type="DetrMLP", in_dims=2 * c, hidden_dims=c, out_dims=c, num_layers=2
+            ),
+            layer=dict(
+                type="DetrDecoderLayer",
+                self_attn=dict(type="DetrMultiheadAttention", embed_dims=c, num_heads=2),
+                cross_attn=dict(
+                    type="DeformableMemoryAttention",
+                    embed_dims=c,
+                    num_heads=4,
+                    num_levels=len(levels),
+                    num_points=2,
+                ),
+                ffn=dict(type="DetrFFN", embed_dims=c, feedforward_dims=2 * c),
+            ),
+        ),
+        matcher=dict(type="HungarianMatcher"),
+        two_stage=True,
+        mixed_query_selection=True,
+        anchor_deltas=True,
+        num_groups=num_groups,
+        test_cfg=dict(max_per_img=QUERIES * NUM_CLASSES),
+        **options,
+    )
+
+
+def _decoder_config(**options) -> dict:
+    return dict(
+        d_model=C,
+        decoder_layers=2,
+        decoder_self_attention_heads=2,
+        decoder_cross_attention_heads=4,
+        decoder_n_points=2,
+        decoder_ffn_dim=2 * C,
+        num_queries=QUERIES,
+        group_detr=GROUPS,
+        c2f_num_blocks=1,
+        num_labels=NUM_CLASSES,
+        dropout=0.0,
+        **options,
+    )
+
+
+def hf_lw_detr():
+    """A random tiny ``LwDetrForObjectDetection`` (float64, eval): a patch-8 ViT with 2 x 2
+    windows in blocks 0 and 2, a projector to strides 4 and 16 (scales 2.0 and 0.5)."""
+    config = transformers.LwDetrConfig(
+        backbone_config=dict(
+            model_type="lw_detr_vit",
+            hidden_size=C,
+            num_hidden_layers=4,
+            num_attention_heads=2,
+            image_size=64,
+            pretrain_image_size=32,
+            patch_size=8,
+            window_block_indices=[0, 2],
+            out_indices=[1, 3],
+            num_windows=4,
+        ),
+        projector_scale_factors=[2.0, 0.5],
+        **_decoder_config(),
+    )
+    return randomize(transformers.LwDetrForObjectDetection(config)), dict(p2=4, p4=16)
+
+
+def hf_rf_detr():
+    """A random tiny ``RfDetrForObjectDetection`` (float64, eval): a patch-7 DINOv2 with 2 x 2
+    windows in the blocks before its outputs, one stride-7 level."""
+    config = transformers.RfDetrConfig(
+        backbone_config=dict(
+            model_type="rf_detr_dinov2",
+            hidden_size=C,
+            num_hidden_layers=4,
+            num_attention_heads=2,
+            image_size=56,
+            patch_size=7,
+            out_indices=[1, 3],
+            num_windows=2,
+        ),
+        **_decoder_config(),
+    )
+    return randomize(transformers.RfDetrForObjectDetection(config)), dict(p3=7)
+
+
+HF_MODELS = {"lw_detr": hf_lw_detr, "rf_detr": hf_rf_detr}
+SIZES = {"lw_detr": (48, 80), "rf_detr": (42, 70)}  # what the windows allow, non-square
+
+
+class _Holder(torch.nn.Module):
+    """A model with only a ``head`` (for ``convert_head``'s ``head.*`` names)."""
+
+    def __init__(self, head):
+        super().__init__()
+        self.head = head
+
+
+def _head_from(hf, levels, **options):
+    """Our head built for ``levels`` with ``hf``'s decoder / query / prediction weights."""
+    head = MODELS.build(tiny_lw_detr_head(levels, **options)).double()
+    converted = convert_head(hf.state_dict(), _Holder(head))
+    head.load_state_dict({k[len("head.") :]: v for k, v in converted.items()}, strict=True)
+    return head
+
+
+def _projector_features(hf, levels, size, seed=0):
+    """HF's projector outputs ``{level: (1, C, h, w)}`` for a random float64 image, and it."""
+    x = torch.randn(1, 3, *size, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        out = hf.model.backbone(x, torch.ones(1, *size, dtype=torch.long))
+    maps = [out[0]] if isinstance(out[0], torch.Tensor) else [f for f, _ in out]
+    return dict(zip(levels, maps)), x
+
+
+def _compare(ours: dict, ref, tol=1e-5) -> dict[str, float]:
+    diffs = dict(
+        logits=(ours["logits"][-1] - ref.logits).abs().max().item(),
+        boxes=(ours["boxes"][-1] - ref.pred_boxes).abs().max().item(),
+        enc_logits=(ours["enc_logits"] - ref.enc_outputs_class).abs().max().item(),
+        enc_boxes=(ours["enc_boxes"] - ref.enc_outputs_coord_logits).abs().max().item(),
+    )
+    assert ours["logits"].shape[1:] == (*ref.logits.shape,)
+    assert max(diffs.values()) <= tol, diffs
+    return diffs
+
+
+# ---------------------------------------------------------------- the head alone
+@pytest.mark.parametrize("family", list(HF_MODELS))
+def test_head_equals_hugging_face(family):
+    """HF's projector outputs into our head (weights by ``convert_head``): the decoder's last
+    logits / boxes and the first-stage top-k logits / boxes equal HF's (float64, eval: the
+    first query group only)."""
+    hf, levels = HF_MODELS[family]()
+    feats, x = _projector_features(hf, levels, SIZES[family])
+    head = _head_from(hf, levels).eval()
+    with torch.no_grad():
+        ref, ours = hf(pixel_values=x), head(feats, None)
+    assert ours["logits"].shape == (2, 1, QUERIES, NUM_CLASSES)
+    _compare(ours, ref)
+
+
+def test_head_training_groups_equal_hugging_face():
+    """In training every query group runs, each with its own proposals, and no group attends
+    another (HF splits the groups into the batch; we mask the self-attention): all groups'
+    outputs equal HF's (its projector kept in eval mode: batch-norm statistics)."""
+    hf, levels = hf_lw_detr()
+    feats, x = _projector_features(hf, levels, SIZES["lw_detr"])
+    head = _head_from(hf, levels).train()
+    hf.train()
+    hf.model.backbone.eval()
+    with torch.no_grad():
+        ref, ours = hf(pixel_values=x), head(feats, None)
+    assert ours["logits"].shape == (2, 1, GROUPS * QUERIES, NUM_CLASSES)
+    _compare(ours, ref)
+
+
+def test_groups_do_not_attend_each_other():
+    """Changing group 1's content queries leaves group 0's training outputs as they are (and
+    changes group 1's): the block-diagonal self-attention mask at work. Without the mask,
+    group 0's outputs move."""
+    hf, levels = hf_lw_detr()
+    feats, _ = _projector_features(hf, levels, SIZES["lw_detr"])
+    head = _head_from(hf, levels).train()
+    with torch.no_grad():
+        before = head(feats, None)["logits"][-1]
+        head.queries.content.weight[QUERIES : 2 * QUERIES] += 1.0
+        after = head(feats, None)["logits"][-1]
+    assert (before[:, :QUERIES] - after[:, :QUERIES]).abs().max() < 1e-12
+    assert not torch.allclose(before[:, QUERIES : 2 * QUERIES], after[:, QUERIES : 2 * QUERIES])
+    # the same change without the mask reaches group 0
+    head.decoder.layers[0].self_attn.forward = _unmasked(head.decoder.layers[0].self_attn)
+    with torch.no_grad():
+        leaked = head(feats, None)["logits"][-1]
+    assert not torch.allclose(leaked[:, :QUERIES], before[:, :QUERIES])
+
+
+def _unmasked(attn):
+    forward = attn.forward
+
+    def run(query, key, value, mask=None):
+        return forward(query, key, value, None)
+
+    return run
+
+
+def test_group_queries_learn():
+    """A tiny head with 3 query groups trained on one image's two boxes: the loss falls by
+    more than half; the losses come from every group (per-group matching)."""
+    hf, levels = hf_lw_detr()
+    feats, _ = _projector_features(hf, levels, SIZES["lw_detr"])
+    feats = {k: v.float() for k, v in feats.items()}
+    torch.manual_seed(0)
+    head = MODELS.build(tiny_lw_detr_head(levels))
+    sample = DataSample(metainfo=dict(img_shape=SIZES["lw_detr"], ori_shape=SIZES["lw_detr"]))
+    sample.gt_instances = InstanceData(
+        bboxes=torch.tensor([[4.0, 6.0, 30.0, 40.0], [40.0, 10.0, 76.0, 30.0]]),
+        labels=torch.tensor([1, 3]),
+    )
+
+    class _Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = head
+
+        def forward(self, inputs, data_samples, mode):
+            return self.head.loss(inputs, data_samples)
+
+    model = _Model()
+    first = sum(model(feats, [sample], "loss").values()).item()
+    overfit(model, dict(inputs=feats, data_samples=[sample]), steps=60, lr=2e-3, milestone=50)
+    last = sum(model(feats, [sample], "loss").values()).item()
+    assert last < 0.5 * first, (first, last)
+
+
+# ---------------------------------------------------------------- bad input
+def test_counts_refused_naming_the_argument():
+    """A model built with another group count / decoder depth / query count than the
+    checkpoint's is refused before loading, naming the argument to set."""
+    hf, levels = hf_lw_detr()
+    sd = hf.state_dict()
+    for options, argument in (
+        (dict(num_groups=2), "head.num_groups=3"),
+        (dict(num_queries=7), "head.num_queries=10"),
+    ):
+        cfg = tiny_lw_detr_head(levels, **options)
+        with pytest.raises(CheckpointError, match=argument):
+            convert_lw_detr_checkpoint(sd, _Holder(MODELS.build(cfg)))
+    cfg = tiny_lw_detr_head(levels)
+    cfg["decoder"]["num_layers"] = 3
+    with pytest.raises(CheckpointError, match="head.decoder.num_layers=2"):
+        convert_lw_detr_checkpoint(sd, _Holder(MODELS.build(cfg)))
+
+
+def test_bad_head_options_refused():
+    """Unprojected inputs of another width, groups without mixed two-stage queries, deltas
+    without mixed selection: refused at construction, naming the argument."""
+    levels = dict(p3=8)
+    cfg = tiny_lw_detr_head(levels)
+    cfg["in_channels"] = dict(p3=16)
+    with pytest.raises(ValueError, match="project_inputs"):
+        MODELS.build(cfg)
+    with pytest.raises(ValueError, match="num_groups"):
+        MODELS.build(tiny_lw_detr_head(levels, num_groups=0))
+    cfg = tiny_lw_detr_head(levels)
+    cfg.update(mixed_query_selection=False)
+    with pytest.raises(ValueError, match="anchor_deltas"):
+        MODELS.build(cfg)

@@ -1,0 +1,282 @@
+"""Published LW-DETR and RF-DETR weights -> our ``TaskModel`` (ViT backbone, projector neck,
+:class:`~visionfm.heads.detr.DETRHead` without an encoder).
+
+Reads Hugging Face transformers' ``LwDetrForObjectDetection`` and ``RfDetrForObjectDetection``
+layouts (a ``save_pretrained`` folder, e.g. AnnaZhang/lwdetr_small_60e_coco or
+Roboflow/rf-detr-base, or its ``model.safetensors``):
+
+=================================================  =========================================
+HF                                                 ours
+=================================================  =========================================
+``model.backbone.backbone.*``                      ``backbone.*`` (the backbone's converter)
+``model.backbone.projector.*``                     ``neck.*`` (the projector's converter)
+``model.query_feat`` / ``model.reference_point_    ``head.queries.content`` / ``.anchors``
+embed``                                            (``num_groups * num_queries`` rows)
+``model.enc_output.{g}`` / ``enc_output_norm.{g}``  ``head.proposals.{g}.proj`` / ``.norm``
+``model.enc_out_class_embed.{g}`` /                ``head.proposals.{g}.cls_head`` /
+``enc_out_bbox_embed.{g}``                         ``.box_head`` (no ``.{g}`` for one group)
+``model.decoder.layers.{i}``: ``self_attn``        ``head.decoder.layers.{i}``: ``self_attn``
+(``o_proj``), ``self_attn_layer_norm``,            (``out_proj``), ``norm1``,
+``cross_attn``, ``cross_attn_layer_norm``,         ``cross_attn.attn``, ``norm2``,
+``mlp.fc1`` / ``fc2``, ``layer_norm``              ``ffn.net.0`` / ``.3``, ``norm3``
+``model.decoder.layernorm`` / ``ref_point_head``   ``head.decoder.norm`` / ``ref_point_head``
+``class_embed`` / ``bbox_embed``                   ``head.cls_heads.0`` / ``head.box_heads.0``
+=================================================  =========================================
+
+The architecture these checkpoints share (:func:`lw_detr_model_config` builds it from the
+``config.json``): no transformer encoder, no input projection (``project_inputs=False``), the
+projector's levels as they are; two-stage mixed query selection whose references are the
+top-k proposals moved by the learned ``reference_point_embed`` (``anchor_deltas=True``),
+boxes as ``bbox_reparam`` (the decoder's ``box_param='reparam'``), references not refined
+between decoder layers (``with_box_refine=False``: one class head and one box head), Group
+DETR with ``group_detr`` groups (``num_groups``). A model built otherwise is refused naming
+the argument to set.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import torch
+
+from visionfm.models.published import PublishedFamily, register_family
+from visionfm.weights import CheckpointError, ConfigEntry, ConvertedCheckpoint, check_hf_config
+
+__all__ = ["convert_lw_detr_checkpoint", "is_lw_detr_checkpoint", "lw_detr_model_config"]
+
+_BACKBONE = "model.backbone.backbone."
+_PROJECTOR = "model.backbone.projector."
+_MODEL_TYPES = ("lw_detr", "rf_detr")
+
+# (pattern, replacement) applied in order to the decoder / query / prediction keys
+_RENAMES = [
+    (r"^model\.query_feat\.", "head.queries.content."),
+    (r"^model\.reference_point_embed\.", "head.queries.anchors."),
+    (r"^model\.decoder\.layernorm\.", "head.decoder.norm."),
+    (r"^model\.decoder\.ref_point_head\.", "head.decoder.ref_point_head."),
+    (r"^model\.decoder\.layers\.(\d+)\.", r"head.decoder.layers.\1."),
+    (r"\.self_attn\.o_proj\.", ".self_attn.out_proj."),
+    (r"\.self_attn_layer_norm\.", ".norm1."),
+    (r"\.cross_attn\.", ".cross_attn.attn."),
+    (r"\.cross_attn_layer_norm\.", ".norm2."),
+    (r"\.mlp\.fc1\.", ".ffn.net.0."),
+    (r"\.mlp\.fc2\.", ".ffn.net.3."),
+    (r"(decoder\.layers\.\d+)\.layer_norm\.", r"\1.norm3."),
+    (r"^class_embed\.", "head.cls_heads.0."),
+    (r"^bbox_embed\.", "head.box_heads.0."),
+]
+_PROPOSAL = re.compile(
+    r"^model\.(enc_output|enc_output_norm|enc_out_class_embed|enc_out_bbox_embed)\.(\d+)\.(.*)$"
+)
+_PROPOSAL_PARTS = {
+    "enc_output": "proj",
+    "enc_output_norm": "norm",
+    "enc_out_class_embed": "cls_head",
+    "enc_out_bbox_embed": "box_head",
+}
+
+
+def is_lw_detr_checkpoint(sd: Mapping[str, torch.Tensor], config: Mapping | None = None) -> bool:
+    """Whether ``sd`` is in HF's LW-DETR / RF-DETR layout (learned 4-d reference deltas and
+    per-group proposal heads beside a projector; no other family has both)."""
+    if config is not None and config.get("model_type") not in _MODEL_TYPES:
+        return False
+    return (
+        "model.reference_point_embed.weight" in sd
+        and "model.enc_out_class_embed.0.weight" in sd
+        and any(k.startswith(_PROJECTOR) for k in sd)
+    )
+
+
+def _groups(sd: Mapping[str, torch.Tensor]) -> int:
+    return len({k.split(".")[2] for k in sd if k.startswith("model.enc_output.")})
+
+
+def _decoder_layers(sd: Mapping[str, torch.Tensor]) -> int:
+    found = {int(m[1]) for k in sd if (m := re.match(r"model\.decoder\.layers\.(\d+)\.", k))}
+    return max(found, default=-1) + 1
+
+
+def _rename(name: str) -> str:
+    for pattern, repl in _RENAMES:
+        name = re.sub(pattern, repl, name)
+    return name
+
+
+def _head_checks(model) -> dict:
+    head = model.head
+    return dict(
+        encoder=head.encoder is None,
+        project=head.input_proj is None,
+        mode=head.queries.mode,
+        param=head.decoder.box_param,
+        refine=head.with_box_refine,
+    )
+
+
+_EXPECTED_HEAD = dict(
+    encoder=True, project=True, mode="mixed_anchors", param="reparam", refine=False
+)
+_HEAD_ARGS = (
+    "head.encoder=None, head.project_inputs=False, head.two_stage=True, "
+    "head.mixed_query_selection=True, head.anchor_deltas=True, "
+    "head.decoder.box_param='reparam', head.with_box_refine=False"
+)
+
+_ENTRIES = [
+    ConfigEntry(
+        "num_queries",
+        lambda c: c.get("num_queries", 300),
+        lambda m: m.head.num_queries,
+        lambda v: f"head.num_queries={v}",
+    ),
+    ConfigEntry(
+        "group_detr",
+        lambda c: c.get("group_detr", 13),
+        lambda m: m.head.num_groups,
+        lambda v: f"head.num_groups={v}",
+    ),
+    ConfigEntry(
+        "decoder_self_attention_heads",
+        lambda c: c.get("decoder_self_attention_heads", 8),
+        lambda m: m.head.decoder.layers[0].self_attn.num_heads,
+        lambda v: f"head.decoder.layer.self_attn.num_heads={v}",
+    ),
+    ConfigEntry(
+        "decoder_cross_attention_heads",
+        lambda c: c.get("decoder_cross_attention_heads", 16),
+        lambda m: m.head.decoder.layers[0].cross_attn.attn.num_heads,
+        lambda v: f"head.decoder.layer.cross_attn.num_heads={v}",
+    ),
+    ConfigEntry(
+        "decoder_activation_function",
+        lambda c: c.get("decoder_activation_function", "relu"),
+        lambda m: type(m.head.decoder.layers[0].ffn.net[1]).__name__.lower(),
+        lambda v: f"head.decoder.layer.ffn.act_layer={v!r}",
+    ),
+    ConfigEntry(
+        "the LW-DETR head (no encoder or input projection, learned reference deltas, "
+        "bbox_reparam, no refinement between layers)",
+        lambda c: _EXPECTED_HEAD,
+        _head_checks,
+        lambda v: _HEAD_ARGS,
+    ),
+]
+_HF_CONFIG = {"lw_detr": _ENTRIES, "rf_detr": _ENTRIES}
+
+
+def _proposal_key(model, part: str, group: int, rest: str) -> str:
+    single = model.head.num_groups == 1
+    where = "head.proposals" if single else f"head.proposals.{group}"
+    return f"{where}.{_PROPOSAL_PARTS[part]}.{rest}"
+
+
+def convert_head(sd: Mapping[str, torch.Tensor], model) -> dict[str, torch.Tensor]:
+    """The decoder / query / prediction tensors of an HF LW-DETR / RF-DETR state dict ->
+    ``model``'s ``head.*`` names (backbone and projector tensors are left out)."""
+    out = {}
+    for name, tensor in sd.items():
+        if name.startswith(("model.backbone.",)):
+            continue
+        m = _PROPOSAL.match(name)
+        if m:
+            out[_proposal_key(model, m[1], int(m[2]), m[3])] = tensor
+            continue
+        out[_rename(name)] = tensor
+    return out
+
+
+def _check_counts(sd: Mapping[str, torch.Tensor], model) -> None:
+    """Group and layer counts that the tensors show, against the model (before the strict
+    load, to name the argument rather than a list of keys)."""
+    head = model.head
+    problems = []
+    if _groups(sd) != head.num_groups:
+        problems.append(
+            f"{_groups(sd)} query groups (group_detr): set head.num_groups={_groups(sd)}"
+        )
+    layers = _decoder_layers(sd)
+    if layers != len(head.decoder.layers):
+        problems.append(f"{layers} decoder layers: set head.decoder.num_layers={layers}")
+    rows = sd["model.query_feat.weight"].shape[0]
+    if rows != head.num_queries * head.num_groups:
+        problems.append(
+            f"{rows} learned queries = num_queries x group_detr: set head.num_queries="
+            f"{rows // max(_groups(sd), 1)}"
+        )
+    if problems:
+        raise CheckpointError("the LW-DETR / RF-DETR checkpoint has " + "; ".join(problems))
+
+
+def convert_lw_detr_checkpoint(
+    sd: Mapping[str, torch.Tensor], model, config: Mapping | None = None
+) -> ConvertedCheckpoint:
+    """HF LW-DETR / RF-DETR state dict -> ``model``'s layout (see the module doc).
+
+    ``config``: the HF ``config.json``; its settings that the weights do not show are compared
+    with the model (its ``backbone_config`` by the backbone's converter); a difference is
+    refused naming the argument to set."""
+    if not is_lw_detr_checkpoint(sd, config):
+        raise CheckpointError(
+            "not a Hugging Face LW-DETR / RF-DETR checkpoint (no model.reference_point_embed / "
+            "model.enc_out_class_embed.0 / model.backbone.projector.*)"
+        )
+    notes = check_hf_config(config, model, _HF_CONFIG)
+    _check_counts(sd, model)
+    model_type = (config or {}).get("model_type", "lw_detr")
+    fmt = "Hugging Face RF-DETR" if model_type == "rf_detr" else "Hugging Face LW-DETR"
+    backbone = {k[len(_BACKBONE) :]: v for k, v in sd.items() if k.startswith(_BACKBONE)}
+    converted = model.backbone.convert_checkpoint(backbone, (config or {}).get("backbone_config"))
+    out = {f"backbone.{k}": v for k, v in converted.state_dict.items()}
+    ignored = [_BACKBONE + k for k in converted.ignored]
+    notes += converted.notes
+    projector = {k[len(_PROJECTOR) :]: v for k, v in sd.items() if k.startswith(_PROJECTOR)}
+    out.update({f"neck.{k}": v for k, v in _convert_projector(projector, model).items()})
+    out.update(convert_head(sd, model))
+    return ConvertedCheckpoint(out, fmt, ignored, notes)
+
+
+def _convert_projector(projector: Mapping[str, torch.Tensor], model) -> dict:
+    from visionfm.necks.projector import convert_projector_checkpoint
+
+    return convert_projector_checkpoint(projector)
+
+
+def lw_detr_model_config(sd: Mapping[str, torch.Tensor], config: Mapping | None) -> dict:
+    """Our ``model=`` config dict for the checkpoint's architecture, from its ``config.json``
+    (see :mod:`visionfm.heads.detr.lw_detr_configs`)."""
+    from .lw_detr_configs import model_config_from_hf
+
+    if config is None:
+        raise CheckpointError(
+            "an LW-DETR / RF-DETR checkpoint without its config.json: the architecture "
+            "(backbone windows, projector scales) is not in the tensors; pass the folder "
+            "with config.json or build the model from a config"
+        )
+    return model_config_from_hf(config)
+
+
+def _is_rf_detr(sd: Mapping[str, torch.Tensor], config: Mapping | None) -> bool:
+    """RF-DETR: ``model_type`` rf_detr, or (no config.json) a DINOv2 backbone (layer scales)."""
+    if config is not None:
+        return config.get("model_type") == "rf_detr"
+    return any(k.startswith(_BACKBONE) and "layer_scale" in k for k in sd)
+
+
+register_family(
+    PublishedFamily(
+        "rf_detr",
+        lambda sd, config: is_lw_detr_checkpoint(sd, config) and _is_rf_detr(sd, config),
+        convert_lw_detr_checkpoint,
+        lw_detr_model_config,
+    )
+)
+register_family(
+    PublishedFamily(
+        "lw_detr",
+        lambda sd, config: is_lw_detr_checkpoint(sd, config) and not _is_rf_detr(sd, config),
+        convert_lw_detr_checkpoint,
+        lw_detr_model_config,
+    )
+)
