@@ -54,6 +54,8 @@ StateDict = Mapping[str, torch.Tensor]
 # modules that call register_family() when imported (one per published family)
 _FAMILY_MODULES: tuple[str, ...] = (
     "visionfm.heads.grounding.convert",
+    "visionfm.heads.detr.convert_deformable",
+    "visionfm.heads.segmentation.mask2former.convert",
     "visionfm.heads.detr.convert_lw_detr",
 )
 _FAMILIES: dict[str, PublishedFamily] = {}

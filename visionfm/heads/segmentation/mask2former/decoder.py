@@ -43,12 +43,12 @@ def masked_attention_mask(
         padding: (B, h, w) bool, True on padded pixels, or None.
 
     Returns:
-        (B, 1, Q, h * w) bool, True = may attend: the pixels where the resized prediction is
-        >= 0.5 (logit >= 0), except padding; a query left with none attends every valid
+        (B, 1, Q, h * w) bool, True = may attend: the pixels where the resized prediction's
+        sigmoid is >= 0.5 (as the paper's code rounds it), except padding; a query left with none attends every valid
         pixel.
     """
-    resized = F.interpolate(mask_logits.float(), size=tuple(size), mode="bilinear")
-    allowed = resized.flatten(2) >= 0  # (B, Q, h * w): sigmoid >= 0.5
+    resized = F.interpolate(mask_logits, size=tuple(size), mode="bilinear")
+    allowed = resized.flatten(2).sigmoid() >= 0.5  # (B, Q, h * w), in the logits' dtype
     valid = torch.ones_like(allowed[:, :1]) if padding is None else ~padding.flatten(1)[:, None]
     allowed = allowed & valid
     empty = ~allowed.any(-1, keepdim=True)  # (B, Q, 1)

@@ -72,6 +72,9 @@ class Mask2FormerHead(Head):
         loss_cls, loss_mask, loss_dice: loss weights.
         positional_encoding: (B, H, W) padding mask -> (B, C, H, W) of the decoder's keys;
             default normalised sine.
+        level_embed_on: where the decoder's level embedding is added: ``'pos'`` (to the
+            keys' positions only) or ``'feats'`` (to the level's features, so to keys and
+            values: the paper's code and Hugging Face's, needed for their weights).
         test_cfg: a dict setting some of the module doc's settings (defaults: all three
             outputs, thresholds 0.8, 100 instances).
     """
@@ -94,10 +97,13 @@ class Mask2FormerHead(Head):
         loss_mask: float = 5.0,
         loss_dice: float = 5.0,
         positional_encoding: nn.Module | None = None,
+        level_embed_on: str = "pos",
         test_cfg: Mapping = _TEST_CFG,
     ) -> None:
         super().__init__()
         dims = transformer_decoder.embed_dims
+        if level_embed_on not in ("pos", "feats"):
+            raise ValueError(f"level_embed_on must be 'pos' or 'feats', got {level_embed_on!r}")
         if pixel_decoder.embed_dims != dims:
             raise ValueError(
                 f"pixel_decoder.embed_dims={pixel_decoder.embed_dims} differs from the "
@@ -106,6 +112,7 @@ class Mask2FormerHead(Head):
         self.num_things, self.num_stuff = num_things_classes, num_stuff_classes
         self.num_classes = num_things_classes + num_stuff_classes
         self.num_queries = num_queries
+        self.level_embed_on = level_embed_on
         self.point_cfg = dict(
             num_points=num_points,
             oversample_ratio=oversample_ratio,
@@ -157,16 +164,19 @@ class Mask2FormerHead(Head):
         """As :meth:`forward`, unstacked: L + 1 class logits and L + 1 mask logits."""
         pix = self.pixel_decoder(feats, data_samples)
         batch = pix.mask_features.shape[0]
-        pos = [
-            self.positional_encoding(m).to(x.dtype) + self.level_embed[i][None, :, None, None]
-            for i, (m, x) in enumerate(zip(pix.padding, pix.levels))
-        ]
+        embeds = [e[None, :, None, None] for e in self.level_embed]  # each (1, C, 1, 1)
+        pos = [self.positional_encoding(m).to(x.dtype) for m, x in zip(pix.padding, pix.levels)]
+        levels = pix.levels
+        if self.level_embed_on == "feats":
+            levels = [x + e for x, e in zip(levels, embeds)]
+        else:
+            pos = [p + e for p, e in zip(pos, embeds)]
         query = self.query_feat.weight[None].expand(batch, -1, -1)
         query_pos = self.query_embed.weight[None].expand(batch, -1, -1)
         return self.transformer_decoder(
             query,
             query_pos,
-            pix.levels,
+            levels,
             pos,
             pix.padding,
             lambda q: self._predict(q, pix.mask_features),

@@ -50,10 +50,14 @@ def resize_padding(mask: Tensor, size) -> Tensor:
     return F.interpolate(mask[:, None].float(), size=tuple(size))[:, 0].bool()
 
 
-def _conv(cin: int, cout: int, kernel: int, norm, act: bool = False) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False)]
+def _conv(
+    cin: int, cout: int, kernel: int, norm, act: bool = False, bias: bool = False
+) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=bias)]
     layers += [norm(cout)] + ([nn.ReLU(inplace=True)] if act else [])
     nn.init.xavier_uniform_(layers[0].weight)
+    if bias:
+        nn.init.zeros_(layers[0].bias)
     return nn.Sequential(*layers)
 
 
@@ -72,6 +76,9 @@ class MSDeformAttnPixelDecoder(nn.Module):
         num_encoder_levels: how many of the coarsest inputs the encoder reads.
         positional_encoding: (B, H, W) padding mask -> (B, C, H, W); default normalised sine.
         norm_layer: of the convs (``'GN'``: 32 groups).
+        input_bias: biased 1x1 input projections before their norm (the paper's code and
+            Hugging Face's, needed for their weights); the default has none (the norm's
+            shift makes a bias redundant).
     """
 
     def __init__(
@@ -84,6 +91,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
         num_encoder_levels: int = 3,
         positional_encoding: nn.Module | None = None,
         norm_layer: str | Callable[[int], nn.Module] = "GN",
+        input_bias: bool = False,
     ) -> None:
         super().__init__()
         names = list(in_channels)
@@ -111,7 +119,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
         self.strides = dict(strides)
         self.embed_dims, self.mask_dims = embed_dims, mask_dims
         self.input_proj = nn.ModuleList(
-            _conv(in_channels[n], embed_dims, 1, norm) for n in self.encoder_names
+            _conv(in_channels[n], embed_dims, 1, norm, bias=input_bias) for n in self.encoder_names
         )
         self.level_embed = nn.Parameter(torch.empty(num_encoder_levels, embed_dims))
         self.positional_encoding = positional_encoding or SinePositionalEncoding(embed_dims // 2)

@@ -1,0 +1,239 @@
+"""Published Mask2Former weights (HF ``Mask2FormerForUniversalSegmentation`` on Swin, and the
+facebookresearch/Mask2Former layout) in our TaskModel(Swin, Mask2FormerHead): the same class
+and mask logits as HF at every decoder layer, the same semantic / instance / panoptic
+results as HF's image processor, settings and class counts that differ refused."""
+
+from __future__ import annotations
+
+import pickle
+import re
+
+import numpy as np
+import pytest
+import torch
+from _helpers import randomize
+
+from visionfm.engine.checkpoint import load_model_weights
+from visionfm.heads.segmentation.mask2former.convert import (
+    mask2former_model_config,
+    read_detectron2_pickle,
+)
+from visionfm.registry import MODELS
+from visionfm.weights import CheckpointError, read_checkpoint, read_hf_config
+
+transformers = pytest.importorskip("transformers")
+
+H, W = 75, 101  # odd, non-square: every level's map is padded by the Swin and cropped back
+
+
+def _hf_config(**overrides):
+    from transformers import Mask2FormerConfig, SwinConfig
+
+    settings = dict(
+        backbone_config=SwinConfig(
+            embed_dim=32,
+            depths=[1, 1, 2, 1],
+            num_heads=[1, 2, 2, 4],
+            window_size=4,
+            out_features=["stage1", "stage2", "stage3", "stage4"],
+        ),
+        feature_size=32,
+        mask_feature_size=32,
+        hidden_dim=32,
+        encoder_feedforward_dim=64,
+        dim_feedforward=64,
+        encoder_layers=2,
+        decoder_layers=4,  # the initial prediction + 3 layers: one round over the 3 levels
+        num_queries=6,
+        num_attention_heads=4,
+        id2label={i: f"class{i}" for i in range(5)},
+    )
+    return Mask2FormerConfig(**{**settings, **overrides})
+
+
+@pytest.fixture(scope="module")
+def hf_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("mask2former")
+    model = transformers.Mask2FormerForUniversalSegmentation(_hf_config())
+    randomize(model).save_pretrained(folder)
+    return folder
+
+
+def _hf(folder):
+    model = transformers.Mask2FormerForUniversalSegmentation.from_pretrained(
+        folder, dtype=torch.float64
+    )
+    return model.eval()
+
+
+def _ours(folder):
+    cfg = mask2former_model_config(read_checkpoint(folder), read_hf_config(folder))
+    model = MODELS.build(cfg).double().eval()
+    load_model_weights(model, str(folder))
+    return model
+
+
+def _image(h=H, w=W):
+    return torch.randn(1, 3, h, w, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+
+
+def _logits(model, hf, x):
+    """Ours and HF's (L + 1, B, Q, K + 1) class and (L + 1, B, Q, h, w) mask logits."""
+    with torch.no_grad():
+        ref = hf(pixel_values=x, output_auxiliary_logits=True)
+        out = model.head(model.extract_feat(x))
+    aux = ref.auxiliary_logits
+    ref_cls = torch.stack([a["class_queries_logits"] for a in aux] + [ref.class_queries_logits])
+    ref_mask = torch.stack([a["masks_queries_logits"] for a in aux] + [ref.masks_queries_logits])
+    return out["cls_logits"], ref_cls, out["mask_logits"], ref_mask
+
+
+# ---------------------------------------------------------------- equal to Hugging Face
+def test_equal_to_hugging_face(hf_folder):
+    """Every decoder layer's class and mask logits, float64, 75x101."""
+    model, hf = _ours(hf_folder), _hf(hf_folder)
+    cls, ref_cls, masks, ref_masks = _logits(model, hf, _image())
+    assert cls.shape == ref_cls.shape == (4, 1, 6, 6)
+    assert masks.shape == ref_masks.shape == (4, 1, 6, 19, 26)
+    assert (cls - ref_cls).abs().max() < 1e-5
+    assert (masks - ref_masks).abs().max() < 1e-5
+    assert masks.std() > 0.1 and cls.std() > 0.1  # not a degenerate comparison
+
+
+# ---------------------------------------------------------------- the original layout
+_P, _T = "model.pixel_level_module.decoder.", "model.transformer_module."
+_ORIGINAL_NAMES = [  # HF -> facebookresearch/Mask2Former, first match wins
+    (_P + r"input_projections\.", "sem_seg_head.pixel_decoder.input_proj."),
+    (_P + r"level_embed$", "sem_seg_head.pixel_decoder.transformer.level_embed"),
+    (_P + r"encoder\.layers\.(\d+)\.self_attn_layer_norm\.", r"ENC.\1.norm1."),
+    (_P + r"encoder\.layers\.(\d+)\.final_layer_norm\.", r"ENC.\1.norm2."),
+    (_P + r"encoder\.layers\.(\d+)\.fc(\d)\.", r"ENC.\1.linear\2."),
+    (_P + r"encoder\.layers\.(\d+)\.self_attn\.", r"ENC.\1.self_attn."),
+    (_P + r"mask_projection\.", "sem_seg_head.pixel_decoder.mask_features."),
+    (_P + r"(adapter|layer)_(\d)\.0\.weight", r"sem_seg_head.pixel_decoder.\1_\2.weight"),
+    (_P + r"(adapter|layer)_(\d)\.1\.", r"sem_seg_head.pixel_decoder.\1_\2.norm."),
+    (_T + r"queries_features\.", "PRED.query_feat."),
+    (_T + r"queries_embedder\.", "PRED.query_embed."),
+    (_T + r"level_embed\.", "PRED.level_embed."),
+    (_T + r"decoder\.layernorm\.", "PRED.decoder_norm."),
+    (_T + r"decoder\.mask_predictor\.mask_embedder\.(\d)\.0\.", r"PRED.mask_embed.layers.\1."),
+    (_T + r"decoder\.layers\.(\d+)\.self_attn\.", r"PRED.transformer_self_attention_layers.\1.self_attn."),
+    (_T + r"decoder\.layers\.(\d+)\.self_attn_layer_norm\.", r"PRED.transformer_self_attention_layers.\1.norm."),
+    (_T + r"decoder\.layers\.(\d+)\.cross_attn\.", r"PRED.transformer_cross_attention_layers.\1.multihead_attn."),
+    (_T + r"decoder\.layers\.(\d+)\.cross_attn_layer_norm\.", r"PRED.transformer_cross_attention_layers.\1.norm."),
+    (_T + r"decoder\.layers\.(\d+)\.fc(\d)\.", r"PRED.transformer_ffn_layers.\1.linear\2."),
+    (_T + r"decoder\.layers\.(\d+)\.final_layer_norm\.", r"PRED.transformer_ffn_layers.\1.norm."),
+    (r"class_predictor\.", "PRED.class_embed."),
+    (r"criterion\.empty_weight", "criterion.empty_weight"),
+]  # fmt: skip
+_SWIN_NAMES = [  # HF SwinBackbone (as saved) -> the official Swin of the detectron2 repo
+    (r"embeddings\.patch_embeddings\.projection\.", "patch_embed.proj."),
+    (r"embeddings\.norm\.", "patch_embed.norm."),
+    (r"encoder\.layers\.", "layers."),
+    (r"\.layernorm_before\.", ".norm1."),
+    (r"\.layernorm_after\.", ".norm2."),
+    (r"\.attention\.self\.relative_position_bias_table", ".attn.relative_position_bias_table"),
+    (r"\.attention\.output\.dense\.", ".attn.proj."),
+    (r"\.intermediate\.dense\.", ".mlp.fc1."),
+    (r"\.output\.dense\.", ".mlp.fc2."),
+    (r"hidden_states_norms\.stage(\d)\.", lambda m: f"norm{int(m[1]) - 1}."),
+]
+
+
+def _to_original(hf_state: dict) -> dict:
+    """The HF state dict in the facebookresearch/Mask2Former names (fused in_proj of the
+    self-attention and of the Swin's q / k / v, detectron2's Conv2d norms, the official
+    Swin's per-output norms and relative_position_index buffers)."""
+    out, backbone = {}, "model.pixel_level_module.encoder."
+    for name, t in hf_state.items():
+        if name.startswith(backbone):
+            new = name[len(backbone) :]
+            for pattern, repl in _SWIN_NAMES:
+                new = re.sub(pattern, repl, new)
+            out["backbone." + new] = t
+            continue
+        new = next(re.sub(p, r, name) for p, r in _ORIGINAL_NAMES if re.match(p, name))
+        new = new.replace("ENC.", "sem_seg_head.pixel_decoder.transformer.encoder.layers.")
+        out[new.replace("PRED.", "sem_seg_head.predictor.")] = t
+    for prefix in {k.rsplit(".", 2)[0] for k in out if re.search(r"self_attn\.q_proj\.", k)}:
+        for kind in ("weight", "bias"):
+            parts = [out.pop(f"{prefix}.{p}_proj.{kind}") for p in "qkv"]
+            out[f"{prefix}.in_proj_{kind}"] = torch.cat(parts)
+    for prefix in {k.split(".attention.self.")[0] for k in out if ".attention.self.query." in k}:
+        for kind in ("weight", "bias"):
+            parts = [
+                out.pop(f"{prefix}.attention.self.{p}.{kind}") for p in ("query", "key", "value")
+            ]
+            out[f"{prefix}.attn.qkv.{kind}"] = torch.cat(parts)
+        out[f"{prefix}.attn.relative_position_index"] = torch.zeros(16, 16, dtype=torch.long)
+    return out
+
+
+def test_original_checkpoint_equals_hugging_face(hf_folder, tmp_path):
+    """The tiny HF weights in the facebookresearch names, torch-saved as detectron2's
+    checkpointer writes model_final.pth, and as the model zoo's .pkl of numpy arrays."""
+    hf = _hf(hf_folder)
+    original = _to_original(read_checkpoint(hf_folder))
+    assert not any(k.startswith("model.") for k in original)
+    torch.save(dict(model=original, iteration=90000), tmp_path / "model_final.pth")
+    cfg = mask2former_model_config(read_checkpoint(hf_folder), read_hf_config(hf_folder))
+    model = MODELS.build(cfg).double().eval()
+    load_model_weights(model, str(tmp_path / "model_final.pth"))
+    cls, ref_cls, masks, ref_masks = _logits(model, hf, _image())
+    assert (cls - ref_cls).abs().max() < 1e-5
+    assert (masks - ref_masks).abs().max() < 1e-5
+
+    arrays = {k: v.numpy() for k, v in original.items()}
+    with open(tmp_path / "model_final.pkl", "wb") as f:
+        pickle.dump(dict(model=arrays, __author__="test"), f)
+    state = read_detectron2_pickle(tmp_path / "model_final.pkl")
+    assert state.keys() == original.keys()
+    assert all(torch.equal(state[k], original[k]) for k in state)
+
+    # the architecture from the tensors alone (no config.json): loads strictly
+    model = MODELS.build(mask2former_model_config(original, None))
+    load_model_weights(model, str(tmp_path / "model_final.pth"))
+    assert model.head.transformer_decoder.layers[0].cross_attn.num_heads == 4
+
+
+def test_a_pickle_with_code_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("ran",))
+
+    with open(tmp_path / "bad.pkl", "wb") as f:
+        pickle.dump(dict(model=dict(w=np.zeros(2)), x=Evil()), f)
+    with pytest.raises(CheckpointError, match="builtins.print: only numpy arrays"):
+        read_detectron2_pickle(tmp_path / "bad.pkl")
+
+
+# ---------------------------------------------------------------- bad input
+def _config(folder):
+    return mask2former_model_config(read_checkpoint(folder), read_hf_config(folder))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda h: h["transformer_decoder"].update(num_layers=2),
+         "head.transformer_decoder.num_layers=3"),
+        (lambda h: h["transformer_decoder"]["layer"]["cross_attn"].update(num_heads=2),
+         "num_heads=4"),
+        (lambda h: h.update(level_embed_on="pos"), "head.level_embed_on='feats'"),
+        (lambda h: h.update(num_stuff_classes=h["num_stuff_classes"] + 2),
+         "set num_things_classes \\+ num_stuff_classes to 5"),
+    ],
+    ids=["layers", "heads", "level_embed", "classes"],
+)  # fmt: skip
+def test_other_architectures_are_refused(hf_folder, change, message):
+    cfg = _config(hf_folder)
+    change(cfg["head"])
+    with pytest.raises(CheckpointError, match=message):
+        load_model_weights(MODELS.build(cfg), str(hf_folder))
+
+
+def test_other_widths_are_refused(hf_folder):
+    cfg = _config(hf_folder)
+    cfg["head"]["pixel_decoder"]["mask_dims"] = 64
+    with pytest.raises(CheckpointError, match="mask_feature"):
+        load_model_weights(MODELS.build(cfg), str(hf_folder))

@@ -1,0 +1,515 @@
+"""Published Mask2Former weights -> our ``TaskModel`` (Swin / any backbone with a converter,
+:class:`Mask2FormerHead`).
+
+Reads Hugging Face transformers' ``Mask2FormerForUniversalSegmentation`` layout (a folder as
+``save_pretrained`` writes it, e.g. facebook/mask2former-swin-tiny-coco-panoptic, or its
+``model.safetensors``) and the facebookresearch/Mask2Former (detectron2) layout, as a
+torch-saved ``{"model": state_dict}`` or a detectron2 ``model_final_*.pkl`` of numpy arrays
+(:func:`read_detectron2_pickle`, which unpickles nothing but arrays). The original names are
+renamed into HF's (:func:`original_to_hf`), then both convert alike:
+
+===================================================  ==========================================
+HF (``model.`` prefix left out)                      ours (``head.`` prefix left out)
+===================================================  ==========================================
+``pixel_level_module.encoder.*``                     ``backbone.*`` (the backbone's converter)
+``pixel_level_module.decoder.input_projections.i``   ``pixel_decoder.input_proj.i`` (biased)
+``pixel_level_module.decoder.level_embed``           ``pixel_decoder.level_embed``
+``pixel_level_module.decoder.encoder.layers.j``      ``pixel_decoder.encoder.layers.j``
+``pixel_level_module.decoder.adapter_k / layer_k``   ``pixel_decoder.lateral_convs / output_convs``
+                                                     (HF counts fine to coarse, we coarse to fine)
+``pixel_level_module.decoder.mask_projection``       ``pixel_decoder.mask_feature``
+``transformer_module.queries_features / _embedder``  ``query_feat`` / ``query_embed``
+``transformer_module.level_embed``                   ``level_embed`` (added to the features)
+``transformer_module.decoder.layers.i``              ``transformer_decoder.layers.i`` (fused
+                                                     ``cross_attn.in_proj`` split into q / k / v)
+``transformer_module.decoder.layernorm``             ``decoder_norm``
+``transformer_module.decoder.mask_predictor.*``      ``mask_head.layers.*``
+``class_predictor`` (no ``model.``)                  ``cls_head``
+===================================================  ==========================================
+
+HF's ``decoder_layers`` counts the initial prediction: ``decoder_layers - 1`` layers. The
+model must be built to match (see :func:`mask2former_model_config` for the published
+architecture): ``head.level_embed_on='feats'``, ``pixel_decoder.input_bias=True``, Swin with
+``always_partition=True``, the heads / widths / layer counts of ``config.json``; a mismatch is
+refused naming the argument.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from visionfm.models.published import PublishedFamily, register_family
+from visionfm.weights import CheckpointError, ConfigEntry, ConvertedCheckpoint, check_hf_config
+
+__all__ = [
+    "convert_mask2former_checkpoint",
+    "is_mask2former_checkpoint",
+    "is_original_mask2former_checkpoint",
+    "mask2former_model_config",
+    "original_to_hf",
+    "read_detectron2_pickle",
+]
+
+_BACKBONE = "model.pixel_level_module.encoder."
+_PIXEL = "model.pixel_level_module.decoder."
+_TRANSFORMER = "model.transformer_module."
+
+# (pattern, replacement), applied in order to the head's HF names
+_RENAMES = [
+    (r"^model\.pixel_level_module\.decoder\.", "head.pixel_decoder."),
+    (r"^head\.pixel_decoder\.input_projections\.", "head.pixel_decoder.input_proj."),
+    (r"^head\.pixel_decoder\.mask_projection\.", "head.pixel_decoder.mask_feature."),
+    (r"(pixel_decoder\.encoder\.layers\.\d+)\.self_attn\.", r"\1.self_attn.attn."),
+    (r"(pixel_decoder\.encoder\.layers\.\d+)\.self_attn_layer_norm\.", r"\1.norm1."),
+    (r"(pixel_decoder\.encoder\.layers\.\d+)\.final_layer_norm\.", r"\1.norm2."),
+    (r"^model\.transformer_module\.queries_features\.", "head.query_feat."),
+    (r"^model\.transformer_module\.queries_embedder\.", "head.query_embed."),
+    (r"^model\.transformer_module\.level_embed\.weight$", "head.level_embed"),
+    (r"^model\.transformer_module\.decoder\.layernorm\.", "head.decoder_norm."),
+    (r"^model\.transformer_module\.decoder\.mask_predictor\.mask_embedder\.(\d)\.0\.",
+     r"head.mask_head.layers.\1."),
+    (r"^model\.transformer_module\.decoder\.layers\.", "head.transformer_decoder.layers."),
+    (r"(transformer_decoder\.layers\.\d+)\.cross_attn_layer_norm\.", r"\1.norm1."),
+    (r"(transformer_decoder\.layers\.\d+)\.self_attn_layer_norm\.", r"\1.norm2."),
+    (r"(transformer_decoder\.layers\.\d+)\.final_layer_norm\.", r"\1.norm3."),
+    (r"\.fc1\.", ".ffn.net.0."),
+    (r"\.fc2\.", ".ffn.net.3."),
+    (r"^class_predictor\.", "head.cls_head."),
+]  # fmt: skip
+_FPN = re.compile(r"^model\.pixel_level_module\.decoder\.(adapter|layer)_(\d+)\.(\d)\.(\w+)$")
+_IGNORED = re.compile(r"^criterion\.empty_weight$")  # the loss's class weights (a buffer)
+
+
+def is_mask2former_checkpoint(sd: Mapping[str, torch.Tensor]) -> bool:
+    """Whether ``sd`` is in HF's or the original repo's Mask2Former layout."""
+    hf = any(k.startswith(_PIXEL) for k in sd) and any(
+        k.startswith(_TRANSFORMER + "decoder.mask_predictor.") for k in sd
+    )
+    return hf or is_original_mask2former_checkpoint(sd)
+
+
+def is_original_mask2former_checkpoint(sd: Mapping[str, torch.Tensor]) -> bool:
+    """Whether ``sd`` is in the facebookresearch/Mask2Former (detectron2) layout."""
+    return any(k.startswith("sem_seg_head.pixel_decoder.") for k in sd) and any(
+        k.startswith("sem_seg_head.predictor.transformer_cross_attention_layers.") for k in sd
+    )
+
+
+# ------------------------------------------------------------------ the original layout
+_ORIGINAL_RENAMES = [  # (pattern, replacement), first match wins
+    (r"^sem_seg_head\.pixel_decoder\.input_proj\.", _PIXEL + "input_projections."),
+    (r"^sem_seg_head\.pixel_decoder\.transformer\.level_embed$", _PIXEL + "level_embed"),
+    (r"^sem_seg_head\.pixel_decoder\.transformer\.encoder\.layers\.(\d+)\.norm1\.",
+     _PIXEL + r"encoder.layers.\1.self_attn_layer_norm."),
+    (r"^sem_seg_head\.pixel_decoder\.transformer\.encoder\.layers\.(\d+)\.norm2\.",
+     _PIXEL + r"encoder.layers.\1.final_layer_norm."),
+    (r"^sem_seg_head\.pixel_decoder\.transformer\.encoder\.layers\.(\d+)\.linear(\d)\.",
+     _PIXEL + r"encoder.layers.\1.fc\2."),
+    (r"^sem_seg_head\.pixel_decoder\.transformer\.encoder\.layers\.(\d+)\.self_attn\.",
+     _PIXEL + r"encoder.layers.\1.self_attn."),
+    (r"^sem_seg_head\.pixel_decoder\.mask_features\.", _PIXEL + "mask_projection."),
+    # detectron2's Conv2d(norm=...): the conv's own weight, its norm under ".norm"
+    (r"^sem_seg_head\.pixel_decoder\.(adapter|layer)_(\d+)\.weight$", _PIXEL + r"\1_\2.0.weight"),
+    (r"^sem_seg_head\.pixel_decoder\.(adapter|layer)_(\d+)\.norm\.", _PIXEL + r"\1_\2.1."),
+    (r"^sem_seg_head\.predictor\.query_feat\.", _TRANSFORMER + "queries_features."),
+    (r"^sem_seg_head\.predictor\.query_embed\.", _TRANSFORMER + "queries_embedder."),
+    (r"^sem_seg_head\.predictor\.level_embed\.", _TRANSFORMER + "level_embed."),
+    (r"^sem_seg_head\.predictor\.decoder_norm\.", _TRANSFORMER + "decoder.layernorm."),
+    (r"^sem_seg_head\.predictor\.mask_embed\.layers\.(\d)\.",
+     _TRANSFORMER + r"decoder.mask_predictor.mask_embedder.\1.0."),
+    (r"^sem_seg_head\.predictor\.class_embed\.", "class_predictor."),
+    (r"^sem_seg_head\.predictor\.transformer_self_attention_layers\.(\d+)\.self_attn\.",
+     _TRANSFORMER + r"decoder.layers.\1.self_attn."),
+    (r"^sem_seg_head\.predictor\.transformer_self_attention_layers\.(\d+)\.norm\.",
+     _TRANSFORMER + r"decoder.layers.\1.self_attn_layer_norm."),
+    (r"^sem_seg_head\.predictor\.transformer_cross_attention_layers\.(\d+)\.multihead_attn\.",
+     _TRANSFORMER + r"decoder.layers.\1.cross_attn."),
+    (r"^sem_seg_head\.predictor\.transformer_cross_attention_layers\.(\d+)\.norm\.",
+     _TRANSFORMER + r"decoder.layers.\1.cross_attn_layer_norm."),
+    (r"^sem_seg_head\.predictor\.transformer_ffn_layers\.(\d+)\.linear(\d)\.",
+     _TRANSFORMER + r"decoder.layers.\1.fc\2."),
+    (r"^sem_seg_head\.predictor\.transformer_ffn_layers\.(\d+)\.norm\.",
+     _TRANSFORMER + r"decoder.layers.\1.final_layer_norm."),
+    (r"^criterion\.empty_weight$", "criterion.empty_weight"),
+]  # fmt: skip
+_ORIGINAL_IGNORED = re.compile(r"^(pixel_mean|pixel_std)$")  # normalisation constants
+
+
+def original_to_hf(sd: Mapping[str, torch.Tensor]) -> tuple[dict, dict, list[str]]:
+    """The original repo's state dict -> (HF-layout head tensors, the backbone's tensors
+    without ``backbone.``, ignored names). The self-attention's fused ``in_proj`` is split
+    into HF's q / k / v here (HF keeps the cross-attention's fused)."""
+    hf, backbone, ignored = {}, {}, []
+    for name, tensor in sd.items():
+        if name.startswith("backbone."):
+            backbone[name[len("backbone.") :]] = tensor
+            continue
+        if _ORIGINAL_IGNORED.match(name):
+            ignored.append(name)
+            continue
+        new = next((re.sub(p, r, name) for p, r in _ORIGINAL_RENAMES if re.match(p, name)), None)
+        if new is None:
+            raise CheckpointError(f"{name}: not a Mask2Former parameter this reader knows")
+        if ".self_attn.in_proj_" in new and new.startswith(_TRANSFORMER):
+            prefix, kind = new.rsplit(".in_proj_", 1)
+            for part, chunk in zip("qkv", tensor.chunk(3, dim=0)):
+                hf[f"{prefix}.{part}_proj.{kind}"] = chunk
+        else:
+            hf[new] = tensor
+    return hf, backbone, ignored
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists, numbers, strings and numpy arrays, refusing every other global
+    (a pickle can run any importable callable)."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("collections", "OrderedDict"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(
+                f"{module}.{name}: only numpy arrays are read from a detectron2 .pkl"
+            )
+        return super().find_class(module, name)
+
+
+def read_detectron2_pickle(path) -> dict[str, torch.Tensor]:
+    """A detectron2 ``.pkl`` checkpoint (``{"model": {name: ndarray}, ...}``, as the Mask2Former
+    model zoo publishes ``model_final_*.pkl``) -> ``{name: tensor}``, reading nothing but
+    arrays (:class:`_ArrayUnpickler`); raises :class:`CheckpointError` for anything else."""
+    try:
+        with open(path, "rb") as f:
+            obj = _ArrayUnpickler(f, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, OSError) as exc:
+        raise CheckpointError(
+            f"cannot read {path} as a detectron2 .pkl of numpy arrays: {exc}. Save the state "
+            "dict with torch.save({'model': state_dict}, 'model.pth') and load that instead"
+        ) from exc
+    state = obj.get("model", obj) if isinstance(obj, Mapping) else None
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a detectron2 checkpoint")
+    return {k: torch.as_tensor(np.ascontiguousarray(v)) for k, v in state.items()
+            if isinstance(v, np.ndarray)}  # fmt: skip
+
+
+# ------------------------------------------------------------------ config.json checks
+def _heads(m) -> tuple[int, int, int]:
+    """(pixel-decoder deformable heads, decoder cross-attention heads, self-attention heads)."""
+    enc = m.head.pixel_decoder.encoder.layers[0].self_attn.attn
+    dec = m.head.transformer_decoder.layers[0]
+    return enc.num_heads, dec.cross_attn.num_heads, dec.self_attn.num_heads
+
+
+def _pos(m) -> tuple:
+    """(temperature, normalize) of both sine encodings."""
+    return tuple(
+        (p.temperature, p.normalize)
+        for p in (m.head.pixel_decoder.positional_encoding, m.head.positional_encoding)
+    )
+
+
+def _decoder_act(m) -> str:
+    from visionfm.layers import act_name
+
+    return act_name(m.head.transformer_decoder.layers[0].ffn.net[1])
+
+
+_HF_CONFIG = {
+    "mask2former": [
+        ConfigEntry(
+            "num_queries",
+            lambda c: c.get("num_queries", 100),
+            lambda m: m.head.num_queries,
+            lambda v: f"head.num_queries={v}",
+        ),
+        ConfigEntry(
+            "decoder_layers (the initial prediction + decoder layers)",
+            lambda c: c.get("decoder_layers", 10) - 1,
+            lambda m: len(m.head.transformer_decoder.layers),
+            lambda v: f"head.transformer_decoder.num_layers={v}",
+        ),
+        ConfigEntry(
+            "encoder_layers",
+            lambda c: c.get("encoder_layers", 6),
+            lambda m: len(m.head.pixel_decoder.encoder.layers),
+            lambda v: f"head.pixel_decoder.encoder.num_layers={v}",
+        ),
+        ConfigEntry(
+            "num_attention_heads (pixel decoder, cross-, self-attention)",
+            lambda c: (c.get("num_attention_heads", 8),) * 3,
+            _heads,
+            lambda v: (
+                f"num_heads={v[0]} in the pixel decoder's DeformableMemoryAttention and "
+                "the decoder layer's cross_attn / self_attn"
+            ),
+        ),
+        ConfigEntry(
+            "activation_function",
+            lambda c: c.get("activation_function", "relu"),
+            _decoder_act,
+            lambda v: f"act_layer={v!r} in the decoder layer's ffn",
+        ),
+        ConfigEntry(
+            "pre_norm",
+            lambda c: c.get("pre_norm", False),
+            lambda m: False,
+            lambda v: "(nothing: pre-norm decoder layers are not implemented, only post-norm)",
+        ),
+        ConfigEntry(
+            "enforce_input_projection",
+            lambda c: (
+                bool(c.get("enforce_input_projection", False))
+                or c.get("feature_size", 256) != c.get("hidden_dim", 256)
+            ),
+            lambda m: False,
+            lambda v: "(nothing: the decoder's input projections are not implemented)",
+        ),
+        ConfigEntry(
+            "common_stride (the mask features' stride)",
+            lambda c: c.get("common_stride", 4),
+            lambda m: min(m.head.pixel_decoder.strides.values()),
+            lambda v: f"head.pixel_decoder in_channels / strides down to stride {v}",
+        ),
+        ConfigEntry(
+            "sine positions (temperature, normalize) of the pixel decoder and the decoder",
+            lambda c: ((10000, True), (10000, True)),
+            _pos,
+            lambda v: (
+                "positional_encoding=dict(type='SinePositionalEncoding', "
+                "temperature=10000, normalize=True) in the head and its pixel_decoder"
+            ),
+        ),
+        ConfigEntry(
+            "level embedding added to the decoder's features",
+            lambda c: "feats",
+            lambda m: m.head.level_embed_on,
+            lambda v: f"head.level_embed_on={v!r}",
+        ),
+        ConfigEntry(
+            "backbone windows (HF SwinBackbone partitions every stage)",
+            lambda c: True,
+            lambda m: getattr(m.backbone, "always_partition", True),
+            lambda v: f"backbone.always_partition={v}",
+        ),
+    ]
+}
+
+
+def _check_classes(sd: Mapping[str, torch.Tensor], model, config: Mapping | None) -> None:
+    """Refuse a class head of another size, naming both fixes."""
+    weight = sd.get("class_predictor.weight")
+    if weight is None:
+        return
+    have = model.head.num_classes
+    if weight.shape[0] - 1 != have:
+        names = (config or {}).get("id2label") or {}
+        shown = f" (config.json id2label: {len(names)} names)" if names else ""
+        raise CheckpointError(
+            f"the checkpoint's classifier has {weight.shape[0] - 1} classes + 'no object'"
+            f"{shown}, the model {have} (num_things_classes={model.head.num_things} + "
+            f"num_stuff_classes={model.head.num_stuff}): set num_things_classes + "
+            f"num_stuff_classes to {weight.shape[0] - 1} to use the published classes; to "
+            "fine-tune on other classes, set model.backbone.pretrained to the folder "
+            "(backbone only) or drop class_predictor.* from the state dict first"
+        )
+
+
+# ------------------------------------------------------------------ conversion
+def _rename(name: str) -> str:
+    for pattern, repl in _RENAMES:
+        name = re.sub(pattern, repl, name)
+    return name
+
+
+def convert_mask2former_checkpoint(
+    sd: Mapping[str, torch.Tensor], model, config: Mapping | None = None
+) -> ConvertedCheckpoint:
+    """HF or original Mask2Former state dict -> ``model``'s layout (see the module doc).
+
+    ``config``: the HF ``config.json`` (or None): settings the weights do not show (heads,
+    activation, layer norms' placement, positions, windows) are compared with the model, its
+    ``backbone_config`` by the backbone's converter; a difference is refused naming the
+    argument to set."""
+    if not is_mask2former_checkpoint(sd):
+        raise CheckpointError(
+            "not a Mask2Former checkpoint (no model.pixel_level_module.* / "
+            "sem_seg_head.pixel_decoder.*)"
+        )
+    fmt, ignored = "Hugging Face Mask2Former", []
+    if is_original_mask2former_checkpoint(sd):
+        fmt = "original (facebookresearch) Mask2Former"
+        hf, official, ignored = original_to_hf(sd)
+        sd = {**hf, **{_BACKBONE + k: v for k, v in official.items()}}
+    notes = check_hf_config(config, model, _HF_CONFIG)
+    _check_classes(sd, model, config)
+    backbone = {k[len(_BACKBONE) :]: v for k, v in sd.items() if k.startswith(_BACKBONE)}
+    unused = [k for k in backbone if k.startswith("swin.layernorm.")]  # HF's unused final norm
+    backbone = {k: v for k, v in backbone.items() if k not in unused}
+    converted = model.backbone.convert_checkpoint(backbone, (config or {}).get("backbone_config"))
+    out = {f"backbone.{k}": v for k, v in converted.state_dict.items()}
+    ignored += [_BACKBONE + k for k in (*unused, *converted.ignored)]
+    notes += converted.notes
+    num_fpn = len(model.head.pixel_decoder.fpn_names)
+    for name, tensor in sd.items():
+        if name.startswith(_BACKBONE):
+            continue
+        if _IGNORED.match(name):
+            ignored.append(name)
+            continue
+        if m := _FPN.match(name):  # HF counts the FPN levels fine to coarse, 1-based
+            kind = "lateral_convs" if m[1] == "adapter" else "output_convs"
+            out[f"head.pixel_decoder.{kind}.{num_fpn - int(m[2])}.{m[3]}.{m[4]}"] = tensor
+            continue
+        new = _rename(name)
+        if ".cross_attn.in_proj_" in new:
+            prefix, kind = new.rsplit(".in_proj_", 1)
+            for part, chunk in zip("qkv", tensor.chunk(3, dim=0)):
+                out[f"{prefix}.{part}_proj.{kind}"] = chunk
+            continue
+        out[new] = tensor
+    return ConvertedCheckpoint(out, fmt, ignored, notes)
+
+
+# ------------------------------------------------------------------ model config
+COCO_PANOPTIC_THINGS = 80  # HF's 133 COCO panoptic labels: 80 things, then 53 stuff
+
+
+def mask2former_model_config(sd: Mapping[str, torch.Tensor], config: Mapping | None) -> dict:
+    """Our ``model=`` dict for a published Mask2Former on Swin, from its ``config.json``
+    (HF) or, for an original checkpoint without one, from the tensors' names and shapes
+    (heads from the deformable attention's offsets at the repo's 4 points; ReLU).
+
+    Classes: 133 labels are COCO panoptic (80 things + 53 stuff); any other count is taken as
+    all things (instance or semantic models, whose outputs do not depend on the split).
+    """
+    if config is None and is_original_mask2former_checkpoint(sd):
+        hf, official, _ = original_to_hf(sd)
+        sd = {**hf, **{_BACKBONE + k: v for k, v in official.items()}}
+    c = dict(config or {})
+    weight = sd["class_predictor.weight"]
+    num_classes = weight.shape[0] - 1
+    dims = weight.shape[1]
+    feature = sd[_PIXEL + "level_embed"].shape[1]
+    mask_dims = sd[_PIXEL + "mask_projection.weight"].shape[0]
+    layers = {int(m[1]) for k in sd if (m := re.match(_TRANSFORMER + r"decoder\.layers\.(\d+)", k))}
+    enc = {int(m[1]) for k in sd if (m := re.match(_PIXEL + r"encoder\.layers\.(\d+)\.", k))}
+    # deformable attention: heads x 3 levels x 4 points x (x, y) offsets (the repo's points)
+    heads = c.get(
+        "num_attention_heads",
+        sd[_PIXEL + "encoder.layers.0.self_attn.sampling_offsets.weight"].shape[0] // 24,
+    )
+    enc_ffn = sd[_PIXEL + "encoder.layers.0.fc1.weight"].shape[0]
+    dec_ffn = sd[_TRANSFORMER + "decoder.layers.0.fc1.weight"].shape[0]
+    num_queries = sd[_TRANSFORMER + "queries_features.weight"].shape[0]
+    things = COCO_PANOPTIC_THINGS if num_classes == 133 else num_classes
+    backbone = _swin_config(sd, c.get("backbone_config") or {})
+    widths = [backbone["embed_dim"] * 2**i for i in range(len(backbone["depths"]))]
+    names = [f"p{i + 2}" for i in range(len(widths))]
+    deform = dict(type="DeformableMemoryAttention", embed_dims=feature, num_heads=heads,
+                  num_levels=3, num_points=4)  # fmt: skip
+    attn = dict(type="DetrMultiheadAttention", embed_dims=dims, num_heads=heads)
+    act = c.get("activation_function", "relu")
+    return dict(
+        type="TaskModel",
+        data_preprocessor=dict(type="DataPreprocessor", size_divisor=32),
+        backbone=backbone,
+        neck=None,
+        head=dict(
+            type="Mask2FormerHead",
+            num_things_classes=things,
+            num_stuff_classes=num_classes - things,
+            num_queries=num_queries,
+            level_embed_on="feats",
+            pixel_decoder=dict(
+                type="MSDeformAttnPixelDecoder",
+                in_channels=dict(zip(names, widths)),
+                strides=dict(zip(names, (4, 8, 16, 32))),
+                embed_dims=feature,
+                mask_dims=mask_dims,
+                num_encoder_levels=3,
+                input_bias=True,
+                encoder=dict(
+                    type="DetrEncoder",
+                    num_layers=len(enc),
+                    layer=dict(
+                        type="DetrEncoderLayer",
+                        self_attn=deform,
+                        ffn=dict(type="DetrFFN", embed_dims=feature, feedforward_dims=enc_ffn),
+                    ),
+                ),  # fmt: skip
+            ),
+            transformer_decoder=dict(
+                type="MaskedAttentionDecoder",
+                num_layers=len(layers),
+                layer=dict(
+                    type="MaskedAttentionDecoderLayer",
+                    cross_attn=attn,
+                    self_attn=attn,
+                    ffn=dict(
+                        type="DetrFFN", embed_dims=dims, feedforward_dims=dec_ffn, act_layer=act
+                    ),
+                ),
+            ),  # fmt: skip
+            matcher=dict(
+                type="MaskHungarianMatcher", cost_class=2.0, cost_mask=5.0, cost_dice=5.0
+            ),  # fmt: skip
+            test_cfg=dict(max_per_image=num_queries),
+        ),
+    )
+
+
+def _swin_config(sd: Mapping[str, torch.Tensor], backbone_config: Mapping) -> dict:
+    """Our Swin backbone dict from HF's ``backbone_config`` or the tensors' shapes."""
+    keys = [k[len(_BACKBONE) :] for k in sd if k.startswith(_BACKBONE)]
+    depth: dict[int, int] = {}
+    for k in keys:
+        if m := re.search(r"layers\.(\d+)\.blocks\.(\d+)\.", k):
+            depth[int(m[1])] = max(depth.get(int(m[1]), 0), int(m[2]) + 1)
+    depths = backbone_config.get("depths") or [depth[i] for i in sorted(depth)]
+    embed = next(
+        sd[_BACKBONE + k].shape[0]
+        for k in keys
+        if k.endswith(("patch_embeddings.projection.weight", "patch_embed.proj.weight"))
+    )
+    heads = backbone_config.get("num_heads")
+    if heads is None:  # from the bias tables: (rows, heads) per block
+        tables = {int(m[1]): sd[_BACKBONE + k].shape[1] for k in keys
+                  if (m := re.search(r"layers\.(\d+)\.blocks\.0\..*relative_position_bias_table$",
+                                     k))}  # fmt: skip
+        heads = [tables[i] for i in sorted(tables)]
+    rows = next(sd[_BACKBONE + k].shape[0] for k in keys if k.endswith("bias_table"))
+    window = backbone_config.get("window_size", (int(rows**0.5) + 1) // 2)
+    return dict(
+        type="SwinTransformer",
+        embed_dim=int(backbone_config.get("embed_dim", embed)),
+        depths=tuple(depths),
+        num_heads=tuple(heads),
+        window_size=window,
+        mlp_ratio=backbone_config.get("mlp_ratio", 4.0),
+        drop_path_rate=backbone_config.get("drop_path_rate", 0.3),
+        out_indices=tuple(range(len(depths))),
+        always_partition=True,
+    )
+
+
+register_family(
+    PublishedFamily(
+        "mask2former",
+        lambda sd, config: is_mask2former_checkpoint(sd),
+        convert_mask2former_checkpoint,
+        mask2former_model_config,
+    )
+)
