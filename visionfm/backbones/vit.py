@@ -3,7 +3,8 @@
 Papers: Dosovitskiy et al. 2021 "An Image is Worth 16x16 Words"; Oquab et al. 2023
 "DINOv2"; Darcet et al. 2024 "Vision Transformers Need Registers"; Li et al. 2022
 "Exploring Plain Vision Transformer Backbones for Object Detection" (ViTDet);
-Kirillov et al. 2023 "Segment Anything".
+Kirillov et al. 2023 "Segment Anything"; Chen et al. 2024 "LW-DETR"; Robinson et al. 2025
+"RF-DETR".
 
 Token layout inside the model: ``[class token, register tokens..., h * w patch tokens]``.
 The class-token position embedding of published checkpoints is folded into the class
@@ -19,6 +20,13 @@ all outputs, as in DINOv2's ``get_intermediate_layers``). Every output has strid
 ``(B, embed_dim)`` -- a token, not a map, so it is not listed in ``out_channels`` /
 ``out_strides`` (DPT's readout reads it). Inputs whose sides are not multiples of the patch size are zero-padded
 on the right / bottom. Blocks after the last of ``out_indices`` are not run.
+
+Windows of a fixed count (``num_windows`` = n > 1, RF-DETR / LW-DETR): after the position
+embedding the patch grid is split once into n x n equal windows, folded into the batch
+(``(B * n * n, P + h * w / n**2, C)``), each window with its own copy of the prefix tokens;
+windowed blocks attend within a window, the other blocks over every window's tokens of the
+image (the n * n prefix copies included, as RF-DETR does). The image is zero-padded so that
+the grid divides by n, and the maps are cropped back to ``ceil(H / p) x ceil(W / p)``.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from visionfm.layers import make_act, make_embed, make_mlp, make_norm, resize_pos_embed
@@ -34,7 +43,13 @@ from visionfm.registry import MODELS
 from visionfm.weights import ConvertedCheckpoint
 
 from .base import Backbone, StagePart, register_preset
-from .vit_attention import Attention, Block, RotaryEmbedding2d
+from .vit_attention import (
+    Attention,
+    Block,
+    RotaryEmbedding2d,
+    window_partition,
+    window_unpartition,
+)
 
 __all__ = ["ViT", "VIT_PRESETS"]
 
@@ -65,7 +80,10 @@ class ViT(Backbone):
         drop_path_rate: stochastic depth, increasing linearly to this over the blocks.
         attn_drop, proj_drop: dropout on attention weights / projection outputs.
         window_size, window_block_indices: blocks in ``window_block_indices`` attend within
-            ``window_size`` x ``window_size`` windows, the others globally.
+            ``window_size`` x ``window_size`` windows (ViTDet), the others globally.
+        num_windows: instead of ``window_size``: the patch grid is split into ``num_windows``
+            x ``num_windows`` windows (RF-DETR's ``num_windows``; LW-DETR's is the square of
+            ours), see the module doc; 1 disables them.
         use_rel_pos: decomposed relative position bias in every block (tables sized for
             the window in windowed blocks, for the ``img_size`` grid in global ones).
         out_indices: blocks whose outputs are returned.
@@ -107,6 +125,7 @@ class ViT(Backbone):
         proj_drop: float = 0.0,
         window_size: int = 0,
         window_block_indices: Sequence[int] = (),
+        num_windows: int = 1,
         use_rel_pos: bool = False,
         out_indices: Sequence[int] = (-1,),
         final_norm: bool = True,
@@ -128,9 +147,16 @@ class ViT(Backbone):
         grid = (self.img_size[0] // patch_size, self.img_size[1] // patch_size)
         self.num_prefix_tokens = int(class_token) + reg_tokens
         window_block_indices = sorted({i % depth for i in window_block_indices})
-        self._check_options(window_size, window_block_indices, use_rel_pos, rope_base)
+        self._check_options(window_size, num_windows, window_block_indices, use_rel_pos, rope_base)
+        self.window_block_indices = window_block_indices
+        self.num_windows = num_windows
         if return_class_token and not class_token:
             raise ValueError("return_class_token=True needs class_token=True")
+        if return_class_token and num_windows > 1:
+            raise ValueError(
+                "return_class_token=True with num_windows > 1: every window has its own class "
+                "token; set num_windows=1 or return_class_token=False"
+            )
         if pos_embed_mode not in ("bicubic", "bilinear"):
             raise ValueError(
                 f"pos_embed_mode must be 'bicubic' or 'bilinear', got {pos_embed_mode!r}"
@@ -190,11 +216,24 @@ class ViT(Backbone):
         if pretrained:
             self.load_pretrained(pretrained)
 
-    def _check_options(self, window_size, window_blocks, use_rel_pos, rope_base) -> None:
-        if bool(window_size) != bool(window_blocks):
+    def _check_options(self, window_size, num_windows, window_blocks, use_rel_pos, rope_base):
+        if num_windows < 1:
+            raise ValueError(f"num_windows must be >= 1 (1: no windows), got {num_windows}")
+        if window_size and num_windows > 1:
+            raise ValueError(
+                f"window_size={window_size} (windows of a fixed size, ViTDet) and "
+                f"num_windows={num_windows} (a fixed number of windows, RF-DETR / LW-DETR) "
+                "exclude each other: set one of them"
+            )
+        if num_windows > 1 and (use_rel_pos or rope_base is not None):
+            raise ValueError(
+                "num_windows > 1 cannot be combined with use_rel_pos or rope_base (the windows "
+                "are folded into the batch): set num_windows=1"
+            )
+        if bool(window_size) != bool(window_blocks) and num_windows == 1:
             raise ValueError(
                 f"window_size={window_size} and window_block_indices={window_blocks} go "
-                "together: give both or neither"
+                "together: give both or neither (or num_windows > 1 with the blocks)"
             )
         if (window_size or use_rel_pos) and self.num_prefix_tokens:
             raise ValueError(
@@ -286,30 +325,47 @@ class ViT(Backbone):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """x: (B, in_chans, H, W) -> ``{"block{i}": (B, embed_dim, ceil(H/p), ceil(W/p))}``
         (+ ``"block{i}_cls"``: (B, embed_dim) with ``return_class_token``)."""
+        p, n = self.patch_size, self.num_windows
+        out_hw = (-(-x.shape[-2] // p), -(-x.shape[-1] // p))
+        if n > 1:  # whole windows: zero-pad the image to multiples of p * n
+            x = F.pad(x, (0, (-x.shape[-1]) % (p * n), 0, (-x.shape[-2]) % (p * n)))
         x = self.patch_embed(x)  # (B, C, h, w)
         b, c, h, w = x.shape
         x = x.flatten(2).transpose(1, 2)  # (B, h*w, C)
         if self.pos_embed is not None:
             x = x + self.resized_pos_embed((h, w))
+        if n > 1:
+            x = window_partition(x.view(b, h, w, c), (h // n, w // n))[0]  # (B*n*n, h*w/n², C)
         prefix = [t for t in (self.cls_token, self.reg_tokens) if t is not None]
-        if prefix:
-            x = torch.cat([t.expand(b, -1, -1) for t in prefix] + [x], dim=1)  # (B, P + h*w, C)
+        if prefix:  # (B', P + N, C), one copy per window
+            x = torch.cat([t.expand(x.shape[0], -1, -1) for t in prefix] + [x], dim=1)
         rope = self.rope((h, w), x.device, x.dtype) if self.rope is not None else None
 
         outs = {}
         use_cp = self.grad_checkpointing and torch.is_grad_enabled()
         for i in range(self.out_indices[-1] + 1):  # blocks after the last output are skipped
-            blk = self.blocks[i]
+            blk, tokens = self.blocks[i], x.shape
+            if n > 1 and i not in self.window_block_indices:  # global: all windows together
+                x = x.reshape(b, -1, c)  # (B, n*n * (P + h*w/n²), C)
             if use_cp:
                 x = checkpoint(blk, x, (h, w), rope, use_reentrant=False)
             else:
                 x = blk(x, (h, w), rope)
+            x = x.reshape(tokens)
             if i in self.out_indices:
-                y = self.norm(x[:, self.num_prefix_tokens :])  # (B, h*w, C)
-                outs[self._key(i)] = y.transpose(1, 2).reshape(b, c, h, w)
+                y = self.norm(x[:, self.num_prefix_tokens :])  # (B', h*w / n², C)
+                outs[self._key(i)] = self._to_map(y, (h, w), out_hw)
                 if self.return_class_token:
                     outs[self._key(i) + "_cls"] = self.norm(x[:, 0])  # (B, C)
         return outs
+
+    def _to_map(self, y: torch.Tensor, hw: tuple[int, int], out_hw: tuple[int, int]):
+        """Patch tokens (B * n*n, h*w / n², C), windows in the batch -> map (B, C, *out_hw)."""
+        n = self.num_windows
+        if n == 1:
+            return y.transpose(1, 2).reshape(y.shape[0], -1, *hw)
+        y = window_unpartition(y, (hw[0] // n, hw[1] // n), hw, hw)  # (B, h, w, C)
+        return y[:, : out_hw[0], : out_hw[1]].permute(0, 3, 1, 2).contiguous()
 
 
 # -- registered variants -----------------------------------------------------------------

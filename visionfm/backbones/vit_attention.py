@@ -9,7 +9,9 @@
   an additive bias passed to :func:`visionfm.ops.attention.attention`.
 - Windowed attention (ViTDet / SAM): the token map is zero-padded to a multiple
   of the window and split into windows that attend within themselves. As in the
-  reference implementations the padding tokens take part as keys.
+  reference implementations the padding tokens take part as keys. (RF-DETR / LW-DETR
+  split the grid into a fixed number of windows instead; :class:`~.vit.ViT` does that
+  once for all blocks, see its ``num_windows``.)
 
 All softmax attention goes through :func:`visionfm.ops.attention.attention`.
 """
@@ -123,24 +125,34 @@ def rel_pos_bias(
     return bias.reshape(b, heads, h * w, h * w)
 
 
-def window_partition(x: torch.Tensor, ws: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """(B, H, W, C) -> windows (B * nW, ws * ws, C) after zero-padding to (Hp, Wp); returns (Hp, Wp)."""
+def window_partition(
+    x: torch.Tensor, ws: int | tuple[int, int]
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(B, H, W, C) -> windows (B * nW, wh * ww, C) after zero-padding to (Hp, Wp); returns (Hp, Wp).
+
+    ``ws``: the window, square (int) or (wh, ww); windows are ordered row-major over the image.
+    """
+    wh, ww = (ws, ws) if isinstance(ws, int) else ws
     b, h, w, c = x.shape
-    pad_h, pad_w = (-h) % ws, (-w) % ws
+    pad_h, pad_w = (-h) % wh, (-w) % ww
     if pad_h or pad_w:
         x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
     hp, wp = h + pad_h, w + pad_w
-    x = x.view(b, hp // ws, ws, wp // ws, ws, c).transpose(2, 3)  # (B, nh, nw, ws, ws, C)
-    return x.reshape(-1, ws * ws, c), (hp, wp)
+    x = x.view(b, hp // wh, wh, wp // ww, ww, c).transpose(2, 3)  # (B, nh, nw, wh, ww, C)
+    return x.reshape(-1, wh * ww, c), (hp, wp)
 
 
 def window_unpartition(
-    windows: torch.Tensor, ws: int, padded_hw: tuple[int, int], hw: tuple[int, int]
+    windows: torch.Tensor,
+    ws: int | tuple[int, int],
+    padded_hw: tuple[int, int],
+    hw: tuple[int, int],
 ) -> torch.Tensor:
-    """Inverse of :func:`window_partition`: (B * nW, ws * ws, C) -> (B, H, W, C), padding cropped."""
+    """Inverse of :func:`window_partition`: (B * nW, wh * ww, C) -> (B, H, W, C), padding cropped."""
+    wh, ww = (ws, ws) if isinstance(ws, int) else ws
     hp, wp = padded_hw
     c = windows.shape[-1]
-    x = windows.view(-1, hp // ws, wp // ws, ws, ws, c).transpose(2, 3).reshape(-1, hp, wp, c)
+    x = windows.view(-1, hp // wh, wp // ww, wh, ww, c).transpose(2, 3).reshape(-1, hp, wp, c)
     h, w = hw
     return x[:, :h, :w] if (hp, wp) != (h, w) else x
 

@@ -15,9 +15,14 @@ Recognised by anchor keys, under any prefix (``vit.``, ``dinov2.``, ``backbone.`
   transformers >= 5 uses in memory (``layers.N.attention.q_proj``); separate q / k / v
   projections are fused;
 - Hugging Face ``DINOv3ViTModel`` (``embeddings.patch_embeddings.weight``,
-  ``layer.N.attention.q_proj``, no key bias).
+  ``layer.N.attention.q_proj``, no key bias);
+- the backbones of Hugging Face RF-DETR (``RfDetrDinov2Backbone``: DINOv2 names with
+  ``norm1`` / ``mlp.fc1`` / ``layer_scale1``) and LW-DETR (``LwDetrViTBackbone``:
+  ``embeddings.projection``, ``gamma_1``, ``intermediate.fc1``, no key bias), their
+  ``config.json`` windows and outputs checked too (see :mod:`.vit_hf_detr`).
 
-Position-embedding entries of prefix tokens are added to those tokens; the patch grid is
+Position-embedding entries of prefix tokens are added to those tokens (a class entry
+without a class token, as LW-DETR's, is dropped); the patch grid is
 resized to the model's; relative-position tables of global blocks are resized to the
 model's lengths (those of windowed blocks must be for the model's window).
 
@@ -49,12 +54,14 @@ from visionfm.weights import (
 )
 
 from .vit_attention import resize_rel_pos
+from .vit_hf_detr import window_entries
 
 __all__ = ["convert_vit_checkpoint"]
 
 _ANCHORS = {
     "embeddings.patch_embeddings.projection.weight": "Hugging Face ViT/DINOv2",
     "embeddings.patch_embeddings.weight": "Hugging Face DINOv3",
+    "embeddings.projection.weight": "Hugging Face LW-DETR ViT",
     "patch_embed.proj.weight": "timm",
 }
 _IGNORED = re.compile(
@@ -82,6 +89,10 @@ _HF_BLOCK = [
     ("mlp.down_proj.", "mlp.fc2."),
     ("layer_scale1.lambda1", "ls1.gamma"),
     ("layer_scale2.lambda1", "ls2.gamma"),
+    ("gamma_1", "ls1.gamma"),
+    ("gamma_2", "ls2.gamma"),
+    ("intermediate.fc1.", "mlp.fc1."),
+    ("intermediate.fc2.", "mlp.fc2."),
 ]
 _HF_TOP = [
     ("embeddings.cls_token", "cls_token"),
@@ -89,6 +100,7 @@ _HF_TOP = [
     ("embeddings.position_embeddings", "pos_embed"),
     ("embeddings.patch_embeddings.projection.", "patch_embed.proj."),
     ("embeddings.patch_embeddings.", "patch_embed.proj."),
+    ("embeddings.projection.", "patch_embed.proj."),
     ("layernorm.", "norm."),
 ]
 _HF_LAYER = re.compile(r"^(?:encoder\.layer|layers|model\.layer|layer)\.(\d+)\.")
@@ -220,6 +232,12 @@ _HF_CONFIG = {
         1e-5, lambda c: c.get("intermediate_size", 1536), hf_act, gated="use_gated_mlp",
         registers=0, rope=True,
     ),
+    "rf_detr_dinov2": _entries(
+        1e-6, _dinov2_hidden, _dinov2_act, gated="use_swiglu_ffn", resize=("bicubic", True, 0.0),
+    ) + window_entries(final_norm=True),
+    "lw_detr_vit": _entries(
+        1e-6, _dinov2_hidden, hf_act, resize=_BICUBIC
+    ) + window_entries(final_norm=False),
 }  # fmt: skip
 
 
@@ -286,7 +304,7 @@ def _split_pos_embed(
     if pos.dim() == 4:
         return pos[:, :0, 0], pos
     length = pos.shape[1]
-    candidates = sorted({0, min(1, num_prefix), num_prefix})
+    candidates = sorted({0, 1, num_prefix})  # 1: a class entry without class token (LW-DETR)
     if model_grid is not None:  # prefer the split giving the model's own grid
         for p in candidates:
             if length - p == model_grid[0] * model_grid[1]:
@@ -318,6 +336,11 @@ def _fit_positions(sd: dict[str, torch.Tensor], model, notes: list[str]) -> None
                 sd[k] = sd[k].clone()
                 sd[k][:, :n] += prefix_pos[:, start : start + n]
                 start += n
+        if start < prefix_pos.shape[1]:
+            notes.append(
+                f"pos_embed's first {prefix_pos.shape[1] - start} entries have no token in the "
+                "checkpoint (a class entry of a model without class token): dropped"
+            )
         if model_grid is not None and tuple(grid.shape[1:3]) != model_grid:
             notes.append(f"pos_embed resized from grid {tuple(grid.shape[1:3])} to {model_grid}")
             grid = resize_pos_embed(
