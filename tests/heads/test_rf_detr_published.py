@@ -59,8 +59,7 @@ def tiny_lw_detr_head(
         mixed_query_selection=True,
         anchor_deltas=True,
         num_groups=num_groups,
-        test_cfg=dict(max_per_img=QUERIES * NUM_CLASSES),
-        **options,
+        **{"test_cfg": dict(max_per_img=QUERIES * NUM_CLASSES), **options},
     )
 
 
@@ -284,3 +283,26 @@ def test_bad_head_options_refused():
     cfg.update(mixed_query_selection=False)
     with pytest.raises(ValueError, match="anchor_deltas"):
         MODELS.build(cfg)
+
+
+def test_postprocess_equals_hugging_face():
+    """Our ``postprocess`` (top ``max_per_img`` of queries x classes by sigmoid score, above
+    ``score_thr``, boxes in pixels) on HF's outputs equals RfDetrImageProcessor's
+    ``post_process_object_detection`` with the same top-k and a threshold inside it."""
+    hf, levels = hf_rf_detr()
+    feats, x = _projector_features(hf, levels, SIZES["rf_detr"])
+    with torch.no_grad():
+        ref = hf(pixel_values=x)
+    size, top_k = (421, 703), 20
+    threshold = ref.logits.sigmoid().flatten().sort(descending=True).values[14].item()
+    expected = transformers.RfDetrImageProcessor().post_process_object_detection(
+        ref, threshold=threshold, target_sizes=[size], top_k=top_k
+    )[0]
+    head = MODELS.build(
+        tiny_lw_detr_head(levels, test_cfg=dict(max_per_img=top_k, score_thr=threshold))
+    )
+    ours = head.postprocess(ref.logits[0], ref.pred_boxes[0], dict(img_shape=size), rescale=False)
+    assert 0 < len(ours) < top_k
+    assert torch.equal(ours.labels, expected["labels"])
+    assert torch.allclose(ours.scores, expected["scores"], atol=1e-12, rtol=0)
+    assert torch.allclose(ours.bboxes, expected["boxes"], atol=1e-9, rtol=0)
