@@ -306,3 +306,30 @@ def test_postprocess_equals_hugging_face():
     assert torch.equal(ours.labels, expected["labels"])
     assert torch.allclose(ours.scores, expected["scores"], atol=1e-12, rtol=0)
     assert torch.allclose(ours.bboxes, expected["boxes"], atol=1e-9, rtol=0)
+
+
+def test_training_losses_equal_hugging_face():
+    """Training with 3 query groups: our IoU-aware BCE + L1 + GIoU losses (per-group Hungarian
+    matching, normalised by the boxes x groups) of the last layer, the earlier one and the
+    first stage equal HF's LwDetr loss (weighted 1 / 5 / 2 as its config)."""
+    hf, levels = hf_lw_detr()
+    feats, x = _projector_features(hf, levels, SIZES["lw_detr"])
+    head = _head_from(hf, levels, cls_loss="iou_aware").train()
+    hf.train()
+    hf.model.backbone.eval()  # batch-norm statistics
+    boxes = torch.tensor([[0.3, 0.4, 0.2, 0.3], [0.7, 0.5, 0.4, 0.2]], dtype=torch.float64)
+    labels = torch.tensor([1, 3])
+    with torch.no_grad():
+        ref = hf(pixel_values=x, labels=[dict(class_labels=labels, boxes=boxes)])
+        ours = head.loss_by_outputs(head(feats, None), [dict(labels=labels, boxes=boxes)])
+    weights = dict(loss_ce=1.0, loss_bbox=5.0, loss_giou=2.0)
+    names = dict(loss_ce="loss_cls", loss_bbox="loss_bbox", loss_giou="loss_giou")
+    for hf_name, value in ref.loss_dict.items():
+        base, _, where = hf_name.partition("_")[2].partition("_")
+        base = "loss_" + base
+        if base not in weights:
+            continue  # cardinality_error: a log value
+        prefix = {"": "", "0": "d0.", "enc": "enc_"}[where]
+        mine = ours[prefix + names[base]]
+        assert abs(mine.item() - value.item() * weights[base]) <= 1e-6, hf_name
+    assert len(ours) == 9

@@ -135,6 +135,9 @@ class DETRHead(Head):
             Deformable DETR and HF's: an "object" score); needed by their published weights.
         loss_cls, loss_bbox, loss_giou: loss weights.
         focal_alpha, focal_gamma: focal loss parameters.
+        cls_loss: the sigmoid classification loss: ``'focal'``, or ``'iou_aware'`` (LW-DETR /
+            RF-DETR's IoU-aware BCE, ``losses.iou_aware_classification_loss``; its alpha and
+            gamma are ``focal_alpha`` / ``focal_gamma``).
         classification: ``'sigmoid'`` (focal; no background class) or ``'softmax'`` (DETR's
             "no object" class, see the module doc; learned queries only, and the matcher
             built with the same ``classification``).
@@ -183,6 +186,7 @@ class DETRHead(Head):
         loss_giou: float = 2.0,
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
+        cls_loss: str = "focal",
         classification: str = "sigmoid",
         no_object_weight: float = 0.1,
         input_norm: str | Callable[[int], nn.Module] | None = "GN",
@@ -212,6 +216,14 @@ class DETRHead(Head):
         self.class_agnostic_proposals = class_agnostic_proposals
         self.loss_weights = dict(loss_cls=loss_cls, loss_bbox=loss_bbox, loss_giou=loss_giou)
         self.focal_alpha, self.focal_gamma = focal_alpha, focal_gamma
+        if cls_loss not in ("focal", "iou_aware") or (
+            cls_loss == "iou_aware" and classification != "sigmoid"
+        ):
+            raise ValueError(
+                f"cls_loss must be 'focal' or 'iou_aware' (sigmoid classification), got "
+                f"{cls_loss!r} with classification={classification!r}"
+            )
+        self.cls_loss = cls_loss
         self._check_classification(classification, matcher, two_stage or denoising is not None)
         self.classification, self.no_object_weight = classification, no_object_weight
         self.test_cfg = settings(test_cfg, _TEST_CFG, "test_cfg")
@@ -474,6 +486,7 @@ class DETRHead(Head):
             self.focal_gamma,
             mask,
             no_object_weight=no_object,
+            iou_aware=self.cls_loss == "iou_aware",
         )
         return self._weighted(raw, prefix)
 

@@ -29,13 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from visionfm.ops.boxes import box_cxcywh_to_xyxy, generalized_box_iou_paired
+from visionfm.ops.boxes import box_cxcywh_to_xyxy, box_iou, generalized_box_iou_paired
 
 __all__ = [
     "box_l1_loss",
     "class_targets",
     "focal_classification_loss",
     "giou_loss",
+    "iou_aware_classification_loss",
     "softmax_classification_loss",
     "set_prediction_losses",
     "sigmoid_focal_loss",
@@ -153,6 +154,48 @@ def focal_classification_loss(
     return loss.sum() / num_boxes
 
 
+def iou_aware_classification_loss(
+    pred_logits: Tensor,
+    pred_boxes: Tensor,
+    targets: list[dict[str, Tensor]],
+    indices: list[tuple[Tensor, Tensor]],
+    num_boxes: float,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+) -> Tensor:
+    """LW-DETR's / RF-DETR's IoU-aware BCE: the matched class of a matched query is a soft
+    positive of quality ``t = clamp(p ** alpha * IoU ** (1 - alpha), min=0.01)`` (``p`` its
+    score, IoU of its box with the target's; both detached), so the loss is
+    ``-t log p - (1 - t) log(1 - p)`` there; every other (query, class) is a negative
+    weighted ``p ** gamma``: ``-p ** gamma log(1 - p)``.
+
+    Args:
+        pred_logits: (B, Q, C); pred_boxes: (B, Q, 4) normalised cxcywh.
+        targets, indices, num_boxes: as :func:`focal_classification_loss`.
+
+    Returns:
+        scalar: the sum over (B, Q, C) / ``num_boxes``.
+    """
+    pred_logits = _float32_or_wider(pred_logits)
+    prob = pred_logits.sigmoid()
+    batch_idx, pred_idx = _batch_indices(indices, pred_logits.device)
+    labels = torch.cat([t["labels"].long()[tgt] for t, (_, tgt) in zip(targets, indices)])
+    labels = labels.to(pred_logits.device)
+    tgt_boxes = torch.cat([t["boxes"][tgt] for t, (_, tgt) in zip(targets, indices)])
+    matched = box_cxcywh_to_xyxy(pred_boxes[batch_idx, pred_idx].detach().to(prob))
+    iou = box_iou(matched, box_cxcywh_to_xyxy(tgt_boxes.to(prob)))[0].diagonal()  # (M,)
+    quality = (prob[batch_idx, pred_idx, labels].detach() ** alpha * iou ** (1 - alpha)).clamp(
+        min=0.01
+    )
+    pos_weight = torch.zeros_like(prob)
+    neg_weight = prob.detach() ** gamma
+    pos_weight[batch_idx, pred_idx, labels] = quality
+    neg_weight[batch_idx, pred_idx, labels] = 1 - quality
+    # -log(p) = softplus(-x), -log(1 - p) = softplus(x)
+    loss = pos_weight * F.softplus(-pred_logits) + neg_weight * F.softplus(pred_logits)
+    return loss.sum() / num_boxes
+
+
 def softmax_classification_loss(
     pred_logits: Tensor,
     targets: list[dict[str, Tensor]],
@@ -194,6 +237,7 @@ def set_prediction_losses(
     focal_gamma: float = 2.0,
     class_mask: Tensor | None = None,
     no_object_weight: float | None = None,
+    iou_aware: bool = False,
 ) -> dict[str, Tensor]:
     """Losses of one decoder layer given its matching.
 
@@ -206,6 +250,7 @@ def set_prediction_losses(
         class_mask: see :func:`focal_classification_loss`.
         no_object_weight: None: the focal loss on sigmoid logits (B, Q, C); a number: DETR's
             :func:`softmax_classification_loss` on (B, Q, C + 1) logits with that weight.
+        iou_aware: LW-DETR's :func:`iou_aware_classification_loss` instead of the focal loss.
 
     Returns:
         ``loss_cls`` (focal or cross-entropy), ``loss_bbox`` (L1 on cxcywh), ``loss_giou``
@@ -217,7 +262,11 @@ def set_prediction_losses(
     tgt_boxes = torch.cat(
         [t["boxes"].to(matched)[tgt.to(matched.device)] for t, (_, tgt) in zip(targets, indices)]
     )  # (M, 4)
-    if no_object_weight is None:
+    if iou_aware:
+        loss_cls = iou_aware_classification_loss(
+            pred_logits, pred_boxes, targets, indices, num_boxes, focal_alpha, focal_gamma
+        )
+    elif no_object_weight is None:
         loss_cls = focal_classification_loss(
             pred_logits, targets, indices, num_boxes, focal_alpha, focal_gamma, class_mask
         )
