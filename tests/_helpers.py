@@ -72,3 +72,53 @@ def write_tiny_bert(folder, hidden_size: int = 32, num_layers: int = 1, seed: in
     )
     BertModel(config, add_pooling_layer=False).save_pretrained(folder)
     return folder
+
+
+def write_tiny_deformable_detr(
+    folder,
+    num_labels: int = 5,
+    two_stage: bool = False,
+    random_weights: bool = True,
+    size: tuple[int, int] = (96, 160),
+    seed: int = 0,
+):
+    """A tiny HF Deformable DETR (timm resnet18, d_model 32, 9 queries) saved with
+    ``save_pretrained`` into ``folder`` together with its image processor
+    (``shortest_edge, longest_edge = size``); returns the HF model (float32, eval).
+
+    ``random_weights``: every weight random (:func:`randomize`), so a wrong conversion shows;
+    False: HF's initialisation (a model to fine-tune)."""
+    from transformers import (
+        DeformableDetrConfig,
+        DeformableDetrForObjectDetection,
+        DeformableDetrImageProcessor,
+    )
+
+    torch.manual_seed(seed)
+    config = DeformableDetrConfig(
+        use_timm_backbone=True,
+        backbone="resnet18",
+        use_pretrained_backbone=False,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=48,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_n_points=2,
+        decoder_n_points=3,
+        num_queries=9,
+        two_stage_num_proposals=9,
+        num_labels=num_labels,
+        with_box_refine=two_stage,
+        two_stage=two_stage,
+    )
+    model = DeformableDetrForObjectDetection(config)
+    if random_weights:
+        model = randomize(model, seed)
+    model = model.float().eval()
+    model.save_pretrained(folder)
+    processor = DeformableDetrImageProcessor(size=dict(shortest_edge=size[0], longest_edge=size[1]))
+    processor.save_pretrained(folder)
+    return model
