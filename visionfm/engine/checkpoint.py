@@ -16,7 +16,11 @@ that works around mmengine's checkpoint handling:
   loads, skipping truncated or corrupt ones with a warning naming them.
 - ``load_checkpoint_to_model`` (``load_from`` and resume) lists missing, unexpected and
   mismatched-shape keys and refuses a checkpoint of a different model outright, where
-  mmengine would log a warning and train from random weights.
+  mmengine would log a warning and train from random weights. Fine-tuning from a detector
+  trained on other classes keeps every other weight and re-initialises the heads' declared
+  ``class_layers`` whose shape differs (logged, tensor by tensor, with both shapes);
+  ``load_model_weights`` (test, demo, Inferencer) refuses such a checkpoint instead, naming
+  ``num_classes``.
 - ``install()`` puts these, and the atomic, finite-only ``save_checkpoint`` of
   ``checkpoint_saving``, in place of mmengine's.
 """
@@ -28,6 +32,7 @@ import os
 import os.path as osp
 import re
 from collections import OrderedDict
+from dataclasses import replace
 
 import mmengine.runner as mm_runner_pkg
 import mmengine.runner.checkpoint as mm_checkpoint
@@ -37,14 +42,14 @@ from mmengine.logging import print_log
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from visionfm.models.published import convert_published, is_published_path, load_published
+from visionfm.heads.base import Head
+from visionfm.models.published import convert_published, families, is_published_path
 from visionfm.weights import (
     PICKLED_ARGS_GLOBALS,
     CheckpointError,
     load_converted,
     read_checkpoint,
     read_hf_config,
-    unwrap_state_dict,
 )
 
 from .checkpoint_saving import save_checkpoint
@@ -180,6 +185,64 @@ def describe_key_mismatch(own: dict, state: dict) -> tuple[str, bool]:
     return report, foreign
 
 
+def class_layer_mismatches(model: torch.nn.Module, state: dict) -> list[tuple[str, tuple, tuple]]:
+    """``(key, checkpoint shape, model shape)`` of every tensor of a head's ``class_layers``
+    (:class:`~visionfm.heads.base.Head`) whose shape in ``state`` differs from the model's."""
+    found = []
+    for prefix, head in model.named_modules():
+        if not isinstance(head, Head) or not head.class_layers:
+            continue
+        for name, tensor in head.state_dict().items():
+            key = f"{prefix}.{name}" if prefix else name
+            if key in state and any(re.match(p, name) for p in head.class_layers):
+                if tuple(state[key].shape) != tuple(tensor.shape):
+                    found.append((key, tuple(state[key].shape), tuple(tensor.shape)))
+    return found
+
+
+def _num_classes_note(model: torch.nn.Module, mismatches: list) -> str:
+    """'checkpoint N classes, model M' from the first class head's rows."""
+    key, theirs, ours = mismatches[0]
+    head = next(
+        (m for p, m in model.named_modules() if isinstance(m, Head) and key.startswith(p)), None
+    )
+    model_classes = getattr(head, "num_classes", None)
+    if not isinstance(model_classes, int):
+        return f"{key}: checkpoint {theirs} vs model {ours}"
+    return f"{model_classes + theirs[0] - ours[0]} classes in the checkpoint, {model_classes} in the model"
+
+
+def reinit_class_layers(model: torch.nn.Module, state: dict) -> tuple[dict, list[str]]:
+    """``state`` with the class layers whose shape differs replaced by the model's own
+    (freshly initialised) tensors, and one line per tensor saying so (fine-tuning on other
+    classes); ``state`` itself is not changed."""
+    mismatches = class_layer_mismatches(model, state)
+    if not mismatches:
+        return state, []
+    own = model.state_dict()
+    state = dict(state)
+    for key, _, _ in mismatches:
+        state[key] = own[key].detach().clone()
+    lines = [
+        f"re-initialised {len(mismatches)} class-dependent tensors for fine-tuning on other "
+        f"classes ({_num_classes_note(model, mismatches)}):"
+    ] + [f"  {key}: checkpoint {theirs} -> model {ours}" for key, theirs, ours in mismatches]
+    return state, lines
+
+
+def _refuse_other_classes(model: torch.nn.Module, state: dict, path: str) -> None:
+    """A checkpoint of another class count does not load for testing / inference."""
+    mismatches = class_layer_mismatches(model, state)
+    if mismatches:
+        shown = ", ".join(f"{k} {a} vs {b}" for k, a, b in mismatches[:3])
+        raise CheckpointError(
+            f"checkpoint {path} was trained on another number of classes than this "
+            f"{type(model).__name__} ({_num_classes_note(model, mismatches)}; {shown}): set "
+            "the head's num_classes to the checkpoint's, or fine-tune from it with "
+            "load_from= (its class layers are then re-initialised)"
+        )
+
+
 def load_checkpoint_to_model(
     model, checkpoint: dict, strict: bool = False, logger=None, revise_keys=((r"^module\.", ""),)
 ) -> dict:
@@ -187,7 +250,8 @@ def load_checkpoint_to_model(
 
     Loads the entries that match by name and shape, logs a warning listing the rest, and
     raises RuntimeError for a checkpoint of a different model (see
-    ``describe_key_mismatch``), or for any difference when ``strict``.
+    ``describe_key_mismatch``), or for any difference when ``strict``. Class layers of
+    another class count are re-initialised first (:func:`reinit_class_layers`, logged).
     """
     state = checkpoint.get("state_dict", checkpoint)
     hf_config = checkpoint.get("meta", {}).get("hf_config") if "state_dict" in checkpoint else None
@@ -195,11 +259,16 @@ def load_checkpoint_to_model(
     if converted is None and hf_config is None:  # a torch-saved original-repo file
         converted = _published_in_file(model, checkpoint, None)
     if converted is not None:  # a published layout: converted and loaded strictly
+        kept, lines = reinit_class_layers(model, converted.state_dict)
+        converted = replace(converted, state_dict=kept, notes=[*converted.notes, *lines])
+        _log_reinit(lines)
         print_log(str(load_converted(model, converted, strict=True)), logger="current")
         return checkpoint
     metadata = getattr(state, "_metadata", OrderedDict())
     for pattern, replacement in revise_keys:
         state = OrderedDict((re.sub(pattern, replacement, k), v) for k, v in state.items())
+    state, lines = reinit_class_layers(model, state)
+    _log_reinit(lines)
     own = model.state_dict()
     report, foreign = describe_key_mismatch(own, state)
     if foreign or (strict and report):
@@ -220,6 +289,11 @@ def load_checkpoint_to_model(
     return checkpoint
 
 
+def _log_reinit(lines: list[str]) -> None:
+    if lines:
+        print_log("\n".join(lines), logger="current", level=30)
+
+
 def install() -> None:
     """Put this module's loading and ``checkpoint_saving``'s saving in place of mmengine's."""
     CheckpointLoader.register_scheme(prefixes="", loader=load_from_local_weights_only, force=True)
@@ -230,12 +304,13 @@ def install() -> None:
 
 
 def _published_in_file(model, ckpt: dict, path: str | None):
-    """A torch-saved file in a published layout (``{"model": ...}`` of an original repo),
-    converted for ``model``; None for our own checkpoints."""
+    """A torch-saved file in a published layout (``{"model": ...}`` of an original repo, its
+    pickled ``args`` kept as ``state.args``), converted for ``model``; None for our own
+    checkpoints."""
     if "state_dict" in ckpt and "meta" in ckpt:  # ours (runner checkpoints)
         return None
     try:
-        state = unwrap_state_dict(ckpt)
+        state = read_checkpoint(ckpt)
     except CheckpointError:
         return None
     return convert_published(model, state, read_hf_config(path) if path else None)
@@ -249,15 +324,23 @@ def load_model_weights(model: torch.nn.Module, path: str) -> dict:
     checkpoint does not belong to this model ("looks like a different model" when most
     keys differ).
     """
-    if is_published_path(path) and load_published(model, path):
-        return {}
-    ckpt = load_checkpoint_file(path)
-    converted = _published_in_file(model, ckpt, path)
-    if converted is not None:  # e.g. the original Grounding DINO .pth
+    if is_published_path(path):
+        converted = convert_published(model, read_checkpoint(path), read_hf_config(path))
+    else:
+        ckpt = load_checkpoint_file(path)
+        converted = _published_in_file(model, ckpt, path)  # e.g. an original repo's .pth
+    if converted is not None:
+        _refuse_other_classes(model, converted.state_dict, path)
         load_converted(model, converted, strict=True)
         return {}
+    if is_published_path(path):
+        known = ", ".join(f.name for f in families())
+        raise CheckpointError(
+            f"{path} is in none of the published layouts we know (families: {known})"
+        )
     state = ckpt.get("state_dict", ckpt)
     state = {k.removeprefix("module."): v for k, v in state.items()}
+    _refuse_other_classes(model, state, path)
     report, _ = describe_key_mismatch(model.state_dict(), state)
     if report:
         raise RuntimeError(

@@ -22,6 +22,10 @@ and the task model reads the declarations instead of probing the head:
   (a ``visionfm.text.HFTextEncoder``), which the model must have;
 - ``flip_test``: ``predict`` also takes ``flip_feats``, the features of the horizontally
   mirrored inputs (top-down pose on unpadded crops);
+- ``class_layers``: its tensors whose shape follows the number of classes (class heads, a
+  denoising label embedding); fine-tuning from a checkpoint trained on other classes
+  (``load_from``) re-initialises them, every other load refuses the difference naming
+  ``num_classes`` (``visionfm.engine.checkpoint``);
 - being a :class:`DenseHead`: its ``forward`` gives maps covering the padded input and
   ``predict_by_logits`` maps such maps to the samples, so the model may run sliding-window
   inference and hand it the stitched maps.
@@ -43,9 +47,9 @@ class Head(nn.Module):
     """Base of every task head (see the module doc).
 
     Subclasses implement ``forward``, :meth:`loss` and :meth:`predict`, and override the
-    declarations that apply to them: ``predicts`` / ``needs_predictions`` / ``needs_text``
-    (class attributes), ``flip_test`` (an attribute, often a constructor switch) and
-    :attr:`in_levels` (a property, usually from the head's ``in_channels``).
+    declarations that apply to them: ``predicts`` / ``needs_predictions`` / ``needs_text`` /
+    ``class_layers`` (class attributes), ``flip_test`` (an attribute, often a constructor
+    switch) and :attr:`in_levels` (a property, usually from the head's ``in_channels``).
     """
 
     #: DataSample fields ``predict`` writes (e.g. ``("pred_instances",)``).
@@ -56,6 +60,9 @@ class Head(nn.Module):
     flip_test: bool = False
     #: ``loss`` / ``predict`` / ``forward`` take ``text_encoder=`` (prompted heads).
     needs_text: bool = False
+    #: regexes of the state-dict names (relative to the head) whose shape follows
+    #: ``num_classes``; none for a head without a fixed class set (prompted heads).
+    class_layers: tuple[str, ...] = ()
 
     @property
     def in_levels(self) -> tuple[str, ...] | None:

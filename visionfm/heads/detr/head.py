@@ -160,6 +160,7 @@ class DETRHead(Head):
     """
 
     predicts = ("pred_instances",)
+    class_layers = (r"cls_heads\.", r"proposals\.(.+\.)?cls_head\.", r"denoising\.label_embed\.")
 
     def __init__(
         self,

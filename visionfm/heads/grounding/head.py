@@ -82,6 +82,7 @@ class GroundingDINOHead(DETRHead):
     """
 
     needs_text = True
+    class_layers = ()  # scores per prompt token: no fixed class set
 
     def __init__(
         self,

@@ -80,6 +80,7 @@ class Mask2FormerHead(Head):
     """
 
     predicts = ("pred_sem_seg", "pred_instances", "pred_panoptic_seg")
+    class_layers = (r"cls_head\.",)
 
     def __init__(
         self,
