@@ -72,8 +72,8 @@ def _input_proj(levels: int) -> nn.ModuleList:
     return nn.ModuleList(convs)
 
 
-def _heads(share: bool, num: int) -> tuple[nn.ModuleList, nn.ModuleList]:
-    cls, box = nn.Linear(C, CLASSES), _mlp(C, C, C, 4)
+def _heads(share: bool, num: int, classes: int = CLASSES) -> tuple[nn.ModuleList, nn.ModuleList]:
+    cls, box = nn.Linear(C, classes), _mlp(C, C, C, 4)
     if share:
         return nn.ModuleList([cls] * num), nn.ModuleList([box] * num)
     return (
@@ -82,7 +82,7 @@ def _heads(share: bool, num: int) -> tuple[nn.ModuleList, nn.ModuleList]:
     )
 
 
-def idea_dino(levels: int = 4, share: bool = True) -> nn.Module:
+def idea_dino(levels: int = 4, share: bool = True, classes: int = CLASSES) -> nn.Module:
     """IDEA-Research/DINO's DINO module tree (models/dino/dino.py, deformable_transformer.py)."""
     enc = _module(
         self_attn=_ms_deform(levels), norm1=nn.LayerNorm(C), linear1=nn.Linear(C, FFN),
@@ -93,7 +93,7 @@ def idea_dino(levels: int = 4, share: bool = True) -> nn.Module:
         self_attn=nn.MultiheadAttention(C, HEADS), norm2=nn.LayerNorm(C),
         linear1=nn.Linear(C, FFN), linear2=nn.Linear(FFN, C), norm3=nn.LayerNorm(C),
     )  # fmt: skip
-    class_embed, bbox_embed = _heads(share, DEC)
+    class_embed, bbox_embed = _heads(share, DEC, classes)
     decoder = _module(
         layers=nn.ModuleList(copy.deepcopy(dec) for _ in range(DEC)),
         norm=nn.LayerNorm(C),
@@ -108,13 +108,13 @@ def idea_dino(levels: int = 4, share: bool = True) -> nn.Module:
         tgt_embed=nn.Embedding(QUERIES, C),
         enc_output=nn.Linear(C, C),
         enc_output_norm=nn.LayerNorm(C),
-        enc_out_class_embed=nn.Linear(C, CLASSES),
+        enc_out_class_embed=nn.Linear(C, classes),
         enc_out_bbox_embed=_mlp(C, C, C, 4),
     )
     return _fill(
         _module(
             transformer=transformer,
-            label_enc=nn.Embedding(CLASSES + 1, C),  # dn_labelbook_size + 1
+            label_enc=nn.Embedding(classes + 1, C),  # dn_labelbook_size + 1
             input_proj=_input_proj(levels),
             backbone=nn.ModuleList([_module(body=_resnet())]),
             class_embed=class_embed,
@@ -410,3 +410,24 @@ def test_bad_input():
         convert_dino_checkpoint(detrex_state(detrex_dino()), _ours("detrex", share_pred_heads=True))
     with pytest.raises(CheckpointError, match="not a IDEA-Research DINO parameter"):
         convert_dino_checkpoint(dict(sd, **{"transformer.encoder.layers.0.gate.weight": sd["label_enc.weight"]}), _ours("idea"))  # fmt: skip
+
+
+def test_coco_category_rows():
+    """A 91-row checkpoint (COCO category ids) loads into 91 classes as it is, and into COCO's
+    80 categories by their ids' rows (class heads, proposals' head, denoising labels)."""
+    from visionfm.models.published_config import COCO_CATEGORY_NAMES
+
+    sd = _frozen_bn(idea_dino(classes=91).state_dict())
+    ids = sorted(COCO_CATEGORY_NAMES)
+    model = _ours("idea", num_classes=80)
+    load_converted(model, convert_dino_checkpoint(sd, model), strict=True)
+    head = model.head
+    assert torch.equal(head.cls_heads[0].bias, sd["class_embed.0.bias"][ids])
+    assert torch.equal(
+        head.proposals.cls_head.weight, sd["transformer.enc_out_class_embed.weight"][ids]
+    )
+    assert torch.equal(head.denoising.label_embed.weight, sd["label_enc.weight"][ids])
+    assert head.cls_heads[0].bias[0] == sd["class_embed.0.bias"][1]  # person: id 1
+    full = _ours("idea", num_classes=91)
+    load_converted(full, convert_dino_checkpoint(sd, full), strict=True)
+    assert torch.equal(full.head.denoising.label_embed.weight, sd["label_enc.weight"][:91])

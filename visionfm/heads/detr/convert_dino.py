@@ -51,6 +51,7 @@ from collections.abc import Mapping
 import torch
 
 from visionfm.models.published import PublishedFamily, register_family
+from visionfm.models.published_config import COCO_CATEGORY_NAMES
 from visionfm.weights import ArchHint, CheckpointError, ConfigEntry, ConvertedCheckpoint
 from visionfm.weights import check_hf_config as check_settings
 
@@ -166,15 +167,18 @@ def _check_sizes(sd: Mapping, model, layout: str) -> None:
     """Sizes the tensors show, compared first so that the refusal names the argument."""
     head = model.head
     levels = _rows(sd, "transformer.level_embed" if layout == _IDEA else "transformer.level_embeds")
+    classes = _rows(sd, "class_embed.0.weight")
+    if _is_coco_ids(classes, head.num_classes):
+        classes = head.num_classes
     checks = [
         ("feature levels (level_embed rows)", levels,
          0 if head.level_embed is None else len(head.level_embed),
          f"head.num_feature_levels={levels} (and num_levels={levels} in the deformable "
          "attentions; a 5-scale checkpoint also reads the stride-4 backbone level: backbone "
          "out_indices=(1, 2, 3, 4) and head in_channels / strides with p2)"),
-        ("classes (class_embed rows)", _rows(sd, "class_embed.0.weight"), head.num_classes,
-         f"head.num_classes={_rows(sd, 'class_embed.0.weight')} (and "
-         "head.denoising.num_classes)"),
+        ("classes (class_embed rows)", classes, head.num_classes,
+         f"head.num_classes={classes} (and head.denoising.num_classes; a 91-row COCO "
+         "checkpoint also loads into 80 classes: COCO's categories)"),
         ("queries (tgt_embed rows)", _rows(sd, "transformer.tgt_embed.weight"), head.num_queries,
          f"head.num_queries={_rows(sd, 'transformer.tgt_embed.weight')}"),
         ("encoder layers", _num_layers(sd, "encoder"), len(head.encoder.layers),
@@ -192,6 +196,11 @@ def _check_sizes(sd: Mapping, model, layout: str) -> None:
             f"this {layout} checkpoint is of another architecture than the model; build it "
             "with the arguments named (or from dino_model_config):\n" + "\n".join(problems)
         )
+
+
+def _is_coco_ids(rows: int, num_classes: int) -> bool:
+    """A COCO checkpoint's 91 rows by category id into a model of COCO's 80 categories."""
+    return rows == 91 and num_classes == len(COCO_CATEGORY_NAMES)
 
 
 def _positions(m) -> tuple:
@@ -316,7 +325,8 @@ def convert_dino_checkpoint(
                 raise CheckpointError(f"{name} differs from its tied copy {kind}.{index}.{rest}")
             preds[kind, index, rest] = tensor
         elif name == "label_enc.weight":
-            out.update(_label_embed(tensor, model, notes, ignored))
+            classes = _rows(sd, "class_embed.0.weight")
+            out.update(_label_embed(tensor, classes, model, notes, ignored))
         elif m := _LAYER.match(name):
             side, index, rest = m.groups()
             old = next((o for o in side_tables[side] if rest.startswith(o)), None)
@@ -338,26 +348,43 @@ def convert_dino_checkpoint(
                 raise CheckpointError(f"{name}: not a {layout} parameter this reader knows")
             out[new] = tensor
     out.update(_prediction_heads(preds, model, layout, notes))
+    if _is_coco_ids(_rows(sd, "class_embed.0.weight"), model.head.num_classes):
+        _coco_categories(out, notes)
     return ConvertedCheckpoint(out, layout, ignored, notes, _HINTS)
 
 
-def _label_embed(weight: torch.Tensor, model, notes: list, ignored: list) -> dict:
+def _label_embed(weight: torch.Tensor, classes: int, model, notes: list, ignored: list) -> dict:
     """``label_enc`` (IDEA: ``dn_labelbook_size + 1`` rows; detrex: ``num_classes``) -> the
-    denoising label embedding (``num_classes`` rows); nothing for a model without denoising."""
-    denoising = getattr(model.head, "denoising", None)
-    if denoising is None:
+    denoising label embedding: its first ``classes`` (the checkpoint's) rows; nothing for a
+    model without denoising."""
+    if getattr(model.head, "denoising", None) is None:
         ignored.append("label_enc.weight")
         notes.append("label_enc (training-only denoising) is left out: the model has none")
         return {}
-    rows = denoising.label_embed.num_embeddings
-    if weight.shape[0] < rows:
-        raise CheckpointError(
-            f"label_enc has {weight.shape[0]} rows, the model's denoising embeds {rows} classes: "
-            f"set head.denoising.num_classes={weight.shape[0]}"
+    if weight.shape[0] < classes:
+        raise CheckpointError(f"label_enc has {weight.shape[0]} rows, fewer than {classes} classes")
+    if weight.shape[0] > classes:
+        notes.append(
+            f"label_enc: the first {classes} of {weight.shape[0]} rows (the others unused)"
         )
-    if weight.shape[0] > rows:
-        notes.append(f"label_enc: the first {rows} of {weight.shape[0]} rows (the others unused)")
-    return {"head.denoising.label_embed.weight": weight[:rows]}
+    return {"head.denoising.label_embed.weight": weight[:classes]}
+
+
+_CLASS_ROWS = re.compile(
+    r"^head\.(cls_heads\.\d+|proposals\.cls_head)\.(weight|bias)$|^head\.denoising\.label_embed\."
+)
+
+
+def _coco_categories(out: dict, notes: list) -> None:
+    """91 class rows indexed by COCO category id -> the rows of COCO's 80 categories (label i:
+    the i-th category by id, as ``CocoDataset`` numbers them), in place."""
+    rows = torch.tensor(sorted(COCO_CATEGORY_NAMES))
+    for key in [k for k in out if _CLASS_ROWS.match(k)]:
+        out[key] = out[key][rows]
+    notes.append(
+        "91 class rows by COCO category id -> the 80 COCO categories' (an unused id's logit no "
+        "longer competes in the two-stage top-k: equal unless one was a token's highest)"
+    )
 
 
 # ---------------------------------------------------------------- architecture
