@@ -74,10 +74,19 @@ def _channel_mapper(channels: dict[str, int], strides: dict[str, int]) -> nn.Mod
     )
 
 
+def _projector(channels: dict[str, int], strides: dict[str, int]) -> nn.Module:
+    """LW-DETR's projector: the backbone's last level to strides / 2 and as it is."""
+    return MODELS.build(
+        dict(type="MultiScaleProjector", in_channels=channels, strides=strides, out_channels=WIDTH,
+             scale_factors=(2.0, 1.0), num_blocks=1, norm_layer="BN")
+    )  # fmt: skip
+
+
 NECKS: dict[str, Callable[[dict, dict], nn.Module] | None] = {
     "none": None,
     "SimpleFeaturePyramid": _simple_fpn,
     "ChannelMapper": _channel_mapper,
+    "MultiScaleProjector": _projector,
 }
 
 # --------------------------------------------------------------------------- heads
@@ -296,9 +305,10 @@ def _batch() -> list[dict]:
 
 def _model(backbone: str, neck: str, head: str) -> TaskModel:
     torch.manual_seed(0)
-    # the simple pyramid reads one level: the backbone gives only its last one (else the
-    # other levels' output norms get no gradient)
-    last_only = dict(out_indices=(-1,)) if neck == "SimpleFeaturePyramid" else {}
+    # the simple pyramid and the projector read one level (the projector: maps of one stride):
+    # the backbone gives only its last one (else the other levels' output norms get no gradient)
+    one_level = neck in ("SimpleFeaturePyramid", "MultiScaleProjector")
+    last_only = dict(out_indices=(-1,)) if one_level else {}
     bb = MODELS.build(dict(type=backbone, **{**BACKBONES[backbone], **last_only}))
     channels, strides = dict(bb.out_channels), dict(bb.out_strides)
     nk = None

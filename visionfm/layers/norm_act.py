@@ -5,7 +5,8 @@ Layers are injected as factories (``norm_layer``, ``act_layer``, ``mlp_layer``,
 
 - norm (:func:`make_norm`): ``'LN'`` (``nn.LayerNorm``, eps 1e-6; ``'LN_1e-5'`` sets the
   eps), ``'LN2d'`` (channels-first :class:`LayerNorm2d`, same eps rule), ``'GN'``
-  (``nn.GroupNorm``, 32 groups; ``'GN_16'`` sets the groups), or a callable ``dim -> nn.Module``;
+  (``nn.GroupNorm``, 32 groups; ``'GN_16'`` sets the groups), ``'BN'`` (``nn.BatchNorm2d``,
+  eps 1e-5; ``'BN_1e-3'`` sets it), or a callable ``dim -> nn.Module``;
 - act (:func:`make_act`): ``'gelu'``, ``'gelu_tanh'``, ``'silu'``, ``'relu'``, or a module class;
 - mlp (``mlp.make_mlp``) and patch embedding (``patch_embed.make_embed``) resolve their names
   with :func:`resolve_layer` the same way.
@@ -43,6 +44,7 @@ _NORMS: dict[str, tuple[Callable[..., nn.Module], str, type, object]] = {
     "ln": (nn.LayerNorm, "eps", float, 1e-6),
     "ln2d": (LayerNorm2d, "eps", float, 1e-6),
     "gn": (_group_norm, "groups", int, 32),
+    "bn": (nn.BatchNorm2d, "eps", float, 1e-5),
 }
 _ACTS: dict[str, type[nn.Module] | Callable[[], nn.Module]] = {
     "gelu": nn.GELU,
