@@ -4,6 +4,8 @@ weights; group queries that do not attend each other and learn; bad input refuse
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from _helpers import randomize
@@ -11,9 +13,11 @@ from _tiny_models import overfit
 from mmengine.structures import InstanceData
 
 from visionfm.data import DataSample
+from visionfm.engine.checkpoint import load_model_weights
 from visionfm.heads.detr.convert_lw_detr import convert_head, convert_lw_detr_checkpoint
+from visionfm.models.published import find_family
 from visionfm.registry import MODELS
-from visionfm.weights import CheckpointError
+from visionfm.weights import CheckpointError, read_checkpoint, read_hf_config
 
 transformers = pytest.importorskip("transformers")
 
@@ -333,3 +337,49 @@ def test_training_losses_equal_hugging_face():
         mine = ours[prefix + names[base]]
         assert abs(mine.item() - value.item() * weights[base]) <= 1e-6, hf_name
     assert len(ours) == 9
+
+
+# ---------------------------------------------------------------- the whole model
+def _saved(family, folder):
+    """The tiny HF model of ``family`` saved as ``save_pretrained`` writes it (RF-DETR: in
+    Roboflow's original names, as its published folders are), and our model config for it
+    from the registered family's ``model_config``."""
+    hf, _ = HF_MODELS[family]()
+    hf.save_pretrained(folder)
+    state, config = read_checkpoint(folder), read_hf_config(folder)
+    found = find_family(state, config)
+    assert found is not None and found.name == family
+    return hf, found.model_config(state, config)
+
+
+# HF RF-DETR reads a non-square grid's windows with the sides swapped (see
+# tests/backbones/test_vit_rf_detr.py), so RF-DETR's whole model is compared square
+WHOLE_SIZES = {"lw_detr": (48, 80), "rf_detr": (42, 42)}
+
+
+@pytest.mark.parametrize("family", list(HF_MODELS))
+def test_whole_model_equals_hugging_face(tmp_path, family):
+    """A random tiny HF detector saved with save_pretrained: our model built from its
+    config.json (the family's ``model_config``) loads it through ``load_model_weights`` and
+    gives HF's logits, boxes and first-stage top-k (float64, eval)."""
+    hf, cfg = _saved(family, tmp_path)
+    model = MODELS.build(cfg).double().eval()
+    load_model_weights(model, tmp_path)
+    x = torch.randn(1, 3, *WHOLE_SIZES[family], dtype=torch.float64)
+    with torch.no_grad():
+        ref, ours = hf(pixel_values=x), model.head(model.extract_feat(x), None)
+    _compare(ours, ref)
+
+
+def test_config_json_settings_refused(tmp_path):
+    """A model whose head is not LW-DETR's (boxes in logit space) or whose backbone windows
+    differ from config.json's is refused, naming the arguments to set."""
+    _, cfg = _saved("lw_detr", tmp_path)
+    other = copy.deepcopy(cfg)
+    other["head"]["decoder"]["box_param"] = "logit"
+    with pytest.raises(CheckpointError, match="box_param='reparam'"):
+        load_model_weights(MODELS.build(other), tmp_path)
+    other = copy.deepcopy(cfg)
+    other["backbone"]["num_windows"] = 3
+    with pytest.raises(CheckpointError, match="num_windows=2"):
+        load_model_weights(MODELS.build(other), tmp_path)

@@ -35,11 +35,13 @@ the argument to set.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 
 import torch
 
+from visionfm.backbones.vit_hf_detr import vit_kwargs_from_hf_config
 from visionfm.models.published import PublishedFamily, register_family
 from visionfm.weights import CheckpointError, ConfigEntry, ConvertedCheckpoint, check_hf_config
 
@@ -77,16 +79,75 @@ _PROPOSAL_PARTS = {
 }
 
 
+# the files as published / written by save_pretrained: transformers renames these on load.
+# Roboflow's original names (RF-DETR folders, prefix-free) -> HF's, first match wins
+_ORIGINAL_RENAMES = [
+    (r"^backbone\.0\.encoder\.encoder\.", _BACKBONE),
+    (
+        r"^backbone\.0\.projector\.stages\.0\.0\.cv(\d)\.bn\.",
+        _PROJECTOR + r"projector_layer.conv\1.norm.",
+    ),
+    (
+        r"^backbone\.0\.projector\.stages\.0\.0\.cv(\d)\.conv\.",
+        _PROJECTOR + r"projector_layer.conv\1.conv.",
+    ),
+    (
+        r"^backbone\.0\.projector\.stages\.0\.0\.m\.(\d+)\.cv(\d)\.bn\.",
+        _PROJECTOR + r"projector_layer.bottlenecks.\1.conv\2.norm.",
+    ),
+    (
+        r"^backbone\.0\.projector\.stages\.0\.0\.m\.(\d+)\.cv(\d)\.conv\.",
+        _PROJECTOR + r"projector_layer.bottlenecks.\1.conv\2.conv.",
+    ),
+    (r"^backbone\.0\.projector\.stages\.0\.1\.", _PROJECTOR + "layer_norm."),
+    (r"^transformer\.decoder\.norm\.", "model.decoder.layernorm."),
+    (r"^transformer\.(decoder\.layers\.\d+)\.norm1\.", r"model.\1.self_attn_layer_norm."),
+    (r"^transformer\.(decoder\.layers\.\d+)\.norm2\.", r"model.\1.cross_attn_layer_norm."),
+    (r"^transformer\.(decoder\.layers\.\d+)\.norm3\.", r"model.\1.layer_norm."),
+    (r"^transformer\.(decoder\.layers\.\d+)\.linear(\d)\.", r"model.\1.mlp.fc\2."),
+    (r"^transformer\.(decoder\.layers\.\d+)\.self_attn\.out_proj\.", r"model.\1.self_attn.o_proj."),
+    (r"^transformer\.", "model."),
+    (r"^refpoint_embed\.", "model.reference_point_embed."),
+    (r"^query_feat\.", "model.query_feat."),
+]
+# both families' backbones as stored (split self-attention names) -> HF's module names
+_BACKBONE_RENAMES = [
+    (r"\.attention\.attention\.(query|key|value)\.", None),
+    (r"\.attention\.output\.dense\.", ".attention.o_proj."),
+    (r"\.attention\.output\.", ".attention.o_proj."),
+]
+_QKV = {"query": "q_proj", "key": "k_proj", "value": "v_proj"}
+
+
+def _stored_to_hf(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The names of a stored checkpoint (HF folder or Roboflow's original file) -> the
+    names of HF's modules, which :func:`convert_head` and the backbone converter read."""
+    out = {}
+    for name, tensor in sd.items():
+        new = next((re.sub(p, r, name) for p, r in _ORIGINAL_RENAMES if re.match(p, name)), name)
+        if new.startswith(_BACKBONE):
+            new = re.sub(_BACKBONE_RENAMES[0][0], lambda m: f".attention.{_QKV[m[1]]}.", new)
+            for pattern, repl in _BACKBONE_RENAMES[1:]:
+                new = re.sub(pattern, repl, new)
+        if new.endswith((".self_attn.in_proj_weight", ".self_attn.in_proj_bias")):
+            prefix, kind = new.rsplit(".in_proj_", 1)
+            for part, chunk in zip(("q_proj", "k_proj", "v_proj"), tensor.chunk(3, dim=0)):
+                out[f"{prefix}.{part}.{kind}"] = chunk
+            continue
+        out[new] = tensor
+    return out
+
+
 def is_lw_detr_checkpoint(sd: Mapping[str, torch.Tensor], config: Mapping | None = None) -> bool:
-    """Whether ``sd`` is in HF's LW-DETR / RF-DETR layout (learned 4-d reference deltas and
-    per-group proposal heads beside a projector; no other family has both)."""
+    """Whether ``sd`` is an LW-DETR / RF-DETR checkpoint in HF's layout, as stored or as
+    Roboflow's original (learned 4-d reference deltas and per-group proposal heads beside a
+    projector; no other family has both)."""
     if config is not None and config.get("model_type") not in _MODEL_TYPES:
         return False
-    return (
-        "model.reference_point_embed.weight" in sd
-        and "model.enc_out_class_embed.0.weight" in sd
-        and any(k.startswith(_PROJECTOR) for k in sd)
-    )
+    hf = "model.reference_point_embed.weight" in sd and "model.enc_out_class_embed.0.weight" in sd
+    original = "refpoint_embed.weight" in sd and "transformer.enc_out_class_embed.0.weight" in sd
+    projector = any(k.startswith((_PROJECTOR, "backbone.0.projector.")) for k in sd)
+    return (hf or original) and projector
 
 
 def _groups(sd: Mapping[str, torch.Tensor]) -> int:
@@ -223,6 +284,7 @@ def convert_lw_detr_checkpoint(
             "model.enc_out_class_embed.0 / model.backbone.projector.*)"
         )
     notes = check_hf_config(config, model, _HF_CONFIG)
+    sd = _stored_to_hf(sd)
     _check_counts(sd, model)
     model_type = (config or {}).get("model_type", "lw_detr")
     fmt = "Hugging Face RF-DETR" if model_type == "rf_detr" else "Hugging Face LW-DETR"
@@ -243,25 +305,112 @@ def _convert_projector(projector: Mapping[str, torch.Tensor], model) -> dict:
     return convert_projector_checkpoint(projector)
 
 
-def lw_detr_model_config(sd: Mapping[str, torch.Tensor], config: Mapping | None) -> dict:
-    """Our ``model=`` config dict for the checkpoint's architecture, from its ``config.json``
-    (see :mod:`visionfm.heads.detr.lw_detr_configs`)."""
-    from .lw_detr_configs import model_config_from_hf
+def _levels(config: Mapping, patch: int) -> dict[str, int]:
+    """``{level: stride}`` of the projector's outputs (its scale factors, finest first as
+    given; RF-DETR: one level at the patch stride)."""
+    scales = config.get("projector_scale_factors") or [1.0]
+    strides = [round(patch / s) for s in scales]
+    return {f"p{round(math.log2(s))}": s for s in strides}
 
+
+def lw_detr_model_config(sd: Mapping[str, torch.Tensor], config: Mapping | None) -> dict:
+    """Our ``model=`` config dict (``TaskModel``: ViT, ``MultiScaleProjector``, ``DETRHead``)
+    for the architecture an LW-DETR / RF-DETR ``config.json`` describes, trained as the
+    reference (IoU-aware BCE, Hungarian costs, loss weights, dropout from the config)."""
     if config is None:
         raise CheckpointError(
             "an LW-DETR / RF-DETR checkpoint without its config.json: the architecture "
             "(backbone windows, projector scales) is not in the tensors; pass the folder "
             "with config.json or build the model from a config"
         )
-    return model_config_from_hf(config)
+    c, rf = config, config.get("model_type") == "rf_detr"
+    backbone = vit_kwargs_from_hf_config(c["backbone_config"])
+    width, patch, d = backbone["embed_dim"], backbone["patch_size"], c.get("d_model", 256)
+    blocks = {f"block{i}": width for i in backbone["out_indices"]}
+    levels = _levels(c, patch)
+    neck = dict(
+        type="MultiScaleProjector",
+        in_channels=blocks,
+        strides={k: patch for k in blocks},
+        out_channels=d,
+        scale_factors=list(c.get("projector_scale_factors") or [1.0]),
+        num_blocks=c.get("c2f_num_blocks", 3),
+        expansion=c.get("hidden_expansion", 0.5),
+        norm_layer=f"LN2d_{c.get('layer_norm_eps', 1e-5)}" if rf else "BN",
+        act_layer=c.get("activation_function", "silu"),
+        reduce_wide=not rf,
+    )
+    dropout = c.get("dropout", 0.1 if rf else 0.0)
+    deform = dict(
+        type="DeformableMemoryAttention",
+        embed_dims=d,
+        num_heads=c.get("decoder_cross_attention_heads", 16),
+        num_levels=len(levels),
+        num_points=c.get("decoder_n_points", 4),
+    )
+    layer = dict(
+        type="DetrDecoderLayer",
+        self_attn=dict(
+            type="DetrMultiheadAttention",
+            embed_dims=d,
+            num_heads=c.get("decoder_self_attention_heads", 8),
+            dropout=c.get("attention_dropout", 0.0),
+        ),
+        cross_attn=deform,
+        ffn=dict(
+            type="DetrFFN",
+            embed_dims=d,
+            feedforward_dims=c.get("decoder_ffn_dim", 2048),
+            dropout=dropout,
+            act_layer=c.get("decoder_activation_function", "relu"),
+        ),
+        dropout=dropout,
+    )
+    num_queries = c.get("num_queries", 300)
+    head = dict(
+        type="DETRHead",
+        num_classes=len(c["id2label"]) if "id2label" in c else c.get("num_labels", 2),
+        embed_dims=d,
+        num_queries=num_queries,
+        num_groups=c.get("group_detr", 13),
+        in_channels={k: d for k in levels},
+        strides=levels,
+        encoder=None,
+        project_inputs=False,
+        decoder=dict(
+            type="DetrDecoder",
+            num_layers=c.get("decoder_layers", 3),
+            box_param="reparam",
+            ref_point_head=dict(
+                type="DetrMLP", in_dims=2 * d, hidden_dims=d, out_dims=d, num_layers=2
+            ),
+            layer=layer,
+        ),
+        matcher=dict(
+            type="HungarianMatcher",
+            cost_class=c.get("class_cost", 2),
+            cost_bbox=c.get("bbox_cost", 5),
+            cost_giou=c.get("giou_cost", 2),
+        ),
+        two_stage=True,
+        mixed_query_selection=True,
+        anchor_deltas=True,
+        cls_loss="iou_aware",
+        loss_cls=c.get("class_loss_coefficient", 1),
+        loss_bbox=c.get("bbox_loss_coefficient", 5),
+        loss_giou=c.get("giou_loss_coefficient", 2),
+        focal_alpha=c.get("focal_alpha", 0.25),
+        # HF's post-processing: RfDetrImageProcessor top_k = num_queries, LW-DETR's 100
+        test_cfg=dict(max_per_img=num_queries if rf else 100),
+    )
+    return dict(type="TaskModel", backbone=backbone, neck=neck, head=head)
 
 
 def _is_rf_detr(sd: Mapping[str, torch.Tensor], config: Mapping | None) -> bool:
     """RF-DETR: ``model_type`` rf_detr, or (no config.json) a DINOv2 backbone (layer scales)."""
     if config is not None:
         return config.get("model_type") == "rf_detr"
-    return any(k.startswith(_BACKBONE) and "layer_scale" in k for k in sd)
+    return any("layer_scale" in k for k in sd)
 
 
 register_family(
