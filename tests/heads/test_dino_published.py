@@ -431,3 +431,14 @@ def test_coco_category_rows():
     full = _ours("idea", num_classes=91)
     load_converted(full, convert_dino_checkpoint(sd, full), strict=True)
     assert torch.equal(full.head.denoising.label_embed.weight, sd["label_enc.weight"][:91])
+
+
+def test_base_config_is_the_published_architecture():
+    """configs/_base_/models/dino_r50.py builds what dino_model() (and dino_model_config for
+    the published IDEA-Research checkpoint) builds."""
+    from pathlib import Path
+
+    from mmengine import Config
+
+    path = Path(__file__).resolve().parents[2] / "configs/_base_/models/dino_r50.py"
+    assert Config.fromfile(str(path)).model.to_dict() == dino_model()
