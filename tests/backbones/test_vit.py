@@ -469,19 +469,45 @@ _HF_DINOV3 = {  # name: (hidden, layers, heads)
 }
 
 
-def _shapes_match_reference(ours: ViT, reference_sd: dict) -> None:
-    converted = ours.convert_checkpoint(reference_sd)
+_HF_DETR = {  # name: HF backbone config (windows, outputs: checked against the preset)
+    "vit_small_patch14_rf_detr": dict(
+        model_type="rf_detr_dinov2", hidden_size=384, num_attention_heads=6, image_size=518,
+        patch_size=14, num_windows=4, out_indices=[2, 5, 8, 11],
+    ),
+    "vit_small_patch16_rf_detr": dict(
+        model_type="rf_detr_dinov2", hidden_size=384, num_attention_heads=6, image_size=512,
+        patch_size=16, num_windows=2, out_indices=[3, 6, 9, 12],
+    ),
+    **{
+        f"vit_{size}_patch16_lw_detr": dict(
+            model_type="lw_detr_vit", hidden_size=dim, num_hidden_layers=10,
+            num_attention_heads=12, pretrain_image_size=224, image_size=640, num_windows=16,
+            window_block_indices=[0, 1, 3, 6, 7, 9], out_indices=[3, 5, 6, 10],
+        )
+        for size, dim in (("tiny", 192), ("small", 384), ("base", 768))
+    },
+}  # fmt: skip
+
+
+def _shapes_match_reference(ours: ViT, reference_sd: dict, config: dict | None = None) -> None:
+    converted = ours.convert_checkpoint(reference_sd, config)
     own = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
     got = {k: tuple(v.shape) for k, v in converted.state_dict.items()}
     assert got == own, {k: (got.get(k), own.get(k)) for k in own.keys() | got.keys()}
 
 
-@pytest.mark.parametrize("name", sorted(_TIMM_TWINS) + sorted(_HF_DINOV3))
+@pytest.mark.parametrize("name", sorted(_TIMM_TWINS) + sorted(_HF_DINOV3) + sorted(_HF_DETR))
 def test_every_preset_builds_with_the_reference_architecture(name):
-    """Built on the meta device (no memory); every tensor shape equals the reference model's."""
+    """Built on the meta device (no memory); every tensor shape equals the reference model's
+    (RF-DETR / LW-DETR: and HF's config.json agrees with the preset's windows and outputs)."""
+    config = None
     with torch.device("meta"):
         ours = MODELS.build(dict(type=name))
-        if name in _TIMM_TWINS:
+        if name in _HF_DETR:
+            config = T.AutoConfig.for_model(**_HF_DETR[name])
+            ref = T.AutoBackbone.from_config(config)
+            config = config.to_dict()
+        elif name in _TIMM_TWINS:
             ref = timm.create_model(_TIMM_TWINS[name], pretrained=False, num_classes=0)
         else:
             hidden, layers, heads = _HF_DINOV3[name]
@@ -491,13 +517,13 @@ def test_every_preset_builds_with_the_reference_architecture(name):
             )  # fmt: skip
             ref = T.DINOv3ViTModel(cfg)
     assert isinstance(ours, ViT)
-    _shapes_match_reference(ours, ref.state_dict())
+    _shapes_match_reference(ours, ref.state_dict(), config)
 
 
 def test_all_presets_are_covered_and_small_ones_run():
     from visionfm.backbones.vit import VIT_PRESETS
 
-    assert set(VIT_PRESETS) == set(_TIMM_TWINS) | set(_HF_DINOV3)
+    assert set(VIT_PRESETS) == set(_TIMM_TWINS) | set(_HF_DINOV3) | set(_HF_DETR)
     model = MODELS.build(dict(type="vit_small_patch14_reg4_dinov2", img_size=56, depth=1))
     out = model(torch.randn(1, 3, 70, 42))
     assert out["block0"].shape == (1, 384, 5, 3) and model.reg_tokens.shape == (1, 4, 384)

@@ -1,6 +1,7 @@
 """The ViT backbones of RF-DETR and LW-DETR (``ViT(num_windows=...)``) against Hugging Face's
 ``RfDetrDinov2Backbone`` / ``LwDetrViTBackbone``: tiny random models, float64, weights read
-from a ``save_pretrained`` folder (config.json checked) or a whole detector's state dict.
+from a ``save_pretrained`` folder (config.json checked), a whole detector's state dict or the
+original roboflow/rf-detr layout.
 
 RF-DETR: 3 x 3 windows on a square 9 x 9 grid (36 px, patch 4; position embedding trained
 on 6 x 6, so it is resized). HF splits a non-square grid into windows of the grid read with
@@ -73,7 +74,22 @@ def assert_maps_equal(ours: dict, expected: tuple, tol: float = 1e-5) -> float:
 
 
 # -- equality with Hugging Face ----------------------------------------------------------
-@pytest.mark.parametrize("storage", ["folder", "detector_state_dict"])
+def original_names(state: dict) -> dict:
+    """HF RfDetrDinov2Backbone keys as the roboflow/rf-detr checkpoints store them (its
+    windowed Dinov2WithRegisters under ``backbone.0.encoder.encoder.``)."""
+    renames = [(".attention.q_proj.", ".attention.attention.query."),
+               (".attention.k_proj.", ".attention.attention.key."),
+               (".attention.v_proj.", ".attention.attention.value."),
+               (".attention.o_proj.", ".attention.output.dense.")]  # fmt: skip
+    out = {}
+    for name, tensor in state.items():
+        for old, new in renames:
+            name = name.replace(old, new)
+        out[f"backbone.0.encoder.encoder.{name}"] = tensor
+    return {**out, "backbone.0.projector.stages.0.1.weight": torch.ones(256)}
+
+
+@pytest.mark.parametrize("storage", ["folder", "detector_state_dict", "original_repo"])
 def test_rf_detr_backbone_equals_hugging_face(tmp_path, storage):
     """Windowed + global blocks, the class token copied per window, antialiased position
     resize, SwiGLU, layer scale, the final norm on both outputs (blocks 1 and 3)."""
@@ -83,9 +99,11 @@ def test_rf_detr_backbone_equals_hugging_face(tmp_path, storage):
         ref.float().save_pretrained(tmp_path)
         ref.double()
         checkpoint = tmp_path
-    else:  # as inside RfDetrForObjectDetection, whose other keys are not the backbone's
+    elif storage == "detector_state_dict":  # inside RfDetrForObjectDetection (other keys)
         checkpoint = {f"model.backbone.backbone.{k}": v for k, v in ref.state_dict().items()}
         checkpoint["model.class_embed.weight"] = torch.zeros(3, 256)
+    else:
+        checkpoint = {"model": original_names(ref.state_dict())}
     ours = ours_from(checkpoint, config.to_dict())
     assert ours.num_windows == 3 and ours.window_block_indices == [0, 1, 3]
     x = image(36, 36)

@@ -19,7 +19,9 @@ Recognised by anchor keys, under any prefix (``vit.``, ``dinov2.``, ``backbone.`
 - the backbones of Hugging Face RF-DETR (``RfDetrDinov2Backbone``: DINOv2 names with
   ``norm1`` / ``mlp.fc1`` / ``layer_scale1``) and LW-DETR (``LwDetrViTBackbone``:
   ``embeddings.projection``, ``gamma_1``, ``intermediate.fc1``, no key bias), their
-  ``config.json`` windows and outputs checked too (see :mod:`.vit_hf_detr`).
+  ``config.json`` windows and outputs checked too (see :mod:`.vit_hf_detr`); the original
+  roboflow/rf-detr checkpoints' backbone (a windowed Dinov2WithRegisters under
+  ``backbone.0.encoder.encoder.``) reads as the Hugging Face DINOv2 names.
 
 Position-embedding entries of prefix tokens are added to those tokens (a class entry
 without a class token, as LW-DETR's, is dropped); the patch grid is
