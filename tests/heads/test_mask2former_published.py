@@ -237,3 +237,77 @@ def test_other_widths_are_refused(hf_folder):
     cfg["head"]["pixel_decoder"]["mask_dims"] = 64
     with pytest.raises(CheckpointError, match="mask_feature"):
         load_model_weights(MODELS.build(cfg), str(hf_folder))
+
+
+# ---------------------------------------------------------------- post-processing
+def _segments(pan: torch.Tensor, label_of) -> list[tuple[int, bytes]]:
+    """A panoptic map as sorted (label, pixel mask) pairs, whatever the segment ids."""
+    ids = [int(i) for i in pan.unique() if label_of(int(i)) is not None]
+    return sorted((label_of(i), (pan == i).numpy().tobytes()) for i in ids)
+
+
+def _hf_post_processing(processor, outputs, size, num_things, num_classes):
+    """HF's semantic map, instances (highest score first) and panoptic segments."""
+    sem = processor.post_process_semantic_segmentation(outputs, target_sizes=[size])[0]
+    inst = processor.post_process_instance_segmentation(
+        outputs, threshold=0.1, target_sizes=[size], return_binary_maps=True
+    )[0]
+    info = sorted(inst["segments_info"], key=lambda s: -s["score"])
+    masks = inst["segmentation"][[s["id"] for s in info]].bool() if info else None
+    pan = processor.post_process_panoptic_segmentation(
+        outputs, threshold=0.3, label_ids_to_fuse=set(range(num_things, num_classes)),
+        target_sizes=[size],
+    )[0]  # fmt: skip
+    labels = {s["id"]: s["label_id"] for s in pan["segments_info"]}
+    return sem, info, masks, _segments(pan["segmentation"], labels.get)
+
+
+def _assert_equal_post_processing(sample, ref):
+    sem, info, masks, segments = ref
+    assert torch.equal(sample.pred_sem_seg, sem)
+    pred = sample.pred_instances
+    assert len(info) == len(pred)
+    assert [s["label_id"] for s in info] == pred.labels.tolist()
+    assert max(abs(s["score"] - p) for s, p in zip(info, pred.scores.tolist())) < 1e-6
+    assert torch.equal(pred.masks, masks)
+    ours = _segments(sample.pred_panoptic_seg, lambda i: None if i < 0 else i // 1000)
+    assert ours == segments
+
+
+_HF_TEST_CFG = dict(postprocess="transformers", object_mask_thr=0.3, score_thr=0.1)
+
+
+def test_post_processing_equals_the_image_processor(hf_folder):
+    """test_cfg.postprocess='transformers' gives the semantic map, instances (masks, labels,
+    scores) and panoptic segments of HF's post_process_* at the same target size, from a
+    384 x 384 input (HF resizes to its fixed 384 x 384 first) to a 301 x 457 image: the
+    tiny model's outputs end to end, then random logits of 20 distinct queries (the tiny
+    random decoder makes its queries nearly alike)."""
+    from types import SimpleNamespace
+
+    from visionfm.data import DataSample
+
+    cfg = _config(hf_folder)
+    cfg["head"]["test_cfg"] = _HF_TEST_CFG  # 5 thing classes: see the module doc of
+    # inference_hf for why fused stuff segments are not compared
+    model = MODELS.build(cfg).double().eval()
+    load_model_weights(model, str(hf_folder))
+    hf, processor = _hf(hf_folder), transformers.Mask2FormerImageProcessor()
+    x, size = _image(384, 384), (301, 457)
+    meta = dict(img_shape=(384, 384), ori_shape=size, batch_input_shape=(384, 384))
+    with torch.no_grad():
+        ref = hf(pixel_values=x)
+        (out,) = model.head.predict(model.extract_feat(x), [DataSample(metainfo=meta)])
+    _assert_equal_post_processing(out, _hf_post_processing(processor, ref, size, 5, 5))
+    assert len(out.pred_instances) > 0
+
+    gen = torch.Generator().manual_seed(0)
+    cls = torch.randn(1, 20, 6, generator=gen, dtype=torch.float64) * 5  # confident
+    coarse = torch.randn(1, 20, 6, 6, generator=gen, dtype=torch.float64) * 4 - 4  # blobs
+    masks = torch.nn.functional.interpolate(coarse, size=(96, 96), mode="bilinear")
+    sample = DataSample(metainfo=meta)
+    model.head._predict_hf(cls[0], masks[0], sample, True, (384, 384))
+    outputs = SimpleNamespace(class_queries_logits=cls, masks_queries_logits=masks)
+    ref = _hf_post_processing(processor, outputs, size, 5, 5)
+    _assert_equal_post_processing(sample, ref)
+    assert len({label for label, _ in ref[3]}) >= 3  # segments of several classes

@@ -16,10 +16,14 @@ segments left in ``ignored_instances``) or, for semantic-only data, ``gt_sem_seg
 target per class present).
 
 Inference (``test_cfg``: ``semantic_on``, ``instance_on``, ``panoptic_on``,
-``object_mask_thr``, ``overlap_thr``, ``max_per_image``): the last layer's mask logits are
-mapped to the ORIGINAL image (``visionfm.ops.geometry.dense_to_original`` undoes padding,
-resizing, flipping and cropping) and turned into ``pred_sem_seg``, ``pred_instances`` and
-``pred_panoptic_seg`` (``inference.py``).
+``object_mask_thr``, ``overlap_thr``, ``max_per_image``, ``score_thr`` (instances kept from
+this score), ``postprocess``): with ``postprocess='detectron2'`` (the paper's code) the last
+layer's mask logits are mapped to the ORIGINAL image (``visionfm.ops.geometry.
+dense_to_original`` undoes padding, resizing, flipping and cropping) and turned into
+``pred_sem_seg``, ``pred_instances`` and ``pred_panoptic_seg`` (``inference.py``); with
+``'transformers'`` they are resized to the image's network input and post-processed as
+Hugging Face's ``Mask2FormerImageProcessor`` does (``inference_hf.py``; ``max_per_image`` is
+then the number of queries).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from visionfm.data.batch import batch_input_shape
@@ -38,6 +43,7 @@ from visionfm.registry import MODELS, settings
 from ...base import Head
 from ...losses import average_num_boxes
 from .inference import instance_inference, panoptic_inference, semantic_inference
+from .inference_hf import hf_instance_inference, hf_panoptic_inference, hf_semantic_inference
 from .losses import mask2former_losses
 
 __all__ = ["Mask2FormerHead"]
@@ -50,8 +56,11 @@ _TEST_CFG = MappingProxyType(  # all the settings there are
         object_mask_thr=0.8,
         overlap_thr=0.8,
         max_per_image=100,
+        score_thr=0.0,
+        postprocess="detectron2",
     )
 )
+_POSTPROCESS = ("detectron2", "transformers")
 
 
 @MODELS.register_module()
@@ -121,6 +130,11 @@ class Mask2FormerHead(Head):
         )
         self.loss_weights = dict(loss_cls=loss_cls, loss_mask=loss_mask, loss_dice=loss_dice)
         self.test_cfg = settings(test_cfg, _TEST_CFG, "test_cfg")
+        if self.test_cfg["postprocess"] not in _POSTPROCESS:
+            raise ValueError(
+                f"test_cfg.postprocess must be one of {_POSTPROCESS}, got "
+                f"{self.test_cfg['postprocess']!r}"
+            )
 
         self.pixel_decoder = pixel_decoder
         self.transformer_decoder = transformer_decoder
@@ -258,15 +272,39 @@ class Mask2FormerHead(Head):
         cfg = self.test_cfg
         shape = batch_input_shape(data_samples)
         for cls_logits, mask_logits, sample in zip(all_cls[-1], all_masks[-1], data_samples):
+            if cfg["postprocess"] == "transformers":
+                self._predict_hf(cls_logits, mask_logits, sample, rescale, shape)
+                continue
             masks = self.to_output_size(mask_logits, sample.metainfo, rescale, shape)
             if cfg["semantic_on"]:
                 sample.pred_sem_seg = semantic_inference(cls_logits, masks)
             if cfg["instance_on"]:
-                sample.pred_instances = instance_inference(
+                instances = instance_inference(
                     cls_logits, masks, self.num_things, cfg["max_per_image"]
                 )
+                sample.pred_instances = instances[instances.scores >= cfg["score_thr"]]
             if cfg["panoptic_on"]:
                 sample.pred_panoptic_seg = panoptic_inference(
                     cls_logits, masks, self.num_things, cfg["object_mask_thr"], cfg["overlap_thr"]
                 )
         return list(data_samples)
+
+    def _predict_hf(
+        self, cls_logits: Tensor, mask_logits: Tensor, sample, rescale: bool, shape
+    ) -> None:
+        """``predict`` for one sample as transformers' image processor does it: cls_logits
+        (Q, K + 1), mask_logits (Q, h, w) over the padded input of size ``shape``."""
+        cfg, meta = self.test_cfg, sample.metainfo
+        img_h, img_w = meta.get("img_shape", shape)[:2]
+        size = meta["ori_shape"][:2] if rescale and "ori_shape" in meta else (img_h, img_w)
+        masks = F.interpolate(mask_logits[None], size=tuple(shape), mode="bilinear")[0]
+        masks = masks[:, :img_h, :img_w]  # (Q, h_img, w_img): the image's network input
+        if cfg["semantic_on"]:
+            sample.pred_sem_seg = hf_semantic_inference(cls_logits, masks, size)
+        if cfg["instance_on"]:
+            sample.pred_instances = hf_instance_inference(cls_logits, masks, size, cfg["score_thr"])
+        if cfg["panoptic_on"]:
+            sample.pred_panoptic_seg = hf_panoptic_inference(
+                cls_logits, masks, size, self.num_things, cfg["object_mask_thr"],
+                cfg["overlap_thr"],
+            )  # fmt: skip
