@@ -23,8 +23,8 @@ embed``                                            (``num_groups * num_queries``
 ``class_embed`` / ``bbox_embed``                   ``head.cls_heads.0`` / ``head.box_heads.0``
 =================================================  =========================================
 
-The architecture these checkpoints share (:func:`lw_detr_model_config` builds it from the
-``config.json``): no transformer encoder, no input projection (``project_inputs=False``), the
+The architecture these checkpoints share (``lw_detr_config.lw_detr_model_config`` builds it
+from the ``config.json``): no transformer encoder, no input projection (``project_inputs=False``), the
 projector's levels as they are; two-stage mixed query selection whose references are the
 top-k proposals moved by the learned ``reference_point_embed`` (``anchor_deltas=True``),
 boxes as ``bbox_reparam`` (the decoder's ``box_param='reparam'``), references not refined
@@ -35,17 +35,18 @@ the argument to set.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 
 import torch
 
-from visionfm.backbones.vit_hf_detr import vit_kwargs_from_hf_config
 from visionfm.models.published import PublishedFamily, register_family
+from visionfm.models.published_config import COCO_CATEGORY_NAMES
 from visionfm.weights import CheckpointError, ConfigEntry, ConvertedCheckpoint, check_hf_config
 
-__all__ = ["convert_lw_detr_checkpoint", "is_lw_detr_checkpoint", "lw_detr_model_config"]
+from .lw_detr_config import lw_detr_model_config
+
+__all__ = ["convert_head", "convert_lw_detr_checkpoint", "is_lw_detr_checkpoint"]
 
 _BACKBONE = "model.backbone.backbone."
 _PROJECTOR = "model.backbone.projector."
@@ -71,6 +72,7 @@ _RENAMES = [
 _PROPOSAL = re.compile(
     r"^model\.(enc_output|enc_output_norm|enc_out_class_embed|enc_out_bbox_embed)\.(\d+)\.(.*)$"
 )
+_CLASS_ROWS = re.compile(r"^head\.(cls_heads\.0|proposals(\.\d+)?\.cls_head)\.(weight|bias)$")
 _PROPOSAL_PARTS = {
     "enc_output": "proj",
     "enc_output_norm": "norm",
@@ -248,6 +250,19 @@ def convert_head(sd: Mapping[str, torch.Tensor], model) -> dict[str, torch.Tenso
     return out
 
 
+def _coco_ids(rows: int, num_classes: int) -> bool:
+    """91 class rows by COCO category id (RF-DETR's COCO weights) into COCO's 80 categories."""
+    return rows == 91 and num_classes == len(COCO_CATEGORY_NAMES)
+
+
+def _coco_rows(out: dict[str, torch.Tensor]) -> None:
+    """Class rows by COCO category id -> the rows of COCO's 80 categories (label i: the i-th
+    category by id, as ``CocoDataset`` numbers them), in place."""
+    rows = torch.tensor(sorted(COCO_CATEGORY_NAMES))
+    for key in [k for k in out if _CLASS_ROWS.match(k)]:
+        out[key] = out[key][rows]
+
+
 def _check_counts(sd: Mapping[str, torch.Tensor], model) -> None:
     """Group and layer counts that the tensors show, against the model (before the strict
     load, to name the argument rather than a list of keys)."""
@@ -260,6 +275,12 @@ def _check_counts(sd: Mapping[str, torch.Tensor], model) -> None:
     layers = _decoder_layers(sd)
     if layers != len(head.decoder.layers):
         problems.append(f"{layers} decoder layers: set head.decoder.num_layers={layers}")
+    classes = sd["class_embed.weight"].shape[0]
+    if classes != head.num_classes and not _coco_ids(classes, head.num_classes):
+        problems.append(
+            f"{classes} classes: set head.num_classes={classes} (a 91-row COCO checkpoint "
+            "also loads into COCO's 80 categories)"
+        )
     rows = sd["model.query_feat.weight"].shape[0]
     if rows != head.num_queries * head.num_groups:
         problems.append(
@@ -296,6 +317,12 @@ def convert_lw_detr_checkpoint(
     projector = {k[len(_PROJECTOR) :]: v for k, v in sd.items() if k.startswith(_PROJECTOR)}
     out.update({f"neck.{k}": v for k, v in _convert_projector(projector, model).items()})
     out.update(convert_head(sd, model))
+    if _coco_ids(sd["class_embed.weight"].shape[0], model.head.num_classes):
+        _coco_rows(out)
+        notes.append(
+            "91 class rows by COCO category id -> COCO's 80 categories (an unused id's logit "
+            "no longer competes in the first-stage top-k)"
+        )
     return ConvertedCheckpoint(out, fmt, ignored, notes)
 
 
@@ -303,107 +330,6 @@ def _convert_projector(projector: Mapping[str, torch.Tensor], model) -> dict:
     from visionfm.necks.projector import convert_projector_checkpoint
 
     return convert_projector_checkpoint(projector)
-
-
-def _levels(config: Mapping, patch: int) -> dict[str, int]:
-    """``{level: stride}`` of the projector's outputs (its scale factors, finest first as
-    given; RF-DETR: one level at the patch stride)."""
-    scales = config.get("projector_scale_factors") or [1.0]
-    strides = [round(patch / s) for s in scales]
-    return {f"p{round(math.log2(s))}": s for s in strides}
-
-
-def lw_detr_model_config(sd: Mapping[str, torch.Tensor], config: Mapping | None) -> dict:
-    """Our ``model=`` config dict (``TaskModel``: ViT, ``MultiScaleProjector``, ``DETRHead``)
-    for the architecture an LW-DETR / RF-DETR ``config.json`` describes, trained as the
-    reference (IoU-aware BCE, Hungarian costs, loss weights, dropout from the config)."""
-    if config is None:
-        raise CheckpointError(
-            "an LW-DETR / RF-DETR checkpoint without its config.json: the architecture "
-            "(backbone windows, projector scales) is not in the tensors; pass the folder "
-            "with config.json or build the model from a config"
-        )
-    c, rf = config, config.get("model_type") == "rf_detr"
-    backbone = vit_kwargs_from_hf_config(c["backbone_config"])
-    width, patch, d = backbone["embed_dim"], backbone["patch_size"], c.get("d_model", 256)
-    blocks = {f"block{i}": width for i in backbone["out_indices"]}
-    levels = _levels(c, patch)
-    neck = dict(
-        type="MultiScaleProjector",
-        in_channels=blocks,
-        strides={k: patch for k in blocks},
-        out_channels=d,
-        scale_factors=list(c.get("projector_scale_factors") or [1.0]),
-        num_blocks=c.get("c2f_num_blocks", 3),
-        expansion=c.get("hidden_expansion", 0.5),
-        norm_layer=f"LN2d_{c.get('layer_norm_eps', 1e-5)}" if rf else "BN",
-        act_layer=c.get("activation_function", "silu"),
-        reduce_wide=not rf,
-    )
-    dropout = c.get("dropout", 0.1 if rf else 0.0)
-    deform = dict(
-        type="DeformableMemoryAttention",
-        embed_dims=d,
-        num_heads=c.get("decoder_cross_attention_heads", 16),
-        num_levels=len(levels),
-        num_points=c.get("decoder_n_points", 4),
-    )
-    layer = dict(
-        type="DetrDecoderLayer",
-        self_attn=dict(
-            type="DetrMultiheadAttention",
-            embed_dims=d,
-            num_heads=c.get("decoder_self_attention_heads", 8),
-            dropout=c.get("attention_dropout", 0.0),
-        ),
-        cross_attn=deform,
-        ffn=dict(
-            type="DetrFFN",
-            embed_dims=d,
-            feedforward_dims=c.get("decoder_ffn_dim", 2048),
-            dropout=dropout,
-            act_layer=c.get("decoder_activation_function", "relu"),
-        ),
-        dropout=dropout,
-    )
-    num_queries = c.get("num_queries", 300)
-    head = dict(
-        type="DETRHead",
-        num_classes=len(c["id2label"]) if "id2label" in c else c.get("num_labels", 2),
-        embed_dims=d,
-        num_queries=num_queries,
-        num_groups=c.get("group_detr", 13),
-        in_channels={k: d for k in levels},
-        strides=levels,
-        encoder=None,
-        project_inputs=False,
-        decoder=dict(
-            type="DetrDecoder",
-            num_layers=c.get("decoder_layers", 3),
-            box_param="reparam",
-            ref_point_head=dict(
-                type="DetrMLP", in_dims=2 * d, hidden_dims=d, out_dims=d, num_layers=2
-            ),
-            layer=layer,
-        ),
-        matcher=dict(
-            type="HungarianMatcher",
-            cost_class=c.get("class_cost", 2),
-            cost_bbox=c.get("bbox_cost", 5),
-            cost_giou=c.get("giou_cost", 2),
-        ),
-        two_stage=True,
-        mixed_query_selection=True,
-        anchor_deltas=True,
-        cls_loss="iou_aware",
-        loss_cls=c.get("class_loss_coefficient", 1),
-        loss_bbox=c.get("bbox_loss_coefficient", 5),
-        loss_giou=c.get("giou_loss_coefficient", 2),
-        focal_alpha=c.get("focal_alpha", 0.25),
-        # HF's post-processing: RfDetrImageProcessor top_k = num_queries, LW-DETR's 100
-        test_cfg=dict(max_per_img=num_queries if rf else 100),
-    )
-    return dict(type="TaskModel", backbone=backbone, neck=neck, head=head)
 
 
 def _is_rf_detr(sd: Mapping[str, torch.Tensor], config: Mapping | None) -> bool:
