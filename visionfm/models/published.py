@@ -55,6 +55,7 @@ StateDict = Mapping[str, torch.Tensor]
 _FAMILY_MODULES: tuple[str, ...] = (
     "visionfm.heads.grounding.convert",
     "visionfm.heads.detr.convert_deformable",
+    "visionfm.heads.detr.convert_dino",
     "visionfm.heads.segmentation.mask2former.convert",
     "visionfm.heads.detr.convert_lw_detr",
 )
