@@ -5,6 +5,7 @@ weights; group queries that do not attend each other and learn; bad input refuse
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -383,3 +384,35 @@ def test_config_json_settings_refused(tmp_path):
     other["backbone"]["num_windows"] = 3
     with pytest.raises(CheckpointError, match="num_windows=2"):
         load_model_weights(MODELS.build(other), tmp_path)
+
+
+def test_rf_detr_small_config_is_the_published_architecture():
+    """configs/_base_/models/rf-detr_small.py builds what lw_detr_model_config makes of
+    RF-DETR-S's config.json (HF RfDetrConfig with roboflow's RFDETRSmallConfig values): the
+    same tensors and shapes, 32.1 M parameters as published."""
+    from visionfm.engine import load_config
+    from visionfm.heads.detr.lw_detr_config import lw_detr_model_config
+
+    config = transformers.RfDetrConfig(
+        backbone_config=dict(
+            model_type="rf_detr_dinov2",
+            hidden_size=384,
+            num_hidden_layers=12,
+            num_attention_heads=6,
+            patch_size=16,
+            image_size=512,
+            out_features=["stage3", "stage6", "stage9", "stage12"],
+            num_windows=2,
+        ),
+        decoder_n_points=2,
+        decoder_layers=3,
+        num_labels=91,
+    ).to_dict()
+    root = Path(__file__).resolve().parents[2]
+    cfg = load_config(str(root / "configs/_base_/models/rf-detr_small.py"))
+    with torch.device("meta"):
+        ours = MODELS.build(cfg.model)
+        published = MODELS.build(lw_detr_model_config(None, config))
+    shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+    assert shapes == {k: tuple(v.shape) for k, v in published.state_dict().items()}
+    assert round(sum(p.numel() for p in ours.parameters()) / 1e6, 1) == 32.1
