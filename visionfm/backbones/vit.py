@@ -50,6 +50,7 @@ from .vit_attention import (
     window_partition,
     window_unpartition,
 )
+from .vit_hf_detr import DETR_VIT_PRESETS
 
 __all__ = ["ViT", "VIT_PRESETS"]
 
@@ -390,25 +391,6 @@ _DINOV3 = dict(
     reg_tokens=4, abs_pos_embed=False, rope_base=100.0, init_values=1e-5, norm_layer="LN_1e-5"
 )
 
-# RF-DETR: windowed DINOv2-S; outputs after the blocks before the global ones (base: patch 14,
-# 518 px position grid, 4 x 4 windows; nano / small / medium / large: patch 16, 2 x 2 windows,
-# position grid of 384 / 512 / 576 / 704 px: set img_size)
-_RF_DETR = dict(init_values=1.0, pos_embed_antialias=True)
-_RF_DETR_BASE = dict(
-    patch_size=14, img_size=518, num_windows=4, out_indices=(1, 4, 7, 10),
-    window_block_indices=(0, 1, 3, 4, 6, 7, 9, 10), **_RF_DETR,
-)  # fmt: skip
-_RF_DETR_16 = dict(
-    patch_size=16, img_size=512, num_windows=2, out_indices=(2, 5, 8, 11),
-    window_block_indices=(0, 1, 2, 4, 5, 7, 8, 10, 11), **_RF_DETR,
-)  # fmt: skip
-# LW-DETR: CAE ViT, 12 heads, 4 x 4 windows, no class token or final norm (small .. xlarge:
-# 10 blocks; tiny: depth=6, window_block_indices=(0, 2, 4), out_indices=(1, 3, 5))
-_LW_DETR = dict(
-    img_size=224, num_heads=12, class_token=False, init_values=0.1, final_norm=False,
-    num_windows=4, window_block_indices=(0, 1, 3, 6, 7, 9), out_indices=(2, 4, 5, 9),
-)  # fmt: skip
-
 VIT_PRESETS: dict[str, dict] = {
     "vit_tiny_patch16": _arch(192, 12, 3),
     "vit_small_patch16": _arch(384, 12, 6),
@@ -429,11 +411,7 @@ VIT_PRESETS: dict[str, dict] = {
     "vitdet_base_patch16": _vitdet(768, 12, 12, 0.1, global_blocks=(2, 5, 8, 11)),
     "vitdet_large_patch16": _vitdet(1024, 24, 16, 0.4, global_blocks=(5, 11, 17, 23)),
     "vitdet_huge_patch16": _vitdet(1280, 32, 16, 0.5, global_blocks=(7, 15, 23, 31)),
-    "vit_small_patch14_rf_detr": _arch(384, 12, 6, **_RF_DETR_BASE),
-    "vit_small_patch16_rf_detr": _arch(384, 12, 6, **_RF_DETR_16),
-    "vit_tiny_patch16_lw_detr": dict(embed_dim=192, depth=10, **_LW_DETR),
-    "vit_small_patch16_lw_detr": dict(embed_dim=384, depth=10, **_LW_DETR),
-    "vit_base_patch16_lw_detr": dict(embed_dim=768, depth=10, **_LW_DETR),
+    **DETR_VIT_PRESETS,  # RF-DETR / LW-DETR backbones, see vit_hf_detr
 }
 
 

@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from visionfm.weights import CheckpointError, ConfigEntry, hf_act
 
-__all__ = ["vit_kwargs_from_hf_config", "window_entries"]
+__all__ = ["DETR_VIT_PRESETS", "vit_kwargs_from_hf_config", "window_entries"]
 
 DETR_VIT_TYPES = ("rf_detr_dinov2", "lw_detr_vit")
 
@@ -139,3 +139,31 @@ def vit_kwargs_from_hf_config(config: Mapping) -> dict:
         init_values=c.get("cae_init_values", 0.1),
         final_norm=False,
     )
+
+
+# -- the published backbones as ViT presets (registered with the others in vit.py) ----------
+# RF-DETR: windowed DINOv2-S; outputs after the blocks before the global ones (base: patch 14,
+# 518 px position grid, 4 x 4 windows; nano / small / medium / large: patch 16, 2 x 2 windows,
+# position grid of 384 / 512 / 576 / 704 px: set img_size)
+_RF_DETR = dict(init_values=1.0, pos_embed_antialias=True)
+_RF_DETR_BASE = dict(
+    patch_size=14, img_size=518, num_windows=4, out_indices=(1, 4, 7, 10),
+    window_block_indices=(0, 1, 3, 4, 6, 7, 9, 10), **_RF_DETR,
+)  # fmt: skip
+_RF_DETR_16 = dict(
+    patch_size=16, img_size=512, num_windows=2, out_indices=(2, 5, 8, 11),
+    window_block_indices=(0, 1, 2, 4, 5, 7, 8, 10, 11), **_RF_DETR,
+)  # fmt: skip
+# LW-DETR: CAE ViT, 12 heads, 4 x 4 windows, no class token or final norm (small .. xlarge:
+# 10 blocks; tiny: depth=6, window_block_indices=(0, 2, 4), out_indices=(1, 3, 5))
+_LW_DETR = dict(
+    img_size=224, num_heads=12, class_token=False, init_values=0.1, final_norm=False,
+    num_windows=4, window_block_indices=(0, 1, 3, 6, 7, 9), out_indices=(2, 4, 5, 9),
+)  # fmt: skip
+DETR_VIT_PRESETS: dict[str, dict] = {
+    "vit_small_patch14_rf_detr": dict(embed_dim=384, depth=12, num_heads=6, **_RF_DETR_BASE),
+    "vit_small_patch16_rf_detr": dict(embed_dim=384, depth=12, num_heads=6, **_RF_DETR_16),
+    "vit_tiny_patch16_lw_detr": dict(embed_dim=192, depth=10, **_LW_DETR),
+    "vit_small_patch16_lw_detr": dict(embed_dim=384, depth=10, **_LW_DETR),
+    "vit_base_patch16_lw_detr": dict(embed_dim=768, depth=10, **_LW_DETR),
+}
