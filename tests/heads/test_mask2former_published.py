@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pickle
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -311,3 +312,49 @@ def test_post_processing_equals_the_image_processor(hf_folder):
     ref = _hf_post_processing(processor, outputs, size, 5, 5)
     _assert_equal_post_processing(sample, ref)
     assert len({label for label, _ in ref[3]}) >= 3  # segments of several classes
+
+
+# ---------------------------------------------------------------- the published architecture
+def test_the_swin_t_config_is_the_published_architecture():
+    """configs/_base_/models/mask2former_swin-t.py takes the weights of an HF model built with
+    facebook/mask2former-swin-tiny-coco-panoptic's config.json settings, strictly, and so does
+    the model that model_config makes from them."""
+    from mmengine.config import Config
+    from transformers import SwinConfig
+
+    from visionfm.models.published import convert_published
+
+    hf_config = _hf_config(
+        backbone_config=SwinConfig(
+            embed_dim=96,
+            depths=[2, 2, 6, 2],
+            num_heads=[3, 6, 12, 24],
+            window_size=7,
+            drop_path_rate=0.3,
+            out_features=["stage1", "stage2", "stage3", "stage4"],
+        ),
+        feature_size=256,
+        mask_feature_size=256,
+        hidden_dim=256,
+        encoder_feedforward_dim=1024,
+        dim_feedforward=2048,
+        encoder_layers=6,
+        decoder_layers=10,
+        num_queries=100,
+        num_attention_heads=8,
+        id2label={i: str(i) for i in range(133)},
+    )
+    with torch.device("meta"):
+        state = transformers.Mask2FormerForUniversalSegmentation(hf_config).state_dict()
+    config = {**hf_config.to_dict(), "model_type": "mask2former"}
+    root = Path(__file__).resolve().parents[2]
+    cfg = Config.fromfile(root / "configs/mask2former/mask2former_swin-t_coco-panoptic.py")
+    assert len(cfg.metainfo["classes"]) == 133
+    for model_cfg in (cfg.model, mask2former_model_config(state, config)):
+        with torch.device("meta"):
+            model = MODELS.build(model_cfg)
+        converted = convert_published(model, state, config)
+        assert converted is not None
+        own = model.state_dict()
+        assert own.keys() == converted.state_dict.keys()
+        assert all(own[k].shape == v.shape for k, v in converted.state_dict.items())
