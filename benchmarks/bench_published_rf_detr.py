@@ -1,0 +1,204 @@
+"""RF-DETR on CPU: per-image latency and peak memory of ours against HF transformers'
+``RfDetrForObjectDetection`` with the same weights, at the published model's resolution.
+
+    python benchmarks/bench_published_rf_detr.py [--size 512] [--runs 10] [--threads 2]
+        [--out results/published_rf_detr.md] [--json FILE]
+
+The model: a random HF RF-DETR of RF-DETR-S's architecture (roboflow's ``RFDETRSmallConfig``:
+windowed DINOv2-S, patch 16, blocks 2 / 5 / 8 / 11 into one stride-16 level, 3 decoder
+layers, 300 queries, 91 classes; 32.1 M parameters), saved with ``save_pretrained`` and
+loaded into ours (``configs/_base_/models/rf-detr_small.py``) by ``load_model_weights`` (the
+published-checkpoint conversion). Both in eval mode (one query group), batch 1, float32.
+
+- Same outputs: the largest |ours - HF| of the logits and boxes on one input, float64.
+- Latency: one forward on the same normalised ``--size`` x ``--size`` image (ours: backbone,
+  projector and head; HF: ``model(pixel_values)``), ``--runs`` runs each after one warm-up,
+  the two in turns in one process (``_common.time_in_turns``); median and p90.
+- Peak memory: the resident-set high-water mark of one forward above the resident memory
+  just before it (``_common.peak_rss_mib``: ``/proc/self/clear_refs`` resets the kernel's
+  ``VmHWM``), after the timed runs, the process started with glibc returning freed memory at
+  once (``_common.MALLOC_RETURNS_FREED``, set by re-running itself).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import _common as common
+import torch
+
+OUT = common.RESULTS / "published_rf_detr.md"
+MODEL_CONFIG = "configs/_base_/models/rf-detr_small.py"
+
+
+def save_hf_model(folder: str, size: int) -> None:
+    """A random HF RF-DETR-S (HF's initialisation; the parameters it zeroes get small random
+    values so that the boxes depend on every layer), saved to ``folder``."""
+    from transformers import RfDetrConfig, RfDetrForObjectDetection
+
+    config = RfDetrConfig(
+        backbone_config=dict(
+            model_type="rf_detr_dinov2",
+            hidden_size=384,
+            num_hidden_layers=12,
+            num_attention_heads=6,
+            patch_size=16,
+            image_size=size,
+            out_features=["stage3", "stage6", "stage9", "stage12"],
+            num_windows=2,
+        ),
+        decoder_n_points=2,
+        decoder_layers=3,
+        num_labels=91,
+    )
+    torch.manual_seed(0)
+    model = RfDetrForObjectDetection(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.any():
+                p.normal_(0.0, 0.02)
+    model.save_pretrained(folder)
+
+
+def load_models(size: int):
+    """(HF model, our model) with the same random weights, eval, float32."""
+    from mmengine.config import Config
+    from transformers import RfDetrForObjectDetection
+
+    from visionfm.engine.checkpoint import load_model_weights
+    from visionfm.registry import MODELS
+
+    cfg = Config.fromfile(str(common.ROOT / MODEL_CONFIG))
+    cfg.model.backbone.img_size = size
+    with tempfile.TemporaryDirectory() as folder:
+        save_hf_model(folder, size)
+        hf = RfDetrForObjectDetection.from_pretrained(folder).eval()
+        ours = MODELS.build(cfg.model).eval()
+        load_model_weights(ours, folder)
+    return hf, ours
+
+
+def forwards(hf, ours, size: int, dtype: torch.dtype = torch.float32):
+    """-> {'ours': fn, 'HF': fn}, each one forward on the same input, returning (logits
+    (1, Q, C), boxes (1, Q, 4))."""
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0), dtype=dtype)
+
+    def run_ours():
+        out = ours.head(ours.extract_feat(x), None)
+        return out["logits"][-1], out["boxes"][-1]
+
+    def run_hf():
+        out = hf(pixel_values=x)
+        return out.logits, out.pred_boxes
+
+    return {"ours": run_ours, "HF": run_hf}
+
+
+def max_difference(hf, ours, size: int) -> tuple[float, float]:
+    """Largest |ours - HF| of the logits and of the boxes, both models in float64."""
+    fns = forwards(hf.double(), ours.double(), size, torch.float64)
+    (logits, boxes), (hf_logits, hf_boxes) = fns["ours"](), fns["HF"]()
+    hf.float(), ours.float()
+    return (logits - hf_logits).abs().max().item(), (boxes - hf_boxes).abs().max().item()
+
+
+def _p90(values: list[float]) -> float:
+    return sorted(values)[math.ceil(0.9 * len(values)) - 1]
+
+
+def markdown(data: dict) -> str:
+    lat, peak = data["latency"], data["peak_mib"]
+    lines = [
+        f"# RF-DETR-S on CPU: ours vs HF ({data['date']})",
+        "",
+        f"{data['machine']}; {data['torch']}; transformers {data['transformers']}; "
+        f"{data['threads']} threads; OMP_WAIT_POLICY {data['omp_wait_policy']}; 1-minute load "
+        f"average {data['load_average'][0]} before, {data['load_average'][1]} after. "
+        f"Command: `{data['command']}`.",
+        "",
+        f"Model (random weights, HF's initialisation, converted into ours by "
+        f"`load_model_weights`): RF-DETR-S (`{MODEL_CONFIG}`), {data['params_m']:.1f} M "
+        f"parameters; input {data['size']} x {data['size']} px, batch 1, eval (one query "
+        "group), float32.",
+        "",
+        f"Same outputs (float64, one forward): logits {data['diff_logits']:.1e}, boxes "
+        f"{data['diff_boxes']:.1e}.",
+        "",
+        "| model | median ms | p90 ms | images/s | vs HF | peak memory MiB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in ("ours", "HF"):
+        ms = lat[name]["median_ms"]
+        lines.append(
+            f"| {name} | {ms:.0f} | {lat[name]['p90_ms']:.0f} | {1e3 / ms:.2f} | "
+            f"{ms / lat['HF']['median_ms']:.2f} | {peak[name]:.0f} |"
+        )
+    lines += [
+        "",
+        f"Median of {data['runs']} runs each after one warm-up, the two alternating in one "
+        "process. Peak memory: the resident-set high-water mark of one forward above the "
+        "resident memory just before it (`/proc/self/clear_refs` resets `VmHWM`"
+        + ("" if data["peak_exact"] else "; not writable here, so the rise of the mark")
+        + "), glibc returning freed memory at once.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=512, help="input side, px")
+    parser.add_argument("--runs", type=int, default=10, help="timed forwards per model")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    args = parser.parse_args()
+    if any(os.environ.get(k) != v for k, v in common.MALLOC_RETURNS_FREED.items()):
+        os.execve(sys.executable, [sys.executable, *sys.argv],
+                  dict(os.environ, **common.MALLOC_RETURNS_FREED))  # fmt: skip
+
+    import transformers
+
+    torch.set_num_threads(args.threads)
+    hf, ours = load_models(args.size)
+    load_before = os.getloadavg()
+    with torch.no_grad():
+        diff_logits, diff_boxes = max_difference(hf, ours, args.size)
+        fns = forwards(hf, ours, args.size)
+        for fn in fns.values():  # warm-up
+            fn()
+        wall, _ = common.time_in_turns(fns, args.runs)
+        peaks = {name: common.peak_rss_mib(fn) for name, fn in fns.items()}
+    data = dict(
+        load_average=[round(v, 2) for v in (load_before[0], os.getloadavg()[0])],
+        date=common.timestamp(),
+        machine=common.machine(),
+        torch=common.torch_build(),
+        transformers=transformers.__version__,
+        threads=args.threads,
+        omp_wait_policy=common.omp_wait_policy(),
+        command="python " + " ".join(["benchmarks/bench_published_rf_detr.py", *sys.argv[1:]]),
+        params_m=sum(p.numel() for p in ours.parameters()) / 1e6,
+        size=args.size,
+        runs=args.runs,
+        diff_logits=diff_logits,
+        diff_boxes=diff_boxes,
+        latency={
+            name: dict(median_ms=statistics.median(t) * 1e3, p90_ms=_p90(t) * 1e3)
+            for name, t in wall.items()
+        },
+        peak_mib={name: mib for name, (mib, _) in peaks.items()},
+        peak_exact=all(exact for _, exact in peaks.values()),
+    )
+    common.write_results(args.out, markdown(data), args.json, data)
+    print(markdown(data))
+
+
+if __name__ == "__main__":
+    main()
