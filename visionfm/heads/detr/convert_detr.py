@@ -1,0 +1,511 @@
+"""Published DETR weights -> our ``TaskModel`` (:class:`~visionfm.backbones.TimmBackbone`
+ResNet with frozen batch norms + :class:`DETRHead` with DETR's softmax classification).
+
+Reads Hugging Face transformers' ``DetrForObjectDetection`` with a timm ResNet (a
+``save_pretrained`` folder or its ``model.safetensors`` with ``config.json``:
+facebook/detr-resnet-50, -101, -dc5) and the original repository's checkpoints
+(facebookresearch/detr ``detr-r50-e632da11.pth`` ..., torch-saved ``{"model": ...}``, maybe
+with ``"args"``):
+
+=================================================  ==========================================
+HF (original)                                      ours
+=================================================  ==========================================
+``model.backbone.conv_encoder.model.*``            ``backbone.*`` (``convert_common``)
+(``backbone.0.body.*``)
+``model.input_projection`` (``input_proj``)        ``head.input_proj.convs.0.0``
+``model.query_position_embeddings``                ``head.queries.content``
+(``query_embed``)
+``model.encoder.layers.{i}``: ``self_attn``,       ``head.encoder.layers.{i}``:
+``self_attn_layer_norm``, ``fc1`` / ``fc2``,       ``self_attn.attn``, ``norm1``,
+``final_layer_norm`` (``self_attn`` fused          ``ffn.net.{0,3}``, ``norm2``
+``in_proj``, ``norm1``, ``linear1/2``, ``norm2``)
+``model.decoder.layers.{i}``: ``self_attn``,       ``head.decoder.layers.{i}``:
+``self_attn_layer_norm``, ``encoder_attn``,        ``self_attn``, ``norm1``,
+``encoder_attn_layer_norm``, ``fc1/2``,            ``cross_attn.attn``, ``norm2``, ``ffn``,
+``final_layer_norm`` (``self_attn``,               ``norm3``
+``norm1``, ``multihead_attn``, ``norm2``,
+``linear1/2``, ``norm3``)
+``model.decoder.layernorm``                        ``head.decoder.norm``
+(``transformer.decoder.norm``)
+``class_labels_classifier`` (``class_embed``)      ``head.cls_heads.0`` (``num_classes + 1``)
+``bbox_predictor.layers.{j}``                      ``head.box_heads.0.layers.{j}``
+(``bbox_embed.layers.{j}``)
+=================================================  ==========================================
+
+transformers >= 5 keeps other names in memory (``o_proj``, ``mlp.fc1``,
+``model.backbone.model.``): a state dict taken from such a model is read as well.
+
+The model must be built to match (:func:`detr_model_config` builds it from the checkpoint):
+``classification='softmax'`` (head and matcher), a biased 1x1 input projection without norm
+(``input_norm=None``), normalised sine positions (offset 0, temperature 10000), a decoder
+LayerNorm on every layer's output, a timm ResNet (``frozen_bn=True``: HF's
+``DetrFrozenBatchNorm2d`` with eps 1e-5, timm's ``FrozenBatchNorm2d`` with the same eps and
+arithmetic; a model with plain batch norms gives the same outputs in eval mode). Sizes,
+heads and these settings are compared with the model before loading, from ``config.json``
+or, for an original checkpoint, its ``args`` and tensor shapes (8 heads, the repository's
+default, without ``args``); a difference is refused naming the argument to set.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import torch
+
+from visionfm.layers import SinePositionalEncoding
+from visionfm.models.published import PublishedFamily, register_family
+from visionfm.weights import CheckpointError, ConfigEntry, ConvertedCheckpoint, check_hf_config
+
+from .convert_common import backbone_prefix, convert_backbone
+
+__all__ = [
+    "convert_detr_checkpoint",
+    "detr_model",
+    "detr_model_config",
+    "is_detr_checkpoint",
+    "original_to_hf",
+]
+
+_CLASSIFIER = "class_labels_classifier.weight"
+_QUERIES = "model.query_position_embeddings.weight"
+_LAYER_PARTS = r"(self_attn|encoder_attn|self_attn_layer_norm|encoder_attn_layer_norm|final_layer_norm|fc1|fc2|mlp)"  # fmt: skip
+_HF_KEY = re.compile(
+    r"^(model\.backbone\.(conv_encoder\.)?model\.|model\.input_projection\.|"
+    r"model\.query_position_embeddings\.|model\.decoder\.layernorm\.|class_labels_classifier\.|"
+    rf"bbox_predictor\.layers\.\d+\.|model\.(en|de)coder\.layers\.\d+\.{_LAYER_PARTS}\.)"
+)
+_ORIGINAL_KEY = re.compile(
+    r"^(backbone\.0\.body\.|input_proj\.|query_embed\.|class_embed\.(weight|bias)$|"
+    r"bbox_embed\.layers\.\d+\.|transformer\.decoder\.norm\.|transformer\.(en|de)coder\.layers"
+    r"\.\d+\.(self_attn|multihead_attn|linear1|linear2|norm1|norm2|norm3)\.)"
+)
+
+_ORIGINAL_RENAMES = [  # original repo -> HF names (HF's conversion), first match wins
+    (r"^input_proj\.", "model.input_projection."),
+    (r"^query_embed\.", "model.query_position_embeddings."),
+    (r"^transformer\.decoder\.norm\.", "model.decoder.layernorm."),
+    (r"^class_embed\.", "class_labels_classifier."),
+    (r"^bbox_embed\.", "bbox_predictor."),
+]
+_ORIGINAL_LAYERS = {  # per-layer names: original -> HF
+    "encoder": {"self_attn.": "self_attn.", "norm1.": "self_attn_layer_norm.",
+                "linear1.": "fc1.", "linear2.": "fc2.", "norm2.": "final_layer_norm."},
+    "decoder": {"self_attn.": "self_attn.", "norm1.": "self_attn_layer_norm.",
+                "multihead_attn.": "encoder_attn.", "norm2.": "encoder_attn_layer_norm.",
+                "linear1.": "fc1.", "linear2.": "fc2.", "norm3.": "final_layer_norm."},
+}  # fmt: skip
+_IN_MEMORY = [(r"\.mlp\.fc([12])\.", r".fc\1."), (r"\.o_proj\.", ".out_proj.")]  # transformers 5
+_LAYERS = {  # HF per-layer names -> ours, first match wins
+    "encoder": {"self_attn_layer_norm.": "norm1.", "self_attn.": "self_attn.attn.",
+                "fc1.": "ffn.net.0.", "fc2.": "ffn.net.3.", "final_layer_norm.": "norm2."},
+    "decoder": {"self_attn_layer_norm.": "norm1.", "self_attn.": "self_attn.",
+                "encoder_attn_layer_norm.": "norm2.", "encoder_attn.": "cross_attn.attn.",
+                "fc1.": "ffn.net.0.", "fc2.": "ffn.net.3.", "final_layer_norm.": "norm3."},
+}  # fmt: skip
+_RENAMES = [  # HF names outside the layers and the backbone -> ours
+    (r"^model\.input_projection\.", "head.input_proj.convs.0.0."),
+    (r"^model\.query_position_embeddings\.", "head.queries.content."),
+    (r"^model\.decoder\.layernorm\.", "head.decoder.norm."),
+    (r"^class_labels_classifier\.", "head.cls_heads.0."),
+    (r"^bbox_predictor\.", "head.box_heads.0."),
+]
+
+
+# ---------------------------------------------------------------- layouts
+def is_original_detr_checkpoint(sd: Mapping[str, torch.Tensor]) -> bool:
+    """Whether ``sd`` is in the facebookresearch/detr layout (and nothing else: Conditional /
+    DAB / Deformable DETR and the panoptic model have keys of their own)."""
+    return (
+        "class_embed.weight" in sd
+        and "transformer.decoder.norm.weight" in sd
+        and all(_ORIGINAL_KEY.match(k) for k in sd)
+    )
+
+
+def is_detr_checkpoint(sd: Mapping[str, torch.Tensor], config: Mapping | None = None) -> bool:
+    """Whether ``sd`` (with its ``config.json`` or None) is a DETR checkpoint: HF's
+    ``DetrForObjectDetection`` layout (``model_type`` ``detr``) or the original one."""
+    if config is not None and config.get("model_type") is not None:
+        return config["model_type"] == "detr" and _CLASSIFIER in sd
+    hf = _CLASSIFIER in sd and _QUERIES in sd and all(_HF_KEY.match(k) for k in sd)
+    return hf or is_original_detr_checkpoint(sd)
+
+
+def _split_in_proj(name: str, tensor: torch.Tensor, out: dict) -> None:
+    """``<attn>.in_proj_{weight,bias}`` (nn.MultiheadAttention) -> q / k / v projections."""
+    prefix, kind = name.rsplit(".in_proj_", 1)
+    for part, chunk in zip(("q_proj", "k_proj", "v_proj"), tensor.chunk(3, dim=0)):
+        out[f"{prefix}.{part}.{kind}"] = chunk
+
+
+def original_to_hf(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The original repo's state dict -> HF names (the backbone's ``backbone.0.body.*`` kept:
+    ``convert_common`` reads it); fused ``in_proj`` attention weights split."""
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in sd.items():
+        if name.startswith("backbone.0.body."):
+            out[name] = tensor
+            continue
+        if hit := re.match(r"^transformer\.(encoder|decoder)\.layers\.(\d+)\.(.*)$", name):
+            side, index, rest = hit.groups()
+            old = next((o for o in _ORIGINAL_LAYERS[side] if rest.startswith(o)), None)
+            if old is None:
+                raise CheckpointError(f"{name}: not a DETR parameter this reader knows")
+            new = f"model.{side}.layers.{index}.{_ORIGINAL_LAYERS[side][old]}{rest[len(old) :]}"
+        else:
+            new = next(
+                (re.sub(p, r, name) for p, r in _ORIGINAL_RENAMES if re.match(p, name)), None
+            )
+            if new is None:
+                raise CheckpointError(f"{name}: not a DETR parameter this reader knows")
+        if ".in_proj_" in new:
+            _split_in_proj(new, tensor, out)
+        else:
+            out[new] = tensor
+    return out
+
+
+def _hf_names(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Any layout this module reads -> the HF file names (transformers 5's in-memory names
+    and the original layout renamed; backbone keys kept)."""
+    if is_original_detr_checkpoint(sd):
+        return original_to_hf(sd)
+    out = {}
+    for name, tensor in sd.items():
+        for pattern, repl in _IN_MEMORY:
+            name = re.sub(pattern, repl, name)
+        out[name] = tensor
+    return out
+
+
+def _rename(name: str) -> str:
+    """An HF name (not the backbone's) -> ours; unknown names are left for the load to
+    report."""
+    if hit := re.match(r"^model\.(encoder|decoder)\.layers\.(\d+)\.(.*)$", name):
+        side, index, rest = hit.groups()
+        old = next((o for o in _LAYERS[side] if rest.startswith(o)), None)
+        if old is not None:
+            return f"head.{side}.layers.{index}.{_LAYERS[side][old]}{rest[len(old) :]}"
+        return name
+    return next((re.sub(p, r, name) for p, r in _RENAMES if re.match(p, name)), name)
+
+
+# ---------------------------------------------------------------- architecture
+_RESNETS = {  # (bottleneck, blocks per stage) -> timm name
+    (False, (2, 2, 2, 2)): "resnet18",
+    (False, (3, 4, 6, 3)): "resnet34",
+    (True, (3, 4, 6, 3)): "resnet50",
+    (True, (3, 4, 23, 3)): "resnet101",
+    (True, (3, 8, 36, 3)): "resnet152",
+}
+
+
+def _resnet_name(hf: Mapping[str, torch.Tensor]) -> str:
+    """The timm ResNet whose blocks the checkpoint's backbone has."""
+    prefix = backbone_prefix(hf) or ""
+    blocks = []
+    for stage in range(1, 5):
+        found = {int(m[1]) for k in hf if (m := re.match(rf"{re.escape(prefix)}layer{stage}\.(\d+)\.", k))}  # fmt: skip
+        blocks.append(max(found, default=-1) + 1)
+    key = (f"{prefix}layer1.0.conv3.weight" in hf, tuple(blocks))
+    if key not in _RESNETS:
+        raise CheckpointError(
+            f"the checkpoint's backbone (blocks per stage {key[1]}, bottleneck {key[0]}) is not "
+            f"a ResNet this reader knows ({', '.join(_RESNETS.values())})"
+        )
+    return _RESNETS[key]
+
+
+def _count(hf: Mapping, side: str) -> int:
+    found = {int(m[1]) for k in hf if (m := re.match(rf"^model\.{side}\.layers\.(\d+)\.", k))}
+    return max(found, default=-1) + 1
+
+
+def _ffn_dims(hf: Mapping, side: str) -> int | None:
+    weight = hf.get(f"model.{side}.layers.0.fc1.weight")
+    return None if weight is None else weight.shape[0]
+
+
+def _settings(hf: Mapping, config: Mapping | None, args: Mapping | None) -> dict:
+    """The settings the weights do not show, in ``config.json``'s names: from it, from an
+    original checkpoint's ``args``, or the repository's defaults."""
+    if config is not None:
+        backbone_config = config.get("backbone_config") or {}
+        if not config.get("use_timm_backbone", True) or backbone_config.get(
+            "model_type", "timm_backbone"
+        ) not in ("timm_backbone",):
+            raise CheckpointError(
+                f"{config.get('_file', 'config.json')}: a DETR with transformers' own ResNet "
+                "(use_timm_backbone=false): only timm-ResNet DETR checkpoints are read"
+            )
+        get = config.get
+        backbone = backbone_config.get("backbone") or get("backbone") or _resnet_name(hf)
+        return dict(
+            backbone=backbone,
+            dilation=bool(get("dilation") or backbone_config.get("output_stride") == 16),
+            encoder_attention_heads=get("encoder_attention_heads", 8),
+            decoder_attention_heads=get("decoder_attention_heads", 8),
+            position_embedding_type=get("position_embedding_type", "sine"),
+            activation_function=get("activation_function", "relu"),
+            dropout=get("dropout", 0.1),
+            attention_dropout=get("attention_dropout", 0.0),
+            activation_dropout=get("activation_dropout", 0.0),
+            eos_coefficient=get("eos_coefficient", 0.1),
+            costs=(get("class_cost", 1), get("bbox_cost", 5), get("giou_cost", 2)),
+            loss_weights=(get("bbox_loss_coefficient", 5), get("giou_loss_coefficient", 2)),
+        )
+    get = (args or {}).get
+    position = get("position_embedding", "sine")
+    dropout = get("dropout", 0.1)
+    return dict(
+        backbone=get("backbone") or _resnet_name(hf),
+        dilation=bool(get("dilation", False)),
+        encoder_attention_heads=get("nheads", 8),
+        decoder_attention_heads=get("nheads", 8),
+        position_embedding_type="sine" if position in ("sine", "v2") else position,
+        activation_function="relu",
+        dropout=dropout,
+        attention_dropout=dropout,  # nn.MultiheadAttention(dropout=...) in the original
+        activation_dropout=dropout,
+        eos_coefficient=get("eos_coef", 0.1),
+        costs=(get("set_cost_class", 1), get("set_cost_bbox", 5), get("set_cost_giou", 2)),
+        loss_weights=(get("bbox_loss_coef", 5), get("giou_loss_coef", 2)),
+    )
+
+
+def _architecture(sd: Mapping, config: Mapping | None) -> dict:
+    """A checkpoint's DETR architecture in ``config.json``'s names: sizes from the tensors,
+    the rest from :func:`_settings`."""
+    hf = _hf_names(sd)
+    if _QUERIES not in hf or _CLASSIFIER not in hf:
+        raise CheckpointError("not a DETR checkpoint: no query embeddings / class head")
+    num_queries, d_model = hf[_QUERIES].shape
+    return dict(
+        _settings(hf, config, getattr(sd, "args", None)),
+        d_model=d_model,
+        num_queries=num_queries,
+        num_labels=hf[_CLASSIFIER].shape[0] - 1,
+        backbone_channels=hf["model.input_projection.weight"].shape[1],
+        encoder_layers=_count(hf, "encoder"),
+        decoder_layers=_count(hf, "decoder"),
+        encoder_ffn_dim=_ffn_dims(hf, "encoder"),
+        decoder_ffn_dim=_ffn_dims(hf, "decoder"),
+    )
+
+
+def _positions(m) -> tuple:
+    pe = m.head.positional_encoding
+    if not isinstance(pe, SinePositionalEncoding):
+        return (type(pe).__name__,)
+    return ("sine", pe.normalize, pe.offset, pe.temperature)
+
+
+def _first(m, side: str, part: str):
+    """A part of the first encoder / decoder layer, or None without layers."""
+    layers = getattr(m.head, side).layers
+    return getattr(layers[0], part) if len(layers) else None
+
+
+_SOFTMAX = (
+    "head.classification='softmax', head.matcher=dict(type='HungarianMatcher', "
+    "classification='softmax', ...)"
+)
+_ENTRIES = [
+    ConfigEntry("classification (softmax with a no-object class)", lambda a: "softmax",
+                lambda m: m.head.classification, lambda v: _SOFTMAX),
+    ConfigEntry("backbone", lambda a: a["backbone"], lambda m: m.backbone.model_name,
+                lambda v: f"backbone.model_name={v!r}"),
+    ConfigEntry("dilation (DC5: output stride 16)", lambda a: a["dilation"],
+                lambda m: max(m.backbone.out_strides.values()) == 16,
+                lambda v: "backbone.output_stride=16" if v else "no backbone.output_stride"),
+    ConfigEntry("d_model", lambda a: a["d_model"], lambda m: m.head.embed_dims,
+                lambda v: f"head.embed_dims={v} (and embed_dims={v} in its layers)"),
+    ConfigEntry("num_queries", lambda a: a["num_queries"], lambda m: m.head.num_queries,
+                lambda v: f"head.num_queries={v}"),
+    ConfigEntry("encoder_layers", lambda a: a["encoder_layers"],
+                lambda m: len(m.head.encoder.layers), lambda v: f"head.encoder.num_layers={v}"),
+    ConfigEntry("decoder_layers", lambda a: a["decoder_layers"],
+                lambda m: len(m.head.decoder.layers), lambda v: f"head.decoder.num_layers={v}"),
+    ConfigEntry("encoder_ffn_dim", lambda a: a["encoder_ffn_dim"],
+                lambda m: _first(m, "encoder", "ffn") and _first(m, "encoder", "ffn").net[0].out_features,
+                lambda v: f"head.encoder.layer.ffn.feedforward_dims={v}"),
+    ConfigEntry("decoder_ffn_dim", lambda a: a["decoder_ffn_dim"],
+                lambda m: _first(m, "decoder", "ffn") and _first(m, "decoder", "ffn").net[0].out_features,
+                lambda v: f"head.decoder.layer.ffn.feedforward_dims={v}"),
+    ConfigEntry("encoder_attention_heads", lambda a: a["encoder_attention_heads"] if a["encoder_layers"] else None,
+                lambda m: _first(m, "encoder", "self_attn") and _first(m, "encoder", "self_attn").attn.num_heads,
+                lambda v: f"num_heads={v} in head.encoder.layer.self_attn"),
+    ConfigEntry("decoder_attention_heads", lambda a: a["decoder_attention_heads"] if a["decoder_layers"] else None,
+                lambda m: _first(m, "decoder", "self_attn") and _first(m, "decoder", "self_attn").num_heads,
+                lambda v: f"num_heads={v} in head.decoder.layer.self_attn and .cross_attn"),
+    ConfigEntry("position_embedding_type (normalised sine, offset 0, temperature 10000)",
+                lambda a: (a["position_embedding_type"], True, 0.0, 10000.0), _positions,
+                lambda v: "head.positional_encoding=dict(type='SinePositionalEncoding', "
+                "num_feats=embed_dims // 2)" if v[0] == "sine"
+                else "(a learned position embedding: not supported)"),
+    ConfigEntry("activation_function", lambda a: a["activation_function"],
+                lambda m: _first(m, "decoder", "ffn") and type(_first(m, "decoder", "ffn").net[1]).__name__.lower(),
+                lambda v: f"act_layer={v!r} in the layers' ffn"),
+    ConfigEntry("input projection (a biased 1x1 conv, no norm)", lambda a: ("Conv2d",),
+                lambda m: tuple(type(x).__name__ for x in m.head.input_proj.convs[0]),
+                lambda v: "head.input_norm=None"),
+    ConfigEntry("decoder norm of every layer's output", lambda a: "LayerNorm",
+                lambda m: type(m.head.decoder.norm).__name__,
+                lambda v: "head.decoder.norm_layer='LN_1e-5'"),
+]  # fmt: skip
+
+
+# ---------------------------------------------------------------- conversion
+def convert_detr_checkpoint(
+    sd: Mapping[str, torch.Tensor], model, config: Mapping | None = None
+) -> ConvertedCheckpoint:
+    """HF or original DETR state dict -> ``model``'s layout (see the module doc).
+
+    ``config``: the HF ``config.json`` (:func:`visionfm.weights.read_hf_config`) or None. The
+    checkpoint's architecture (:func:`_architecture`) is compared with the model first; a
+    difference is refused naming the argument to set."""
+    if not is_detr_checkpoint(sd, config):
+        raise CheckpointError("not a DETR checkpoint (HF DetrForObjectDetection or original)")
+    original = is_original_detr_checkpoint(sd)
+    where = config.get("_file", "config.json") if config else "the original checkpoint's shapes"
+    described = dict(_architecture(sd, config), model_type="detr", _file=where)
+    notes = check_hf_config(described, model, {"detr": _ENTRIES})
+    hf = _hf_names(sd)
+    backbone_config = (config or {}).get("backbone_config")
+    converted = convert_backbone(hf, model, backbone_config)
+    out, ignored = dict(converted.state_dict), list(converted.ignored)
+    notes += converted.notes
+    prefix = backbone_prefix(hf)
+    out.update({_rename(k): v for k, v in hf.items() if not k.startswith(prefix)})
+    fmt = "original (facebookresearch) DETR" if original else "Hugging Face DETR"
+    return ConvertedCheckpoint(out, fmt, ignored, notes, converted.hints)
+
+
+def detr_model_config(sd: Mapping[str, torch.Tensor], config: Mapping | None) -> dict:
+    """Our ``model=`` dict for the checkpoint's architecture (:func:`_architecture`: its
+    ``config.json``, or an original checkpoint's ``args`` and tensor shapes)."""
+    a = _architecture(sd, config)
+    if a["position_embedding_type"] != "sine":
+        raise CheckpointError(
+            f"position_embedding_type {a['position_embedding_type']!r}: only DETR's sine "
+            "positions are built"
+        )
+    return detr_model(
+        num_classes=a["num_labels"],
+        embed_dims=a["d_model"],
+        backbone=a["backbone"],
+        dilation=a["dilation"],
+        backbone_channels=a["backbone_channels"],
+        num_queries=a["num_queries"],
+        encoder_layers=a["encoder_layers"],
+        decoder_layers=a["decoder_layers"],
+        encoder_ffn_dims=a["encoder_ffn_dim"] or 2048,
+        decoder_ffn_dims=a["decoder_ffn_dim"] or 2048,
+        encoder_heads=a["encoder_attention_heads"],
+        decoder_heads=a["decoder_attention_heads"],
+        act_layer=a["activation_function"],
+        dropout=a["dropout"],
+        attention_dropout=a["attention_dropout"],
+        activation_dropout=a["activation_dropout"],
+        no_object_weight=a["eos_coefficient"],
+        costs=a["costs"],
+        loss_weights=a["loss_weights"],
+    )
+
+
+def detr_model(
+    num_classes: int = 91,
+    embed_dims: int = 256,
+    backbone: str = "resnet50",
+    dilation: bool = False,
+    backbone_channels: int = 2048,
+    num_queries: int = 100,
+    encoder_layers: int = 6,
+    decoder_layers: int = 6,
+    encoder_ffn_dims: int = 2048,
+    decoder_ffn_dims: int = 2048,
+    encoder_heads: int = 8,
+    decoder_heads: int = 8,
+    act_layer: str = "relu",
+    dropout: float = 0.1,
+    attention_dropout: float = 0.1,
+    activation_dropout: float = 0.1,
+    no_object_weight: float = 0.1,
+    costs: tuple[float, float, float] = (1, 5, 2),
+    loss_weights: tuple[float, float] = (5, 2),
+) -> dict:
+    """Our ``model=`` dict of the published DETR architecture (defaults: DETR-R50 as the
+    paper trains it; ``configs/_base_/models/detr_r50.py`` writes the same out).
+
+    ``costs``: the matcher's class / L1 / GIoU weights; ``loss_weights``: L1 / GIoU (the
+    cross-entropy weighs 1); ``dilation``: DC5 (the last stage at stride 16)."""
+    level, stride = ("p4", 16) if dilation else ("p5", 32)
+
+    def ffn(dims: int) -> dict:
+        return dict(type="DetrFFN", embed_dims=embed_dims, feedforward_dims=dims,
+                    dropout=activation_dropout, act_layer=act_layer)  # fmt: skip
+
+    def attn(kind: str, heads: int) -> dict:
+        return dict(type=kind, embed_dims=embed_dims, num_heads=heads, dropout=attention_dropout)
+
+    backbone_cfg = dict(type="TimmBackbone", model_name=backbone, out_indices=(4,),
+                        frozen_bn=True, frozen_stages=1)  # fmt: skip
+    if dilation:
+        backbone_cfg["output_stride"] = 16
+    head = dict(
+        type="DETRHead",
+        num_classes=num_classes,
+        embed_dims=embed_dims,
+        num_queries=num_queries,
+        in_channels={level: backbone_channels},
+        strides={level: stride},
+        input_norm=None,
+        positional_encoding=dict(type="SinePositionalEncoding", num_feats=embed_dims // 2),
+        encoder=dict(
+            type="DetrEncoder",
+            num_layers=encoder_layers,
+            layer=dict(
+                type="DetrEncoderLayer",
+                self_attn=attn("GlobalMemoryAttention", encoder_heads),
+                ffn=ffn(encoder_ffn_dims),
+                dropout=dropout,
+            ),
+        ),  # fmt: skip
+        decoder=dict(
+            type="DetrDecoder",
+            num_layers=decoder_layers,
+            layer=dict(
+                type="DetrDecoderLayer",
+                self_attn=attn("DetrMultiheadAttention", decoder_heads),
+                cross_attn=attn("GlobalMemoryAttention", decoder_heads),
+                ffn=ffn(decoder_ffn_dims),
+                dropout=dropout,
+            ),
+        ),  # fmt: skip
+        matcher=dict(
+            type="HungarianMatcher",
+            cost_class=costs[0],
+            cost_bbox=costs[1],
+            cost_giou=costs[2],
+            classification="softmax",
+        ),  # fmt: skip
+        classification="softmax",
+        no_object_weight=no_object_weight,
+        loss_cls=1.0,
+        loss_bbox=loss_weights[0],
+        loss_giou=loss_weights[1],
+        test_cfg=dict(max_per_img=num_queries),
+    )
+    return dict(
+        type="Detector",
+        data_preprocessor=dict(type="DataPreprocessor"),
+        backbone=backbone_cfg,
+        neck=None,
+        head=head,
+    )
+
+
+register_family(
+    PublishedFamily("detr", is_detr_checkpoint, convert_detr_checkpoint, detr_model_config)
+)
