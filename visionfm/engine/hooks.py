@@ -93,8 +93,9 @@ class DrawPredictionsHook(Hook):
 @HOOKS.register_module()
 class ClassNumCheckHook(Hook):
     """Refuse to train / evaluate when a head's ``num_classes`` differs from the number of
-    classes of the dataset it runs on (the usual cause of "AP is 0" reports). Prompted heads
-    (``needs_text``: their classes are the prompt's phrases) are not checked."""
+    classes of the dataset it runs on (the usual cause of "AP is 0" reports). Only heads and
+    their parts are checked (a timm backbone's ``num_classes`` is its removed classifier's);
+    prompted heads (``needs_text``: their classes are the prompt's phrases) are not."""
 
     priority = "VERY_HIGH"
 
@@ -105,9 +106,11 @@ class ClassNumCheckHook(Hook):
         if classes is None:
             return
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        prompted = [n for n, m in model.named_modules() if getattr(m, "needs_text", False)]
+        from visionfm.heads.base import Head
+
+        heads = [n for n, m in model.named_modules() if isinstance(m, Head) and not m.needs_text]
         for name, module in model.named_modules():
-            if any(name == p or name.startswith(p + ".") for p in prompted):
+            if not any(name == p or name.startswith(p + ".") for p in heads):
                 continue
             num = getattr(module, "num_classes", None)
             if isinstance(num, int) and num != len(classes):
