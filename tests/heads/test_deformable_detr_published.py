@@ -171,6 +171,26 @@ def test_original_checkpoint_equals_hugging_face(tmp_path, variant):
     assert max(diffs.values()) <= 1e-5, diffs
 
 
+@pytest.mark.parametrize("variant", ["box_refine", "two_stage"])
+def test_coco_ids_load_into_coco_categories(tmp_path, variant):
+    """91 rows by COCO category id into a model of COCO's 80 categories: the logits are HF's
+    at those ids (the two-stage top-k still ranks by the "object" row 0)."""
+    from visionfm.models.published_config import COCO_CATEGORY_NAMES
+
+    hf = _hf_model(tmp_path, variant, num_labels=91)
+    cfg = deformable_detr_model_config(read_checkpoint(tmp_path), read_hf_config(tmp_path))
+    cfg["head"]["num_classes"] = 80
+    model = MODELS.build(cfg).double().eval()
+    load_model_weights(model, str(tmp_path))
+    x = _image()
+    with torch.no_grad():
+        ref = hf(pixel_values=x)
+        out = model.head(model.extract_feat(x), None)
+    ids = sorted(COCO_CATEGORY_NAMES)
+    assert (out["logits"][-1] - ref.logits[..., ids]).abs().max() <= 1e-5
+    assert (out["boxes"][-1] - ref.pred_boxes).abs().max() <= 1e-5
+
+
 def test_postprocess_equals_hugging_face(tmp_path):
     """predict() (sigmoid, top-100 over queries x classes, boxes in the original image's
     pixels, clipped to it) equals HF's post_process_object_detection on the same outputs."""

@@ -1,6 +1,11 @@
 """Shared pieces of the converters of published DETR-family checkpoints (DETR, Deformable
 DETR): their ResNet backbone, renamed into our :class:`~visionfm.backbones.TimmBackbone`.
 
+It also holds the COCO label-space mapping: published COCO weights classify 91 rows indexed
+by COCO category id (HF's ``id2label``); a model built for COCO's 80 categories (label i =
+the i-th category by id, as ``CocoDataset`` numbers them) takes those categories' rows
+(:func:`is_coco_category_rows`, :func:`to_coco_categories`).
+
 The published models keep a torchvision-named ResNet (``conv1``, ``bn1``, ``layer1.0.conv1``,
 ``layer1.0.downsample.{0,1}`` ...: the names timm's ResNet uses too) with frozen batch norms:
 
@@ -21,14 +26,22 @@ kept (they only matter to a batch norm trained with ``momentum=None``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import torch
 from torch import nn
 
+from visionfm.models.published_config import COCO_CATEGORY_NAMES
 from visionfm.weights import CheckpointError, ConvertedCheckpoint
 
-__all__ = ["BACKBONE_PREFIXES", "backbone_prefix", "convert_backbone"]
+__all__ = [
+    "BACKBONE_PREFIXES",
+    "backbone_prefix",
+    "convert_backbone",
+    "is_coco_category_rows",
+    "to_coco_categories",
+]
 
 BACKBONE_PREFIXES = (
     "model.backbone.conv_encoder.model.",
@@ -80,4 +93,29 @@ def convert_backbone(
         [prefix + k for k in converted.ignored],
         notes,
         converted.hints,
+    )
+
+
+# DETRHead's tensors with one row per class (our names)
+_CLASS_ROWS = re.compile(
+    r"^head\.(cls_heads\.\d+|proposals(\.\d+)?\.cls_head)\.(weight|bias)$"
+    r"|^head\.denoising\.label_embed\."
+)
+
+
+def is_coco_category_rows(rows: int, num_classes: int) -> bool:
+    """Whether a checkpoint's ``rows`` class rows are COCO's 91 category ids going into a
+    model of COCO's 80 categories."""
+    return rows == 91 and num_classes == len(COCO_CATEGORY_NAMES)
+
+
+def to_coco_categories(state: dict[str, torch.Tensor], notes: list[str]) -> None:
+    """91 class rows indexed by COCO category id -> the rows of COCO's 80 categories, for
+    every class-row tensor of ``state`` (our names), in place; a note says so."""
+    rows = torch.tensor(sorted(COCO_CATEGORY_NAMES))
+    for key in [k for k in state if _CLASS_ROWS.match(k)]:
+        state[key] = state[key][rows]
+    notes.append(
+        "91 class rows by COCO category id -> the 80 COCO categories' (an unused id's logit no "
+        "longer competes in a two-stage top-k: equal unless one was a token's highest)"
     )

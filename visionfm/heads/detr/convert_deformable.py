@@ -48,6 +48,11 @@ no decoder norm, and for two-stage ``select_invalid_proposals=True`` (border tok
 selectable with the full-image box) and ``class_agnostic_proposals=True`` (top-k by class
 0's logit). ``config.json`` settings the weights do not show (heads, points, these options)
 are compared with the model and a difference refused naming the argument to set.
+
+The published COCO weights' 91 class rows (COCO category ids, HF's ``id2label``) also load
+into a model of COCO's 80 categories (``num_classes=80``, labels as ``CocoDataset`` numbers
+them): the categories' rows are taken; the two-stage proposals keep row 0, the "object" score
+their top-k goes by.
 """
 
 from __future__ import annotations
@@ -68,7 +73,12 @@ from visionfm.weights import (
     check_hf_config,
 )
 
-from .convert_common import backbone_prefix, convert_backbone
+from .convert_common import (
+    backbone_prefix,
+    convert_backbone,
+    is_coco_category_rows,
+    to_coco_categories,
+)
 
 __all__ = [
     "convert_deformable_detr_checkpoint",
@@ -388,6 +398,16 @@ def convert_deformable_detr_checkpoint(
         else:
             out[_rename(name)] = tensor
     out.update(_prediction_heads(preds, model, notes))
+    rows = out["head.cls_heads.0.weight"].shape[0]
+    if is_coco_category_rows(rows, model.head.num_classes):
+        agnostic = {
+            k: v[0]
+            for k, v in out.items()
+            if k.startswith("head.proposals.cls_head.") and model.head.class_agnostic_proposals
+        }
+        to_coco_categories(out, notes)
+        for key, row in agnostic.items():  # class-agnostic proposals rank by row 0: keep it
+            out[key] = torch.cat((row[None], out[key][1:]))
     return ConvertedCheckpoint(out, fmt, ignored, notes, _HINTS)
 
 

@@ -51,12 +51,11 @@ from collections.abc import Mapping
 import torch
 
 from visionfm.models.published import PublishedFamily, register_family
-from visionfm.models.published_config import COCO_CATEGORY_NAMES
 from visionfm.weights import ArchHint, CheckpointError, ConfigEntry, ConvertedCheckpoint
 from visionfm.weights import check_hf_config as check_settings
 
 from ..grounding.convert import _split_in_proj
-from .convert_common import convert_backbone
+from .convert_common import convert_backbone, is_coco_category_rows, to_coco_categories
 
 __all__ = ["convert_dino_checkpoint", "dino_layout", "dino_model", "dino_model_config"]
 
@@ -168,7 +167,7 @@ def _check_sizes(sd: Mapping, model, layout: str) -> None:
     head = model.head
     levels = _rows(sd, "transformer.level_embed" if layout == _IDEA else "transformer.level_embeds")
     classes = _rows(sd, "class_embed.0.weight")
-    if _is_coco_ids(classes, head.num_classes):
+    if is_coco_category_rows(classes, head.num_classes):
         classes = head.num_classes
     checks = [
         ("feature levels (level_embed rows)", levels,
@@ -196,11 +195,6 @@ def _check_sizes(sd: Mapping, model, layout: str) -> None:
             f"this {layout} checkpoint is of another architecture than the model; build it "
             "with the arguments named (or from dino_model_config):\n" + "\n".join(problems)
         )
-
-
-def _is_coco_ids(rows: int, num_classes: int) -> bool:
-    """A COCO checkpoint's 91 rows by category id into a model of COCO's 80 categories."""
-    return rows == 91 and num_classes == len(COCO_CATEGORY_NAMES)
 
 
 def _positions(m) -> tuple:
@@ -348,8 +342,8 @@ def convert_dino_checkpoint(
                 raise CheckpointError(f"{name}: not a {layout} parameter this reader knows")
             out[new] = tensor
     out.update(_prediction_heads(preds, model, layout, notes))
-    if _is_coco_ids(_rows(sd, "class_embed.0.weight"), model.head.num_classes):
-        _coco_categories(out, notes)
+    if is_coco_category_rows(_rows(sd, "class_embed.0.weight"), model.head.num_classes):
+        to_coco_categories(out, notes)
     return ConvertedCheckpoint(out, layout, ignored, notes, _HINTS)
 
 
@@ -368,23 +362,6 @@ def _label_embed(weight: torch.Tensor, classes: int, model, notes: list, ignored
             f"label_enc: the first {classes} of {weight.shape[0]} rows (the others unused)"
         )
     return {"head.denoising.label_embed.weight": weight[:classes]}
-
-
-_CLASS_ROWS = re.compile(
-    r"^head\.(cls_heads\.\d+|proposals\.cls_head)\.(weight|bias)$|^head\.denoising\.label_embed\."
-)
-
-
-def _coco_categories(out: dict, notes: list) -> None:
-    """91 class rows indexed by COCO category id -> the rows of COCO's 80 categories (label i:
-    the i-th category by id, as ``CocoDataset`` numbers them), in place."""
-    rows = torch.tensor(sorted(COCO_CATEGORY_NAMES))
-    for key in [k for k in out if _CLASS_ROWS.match(k)]:
-        out[key] = out[key][rows]
-    notes.append(
-        "91 class rows by COCO category id -> the 80 COCO categories' (an unused id's logit no "
-        "longer competes in the two-stage top-k: equal unless one was a token's highest)"
-    )
 
 
 # ---------------------------------------------------------------- architecture

@@ -41,9 +41,9 @@ from collections.abc import Mapping
 import torch
 
 from visionfm.models.published import PublishedFamily, register_family
-from visionfm.models.published_config import COCO_CATEGORY_NAMES
 from visionfm.weights import CheckpointError, ConfigEntry, ConvertedCheckpoint, check_hf_config
 
+from .convert_common import is_coco_category_rows, to_coco_categories
 from .lw_detr_config import lw_detr_model_config
 
 __all__ = ["convert_head", "convert_lw_detr_checkpoint", "is_lw_detr_checkpoint"]
@@ -72,7 +72,6 @@ _RENAMES = [
 _PROPOSAL = re.compile(
     r"^model\.(enc_output|enc_output_norm|enc_out_class_embed|enc_out_bbox_embed)\.(\d+)\.(.*)$"
 )
-_CLASS_ROWS = re.compile(r"^head\.(cls_heads\.0|proposals(\.\d+)?\.cls_head)\.(weight|bias)$")
 _PROPOSAL_PARTS = {
     "enc_output": "proj",
     "enc_output_norm": "norm",
@@ -250,19 +249,6 @@ def convert_head(sd: Mapping[str, torch.Tensor], model) -> dict[str, torch.Tenso
     return out
 
 
-def _coco_ids(rows: int, num_classes: int) -> bool:
-    """91 class rows by COCO category id (RF-DETR's COCO weights) into COCO's 80 categories."""
-    return rows == 91 and num_classes == len(COCO_CATEGORY_NAMES)
-
-
-def _coco_rows(out: dict[str, torch.Tensor]) -> None:
-    """Class rows by COCO category id -> the rows of COCO's 80 categories (label i: the i-th
-    category by id, as ``CocoDataset`` numbers them), in place."""
-    rows = torch.tensor(sorted(COCO_CATEGORY_NAMES))
-    for key in [k for k in out if _CLASS_ROWS.match(k)]:
-        out[key] = out[key][rows]
-
-
 def _check_counts(sd: Mapping[str, torch.Tensor], model) -> None:
     """Group and layer counts that the tensors show, against the model (before the strict
     load, to name the argument rather than a list of keys)."""
@@ -276,7 +262,7 @@ def _check_counts(sd: Mapping[str, torch.Tensor], model) -> None:
     if layers != len(head.decoder.layers):
         problems.append(f"{layers} decoder layers: set head.decoder.num_layers={layers}")
     classes = sd["class_embed.weight"].shape[0]
-    if classes != head.num_classes and not _coco_ids(classes, head.num_classes):
+    if classes != head.num_classes and not is_coco_category_rows(classes, head.num_classes):
         problems.append(
             f"{classes} classes: set head.num_classes={classes} (a 91-row COCO checkpoint "
             "also loads into COCO's 80 categories)"
@@ -317,12 +303,8 @@ def convert_lw_detr_checkpoint(
     projector = {k[len(_PROJECTOR) :]: v for k, v in sd.items() if k.startswith(_PROJECTOR)}
     out.update({f"neck.{k}": v for k, v in _convert_projector(projector, model).items()})
     out.update(convert_head(sd, model))
-    if _coco_ids(sd["class_embed.weight"].shape[0], model.head.num_classes):
-        _coco_rows(out)
-        notes.append(
-            "91 class rows by COCO category id -> COCO's 80 categories (an unused id's logit "
-            "no longer competes in the first-stage top-k)"
-        )
+    if is_coco_category_rows(sd["class_embed.weight"].shape[0], model.head.num_classes):
+        to_coco_categories(out, notes)
     return ConvertedCheckpoint(out, fmt, ignored, notes)
 
 
