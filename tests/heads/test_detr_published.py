@@ -31,7 +31,7 @@ SIZE = dict(d_model=32, encoder_layers=1, decoder_layers=2, encoder_ffn_dim=64,
             num_queries=12)  # fmt: skip
 
 
-def _hf_model(folder, dilation: bool = False):
+def _hf_model(folder, dilation: bool = False, num_labels: int = 5):
     """A random HF DETR (timm ResNet-18, tiny transformer, 5 classes) saved to ``folder`` with
     ``save_pretrained`` (the published folder layout), read back in float64."""
     config = transformers.DetrConfig(
@@ -39,7 +39,7 @@ def _hf_model(folder, dilation: bool = False):
         backbone="resnet18",
         use_pretrained_backbone=False,
         dilation=dilation,
-        num_labels=5,
+        num_labels=num_labels,
         **SIZE,
     )
     model = randomize(transformers.DetrForObjectDetection(config))
@@ -108,6 +108,24 @@ def test_equal_to_hugging_face(tmp_path, dilation):
     assert find_family(read_checkpoint(tmp_path), read_hf_config(tmp_path)).name == "detr"
     load_model_weights(model, str(tmp_path))
     _assert_equal_outputs(model, hf, _image())
+
+
+def test_published_coco_rows_load_into_the_80_coco_categories(tmp_path):
+    """A 91-label checkpoint (COCO category ids, as facebook/detr-resnet-50's id2label) into a
+    model of COCO's 80 categories (CocoDataset's numbering): the categories' rows and no
+    object's are taken, so our logits are HF's at those columns."""
+    from visionfm.models.published_config import COCO_CATEGORY_NAMES
+
+    hf = _hf_model(tmp_path, num_labels=91)
+    model = MODELS.build(_ours(num_classes=80)).double().eval()
+    load_model_weights(model, str(tmp_path))
+    x = _image()
+    with torch.no_grad():
+        ref = hf(pixel_values=x)
+        out = model.head(model.extract_feat(x), None)
+    columns = [*sorted(COCO_CATEGORY_NAMES), 91]
+    assert (out["logits"][-1] - ref.logits[..., columns]).abs().max() < 1e-5
+    assert (out["boxes"][-1] - ref.pred_boxes).abs().max() < 1e-5
 
 
 def test_padded_batch_equals_hugging_face_with_pixel_mask(hf_folder):

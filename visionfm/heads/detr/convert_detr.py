@@ -32,6 +32,11 @@ HF (original)                                      ours
 (``bbox_embed.layers.{j}``)
 =================================================  ==========================================
 
+The published COCO weights' 92 class rows (the 91 COCO category ids of HF's ``id2label`` and
+"no object") also load into a model of COCO's 80 categories (``CocoDataset``'s numbering):
+those categories' rows and "no object" are taken (the softmax then leaves out the unused
+ids' logits: scores are renormalised over the rest).
+
 transformers >= 5 keeps other names in memory (``o_proj``, ``mlp.fc1``,
 ``model.backbone.model.``): a state dict taken from such a model is read as well.
 
@@ -55,9 +60,10 @@ import torch
 
 from visionfm.layers import SinePositionalEncoding
 from visionfm.models.published import PublishedFamily, register_family
+from visionfm.models.published_config import COCO_CATEGORY_NAMES
 from visionfm.weights import CheckpointError, ConfigEntry, ConvertedCheckpoint, check_hf_config
 
-from .convert_common import backbone_prefix, convert_backbone
+from .convert_common import backbone_prefix, convert_backbone, is_coco_category_rows
 
 __all__ = [
     "convert_detr_checkpoint",
@@ -378,6 +384,15 @@ def convert_detr_checkpoint(
     notes += converted.notes
     prefix = backbone_prefix(hf)
     out.update({_rename(k): v for k, v in hf.items() if not k.startswith(prefix)})
+    rows = out["head.cls_heads.0.weight"].shape[0] - 1  # without "no object"
+    if is_coco_category_rows(rows, model.head.num_classes):
+        keep = torch.tensor([*sorted(COCO_CATEGORY_NAMES), rows])  # the categories, no object
+        for key in ("head.cls_heads.0.weight", "head.cls_heads.0.bias"):
+            out[key] = out[key][keep]
+        notes.append(
+            "92 class rows (91 COCO category ids + no object) -> the 80 COCO categories' + no "
+            "object: the softmax leaves out the 11 unused ids' logits (scores renormalised)"
+        )
     fmt = "original (facebookresearch) DETR" if original else "Hugging Face DETR"
     return ConvertedCheckpoint(out, fmt, ignored, notes, converted.hints)
 
