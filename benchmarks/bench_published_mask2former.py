@@ -1,0 +1,201 @@
+"""Mask2Former on CPU: per-image latency and peak memory of ours against HF transformers'
+``Mask2FormerForUniversalSegmentation`` with the same weights.
+
+    python benchmarks/bench_published_mask2former.py [--size 384] [--runs 5] [--threads 2]
+        [--out results/published_mask2former.md] [--json FILE]
+
+The model: a random HF Mask2Former of facebook/mask2former-swin-tiny-coco-panoptic's
+architecture (Swin-T, pixel decoder 256 wide with 6 deformable encoder layers, 9 decoder
+layers, 100 queries, 133 classes; 47.4 M parameters), saved with ``save_pretrained`` and
+loaded into ours (``configs/_base_/models/mask2former_swin-t.py``) by ``load_model_weights``
+(the published-checkpoint conversion). Both in eval mode, batch 1, float32.
+
+- Same outputs: the largest |ours - HF| of the last layer's class and mask logits on one
+  input, float64.
+- Latency: one forward on the same normalised ``--size`` x ``--size`` image (ours: backbone
+  and head, every layer's class and mask logits; HF: ``model(pixel_values)``, which computes
+  them too), ``--runs`` runs each after one warm-up, the two in turns in one process
+  (``_common.time_in_turns``); median and p90.
+- Peak memory: the resident-set high-water mark of one forward above the resident memory
+  just before it (``_common.peak_rss_mib``: ``/proc/self/clear_refs`` resets the kernel's
+  ``VmHWM``), after the timed runs, the process started with glibc returning freed memory at
+  once (``_common.MALLOC_RETURNS_FREED``, set by re-running itself).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import _common as common
+import torch
+
+OUT = common.RESULTS / "published_mask2former.md"
+MODEL_CONFIG = "configs/_base_/models/mask2former_swin-t.py"
+
+
+def save_hf_model(folder: str) -> None:
+    """A random HF Mask2Former Swin-T COCO panoptic (the published config.json's settings,
+    HF's initialisation), saved to ``folder``."""
+    from transformers import (
+        Mask2FormerConfig,
+        Mask2FormerForUniversalSegmentation,
+        SwinConfig,
+    )
+
+    config = Mask2FormerConfig(
+        backbone_config=SwinConfig(
+            embed_dim=96,
+            depths=[2, 2, 6, 2],
+            num_heads=[3, 6, 12, 24],
+            window_size=7,
+            drop_path_rate=0.3,
+            out_features=["stage1", "stage2", "stage3", "stage4"],
+        ),
+        num_queries=100,
+        id2label={i: str(i) for i in range(133)},
+    )
+    torch.manual_seed(0)
+    Mask2FormerForUniversalSegmentation(config).eval().save_pretrained(folder)
+
+
+def load_models():
+    """(HF model, our model) with the same random weights, eval, float32."""
+    from mmengine.config import Config
+    from transformers import Mask2FormerForUniversalSegmentation
+
+    from visionfm.engine.checkpoint import load_model_weights
+    from visionfm.registry import MODELS
+
+    cfg = Config.fromfile(str(common.ROOT / MODEL_CONFIG))
+    with tempfile.TemporaryDirectory() as folder:
+        save_hf_model(folder)
+        hf = Mask2FormerForUniversalSegmentation.from_pretrained(folder).eval()
+        ours = MODELS.build(cfg.model).eval()
+        load_model_weights(ours, folder)
+    return hf, ours
+
+
+def forwards(hf, ours, size: int, dtype: torch.dtype = torch.float32):
+    """-> {'ours': fn, 'HF': fn}, each one forward on the same input, returning the last
+    layer's (class logits (1, Q, K + 1), mask logits (1, Q, H / 4, W / 4))."""
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0), dtype=dtype)
+
+    def run_ours():
+        out = ours.head(ours.extract_feat(x))
+        return out["cls_logits"][-1], out["mask_logits"][-1]
+
+    def run_hf():
+        out = hf(pixel_values=x)
+        return out.class_queries_logits, out.masks_queries_logits
+
+    return {"ours": run_ours, "HF": run_hf}
+
+
+def max_difference(hf, ours, size: int) -> tuple[float, float]:
+    """Largest |ours - HF| of the class and of the mask logits, both models in float64."""
+    fns = forwards(hf.double(), ours.double(), size, torch.float64)
+    (cls, masks), (hf_cls, hf_masks) = fns["ours"](), fns["HF"]()
+    hf.float(), ours.float()
+    return (cls - hf_cls).abs().max().item(), (masks - hf_masks).abs().max().item()
+
+
+def _p90(values: list[float]) -> float:
+    return sorted(values)[math.ceil(0.9 * len(values)) - 1]
+
+
+def markdown(data: dict) -> str:
+    lat, peak = data["latency"], data["peak_mib"]
+    lines = [
+        f"# Mask2Former Swin-T on CPU: ours vs HF ({data['date']})",
+        "",
+        f"{data['machine']}; {data['torch']}; transformers {data['transformers']}; "
+        f"{data['threads']} threads; OMP_WAIT_POLICY {data['omp_wait_policy']}; 1-minute load "
+        f"average {data['load_average'][0]} before, {data['load_average'][1]} after. "
+        f"Command: `{data['command']}`.",
+        "",
+        f"Model (random weights, HF's initialisation, converted into ours by "
+        f"`load_model_weights`): Mask2Former Swin-T COCO panoptic (`{MODEL_CONFIG}`), "
+        f"{data['params_m']:.1f} M parameters; input {data['size']} x {data['size']} px, "
+        "batch 1, eval, float32; every decoder layer's class and mask logits.",
+        "",
+        f"Same outputs (float64, one forward, last layer): class logits "
+        f"{data['diff_cls']:.1e}, mask logits {data['diff_masks']:.1e}.",
+        "",
+        "| model | median ms | p90 ms | images/s | vs HF | peak memory MiB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in ("ours", "HF"):
+        ms = lat[name]["median_ms"]
+        lines.append(
+            f"| {name} | {ms:.0f} | {lat[name]['p90_ms']:.0f} | {1e3 / ms:.2f} | "
+            f"{ms / lat['HF']['median_ms']:.2f} | {peak[name]:.0f} |"
+        )
+    lines += [
+        "",
+        f"Median of {data['runs']} runs each after one warm-up, the two alternating in one "
+        "process. Peak memory: the resident-set high-water mark of one forward above the "
+        "resident memory just before it (`/proc/self/clear_refs` resets `VmHWM`"
+        + ("" if data["peak_exact"] else "; not writable here, so the rise of the mark")
+        + "), glibc returning freed memory at once.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=384, help="input side, px")
+    parser.add_argument("--runs", type=int, default=5, help="timed forwards per model")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    args = parser.parse_args()
+    if any(os.environ.get(k) != v for k, v in common.MALLOC_RETURNS_FREED.items()):
+        os.execve(sys.executable, [sys.executable, *sys.argv],
+                  dict(os.environ, **common.MALLOC_RETURNS_FREED))  # fmt: skip
+
+    import transformers
+
+    torch.set_num_threads(args.threads)
+    hf, ours = load_models()
+    load_before = os.getloadavg()
+    with torch.no_grad():
+        diff_cls, diff_masks = max_difference(hf, ours, args.size)
+        fns = forwards(hf, ours, args.size)
+        for fn in fns.values():  # warm-up
+            fn()
+        wall, _ = common.time_in_turns(fns, args.runs)
+        peaks = {name: common.peak_rss_mib(fn) for name, fn in fns.items()}
+    data = dict(
+        load_average=[round(v, 2) for v in (load_before[0], os.getloadavg()[0])],
+        date=common.timestamp(),
+        machine=common.machine(),
+        torch=common.torch_build(),
+        transformers=transformers.__version__,
+        threads=args.threads,
+        omp_wait_policy=common.omp_wait_policy(),
+        command="python " + " ".join(["benchmarks/bench_published_mask2former.py", *sys.argv[1:]]),
+        params_m=sum(p.numel() for p in ours.parameters()) / 1e6,
+        size=args.size,
+        runs=args.runs,
+        diff_cls=diff_cls,
+        diff_masks=diff_masks,
+        latency={
+            name: dict(median_ms=statistics.median(t) * 1e3, p90_ms=_p90(t) * 1e3)
+            for name, t in wall.items()
+        },
+        peak_mib={name: mib for name, (mib, _) in peaks.items()},
+        peak_exact=all(exact for _, exact in peaks.values()),
+    )
+    common.write_results(args.out, markdown(data), args.json, data)
+    print(markdown(data))
+
+
+if __name__ == "__main__":
+    main()
