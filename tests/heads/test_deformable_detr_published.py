@@ -296,3 +296,21 @@ def test_load_from_fine_tunes_on_other_classes(tmp_path):
     assert torch.equal(model.head.decoder.layers[1].cross_attn.attn.sampling_offsets.weight,
                        layer.float())  # fmt: skip
     assert model.head.cls_heads[0].weight.shape == (3, 32)
+
+
+@pytest.mark.parametrize(
+    ("config", "variant"),
+    [("coco", "plain"), ("refine_coco", "box_refine"), ("two-stage_coco", "two_stage")],
+)
+def test_coco_configs_are_the_published_architectures(config, variant):
+    """The shipped configs build what the converter builds for the published checkpoints
+    (with COCO's 80 categories)."""
+    from pathlib import Path
+
+    from mmengine.config import Config
+
+    from visionfm.heads.detr.convert_deformable import deformable_detr_model
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = Config.fromfile(str(root / f"configs/deformable_detr/deformable-detr_r50_{config}.py"))
+    assert cfg.model.to_dict() == deformable_detr_model(num_classes=80, **VARIANTS[variant])
