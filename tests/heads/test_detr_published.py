@@ -231,6 +231,22 @@ def test_model_config_of_the_folder_builds_a_model_that_loads_strictly(hf_folder
     _assert_equal_outputs(model, hf, _image())
 
 
+def test_base_config_is_the_published_architecture():
+    """configs/_base_/models/detr_r50.py builds the model detr_model() describes (DETR-R50:
+    the same modules, sizes, dropouts, matcher and loss settings)."""
+    from pathlib import Path
+
+    from mmengine.config import Config
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = Config.fromfile(str(root / "configs/_base_/models/detr_r50.py"))
+    with torch.device("meta"):
+        ours, reference = MODELS.build(cfg.model), MODELS.build(detr_model())
+    assert repr(ours) == repr(reference)
+    # as HF DetrForObjectDetection(DetrConfig(num_labels=91)): frozen batch norms are buffers
+    assert sum(p.numel() for p in ours.parameters()) == 41_524_768
+
+
 # ---------------------------------------------------------------- post-processing, loss
 def test_postprocess_equals_hugging_face(hf_folder):
     """Scores, labels and boxes (xyxy pixels of the target size) above a threshold, as HF's

@@ -447,8 +447,8 @@ def detr_model(
     attention_dropout: float = 0.1,
     activation_dropout: float = 0.1,
     no_object_weight: float = 0.1,
-    costs: tuple[float, float, float] = (1, 5, 2),
-    loss_weights: tuple[float, float] = (5, 2),
+    costs: tuple[float, float, float] = (1.0, 5.0, 2.0),
+    loss_weights: tuple[float, float] = (5.0, 2.0),
 ) -> dict:
     """Our ``model=`` dict of the published DETR architecture (defaults: DETR-R50 as the
     paper trains it; ``configs/_base_/models/detr_r50.py`` writes the same out).
