@@ -1,0 +1,112 @@
+"""Our DINO (TaskModel(TimmBackbone, DETRHead), converted weights) against IDEA-Research/DINO's
+own code with the same random weights: every decoder layer's logits and boxes, the two-stage
+logits, float64 (not a test: it needs a checkout of github.com/IDEA-Research/DINO).
+
+Their model is built by their ``build_dino`` from their ``config/DINO/DINO_{4,5}scale.py``
+(fewer layers / queries / a narrower FFN to keep it fast), their compiled deformable-attention
+op replaced by their own pure-PyTorch ``ms_deform_attn_core_pytorch``, random weights and
+frozen batch-norm statistics; ours is built by ``dino_model_config`` from their state dict and
+args and loaded strictly. ``--queries`` near the number of encoder tokens makes the two-stage
+top-k select border tokens (full-image boxes), where the references' logit clamp
+(``logit_eps=1e-3``) matters: the script also reports ours with HF's 1e-5.
+
+    git clone https://github.com/IDEA-Research/DINO /tmp/DINO
+    .venv/bin/python benchmarks/dino_original.py --repo /tmp/DINO --size 75 411 --queries 700
+"""
+
+from __future__ import annotations
+
+import argparse
+import runpy
+import sys
+import types
+from pathlib import Path
+
+import torch
+
+from visionfm.data import DataSample
+from visionfm.heads.detr.convert_dino import convert_dino_checkpoint, dino_model_config
+from visionfm.registry import MODELS
+from visionfm.weights import load_converted, read_checkpoint
+
+
+def their_dino(repo: Path, levels: int, queries: int):
+    """IDEA-Research/DINO's model (random weights, float64, eval) and its args."""
+    sys.path.insert(0, str(repo))
+    sys.modules.setdefault("MultiScaleDeformableAttention", types.ModuleType("MSDA"))
+    from models.dino.ops.functions import ms_deform_attn_func as op  # noqa: PLC0415
+
+    def pytorch_op(value, shapes, start, locations, weights, step):
+        return op.ms_deform_attn_core_pytorch(value, shapes, locations, weights)
+
+    op.MSDeformAttnFunction.apply = staticmethod(pytorch_op)
+    import models.dino.backbone as backbone  # noqa: PLC0415
+
+    backbone.is_main_process = lambda: False  # torchvision ResNet without downloaded weights
+    from models.dino.dino import build_dino  # noqa: PLC0415
+
+    cfg = dict(runpy.run_path(str(repo / f"config/DINO/DINO_{levels}scale.py")))
+    cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    cfg.update(enc_layers=2, dec_layers=3, num_queries=queries, dim_feedforward=512,
+               device="cpu", dn_labelbook_size=91, num_classes=91)  # fmt: skip
+    args = argparse.Namespace(**cfg)
+    model = build_dino(args)[0]
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(
+                torch.randn(p.shape, generator=gen) / (p[0].numel() if p.dim() > 1 else 4) ** 0.5
+            )
+        for m in model.modules():
+            if type(m).__name__ == "FrozenBatchNorm2d":
+                for name, shift, scale in (
+                    ("weight", 0.5, 1),
+                    ("bias", 0, 0.1),
+                    ("running_mean", 0, 0.1),
+                    ("running_var", 0.5, 1),
+                ):
+                    buf = getattr(m, name)
+                    noise = torch.rand if shift else torch.randn
+                    buf.copy_(noise(buf.shape, generator=gen) * scale + shift)  # fmt: skip
+    return model.double().eval(), args
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repo", type=Path, required=True, help="IDEA-Research/DINO checkout")
+    parser.add_argument("--size", type=int, nargs=2, default=(75, 411), metavar=("H", "W"))
+    parser.add_argument("--levels", type=int, default=4, choices=(4, 5))
+    parser.add_argument("--queries", type=int, default=700)
+    opts = parser.parse_args()
+    theirs, args = their_dino(opts.repo.resolve(), opts.levels, opts.queries)
+    from util.misc import nested_tensor_from_tensor_list  # noqa: PLC0415 (their repo)
+
+    state = read_checkpoint({"model": theirs.state_dict(), "args": args})
+    ours = MODELS.build(dino_model_config(state)).double().eval()
+    load_converted(ours, convert_dino_checkpoint(state, ours), strict=True)
+    h, w = opts.size
+    x = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(1)).double()
+    sample = DataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w)))
+    with torch.no_grad():
+        ref = theirs(nested_tensor_from_tensor_list([x[0]]))
+        layers = [*ref["aux_outputs"], ref]
+        ref_logits = torch.stack([o["pred_logits"] for o in layers])
+        ref_boxes = torch.stack([o["pred_boxes"] for o in layers])
+        border = (ref["interm_outputs"]["pred_boxes"] == 1).all(-1).sum().item()
+        rows = []
+        for eps in (1e-3, 1e-5):
+            ours.head.decoder.logit_eps = eps
+            out = ours.head(ours.backbone(x), [sample])
+            rows.append((eps, (out["logits"] - ref_logits).abs().max().item(),
+                         (out["boxes"] - ref_boxes).abs().max().item(),
+                         (out["enc_logits"] - ref["interm_outputs"]["pred_logits"]).abs().max().item()))  # fmt: skip
+    print(f"DINO-{opts.levels}scale, {h}x{w}, {opts.queries} queries ({border} border proposals "
+          f"selected), max |logit| {ref_logits.abs().max():.2f}; max abs differences:")  # fmt: skip
+    print("| logit_eps | logits (every layer) | boxes (every layer) | two-stage logits |")
+    print("|---|---|---|---|")
+    for eps, dl, db, de in rows:
+        print(f"| {eps:g} | {dl:.2e} | {db:.2e} | {de:.2e} |")
+
+
+if __name__ == "__main__":
+    main()
