@@ -29,10 +29,13 @@ error names the argument, the user sets it.
 from __future__ import annotations
 
 import argparse
+import codecs
+import collections
 import json
 import logging
 import math
 import os
+import pickle
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -101,6 +104,38 @@ PICKLED_ARGS_GLOBALS: list = [
 ]
 
 
+class _PickledArraysUnpickler(pickle.Unpickler):
+    """A plain pickle (detectron2's ``.pkl`` checkpoints) rebuilt with nothing but
+    containers, numbers, strings and :data:`PICKLED_ARGS_GLOBALS`; any other global (which
+    could run code) is refused before its module is imported. Protocol-2 pickles write
+    bytes as ``_codecs.encode(text, 'latin1')``, which is allowed too."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) == ("_codecs", "encode"):
+            return codecs.encode
+        if module.split(".")[0] in ("numpy", "argparse", "collections"):
+            found = super().find_class(module, name)
+            if found in PICKLED_ARGS_GLOBALS or found is collections.OrderedDict:
+                return found
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a checkpoint pickle")
+
+
+def _tensors_from_arrays(obj):
+    """Mappings with numpy arrays (at any depth) -> the same with tensors."""
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, Mapping):
+        return {k: _tensors_from_arrays(v) for k, v in obj.items()}
+    return obj
+
+
+def _read_pickle(path: Path) -> object:
+    """A detectron2 ``.pkl`` (``{"model": {name: ndarray}, "__author__": ...}``, as model zoos
+    publish ``model_final_*.pkl``), its arrays as tensors."""
+    with open(path, "rb") as f:
+        return _tensors_from_arrays(_PickledArraysUnpickler(f, encoding="latin1").load())
+
+
 class CheckpointState(dict):
     """A flat ``{name: tensor}`` state dict, plus ``args``: the training arguments pickled
     beside the weights (``vars(namespace)`` of an original repository's ``args`` entry, a
@@ -122,9 +157,10 @@ def read_checkpoint(source: str | os.PathLike | Mapping) -> CheckpointState:
     """Read a checkpoint into a flat ``{name: tensor}`` dict (on CPU for files) that also
     carries the pickled training ``args`` (:class:`CheckpointState`).
 
-    ``source``: a file (``.safetensors``; anything else through ``torch.load(weights_only=True)``
-    allowing :data:`PICKLED_ARGS_GLOBALS`), a folder holding ``model.safetensors`` or
-    ``pytorch_model.bin``, or a mapping in memory.
+    ``source``: a file (``.safetensors``; ``.pkl``: a plain pickle of numpy arrays, as
+    detectron2 saves, read allowing only :data:`PICKLED_ARGS_GLOBALS`; anything else through
+    ``torch.load(weights_only=True)`` allowing :data:`PICKLED_ARGS_GLOBALS`), a folder
+    holding ``model.safetensors`` or ``pytorch_model.bin``, or a mapping in memory.
     """
     if isinstance(source, Mapping):
         return CheckpointState(unwrap_state_dict(source), _args_of(source))
@@ -141,6 +177,8 @@ def read_checkpoint(source: str | os.PathLike | Mapping) -> CheckpointState:
             from safetensors.torch import load_file
 
             obj = load_file(str(path), device="cpu")
+        elif path.suffix == ".pkl":
+            obj = _read_pickle(path)
         else:
             with torch.serialization.safe_globals(PICKLED_ARGS_GLOBALS):
                 obj = torch.load(path, map_location="cpu", weights_only=True)

@@ -101,8 +101,9 @@ def find_family(state: StateDict, config: Mapping | None = None) -> PublishedFam
 
 
 def is_published_path(path: str | os.PathLike) -> bool:
-    """A folder or a ``.safetensors`` file: not one of our (torch.save) checkpoints."""
-    return os.path.isdir(path) or os.fspath(path).endswith(".safetensors")
+    """A folder, a ``.safetensors`` file or a detectron2 ``.pkl``: not one of our (torch.save)
+    checkpoints."""
+    return os.path.isdir(path) or os.fspath(path).endswith((".safetensors", ".pkl"))
 
 
 def convert_published(

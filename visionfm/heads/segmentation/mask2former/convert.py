@@ -5,7 +5,7 @@ Reads Hugging Face transformers' ``Mask2FormerForUniversalSegmentation`` layout 
 ``save_pretrained`` writes it, e.g. facebook/mask2former-swin-tiny-coco-panoptic, or its
 ``model.safetensors``) and the facebookresearch/Mask2Former (detectron2) layout, as a
 torch-saved ``{"model": state_dict}`` or a detectron2 ``model_final_*.pkl`` of numpy arrays
-(:func:`read_detectron2_pickle`, which unpickles nothing but arrays). The original names are
+(``visionfm.weights.read_checkpoint`` unpickles nothing else). The original names are
 renamed into HF's (:func:`original_to_hf`), then both convert alike:
 
 ===================================================  ==========================================
@@ -36,11 +36,9 @@ refused naming the argument.
 
 from __future__ import annotations
 
-import pickle
 import re
 from collections.abc import Mapping
 
-import numpy as np
 import torch
 
 from visionfm.models.published import PublishedFamily, register_family
@@ -52,7 +50,6 @@ __all__ = [
     "is_original_mask2former_checkpoint",
     "mask2former_model_config",
     "original_to_hf",
-    "read_detectron2_pickle",
 ]
 
 _BACKBONE = "model.pixel_level_module.encoder."
@@ -162,47 +159,6 @@ def original_to_hf(sd: Mapping[str, torch.Tensor]) -> tuple[dict, dict, list[str
         else:
             hf[new] = tensor
     return hf, backbone, ignored
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles dicts, lists, numbers, strings and numpy arrays, refusing every other global
-    (a pickle can run any importable callable)."""
-
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("collections", "OrderedDict"),
-    }
-
-    def find_class(self, module: str, name: str):
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(
-                f"{module}.{name}: only numpy arrays are read from a detectron2 .pkl"
-            )
-        return super().find_class(module, name)
-
-
-def read_detectron2_pickle(path) -> dict[str, torch.Tensor]:
-    """A detectron2 ``.pkl`` checkpoint (``{"model": {name: ndarray}, ...}``, as the Mask2Former
-    model zoo publishes ``model_final_*.pkl``) -> ``{name: tensor}``, reading nothing but
-    arrays (:class:`_ArrayUnpickler`); raises :class:`CheckpointError` for anything else."""
-    try:
-        with open(path, "rb") as f:
-            obj = _ArrayUnpickler(f, encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, OSError) as exc:
-        raise CheckpointError(
-            f"cannot read {path} as a detectron2 .pkl of numpy arrays: {exc}. Save the state "
-            "dict with torch.save({'model': state_dict}, 'model.pth') and load that instead"
-        ) from exc
-    state = obj.get("model", obj) if isinstance(obj, Mapping) else None
-    if not isinstance(state, Mapping):
-        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a detectron2 checkpoint")
-    return {k: torch.as_tensor(np.ascontiguousarray(v)) for k, v in state.items()
-            if isinstance(v, np.ndarray)}  # fmt: skip
 
 
 # ------------------------------------------------------------------ config.json checks
