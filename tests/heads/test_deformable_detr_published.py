@@ -15,10 +15,7 @@ from visionfm.engine.checkpoint import (
     load_from_local_weights_only,
     load_model_weights,
 )
-from visionfm.heads.detr.convert_deformable import (
-    deformable_detr_model_config,
-    read_original_args,
-)
+from visionfm.heads.detr.convert_deformable import deformable_detr_model_config
 from visionfm.registry import MODELS
 from visionfm.weights import CheckpointError, read_checkpoint, read_hf_config
 
@@ -164,7 +161,7 @@ def test_original_checkpoint_equals_hugging_face(tmp_path, variant):
                               backbone="resnet18", num_queries=9, **VARIANTS[variant])  # fmt: skip
     path = tmp_path / "r50_deformable_detr-checkpoint.pth"
     torch.save({"model": sd, "args": args, "epoch": 49}, path)
-    cfg = deformable_detr_model_config(read_checkpoint(path), read_original_args(path))
+    cfg = deformable_detr_model_config(read_checkpoint(path), None)  # args in the file
     model = MODELS.build(cfg).double().eval()
     load_model_weights(model, str(path))
     diffs = _compare(model, hf)
@@ -314,3 +311,24 @@ def test_coco_configs_are_the_published_architectures(config, variant):
     root = Path(__file__).resolve().parents[2]
     cfg = Config.fromfile(str(root / f"configs/deformable_detr/deformable-detr_r50_{config}.py"))
     assert cfg.model.to_dict() == deformable_detr_model(num_classes=80, **VARIANTS[variant])
+
+
+def test_published_config_of_the_folder_runs(tmp_path):
+    """The whole config of a published folder (tools/convert_checkpoint.py, Inferencer on a
+    folder): the family's model with the processor's preprocessing; it loads and predicts."""
+    from transformers import DeformableDetrImageProcessor
+
+    from visionfm.data import DataSample
+    from visionfm.models.published_config import published_config
+
+    _hf_model(tmp_path, "two_stage")
+    DeformableDetrImageProcessor().save_pretrained(tmp_path)
+    cfg, family = published_config(tmp_path)
+    assert family.name == "deformable_detr"
+    model = MODELS.build(cfg["model"]).eval()
+    load_model_weights(model, str(tmp_path))
+    image = torch.randint(0, 255, (3, 90, 120), dtype=torch.uint8)
+    sample = DataSample(metainfo=dict(img_shape=(90, 120), ori_shape=(90, 120)))
+    with torch.no_grad():
+        out = model.test_step(dict(inputs=[image], data_samples=[sample]))[0]
+    assert len(out.pred_instances.scores) == 9 * 5

@@ -57,7 +57,6 @@ their top-k goes by.
 
 from __future__ import annotations
 
-import argparse
 import re
 from collections.abc import Mapping
 
@@ -85,7 +84,6 @@ __all__ = [
     "deformable_detr_model_config",
     "is_deformable_detr_checkpoint",
     "original_to_hf",
-    "read_original_args",
 ]
 
 _LAYER = r"^model\.(encoder|decoder)\.layers\.(\d+)\."
@@ -280,16 +278,6 @@ def original_to_hf(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def read_original_args(path) -> dict | None:
-    """The ``args`` (argparse.Namespace) of an original-repo ``.pth`` as a dict, or None.
-
-    Only ``argparse.Namespace`` is allowed besides tensors and plain containers."""
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    args = obj.get("args") if isinstance(obj, Mapping) else None
-    return vars(args) if isinstance(args, argparse.Namespace) else None
-
-
 # ---------------------------------------------------------------- conversion
 def _rename(name: str) -> str:
     for pattern, repl in _RENAMES:
@@ -422,10 +410,10 @@ def _layers(sd: Mapping, side: str) -> int:
 
 def deformable_detr_model_config(sd: Mapping[str, torch.Tensor], config: Mapping | None) -> dict:
     """Our ``model=`` dict for the checkpoint's architecture: from the HF ``config.json``, or
-    for an original ``.pth`` from its tensors (and its ``args`` passed as ``config``, see
-    :func:`read_original_args`; without them 8 heads and 4 points are assumed)."""
+    for an original ``.pth`` from its tensors and the ``args`` pickled beside them
+    (``read_checkpoint(path).args``; without them 8 heads and 4 points are assumed)."""
     hf = original_to_hf(sd) if is_original_deformable_detr_checkpoint(sd) else dict(sd)
-    c = dict(config or {})
+    c = dict(config or getattr(sd, "args", None) or {})
     if c.get("model_type") is None:  # original args (or none): use the HF names
         c = {
             "encoder_attention_heads": c.get("nheads", 8),
