@@ -298,7 +298,8 @@ def convert_dino_checkpoint(
         )
     _check_sizes(sd, model, layout)
     args = dict(getattr(sd, "args", None) or {})
-    notes = check_settings({**args, "model_type": layout, "_file": layout}, model, _SETTINGS)
+    where = "the checkpoint's args and layout" if args else "the checkpoint's layout"
+    notes = check_settings({**args, "model_type": layout, "_file": where}, model, _SETTINGS)
     backbone = convert_backbone(_backbone(sd, layout), model)
     out, notes = dict(backbone.state_dict), notes + backbone.notes
     preds, ignored, side_tables = {}, list(backbone.ignored), _LAYERS[layout]
