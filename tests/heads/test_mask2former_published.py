@@ -98,6 +98,25 @@ def test_equal_to_hugging_face(hf_folder):
     assert masks.std() > 0.1 and cls.std() > 0.1  # not a degenerate comparison
 
 
+def test_padded_batch_equals_hugging_face(hf_folder):
+    """HF reads the batch's padding as image content (its pixel_mask is unused): so does
+    mask_padding=False; the default keeps padding out and differs."""
+    from visionfm.data import DataSample
+
+    model, hf = _ours(hf_folder), _hf(hf_folder)
+    x = _image()
+    x[..., 60:, :] = 0  # an image of 60 x 101, padded to 75 x 101
+    meta = dict(img_shape=(60, W), ori_shape=(60, W), batch_input_shape=(H, W))
+    with torch.no_grad():
+        ref = hf(pixel_values=x).masks_queries_logits
+        feats = model.extract_feat(x)
+        ours = model.head.predictions(feats, [DataSample(metainfo=meta)])[1][-1]
+        model.head.mask_padding = True
+        masked = model.head.predictions(feats, [DataSample(metainfo=meta)])[1][-1]
+    assert (ours - ref).abs().max() < 1e-5
+    assert (masked - ref).abs().max() > 1e-2
+
+
 # ---------------------------------------------------------------- the original layout
 _P, _T = "model.pixel_level_module.decoder.", "model.transformer_module."
 _ORIGINAL_NAMES = [  # HF -> facebookresearch/Mask2Former, first match wins
@@ -221,10 +240,11 @@ def _config(folder):
         (lambda h: h["transformer_decoder"]["layer"]["cross_attn"].update(num_heads=2),
          "num_heads=4"),
         (lambda h: h.update(level_embed_on="pos"), "head.level_embed_on='feats'"),
+        (lambda h: h.update(mask_padding=True), "head.mask_padding=False"),
         (lambda h: h.update(num_stuff_classes=h["num_stuff_classes"] + 2),
          "set num_things_classes \\+ num_stuff_classes to 5"),
     ],
-    ids=["layers", "heads", "level_embed", "classes"],
+    ids=["layers", "heads", "level_embed", "padding", "classes"],
 )  # fmt: skip
 def test_other_architectures_are_refused(hf_folder, change, message):
     cfg = _config(hf_folder)

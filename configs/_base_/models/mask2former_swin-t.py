@@ -3,7 +3,8 @@
 # and of the facebookresearch/Mask2Former model zoo's Swin-T COCO panoptic model: Swin-T (HF
 # SwinBackbone's windows: always_partition), pixel decoder 256 wide with 6 deformable encoder
 # layers over strides 8-32 (biased input projections), 9 masked-attention decoder layers, 100
-# queries, 8 heads, the level embedding added to the decoder's features. To run / fine-tune
+# queries, 8 heads, the level embedding added to the decoder's features, the batch's
+# padding read as image content. To run / fine-tune
 # the published weights: load_from=models/mask2former-swin-tiny-coco-panoptic (the folder as
 # save_pretrained writes it) or the original model_final_*.pkl / .pth.
 # test_cfg.postprocess='transformers' gives HF's image-processor results instead of the
@@ -31,6 +32,7 @@ model = dict(
         num_stuff_classes=num_stuff_classes,
         num_queries=num_queries,
         level_embed_on="feats",
+        mask_padding=False,  # padding is image content, as in the original code and HF
         pixel_decoder=dict(
             type="MSDeformAttnPixelDecoder",
             in_channels=dict(p2=96, p3=192, p4=384, p5=768),

@@ -29,7 +29,8 @@ HF (``model.`` prefix left out)                      ours (``head.`` prefix left
 
 HF's ``decoder_layers`` counts the initial prediction: ``decoder_layers - 1`` layers. The
 model must be built to match (see :func:`mask2former_model_config` for the published
-architecture): ``head.level_embed_on='feats'``, ``pixel_decoder.input_bias=True``, Swin with
+architecture): ``head.level_embed_on='feats'``, ``head.mask_padding=False``,
+``pixel_decoder.input_bias=True``, Swin with
 ``always_partition=True``, the heads / widths / layer counts of ``config.json``; a mismatch is
 refused naming the argument.
 """
@@ -255,6 +256,12 @@ _HF_CONFIG = {
             lambda v: f"head.level_embed_on={v!r}",
         ),
         ConfigEntry(
+            "padding treated as image content",
+            lambda c: False,
+            lambda m: m.head.mask_padding,
+            lambda v: f"head.mask_padding={v}",
+        ),
+        ConfigEntry(
             "backbone windows (HF SwinBackbone partitions every stage)",
             lambda c: True,
             lambda m: getattr(m.backbone, "always_partition", True),
@@ -389,6 +396,7 @@ def mask2former_model_config(sd: Mapping[str, torch.Tensor], config: Mapping | N
             num_stuff_classes=num_classes - things,
             num_queries=num_queries,
             level_embed_on="feats",
+            mask_padding=False,
             pixel_decoder=dict(
                 type="MSDeformAttnPixelDecoder",
                 in_channels=dict(zip(names, widths)),

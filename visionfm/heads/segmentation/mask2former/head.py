@@ -84,6 +84,10 @@ class Mask2FormerHead(Head):
         level_embed_on: where the decoder's level embedding is added: ``'pos'`` (to the
             keys' positions only) or ``'feats'`` (to the level's features, so to keys and
             values: the paper's code and Hugging Face's, needed for their weights).
+        mask_padding: keep the batch's padding out of the pixel decoder (zeroed inputs,
+            positions over the valid region, padding masks) and out of the decoder's
+            attention; False treats padding as image content, as the paper's code and Hugging
+            Face's do (their outputs on padded batches).
         test_cfg: a dict setting some of the module doc's settings (defaults: all three
             outputs, thresholds 0.8, 100 instances).
     """
@@ -108,6 +112,7 @@ class Mask2FormerHead(Head):
         loss_dice: float = 5.0,
         positional_encoding: nn.Module | None = None,
         level_embed_on: str = "pos",
+        mask_padding: bool = True,
         test_cfg: Mapping = _TEST_CFG,
     ) -> None:
         super().__init__()
@@ -123,6 +128,7 @@ class Mask2FormerHead(Head):
         self.num_classes = num_things_classes + num_stuff_classes
         self.num_queries = num_queries
         self.level_embed_on = level_embed_on
+        self.mask_padding = mask_padding
         self.point_cfg = dict(
             num_points=num_points,
             oversample_ratio=oversample_ratio,
@@ -177,7 +183,7 @@ class Mask2FormerHead(Head):
 
     def predictions(self, feats, data_samples=None) -> tuple[list[Tensor], list[Tensor]]:
         """As :meth:`forward`, unstacked: L + 1 class logits and L + 1 mask logits."""
-        pix = self.pixel_decoder(feats, data_samples)
+        pix = self.pixel_decoder(feats, data_samples if self.mask_padding else None)
         batch = pix.mask_features.shape[0]
         embeds = [e[None, :, None, None] for e in self.level_embed]  # each (1, C, 1, 1)
         pos = [self.positional_encoding(m).to(x.dtype) for m, x in zip(pix.padding, pix.levels)]
