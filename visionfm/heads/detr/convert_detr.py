@@ -223,81 +223,65 @@ def _resnet_name(hf: Mapping[str, torch.Tensor]) -> str:
     return _RESNETS[key]
 
 
-def _count(hf: Mapping, side: str) -> int:
+def _layers(hf: Mapping, side: str) -> tuple[int, int | None]:
+    """(layers, FFN width of the first or None) of the encoder / decoder in HF names."""
     found = {int(m[1]) for k in hf if (m := re.match(rf"^model\.{side}\.layers\.(\d+)\.", k))}
-    return max(found, default=-1) + 1
-
-
-def _ffn_dims(hf: Mapping, side: str) -> int | None:
-    weight = hf.get(f"model.{side}.layers.0.fc1.weight")
-    return None if weight is None else weight.shape[0]
+    fc1 = hf.get(f"model.{side}.layers.0.fc1.weight")
+    return max(found, default=-1) + 1, None if fc1 is None else fc1.shape[0]
 
 
 def _settings(hf: Mapping, config: Mapping | None, args: Mapping | None) -> dict:
-    """The settings the weights do not show, in ``config.json``'s names: from it, from an
-    original checkpoint's ``args``, or the repository's defaults."""
-    if config is not None:
-        backbone_config = config.get("backbone_config") or {}
-        if not config.get("use_timm_backbone", True) or backbone_config.get(
-            "model_type", "timm_backbone"
-        ) not in ("timm_backbone",):
-            raise CheckpointError(
-                f"{config.get('_file', 'config.json')}: a DETR with transformers' own ResNet "
-                "(use_timm_backbone=false): only timm-ResNet DETR checkpoints are read"
-            )
-        get = config.get
-        backbone = backbone_config.get("backbone") or get("backbone") or _resnet_name(hf)
-        return dict(
-            backbone=backbone,
-            dilation=bool(get("dilation") or backbone_config.get("output_stride") == 16),
-            encoder_attention_heads=get("encoder_attention_heads", 8),
-            decoder_attention_heads=get("decoder_attention_heads", 8),
-            position_embedding_type=get("position_embedding_type", "sine"),
-            activation_function=get("activation_function", "relu"),
-            dropout=get("dropout", 0.1),
-            attention_dropout=get("attention_dropout", 0.0),
-            activation_dropout=get("activation_dropout", 0.0),
-            eos_coefficient=get("eos_coefficient", 0.1),
-            costs=(get("class_cost", 1), get("bbox_cost", 5), get("giou_cost", 2)),
-            loss_weights=(get("bbox_loss_coefficient", 5), get("giou_loss_coefficient", 2)),
-        )
-    get = (args or {}).get
-    position = get("position_embedding", "sine")
-    dropout = get("dropout", 0.1)
+    """:func:`detr_model` arguments the weights do not show: from the ``config.json``, an
+    original checkpoint's ``args`` (its ``main.py`` names), or the repository's defaults."""
+    if config is None:
+        get = (args or {}).get
+        position = get("position_embedding", "sine")  # "v2" is sine too
+        config = dict(
+            backbone=get("backbone"), dilation=get("dilation", False),
+            encoder_attention_heads=get("nheads", 8), decoder_attention_heads=get("nheads", 8),
+            position_embedding_type="sine" if position in ("sine", "v2") else position,
+            dropout=get("dropout", 0.1), attention_dropout=get("dropout", 0.1),  # the
+            activation_dropout=get("dropout", 0.1),  # original nn.MultiheadAttention's too
+            eos_coefficient=get("eos_coef", 0.1), class_cost=get("set_cost_class", 1.0),
+            bbox_cost=get("set_cost_bbox", 5.0), giou_cost=get("set_cost_giou", 2.0),
+            bbox_loss_coefficient=get("bbox_loss_coef", 5.0),
+            giou_loss_coefficient=get("giou_loss_coef", 2.0),
+        )  # fmt: skip
+    sub = config.get("backbone_config") or {}
+    where = config.get("_file", "the original checkpoint")
+    timm = sub.get("model_type", "timm_backbone") == "timm_backbone"
+    if not (timm and config.get("use_timm_backbone", True)):
+        raise CheckpointError(f"{where}: a DETR with transformers' own ResNet, not timm's")
+    if (position := config.get("position_embedding_type", "sine")) != "sine":
+        raise CheckpointError(f"{where}: only DETR's sine positions are read, not {position!r}")
+    get = config.get
     return dict(
-        backbone=get("backbone") or _resnet_name(hf),
-        dilation=bool(get("dilation", False)),
-        encoder_attention_heads=get("nheads", 8),
-        decoder_attention_heads=get("nheads", 8),
-        position_embedding_type="sine" if position in ("sine", "v2") else position,
-        activation_function="relu",
-        dropout=dropout,
-        attention_dropout=dropout,  # nn.MultiheadAttention(dropout=...) in the original
-        activation_dropout=dropout,
-        eos_coefficient=get("eos_coef", 0.1),
-        costs=(get("set_cost_class", 1), get("set_cost_bbox", 5), get("set_cost_giou", 2)),
-        loss_weights=(get("bbox_loss_coef", 5), get("giou_loss_coef", 2)),
-    )
+        backbone=sub.get("backbone") or get("backbone") or _resnet_name(hf),
+        dilation=bool(get("dilation") or sub.get("output_stride") == 16),
+        encoder_heads=get("encoder_attention_heads", 8), decoder_heads=get("decoder_attention_heads", 8),
+        act_layer=get("activation_function", "relu"), dropout=get("dropout", 0.1),
+        attention_dropout=get("attention_dropout", 0.0), activation_dropout=get("activation_dropout", 0.0),
+        no_object_weight=get("eos_coefficient", 0.1),
+        costs=(get("class_cost", 1.0), get("bbox_cost", 5.0), get("giou_cost", 2.0)),
+        loss_weights=(get("bbox_loss_coefficient", 5.0), get("giou_loss_coefficient", 2.0)),
+    )  # fmt: skip
 
 
 def _architecture(sd: Mapping, config: Mapping | None) -> dict:
-    """A checkpoint's DETR architecture in ``config.json``'s names: sizes from the tensors,
+    """A checkpoint's architecture as :func:`detr_model` arguments: sizes from the tensors,
     the rest from :func:`_settings`."""
     hf = _hf_names(sd)
     if _QUERIES not in hf or _CLASSIFIER not in hf:
         raise CheckpointError("not a DETR checkpoint: no query embeddings / class head")
-    num_queries, d_model = hf[_QUERIES].shape
+    (encoder_layers, encoder_ffn), (decoder_layers, decoder_ffn) = (_layers(hf, "encoder"), _layers(hf, "decoder"))  # fmt: skip
     return dict(
         _settings(hf, config, getattr(sd, "args", None)),
-        d_model=d_model,
-        num_queries=num_queries,
-        num_labels=hf[_CLASSIFIER].shape[0] - 1,
+        num_classes=hf[_CLASSIFIER].shape[0] - 1, embed_dims=hf[_QUERIES].shape[1],
         backbone_channels=hf["model.input_projection.weight"].shape[1],
-        encoder_layers=_count(hf, "encoder"),
-        decoder_layers=_count(hf, "decoder"),
-        encoder_ffn_dim=_ffn_dims(hf, "encoder"),
-        decoder_ffn_dim=_ffn_dims(hf, "decoder"),
-    )
+        num_queries=hf[_QUERIES].shape[0], encoder_layers=encoder_layers,
+        decoder_layers=decoder_layers, encoder_ffn_dims=encoder_ffn or 2048,
+        decoder_ffn_dims=decoder_ffn or 2048,
+    )  # fmt: skip
 
 
 def _positions(m) -> tuple:
@@ -313,52 +297,49 @@ def _first(m, side: str, part: str):
     return getattr(layers[0], part) if len(layers) else None
 
 
-_SOFTMAX = (
-    "head.classification='softmax', head.matcher=dict(type='HungarianMatcher', "
-    "classification='softmax', ...)"
-)
-_ENTRIES = [
+def _heads(m, side: str) -> int | None:
+    attn = _first(m, side, "self_attn")
+    return None if attn is None else getattr(attn, "attn", attn).num_heads
+
+
+def _ffn(m, side: str, read):
+    ffn = _first(m, side, "ffn")
+    return None if ffn is None else read(ffn.net)
+
+
+def _entry(name: str, key: str, ours, argument, side: str | None = None) -> ConfigEntry:
+    """A row comparing :func:`_architecture`'s ``key`` with the model (with ``side``: None
+    when the encoder / decoder has no layers, as the model's is then)."""
+    return ConfigEntry(name, lambda a: a[key] if side is None or a[f"{side}_layers"] else None, ours, argument)  # fmt: skip
+
+
+_SOFTMAX = "head.classification='softmax', head.matcher=dict(type='HungarianMatcher', classification='softmax', ...)"  # fmt: skip
+_ENTRIES = [  # the checkpoint's architecture (see _architecture) against the model's
     ConfigEntry("classification (softmax with a no-object class)", lambda a: "softmax",
                 lambda m: m.head.classification, lambda v: _SOFTMAX),
-    ConfigEntry("backbone", lambda a: a["backbone"], lambda m: m.backbone.model_name,
-                lambda v: f"backbone.model_name={v!r}"),
-    ConfigEntry("dilation (DC5: output stride 16)", lambda a: a["dilation"],
-                lambda m: max(m.backbone.out_strides.values()) == 16,
-                lambda v: "backbone.output_stride=16" if v else "no backbone.output_stride"),
-    ConfigEntry("d_model", lambda a: a["d_model"], lambda m: m.head.embed_dims,
-                lambda v: f"head.embed_dims={v} (and embed_dims={v} in its layers)"),
-    ConfigEntry("num_queries", lambda a: a["num_queries"], lambda m: m.head.num_queries,
-                lambda v: f"head.num_queries={v}"),
-    ConfigEntry("encoder_layers", lambda a: a["encoder_layers"],
-                lambda m: len(m.head.encoder.layers), lambda v: f"head.encoder.num_layers={v}"),
-    ConfigEntry("decoder_layers", lambda a: a["decoder_layers"],
-                lambda m: len(m.head.decoder.layers), lambda v: f"head.decoder.num_layers={v}"),
-    ConfigEntry("encoder_ffn_dim", lambda a: a["encoder_ffn_dim"],
-                lambda m: _first(m, "encoder", "ffn") and _first(m, "encoder", "ffn").net[0].out_features,
-                lambda v: f"head.encoder.layer.ffn.feedforward_dims={v}"),
-    ConfigEntry("decoder_ffn_dim", lambda a: a["decoder_ffn_dim"],
-                lambda m: _first(m, "decoder", "ffn") and _first(m, "decoder", "ffn").net[0].out_features,
-                lambda v: f"head.decoder.layer.ffn.feedforward_dims={v}"),
-    ConfigEntry("encoder_attention_heads", lambda a: a["encoder_attention_heads"] if a["encoder_layers"] else None,
-                lambda m: _first(m, "encoder", "self_attn") and _first(m, "encoder", "self_attn").attn.num_heads,
-                lambda v: f"num_heads={v} in head.encoder.layer.self_attn"),
-    ConfigEntry("decoder_attention_heads", lambda a: a["decoder_attention_heads"] if a["decoder_layers"] else None,
-                lambda m: _first(m, "decoder", "self_attn") and _first(m, "decoder", "self_attn").num_heads,
-                lambda v: f"num_heads={v} in head.decoder.layer.self_attn and .cross_attn"),
-    ConfigEntry("position_embedding_type (normalised sine, offset 0, temperature 10000)",
-                lambda a: (a["position_embedding_type"], True, 0.0, 10000.0), _positions,
-                lambda v: "head.positional_encoding=dict(type='SinePositionalEncoding', "
-                "num_feats=embed_dims // 2)" if v[0] == "sine"
-                else "(a learned position embedding: not supported)"),
-    ConfigEntry("activation_function", lambda a: a["activation_function"],
-                lambda m: _first(m, "decoder", "ffn") and type(_first(m, "decoder", "ffn").net[1]).__name__.lower(),
-                lambda v: f"act_layer={v!r} in the layers' ffn"),
+    _entry("backbone", "backbone", lambda m: m.backbone.model_name, lambda v: f"backbone.model_name={v!r}"),
+    _entry("dilation (DC5: output stride 16)", "dilation", lambda m: max(m.backbone.out_strides.values()) == 16,
+           lambda v: "backbone.output_stride=16 (head levels at p4, stride 16)" if v else "no backbone.output_stride"),
+    _entry("d_model", "embed_dims", lambda m: m.head.embed_dims, lambda v: f"head.embed_dims={v} (and in its layers)"),
+    _entry("num_queries", "num_queries", lambda m: m.head.num_queries, lambda v: f"head.num_queries={v}"),
+    _entry("encoder_layers", "encoder_layers", lambda m: len(m.head.encoder.layers), lambda v: f"head.encoder.num_layers={v}"),
+    _entry("decoder_layers", "decoder_layers", lambda m: len(m.head.decoder.layers), lambda v: f"head.decoder.num_layers={v}"),
+    _entry("encoder_ffn_dim", "encoder_ffn_dims", lambda m: _ffn(m, "encoder", lambda n: n[0].out_features),
+           lambda v: f"head.encoder.layer.ffn.feedforward_dims={v}", "encoder"),
+    _entry("decoder_ffn_dim", "decoder_ffn_dims", lambda m: _ffn(m, "decoder", lambda n: n[0].out_features),
+           lambda v: f"head.decoder.layer.ffn.feedforward_dims={v}", "decoder"),
+    _entry("encoder_attention_heads", "encoder_heads", lambda m: _heads(m, "encoder"),
+           lambda v: f"num_heads={v} in head.encoder.layer.self_attn", "encoder"),
+    _entry("decoder_attention_heads", "decoder_heads", lambda m: _heads(m, "decoder"),
+           lambda v: f"num_heads={v} in head.decoder.layer.self_attn and .cross_attn", "decoder"),
+    _entry("activation_function", "act_layer", lambda m: _ffn(m, "decoder", lambda n: type(n[1]).__name__.lower()),
+           lambda v: f"act_layer={v!r} in the layers' ffn", "decoder"),
+    ConfigEntry("positions (normalised sine, offset 0, temperature 10000)", lambda a: ("sine", True, 0.0, 10000.0),
+                _positions, lambda v: "head.positional_encoding=dict(type='SinePositionalEncoding', num_feats=embed_dims // 2)"),
     ConfigEntry("input projection (a biased 1x1 conv, no norm)", lambda a: ("Conv2d",),
-                lambda m: tuple(type(x).__name__ for x in m.head.input_proj.convs[0]),
-                lambda v: "head.input_norm=None"),
+                lambda m: tuple(type(x).__name__ for x in m.head.input_proj.convs[0]), lambda v: "head.input_norm=None"),
     ConfigEntry("decoder norm of every layer's output", lambda a: "LayerNorm",
-                lambda m: type(m.head.decoder.norm).__name__,
-                lambda v: "head.decoder.norm_layer='LN_1e-5'"),
+                lambda m: type(m.head.decoder.norm).__name__, lambda v: "head.decoder.norm_layer='LN_1e-5'"),
 ]  # fmt: skip
 
 
@@ -400,33 +381,7 @@ def convert_detr_checkpoint(
 def detr_model_config(sd: Mapping[str, torch.Tensor], config: Mapping | None) -> dict:
     """Our ``model=`` dict for the checkpoint's architecture (:func:`_architecture`: its
     ``config.json``, or an original checkpoint's ``args`` and tensor shapes)."""
-    a = _architecture(sd, config)
-    if a["position_embedding_type"] != "sine":
-        raise CheckpointError(
-            f"position_embedding_type {a['position_embedding_type']!r}: only DETR's sine "
-            "positions are built"
-        )
-    return detr_model(
-        num_classes=a["num_labels"],
-        embed_dims=a["d_model"],
-        backbone=a["backbone"],
-        dilation=a["dilation"],
-        backbone_channels=a["backbone_channels"],
-        num_queries=a["num_queries"],
-        encoder_layers=a["encoder_layers"],
-        decoder_layers=a["decoder_layers"],
-        encoder_ffn_dims=a["encoder_ffn_dim"] or 2048,
-        decoder_ffn_dims=a["decoder_ffn_dim"] or 2048,
-        encoder_heads=a["encoder_attention_heads"],
-        decoder_heads=a["decoder_attention_heads"],
-        act_layer=a["activation_function"],
-        dropout=a["dropout"],
-        attention_dropout=a["attention_dropout"],
-        activation_dropout=a["activation_dropout"],
-        no_object_weight=a["eos_coefficient"],
-        costs=a["costs"],
-        loss_weights=a["loss_weights"],
-    )
+    return detr_model(**_architecture(sd, config))
 
 
 def detr_model(
