@@ -408,7 +408,10 @@ def test_bad_input():
         convert_dino_checkpoint(sd, _ours("idea", temperature=10000))
     with pytest.raises(CheckpointError, match="share_pred_heads=False"):
         convert_dino_checkpoint(detrex_state(detrex_dino()), _ours("detrex", share_pred_heads=True))
-    with pytest.raises(CheckpointError, match="not a IDEA-Research DINO parameter"):
+    refpoints = dict(sd, **{"transformer.refpoint_embed.weight": torch.zeros(QUERIES, 4)})
+    with pytest.raises(CheckpointError, match="learned reference boxes"):
+        convert_dino_checkpoint(refpoints, _ours("idea"))
+    with pytest.raises(CheckpointError, match="not a parameter of the IDEA-Research DINO layout"):
         convert_dino_checkpoint(dict(sd, **{"transformer.encoder.layers.0.gate.weight": sd["label_enc.weight"]}), _ours("idea"))  # fmt: skip
 
 

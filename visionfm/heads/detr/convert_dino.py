@@ -141,7 +141,10 @@ def _detectron2_resnet(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor
                 part = "bn" + part[len("conv") :]
             out[f"layer{int(stage) - 1}.{block}.{part}.{rest}"] = tensor
         else:
-            raise CheckpointError(f"backbone.{name}: not a detectron2 ResNet parameter")
+            raise CheckpointError(
+                f"backbone.{name}: not a detectron2 ResNet parameter (the DINO reader takes "
+                "ResNet backbones only)"
+            )
     return out
 
 
@@ -326,7 +329,7 @@ def convert_dino_checkpoint(
             side, index, rest = m.groups()
             old = next((o for o in side_tables[side] if rest.startswith(o)), None)
             if old is None:
-                raise CheckpointError(f"{name}: not a {layout} parameter this reader knows")
+                raise CheckpointError(f"{name}: not a parameter of the {layout} layout")
             new = f"head.{side}.layers.{index}.{side_tables[side][old]}{rest[len(old) :]}"
             if ".in_proj_" in new:
                 split: dict = {}
@@ -339,8 +342,14 @@ def convert_dino_checkpoint(
                 out[new] = tensor
         else:
             new = next((re.sub(p, r, name) for p, r in _RENAMES if re.match(p, name)), None)
+            if new is None and "refpoint_embed" in name:
+                raise CheckpointError(
+                    f"{name}: learned reference boxes (two_stage_type 'no' or "
+                    "two_stage_add_query_num > 0) are not supported; DINO's 'standard' two-stage "
+                    "selection is"
+                )
             if new is None:
-                raise CheckpointError(f"{name}: not a {layout} parameter this reader knows")
+                raise CheckpointError(f"{name}: not a parameter of the {layout} layout")
             out[new] = tensor
     out.update(_prediction_heads(preds, model, layout, notes))
     if is_coco_category_rows(_rows(sd, "class_embed.0.weight"), model.head.num_classes):
