@@ -324,6 +324,10 @@ def test_idea_layout_loads_strictly(tmp_path):
     assert torch.equal(head.decoder.layers[0].norm1.weight, t.decoder.layers[0].norm2.weight)
     _check_parts(model, [t.decoder.layers[0].self_attn], theirs.input_proj, theirs.backbone[0].body)
     assert torch.isfinite(_outputs(model)["boxes"]).all()
+    # the pickled args are compared too: settings the tensors do not show
+    torch.save({"model": sd, "args": argparse.Namespace(**{**vars(IDEA_ARGS), "nheads": 4})}, path)
+    with pytest.raises(CheckpointError, match="nheads: 4 in config.json, 8 in the model"):
+        load_model_weights(_ours("idea"), str(path))
 
 
 def test_detrex_layout_loads_strictly(tmp_path):
