@@ -247,6 +247,37 @@ def test_base_config_is_the_published_architecture():
     assert sum(p.numel() for p in ours.parameters()) == 41_524_768
 
 
+def test_inferencer_on_the_folder_equals_hugging_face(tmp_path):
+    """Inferencer(folder) on an image file (the folder with its preprocessor_config.json, as
+    published): HF's processor -> model -> post_process_object_detection at the original size
+    gives the same detections (float32 both; our boxes are clipped to the image, HF's not)."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    from visionfm.apis import Inferencer
+    from visionfm.ops.boxes import clip_boxes
+
+    _hf_model(tmp_path)
+    processor = transformers.DetrImageProcessor(size=dict(shortest_edge=96, longest_edge=160))
+    processor.save_pretrained(tmp_path)
+    hf = transformers.DetrForObjectDetection.from_pretrained(tmp_path, dtype=torch.float32).eval()
+    rng = np.random.default_rng(0)
+    size = (83, 131)
+    pixels = cv2.resize((rng.random((7, 11, 3)) * 255).astype(np.uint8), size[::-1])
+    cv2.imwrite(str(tmp_path / "photo.png"), pixels)
+    with torch.no_grad():
+        pil = Image.open(tmp_path / "photo.png").convert("RGB")
+        outputs = hf(**processor(images=pil, return_tensors="pt"))
+    ref = processor.post_process_object_detection(outputs, threshold=0.0, target_sizes=[size])[0]
+    order = ref["scores"].argsort(descending=True)
+    pred = Inferencer(str(tmp_path), device="cpu")(str(tmp_path / "photo.png")).pred_instances
+    assert len(pred.scores) == SIZE["num_queries"]
+    assert torch.equal(pred.labels, ref["labels"][order])
+    assert (pred.scores - ref["scores"][order]).abs().max() < 1e-5
+    assert (pred.bboxes - clip_boxes(ref["boxes"][order], size)).abs().max() < 1e-3
+
+
 # ---------------------------------------------------------------- post-processing, loss
 def test_postprocess_equals_hugging_face(hf_folder):
     """Scores, labels and boxes (xyxy pixels of the target size) above a threshold, as HF's
