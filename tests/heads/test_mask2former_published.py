@@ -334,6 +334,54 @@ def test_post_processing_equals_the_image_processor(hf_folder):
     assert len({label for label, _ in ref[3]}) >= 3  # segments of several classes
 
 
+def _predict_with(model, cls, masks, meta, **test_cfg):
+    """``model.head.predict`` on the given last-layer logits (1, Q, K + 1), (1, Q, h, w)."""
+    from visionfm.data import DataSample
+
+    head = model.head
+    head.test_cfg = {**head.test_cfg, **test_cfg}
+    head.predictions = lambda feats, samples: ([cls], [masks])
+    (sample,) = head.predict({}, [DataSample(metainfo=meta)])
+    return sample
+
+
+def test_detectron2_post_processing(hf_folder):
+    """test_cfg.postprocess='detectron2', as the paper's code: logits resized to the padded
+    input, cropped to the image, resized to the original; semantic-only heads resize the
+    class scores instead; instances are the top pairs among all classes with stuff dropped."""
+    import torch.nn.functional as F
+
+    cfg = _config(hf_folder)
+    cfg["head"].update(num_things_classes=3, num_stuff_classes=2)
+    model = MODELS.build(cfg).double().eval()
+    gen = torch.Generator().manual_seed(0)
+    cls = torch.randn(1, 20, 6, generator=gen, dtype=torch.float64) * 3
+    masks = torch.randn(1, 20, 24, 32, generator=gen, dtype=torch.float64) * 3
+    meta = dict(img_shape=(90, 120), ori_shape=(181, 241), batch_input_shape=(96, 128))
+
+    def resize(x, size):
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+    logits = resize(resize(masks, (96, 128))[..., :90, :120], (181, 241))[0]
+    probs = cls[0].softmax(-1)
+    scores = torch.einsum("qk,qhw->khw", probs[:, :-1], logits.sigmoid())
+    out = _predict_with(model, cls, masks, meta, postprocess="detectron2", max_per_image=10)
+    assert torch.equal(out.pred_sem_seg, scores.argmax(0))
+    top, index = probs[:, :-1].flatten().topk(10)
+    things = index % 5 < 3
+    assert len(out.pred_instances) == int(things.sum()) < 10  # stuff pairs dropped
+    assert torch.equal(out.pred_instances.labels, index[things] % 5)
+    assert torch.equal(out.pred_instances.masks, logits[index[things] // 5] > 0)
+
+    sem_only = _predict_with(
+        model, cls, masks, meta, postprocess="detectron2", instance_on=False, panoptic_on=False
+    )
+    at_input = torch.einsum("qk,qhw->khw", probs[:, :-1], resize(masks, (96, 128))[0].sigmoid())
+    ref = resize(at_input[None, :, :90, :120], (181, 241))[0].argmax(0)
+    assert torch.equal(sem_only.pred_sem_seg, ref)
+    assert not torch.equal(ref, scores.argmax(0))  # the two orders differ
+
+
 # ---------------------------------------------------------------- the published architecture
 def test_the_swin_t_config_is_the_published_architecture():
     """configs/_base_/models/mask2former_swin-t.py takes the weights of an HF model built with

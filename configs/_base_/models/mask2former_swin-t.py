@@ -7,8 +7,6 @@
 # padding read as image content. To run / fine-tune
 # the published weights: load_from=models/mask2former-swin-tiny-coco-panoptic (the folder as
 # save_pretrained writes it) or the original model_final_*.pkl / .pth.
-# test_cfg.postprocess='transformers' gives HF's image-processor results instead of the
-# paper's inference.
 num_things_classes = 80
 num_stuff_classes = 53
 embed_dims = 256
@@ -62,6 +60,7 @@ model = dict(
             ),
         ),
         matcher=dict(type="MaskHungarianMatcher", cost_class=2.0, cost_mask=5.0, cost_dice=5.0),
-        test_cfg=dict(max_per_image=num_queries),
+        # the paper's inference (test_cfg.postprocess='transformers': HF's image processor)
+        test_cfg=dict(max_per_image=num_queries, postprocess="detectron2"),
     ),
 )

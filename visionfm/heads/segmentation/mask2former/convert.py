@@ -430,7 +430,7 @@ def mask2former_model_config(sd: Mapping[str, torch.Tensor], config: Mapping | N
             matcher=dict(
                 type="MaskHungarianMatcher", cost_class=2.0, cost_mask=5.0, cost_dice=5.0
             ),  # fmt: skip
-            test_cfg=dict(max_per_image=num_queries),
+            test_cfg=dict(max_per_image=num_queries, postprocess="detectron2"),
         ),
     )
 

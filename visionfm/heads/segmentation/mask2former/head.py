@@ -17,13 +17,16 @@ target per class present).
 
 Inference (``test_cfg``: ``semantic_on``, ``instance_on``, ``panoptic_on``,
 ``object_mask_thr``, ``overlap_thr``, ``max_per_image``, ``score_thr`` (instances kept from
-this score), ``postprocess``): with ``postprocess='detectron2'`` (the paper's code) the last
+this score), ``postprocess``): with ``postprocess='visionfm'`` (the default) the last
 layer's mask logits are mapped to the ORIGINAL image (``visionfm.ops.geometry.
 dense_to_original`` undoes padding, resizing, flipping and cropping) and turned into
-``pred_sem_seg``, ``pred_instances`` and ``pred_panoptic_seg`` (``inference.py``); with
-``'transformers'`` they are resized to the image's network input and post-processed as
-Hugging Face's ``Mask2FormerImageProcessor`` does (``inference_hf.py``; ``max_per_image`` is
-then the number of queries).
+``pred_sem_seg``, ``pred_instances`` and ``pred_panoptic_seg`` (``inference.py``; instances:
+the top ``max_per_image`` among the thing classes). ``'detectron2'`` follows the paper's code
+exactly: logits resized to the padded input, cropped, resized to the original image (for a
+semantic-only head the class scores are resized instead), instances the top
+``max_per_image`` among ALL classes with the stuff ones then dropped. ``'transformers'``
+resizes them to the image's network input and post-processes as Hugging Face's
+``Mask2FormerImageProcessor`` does (``inference_hf.py``; ``max_per_image`` is then the number of queries).
 """
 
 from __future__ import annotations
@@ -42,11 +45,22 @@ from visionfm.registry import MODELS, settings
 
 from ...base import Head
 from ...losses import average_num_boxes
-from .inference import instance_inference, panoptic_inference, semantic_inference
+from .inference import (
+    instance_inference,
+    panoptic_inference,
+    semantic_inference,
+    semantic_scores,
+)
 from .inference_hf import hf_instance_inference, hf_panoptic_inference, hf_semantic_inference
 from .losses import mask2former_losses
 
 __all__ = ["Mask2FormerHead"]
+
+
+def _resize(maps: Tensor, size) -> Tensor:
+    """(C, h, w) -> (C, *size), bilinear (``align_corners=False``)."""
+    return F.interpolate(maps[None], size=tuple(size), mode="bilinear", align_corners=False)[0]
+
 
 _TEST_CFG = MappingProxyType(  # all the settings there are
     dict(
@@ -57,10 +71,10 @@ _TEST_CFG = MappingProxyType(  # all the settings there are
         overlap_thr=0.8,
         max_per_image=100,
         score_thr=0.0,
-        postprocess="detectron2",
+        postprocess="visionfm",
     )
 )
-_POSTPROCESS = ("detectron2", "transformers")
+_POSTPROCESS = ("visionfm", "detectron2", "transformers")
 
 
 @MODELS.register_module()
@@ -276,24 +290,48 @@ class Mask2FormerHead(Head):
         ``rescale``."""
         all_cls, all_masks = self.predictions(feats, data_samples)
         cfg = self.test_cfg
-        shape = batch_input_shape(data_samples)
+        mode, shape = cfg["postprocess"], batch_input_shape(data_samples)
         for cls_logits, mask_logits, sample in zip(all_cls[-1], all_masks[-1], data_samples):
-            if cfg["postprocess"] == "transformers":
+            if mode == "transformers":
                 self._predict_hf(cls_logits, mask_logits, sample, rescale, shape)
                 continue
-            masks = self.to_output_size(mask_logits, sample.metainfo, rescale, shape)
+            if mode == "detectron2" and not (cfg["instance_on"] or cfg["panoptic_on"]):
+                # the paper's semantic-only models resize the class scores, not the logits
+                scores = semantic_scores(cls_logits, _resize(mask_logits, shape))
+                scores = self._detectron2_resize(scores, sample.metainfo, rescale, shape, False)
+                sample.pred_sem_seg = scores.argmax(0)
+                continue
+            if mode == "detectron2":
+                masks = self._detectron2_resize(mask_logits, sample.metainfo, rescale, shape)
+            else:
+                masks = self.to_output_size(mask_logits, sample.metainfo, rescale, shape)
             if cfg["semantic_on"]:
                 sample.pred_sem_seg = semantic_inference(cls_logits, masks)
             if cfg["instance_on"]:
                 instances = instance_inference(
-                    cls_logits, masks, self.num_things, cfg["max_per_image"]
-                )
+                    cls_logits, masks, self.num_things, cfg["max_per_image"],
+                    select_from_all=mode == "detectron2",
+                )  # fmt: skip
                 sample.pred_instances = instances[instances.scores >= cfg["score_thr"]]
             if cfg["panoptic_on"]:
                 sample.pred_panoptic_seg = panoptic_inference(
                     cls_logits, masks, self.num_things, cfg["object_mask_thr"], cfg["overlap_thr"]
                 )
         return list(data_samples)
+
+    @staticmethod
+    def _detectron2_resize(
+        maps: Tensor, metainfo: Mapping, rescale: bool, shape, to_input: bool = True
+    ) -> Tensor:
+        """(C, h, w) maps over the padded input of size ``shape`` -> the original image as the
+        paper's code does it (no flips or crops undone): resized to the input (unless
+        ``to_input`` is False: they are at input size already), cropped to ``img_shape``,
+        resized to ``ori_shape`` when ``rescale``."""
+        img_h, img_w = metainfo.get("img_shape", shape)[:2]
+        maps = (_resize(maps, shape) if to_input else maps)[:, :img_h, :img_w]
+        if rescale and "ori_shape" in metainfo:
+            maps = _resize(maps, metainfo["ori_shape"][:2])
+        return maps
 
     def _predict_hf(
         self, cls_logits: Tensor, mask_logits: Tensor, sample, rescale: bool, shape
@@ -303,8 +341,9 @@ class Mask2FormerHead(Head):
         cfg, meta = self.test_cfg, sample.metainfo
         img_h, img_w = meta.get("img_shape", shape)[:2]
         size = meta["ori_shape"][:2] if rescale and "ori_shape" in meta else (img_h, img_w)
-        masks = F.interpolate(mask_logits[None], size=tuple(shape), mode="bilinear")[0]
-        masks = masks[:, :img_h, :img_w]  # (Q, h_img, w_img): the image's network input
+        masks = _resize(mask_logits, shape)[
+            :, :img_h, :img_w
+        ]  # (Q, h_img, w_img): the image's network input
         if cfg["semantic_on"]:
             sample.pred_sem_seg = hf_semantic_inference(cls_logits, masks, size)
         if cfg["instance_on"]:

@@ -23,7 +23,13 @@ from torch import Tensor
 
 from visionfm.data.data_sample import PANOPTIC_LABEL_DIVISOR
 
-__all__ = ["instance_inference", "masks_to_boxes", "panoptic_inference", "semantic_inference"]
+__all__ = [
+    "instance_inference",
+    "masks_to_boxes",
+    "panoptic_inference",
+    "semantic_inference",
+    "semantic_scores",
+]
 
 
 def masks_to_boxes(masks: Tensor) -> Tensor:
@@ -43,22 +49,35 @@ def masks_to_boxes(masks: Tensor) -> Tensor:
     return torch.where(rows.any(1, keepdim=True), boxes, torch.zeros_like(boxes))
 
 
+def semantic_scores(cls_logits: Tensor, mask_logits: Tensor) -> Tensor:
+    """-> (K, H, W) class scores ``sum_q softmax(cls)_qk * sigmoid(mask)_q``."""
+    probs = cls_logits.float().softmax(-1)[:, :-1]  # (Q, K)
+    return torch.einsum("qk,qhw->khw", probs, mask_logits.float().sigmoid())
+
+
 def semantic_inference(cls_logits: Tensor, mask_logits: Tensor) -> Tensor:
     """-> (H, W) long class map (see the module doc)."""
-    probs = cls_logits.float().softmax(-1)[:, :-1]  # (Q, K)
-    scores = torch.einsum("qk,qhw->khw", probs, mask_logits.float().sigmoid())
-    return scores.argmax(0)
+    return semantic_scores(cls_logits, mask_logits).argmax(0)
 
 
 def instance_inference(
-    cls_logits: Tensor, mask_logits: Tensor, num_things: int, max_per_image: int = 100
+    cls_logits: Tensor,
+    mask_logits: Tensor,
+    num_things: int,
+    max_per_image: int = 100,
+    select_from_all: bool = False,
 ) -> InstanceData:
     """-> ``InstanceData`` with ``masks`` bool (N, H, W), ``labels`` (N,) in 0..T-1,
-    ``scores`` (N,) and ``bboxes`` (N, 4) xyxy (see the module doc)."""
-    probs = cls_logits.float().softmax(-1)[:, :num_things]  # (Q, T)
+    ``scores`` (N,) and ``bboxes`` (N, 4) xyxy (see the module doc). ``select_from_all``: the
+    top ``max_per_image`` pairs among all classes, the stuff ones then dropped (the paper's
+    code: fewer instances when stuff scores high)."""
+    num_classes = cls_logits.shape[-1] - 1 if select_from_all else num_things
+    probs = cls_logits.float().softmax(-1)[:, :num_classes]  # (Q, T) or (Q, K)
     k = min(max_per_image, probs.numel())
     scores, index = probs.flatten().topk(k)
-    labels, query = index % max(num_things, 1), index // max(num_things, 1)
+    labels, query = index % max(num_classes, 1), index // max(num_classes, 1)
+    things = labels < num_things
+    scores, labels, query = scores[things], labels[things], query[things]
     logits = mask_logits[query].float()  # (k, H, W)
     masks = logits > 0
     mask_scores = (logits.sigmoid() * masks).flatten(1).sum(1) / (masks.flatten(1).sum(1) + 1e-6)
