@@ -15,7 +15,7 @@ import torch
 from _helpers import randomize
 
 from visionfm.engine.checkpoint import load_model_weights
-from visionfm.heads.segmentation.mask2former.convert import mask2former_model_config
+from visionfm.heads.segmentation.mask2former.model_config import mask2former_model_config
 from visionfm.registry import MODELS
 from visionfm.weights import CheckpointError, read_checkpoint, read_hf_config
 

@@ -26,7 +26,8 @@ exactly: logits resized to the padded input, cropped, resized to the original im
 semantic-only head the class scores are resized instead), instances the top
 ``max_per_image`` among ALL classes with the stuff ones then dropped. ``'transformers'``
 resizes them to the image's network input and post-processes as Hugging Face's
-``Mask2FormerImageProcessor`` does (``inference_hf.py``; ``max_per_image`` is then the number of queries).
+``Mask2FormerImageProcessor`` does (``inference_hf.py``; ``max_per_image`` is then the
+number of queries).
 """
 
 from __future__ import annotations
