@@ -30,8 +30,9 @@ from visionfm.registry import MODELS
 from visionfm.weights import load_converted, read_checkpoint
 
 
-def their_dino(repo: Path, levels: int, queries: int):
-    """IDEA-Research/DINO's model (random weights, float64, eval) and its args."""
+def their_dino(repo: Path, levels: int, queries: int, full: bool = False):
+    """IDEA-Research/DINO's model (random weights, float64, eval) and its args; ``full``: the
+    published sizes (6 + 6 layers, FFN 2048), else 2 + 3 layers and FFN 512."""
     sys.path.insert(0, str(repo))
     sys.modules.setdefault("MultiScaleDeformableAttention", types.ModuleType("MSDA"))
     from models.dino.ops.functions import ms_deform_attn_func as op  # noqa: PLC0415
@@ -47,8 +48,9 @@ def their_dino(repo: Path, levels: int, queries: int):
 
     cfg = dict(runpy.run_path(str(repo / f"config/DINO/DINO_{levels}scale.py")))
     cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}
-    cfg.update(enc_layers=2, dec_layers=3, num_queries=queries, dim_feedforward=512,
-               device="cpu", dn_labelbook_size=91, num_classes=91)  # fmt: skip
+    cfg.update(num_queries=queries, device="cpu", dn_labelbook_size=91, num_classes=91)
+    if not full:
+        cfg.update(enc_layers=2, dec_layers=3, dim_feedforward=512)
     args = argparse.Namespace(**cfg)
     model = build_dino(args)[0]
     gen = torch.Generator().manual_seed(0)
@@ -77,8 +79,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, nargs=2, default=(75, 411), metavar=("H", "W"))
     parser.add_argument("--levels", type=int, default=4, choices=(4, 5))
     parser.add_argument("--queries", type=int, default=700)
+    parser.add_argument("--full", action="store_true", help="the published layer sizes")
     opts = parser.parse_args()
-    theirs, args = their_dino(opts.repo.resolve(), opts.levels, opts.queries)
+    theirs, args = their_dino(opts.repo.resolve(), opts.levels, opts.queries, opts.full)
     from util.misc import nested_tensor_from_tensor_list  # noqa: PLC0415 (their repo)
 
     state = read_checkpoint({"model": theirs.state_dict(), "args": args})
@@ -100,7 +103,8 @@ def main() -> None:
             rows.append((eps, (out["logits"] - ref_logits).abs().max().item(),
                          (out["boxes"] - ref_boxes).abs().max().item(),
                          (out["enc_logits"] - ref["interm_outputs"]["pred_logits"]).abs().max().item()))  # fmt: skip
-    print(f"DINO-{opts.levels}scale, {h}x{w}, {opts.queries} queries ({border} border proposals "
+    sizes = "published layer sizes" if opts.full else "2 + 3 layers, FFN 512"
+    print(f"DINO-{opts.levels}scale ({sizes}), {h}x{w}, {opts.queries} queries ({border} border proposals "
           f"selected), max |logit| {ref_logits.abs().max():.2f}; max abs differences:")  # fmt: skip
     print("| logit_eps | logits (every layer) | boxes (every layer) | two-stage logits |")
     print("|---|---|---|---|")
