@@ -45,7 +45,7 @@ import torch
 from visionfm.models.published import PublishedFamily, register_family
 from visionfm.weights import CheckpointError, ConfigEntry, ConvertedCheckpoint, check_hf_config
 
-from .model_config import mask2former_model_config
+from .model_config import _BACKBONE, _PIXEL, _TRANSFORMER, mask2former_model_config
 
 __all__ = [
     "convert_mask2former_checkpoint",
@@ -53,10 +53,6 @@ __all__ = [
     "is_original_mask2former_checkpoint",
     "original_to_hf",
 ]
-
-_BACKBONE = "model.pixel_level_module.encoder."
-_PIXEL = "model.pixel_level_module.decoder."
-_TRANSFORMER = "model.transformer_module."
 
 # (pattern, replacement), applied in order to the head's HF names
 _RENAMES = [

@@ -12,6 +12,7 @@ import torch
 
 __all__ = ["COCO_PANOPTIC_THINGS", "mask2former_model_config"]
 
+# HF's prefixes (shared with .convert)
 _BACKBONE = "model.pixel_level_module.encoder."
 _PIXEL = "model.pixel_level_module.decoder."
 _TRANSFORMER = "model.transformer_module."
