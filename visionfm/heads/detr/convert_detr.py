@@ -132,8 +132,8 @@ def is_original_detr_checkpoint(sd: Mapping[str, torch.Tensor]) -> bool:
 def is_detr_checkpoint(sd: Mapping[str, torch.Tensor], config: Mapping | None = None) -> bool:
     """Whether ``sd`` (with its ``config.json`` or None) is a DETR checkpoint: HF's
     ``DetrForObjectDetection`` layout (``model_type`` ``detr``) or the original one."""
-    if config is not None and config.get("model_type") is not None:
-        return config["model_type"] == "detr" and _CLASSIFIER in sd
+    if config is not None and config.get("model_type") not in (None, "detr"):
+        return False
     hf = _CLASSIFIER in sd and _QUERIES in sd and all(_HF_KEY.match(k) for k in sd)
     return hf or is_original_detr_checkpoint(sd)
 
