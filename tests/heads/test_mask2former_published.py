@@ -16,8 +16,9 @@ from _helpers import randomize
 
 from visionfm.engine.checkpoint import load_model_weights
 from visionfm.heads.segmentation.mask2former.model_config import mask2former_model_config
+from visionfm.models.published import convert_published
 from visionfm.registry import MODELS
-from visionfm.weights import CheckpointError, read_checkpoint, read_hf_config
+from visionfm.weights import CheckpointError, load_converted, read_checkpoint, read_hf_config
 
 transformers = pytest.importorskip("transformers")
 
@@ -115,6 +116,42 @@ def test_padded_batch_equals_hugging_face(hf_folder):
         masked = model.head.predictions(feats, [DataSample(metainfo=meta)])[1][-1]
     assert (ours - ref).abs().max() < 1e-5
     assert (masked - ref).abs().max() > 1e-2
+
+
+def test_fine_tuning_from_the_published_weights(hf_folder):
+    """The HF folder as load_from reads it, then one training step on a padded batch of two
+    images with thing and stuff segments: finite losses, gradients in every part."""
+    from mmengine.structures import InstanceData
+
+    from visionfm.data import DataSample
+    from visionfm.engine.checkpoint import load_from_local_weights_only
+
+    cfg = _config(hf_folder)
+    cfg["head"].update(num_points=64)
+    cfg["head"]["matcher"]["num_points"] = 64
+    model = MODELS.build(cfg).train()
+    state = load_from_local_weights_only(str(hf_folder))
+    converted = convert_published(model, state["state_dict"], state["meta"]["hf_config"])
+    load_converted(model, converted, strict=True)
+    samples = []
+    for shape, boxes, labels in (((64, 96), [(4, 40, 8, 60), (0, 64, 60, 96)], [0, 4]),
+                                 ((48, 80), [(10, 30, 10, 50)], [2])):  # fmt: skip
+        masks = torch.zeros(len(labels), *shape, dtype=torch.bool)
+        for m, (y0, y1, x0, x1) in zip(masks, boxes):
+            m[y0:y1, x0:x1] = True
+        sample = DataSample(metainfo=dict(img_shape=shape, ori_shape=shape))
+        sample.gt_instances = InstanceData(labels=torch.tensor(labels), masks=masks)
+        samples.append(sample)
+    images = [torch.randint(0, 255, (3, *s.img_shape), dtype=torch.uint8) for s in samples]
+    data = model.data_preprocessor(dict(inputs=images, data_samples=samples), True)
+    losses = model(**data, mode="loss")
+    total = sum(losses.values())
+    assert torch.isfinite(total) and "d0.loss_mask" in losses
+    total.backward()
+    for part in ("backbone.patch_embed", "head.pixel_decoder.input_proj", "head.query_feat",
+                 "head.transformer_decoder.layers.2", "head.cls_head"):  # fmt: skip
+        grads = [p.grad for n, p in model.named_parameters() if n.startswith(part)]
+        assert grads and all(g is not None and torch.isfinite(g).all() for g in grads), part
 
 
 # ---------------------------------------------------------------- the original layout
@@ -389,8 +426,6 @@ def test_the_swin_t_config_is_the_published_architecture():
     the model that model_config makes from them."""
     from mmengine.config import Config
     from transformers import SwinConfig
-
-    from visionfm.models.published import convert_published
 
     hf_config = _hf_config(
         backbone_config=SwinConfig(
