@@ -50,6 +50,7 @@ model = dict(
         strides=dict(p3=8, p4=16, p5=32),
         num_feature_levels=4,
         input_bias=True,
+        mask_padded_inputs=False,  # as HF: padded batches give the published outputs
         positional_encoding=dict(type="SinePositionalEncoding", num_feats=128, offset=-0.5),
         encoder=dict(
             type="DetrEncoder",

@@ -107,6 +107,27 @@ def test_equal_to_hugging_face(tmp_path, variant):
     assert max(diffs.values()) <= 1e-5, diffs
 
 
+@pytest.mark.parametrize("variant", ["box_refine", "two_stage"])
+def test_padded_batch_equals_hugging_face(tmp_path, variant):
+    """Two images, the second padded (bottom / right) to the first's size: HF with its
+    pixel_mask and ours with img_shape give the same outputs for both."""
+    from visionfm.data import DataSample
+
+    hf = _hf_model(tmp_path, variant)
+    model = _ours(tmp_path)
+    load_model_weights(model, str(tmp_path))
+    x = torch.randn(2, 3, *SIZE, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    x[1, :, 50:], x[1, :, :, 300:] = 0, 0
+    mask = torch.ones(2, *SIZE, dtype=torch.long)
+    mask[1, 50:], mask[1, :, 300:] = 0, 0
+    samples = [DataSample(metainfo=dict(img_shape=s)) for s in (SIZE, (50, 300))]
+    with torch.no_grad():
+        ref = hf(pixel_values=x, pixel_mask=mask)
+        out = model.head(model.extract_feat(x), samples)
+    assert (out["logits"][-1] - ref.logits).abs().max() <= 1e-5
+    assert (out["boxes"][-1] - ref.pred_boxes).abs().max() <= 1e-5
+
+
 def _original_state(hf) -> dict[str, torch.Tensor]:
     """The HF model's weights under the fundamentalvision/Deformable-DETR names (the inverse
     of HF's conversion script): fused decoder self-attention, per-layer head copies."""

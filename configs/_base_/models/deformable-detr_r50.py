@@ -40,6 +40,7 @@ model = dict(
         strides=dict(p3=8, p4=16, p5=32),
         num_feature_levels=num_levels,
         input_bias=True,
+        mask_padded_inputs=False,  # as the original and HF: padded batches give their outputs
         positional_encoding=dict(
             type="SinePositionalEncoding", num_feats=embed_dims // 2, offset=-0.5
         ),

@@ -43,8 +43,8 @@ transformers >= 5 keeps one class head for the box-refine variant (transformers 
 ``class_embed.{i}`` to ``class_embed.0``): it is copied to every layer, as HF runs it.
 
 The model must be built to match (:func:`deformable_detr_model_config` builds it from the
-checkpoint): biased input convs (``input_bias=True``), sine positions with ``offset=-0.5``,
-no decoder norm, and for two-stage ``select_invalid_proposals=True`` (border tokens stay
+checkpoint): biased input convs (``input_bias=True``), padded pixels not zeroed before them
+(``mask_padded_inputs=False``), sine positions with ``offset=-0.5``, no decoder norm, and for two-stage ``select_invalid_proposals=True`` (border tokens stay
 selectable with the full-image box) and ``class_agnostic_proposals=True`` (top-k by class
 0's logit). ``config.json`` settings the weights do not show (heads, points, these options)
 are compared with the model and a difference refused naming the argument to set.
@@ -207,6 +207,12 @@ _HF_CONFIG = {
                     lambda v: f"backbone.output_stride={16 if v else 32}"),
         ConfigEntry("backbone", _backbone_name, lambda m: m.backbone.model_name,
                     lambda v: f"backbone.model_name={v!r}"),
+        ConfigEntry(
+            "padded pixels read as the backbone gives them (not zeroed)",
+            lambda c: False,
+            lambda m: m.head.mask_padded_inputs,
+            lambda v: f"head.mask_padded_inputs={v}",
+        ),
         ConfigEntry(
             "two-stage selection among border / padding tokens too",
             lambda c: True if c.get("two_stage") else None,
@@ -545,6 +551,7 @@ def deformable_detr_model(
         with_box_refine=with_box_refine,
         select_invalid_proposals=two_stage,
         class_agnostic_proposals=two_stage,
+        mask_padded_inputs=False,
         loss_cls=2.0,
         loss_bbox=5.0,
         loss_giou=2.0,

@@ -146,6 +146,11 @@ class DETRHead(Head):
             padding-invariant, since GroupNorm statistics include padded pixels).
         input_bias: biased input-projection convs before the norm (the original DINO and
             Grounding DINO code; see ``ChannelMapper``'s ``conv_bias``).
+        mask_padded_inputs: zero the input levels on padded pixels before the projection, so
+            that an image's extra levels do not depend on the batch's padding; False: as the
+            original Deformable DETR / DINO code and HF (the extra levels' convs and the
+            GroupNorm statistics read the backbone's values there), for their published
+            weights to give the same outputs in padded batches.
         project_inputs: False: no input projection; the input levels must be
             ``embed_dims`` wide and give every feature level (LW-DETR / RF-DETR, whose
             projector neck makes them).
@@ -192,6 +197,7 @@ class DETRHead(Head):
         no_object_weight: float = 0.1,
         input_norm: str | Callable[[int], nn.Module] | None = "GN",
         input_bias: bool = False,
+        mask_padded_inputs: bool = True,
         project_inputs: bool = True,
         anchor_deltas: bool = False,
         num_groups: int = 1,
@@ -215,6 +221,7 @@ class DETRHead(Head):
         self.two_stage, self.with_box_refine = two_stage, with_box_refine
         self.look_forward_twice = look_forward_twice
         self.class_agnostic_proposals = class_agnostic_proposals
+        self.mask_padded_inputs = mask_padded_inputs
         self.loss_weights = dict(loss_cls=loss_cls, loss_bbox=loss_bbox, loss_giou=loss_giou)
         self.focal_alpha, self.focal_gamma = focal_alpha, focal_gamma
         if cls_loss not in ("focal", "iou_aware") or (
@@ -379,6 +386,7 @@ class DETRHead(Head):
         if data_samples is not None:
             first = next(iter(inputs.values()))
             pixels = padding_mask(data_samples, device=first.device)  # (B, H, W)
+        if pixels is not None and self.mask_padded_inputs:
             # zero the padded positions, so that the extra levels' stride-2 convs read the
             # same zeros at an image's border whether or not the batch pads it
             inputs = {
