@@ -445,6 +445,22 @@ def test_fine_tuning_on_other_classes_reinitialises_only_the_class_head(hf_folde
     torch.testing.assert_close(model.head.queries.content.weight, theirs)
 
 
+@pytest.mark.parametrize("kind", ["ConditionalDetr", "DeformableDetr"])
+def test_relatives_are_not_taken_for_detr(tmp_path, kind):
+    """Conditional / Deformable DETR files share many of DETR's names: neither the layout nor
+    (with its config.json) the folder is read as DETR."""
+    from visionfm.heads.detr.convert_detr import is_detr_checkpoint
+
+    config = getattr(transformers, f"{kind}Config")(
+        use_timm_backbone=True, backbone="resnet18", use_pretrained_backbone=False, d_model=32,
+        encoder_layers=1, decoder_layers=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
+        encoder_attention_heads=2, decoder_attention_heads=2, num_queries=12,
+    )  # fmt: skip
+    getattr(transformers, f"{kind}ForObjectDetection")(config).save_pretrained(tmp_path)
+    state = read_checkpoint(tmp_path)
+    assert not is_detr_checkpoint(state) and not is_detr_checkpoint(state, read_hf_config(tmp_path))
+
+
 def test_a_sigmoid_head_is_refused_naming_the_softmax_arguments(hf_folder):
     folder, _ = hf_folder
     cfg = _ours()
