@@ -374,6 +374,11 @@ def convert_detr_checkpoint(
             "92 class rows (91 COCO category ids + no object) -> the 80 COCO categories' + no "
             "object: the softmax leaves out the 11 unused ids' logits (scores renormalised)"
         )
+    if (config or {}).get("auxiliary_loss"):
+        notes.append(
+            "config.json sets auxiliary_loss: transformers 5 then feeds every decoder layer the "
+            "previous one's normed output, the original DETR (and this model) the un-normed one"
+        )
     fmt = "original (facebookresearch) DETR" if original else "Hugging Face DETR"
     return ConvertedCheckpoint(out, fmt, ignored, notes, converted.hints)
 
