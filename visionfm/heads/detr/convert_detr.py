@@ -355,7 +355,8 @@ def convert_detr_checkpoint(
     if not is_detr_checkpoint(sd, config):
         raise CheckpointError("not a DETR checkpoint (HF DetrForObjectDetection or original)")
     original = is_original_detr_checkpoint(sd)
-    where = config.get("_file", "config.json") if config else "the original checkpoint's shapes"
+    where = "the checkpoint's tensors and " + (config.get("_file", "config.json") if config else (
+        "args" if getattr(sd, "args", None) else "the original repository's defaults"))  # fmt: skip
     described = dict(_architecture(sd, config), model_type="detr", _file=where)
     notes = check_hf_config(described, model, {"detr": _ENTRIES})
     hf = _hf_names(sd)
