@@ -247,6 +247,39 @@ def test_base_config_is_the_published_architecture():
     assert sum(p.numel() for p in ours.parameters()) == 41_524_768
 
 
+def test_coco_config_takes_a_published_size_folder(tmp_path):
+    """A DETR-R50 of the published size in facebook/detr-resnet-50's folder format (the
+    transformers 4 config.json: backbone / use_timm_backbone, no backbone_config; 91 COCO ids)
+    loads strictly into configs/detr/detr_r50_coco.py's model (80 categories) and gives HF's
+    outputs at those categories' columns."""
+    import json
+    from pathlib import Path
+
+    from mmengine.config import Config
+
+    from visionfm.models.published_config import COCO_CATEGORY_NAMES
+
+    torch.manual_seed(0)
+    config = transformers.DetrConfig(use_pretrained_backbone=False, num_labels=91)
+    transformers.DetrForObjectDetection(config).save_pretrained(tmp_path)
+    written = json.loads((tmp_path / "config.json").read_text())
+    written.pop("backbone_config")
+    written.update(backbone="resnet50", use_timm_backbone=True, dilation=False)
+    (tmp_path / "config.json").write_text(json.dumps(written))
+    hf = transformers.DetrForObjectDetection.from_pretrained(tmp_path).eval()
+    root = Path(__file__).resolve().parents[2]
+    cfg = Config.fromfile(str(root / "configs/detr/detr_r50_coco.py"))
+    model = MODELS.build(cfg.model).eval()
+    load_model_weights(model, str(tmp_path))
+    x = torch.randn(1, 3, 96, 131, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = hf(pixel_values=x)
+        out = model.head(model.extract_feat(x), None)
+    columns = [*sorted(COCO_CATEGORY_NAMES), 91]
+    assert (out["logits"][-1] - ref.logits[..., columns]).abs().max() < 1e-4  # float32
+    assert (out["boxes"][-1] - ref.pred_boxes).abs().max() < 1e-5
+
+
 def test_inferencer_on_the_folder_equals_hugging_face(tmp_path):
     """Inferencer(folder) on an image file (the folder with its preprocessor_config.json, as
     published): HF's processor -> model -> post_process_object_detection at the original size
