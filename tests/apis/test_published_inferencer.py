@@ -140,3 +140,71 @@ def test_folder_without_processor_config_is_refused(tmp_path):
     (folder / "preprocessor_config.json").unlink()
     with pytest.raises(CheckpointError, match="AutoImageProcessor.*save_pretrained"):
         Inferencer(str(folder), device="cpu")
+
+
+PROCESSORS = {  # processor class, its settings as saved in preprocessor_config.json
+    "deformable_detr": ("DeformableDetrImageProcessor", dict(size=dict(shortest_edge=96, longest_edge=160))),
+    "detr_old_form": ("DetrImageProcessor", dict(size=80, max_size=120)),
+    "rf_detr_fixed": ("RfDetrImageProcessor", dict(size=dict(height=70, width=90))),
+    "mask2former": ("Mask2FormerImageProcessor", dict(size=dict(shortest_edge=64, longest_edge=100))),
+    "bicubic_unnormalised": ("DetrImageProcessor", dict(resample=3, do_normalize=False)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(PROCESSORS))
+def test_pipeline_gives_the_processors_pixel_values_and_mask(tmp_path, name):
+    """processor_settings(preprocessor_config.json) -> our pipeline + data preprocessor give
+    HF's pixel_values (float rounding) and pixel_mask for a batch of two odd-sized images
+    (padded bottom / right to the larger)."""
+    import transformers
+    from mmengine.dataset import pseudo_collate
+
+    from visionfm.data import Compose
+    from visionfm.data.batch import padding_mask
+    from visionfm.models.published_config import processor_settings, read_processor_config
+    from visionfm.registry import MODELS
+
+    kind, settings = PROCESSORS[name]
+    getattr(transformers, kind)(**settings).save_pretrained(tmp_path)
+    rng = np.random.default_rng(0)
+    images = [(rng.random((h, w, 3)) * 255).astype(np.uint8) for h, w in ((75, 101), (97, 61))]
+    ref = transformers.AutoImageProcessor.from_pretrained(tmp_path)(images, return_tensors="pt")
+
+    pipeline, preprocessor = processor_settings(read_processor_config(tmp_path))
+    pipeline = Compose([t for t in pipeline if t["type"] != "LoadAnnotations"])
+    batch = pseudo_collate([pipeline(dict(img=img, img_id=0)) for img in images])
+    ours = MODELS.build(preprocessor)(batch)
+    assert ours["inputs"].shape == ref["pixel_values"].shape
+    # float32 rounding of the normalisation (and of RF-DETR's float resize): measured 2.4e-7,
+    # 9.5e-7 for RF-DETR
+    assert (ours["inputs"] - ref["pixel_values"]).abs().max() <= 1e-5
+    if "pixel_mask" in ref:
+        mask = ~padding_mask(ours["data_samples"])
+        assert torch.equal(mask, ref["pixel_mask"].bool())
+
+
+def test_resize_rounding_is_transformers_get_size_with_aspect_ratio():
+    from transformers.image_transforms import get_size_with_aspect_ratio
+
+    from visionfm.data.transforms import Resize
+
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        h, w, short = (int(v) for v in rng.integers(1, 2000, 3))
+        long = short + int(rng.integers(0, 1000))
+        got = Resize((long, short), rounding="transformers").output_size(h, w)
+        assert got == get_size_with_aspect_ratio((h, w), short, long), (h, w, short, long)
+
+
+def test_processor_settings_we_cannot_reproduce_are_refused():
+    from visionfm.models.published_config import processor_settings
+
+    base = dict(image_processor_type="DetrImageProcessor")
+    for extra, key in [
+        (dict(pad_size=dict(height=800, width=800)), "pad_size"),
+        (dict(size=dict(max_height=800, max_width=800)), "size="),
+        (dict(resample=1), "resample=1"),
+        (dict(image_processor_type="ViTImageProcessor"), "ViTImageProcessor"),
+    ]:
+        with pytest.raises(CheckpointError, match=key):
+            processor_settings({**base, **extra})

@@ -15,7 +15,9 @@ preprocessor_config.json                       ours
 ``size: {height: H, width: W}``                ``Resize(scale=(W, H), keep_ratio=False)``
 ``resample`` 2 / 3 (bilinear / bicubic)        ``Resize(backend='torchvision')``: the
                                                antialiased uint8 resize of transformers'
-                                               default (torchvision) processors
+                                               default (torchvision) processors;
+                                               ``'torchvision_float'`` for RF-DETR's (the
+                                               float image, no antialiasing)
 ``size_divisor`` (Mask2Former)                 ``Resize(size_divisor=...)`` (it rounds the
                                                resized size up, as HF's resize does)
 ``rescale_factor`` r, ``image_mean`` m,        ``DataPreprocessor(mean=m / r, std=s / r)``
@@ -26,7 +28,7 @@ preprocessor_config.json                       ours
                                                ``img_shape``
 =============================================  ===============================================
 
-With these, our pipeline gives HF's ``pixel_values`` within float rounding (2.4e-7). The PIL
+With these, our pipeline gives HF's ``pixel_values`` within float rounding (<= 9.5e-7). The PIL
 processors (``...ImageProcessorPil``) resize with PIL and differ from the torchvision ones by up
 to one grey level (0.0175 after normalising); we reproduce the torchvision ones, which
 ``AutoImageProcessor.from_pretrained`` returns by default in transformers 5.
@@ -93,6 +95,7 @@ DETR_REFERENCE_PROCESSOR: Mapping = dict(
 
 _PROCESSORS = ("DetrImageProcessor", "DeformableDetrImageProcessor", "RfDetrImageProcessor")
 _RESIZE_DIVIDED = ("Mask2FormerImageProcessor", "MaskFormerImageProcessor")
+_FLOAT_RESIZE = ("RfDetrImageProcessor",)
 _RESAMPLE = {2: "bilinear", 3: "bicubic"}  # PIL's codes, as the json stores them
 
 
@@ -123,7 +126,9 @@ def _resize(processor: Mapping, where: str, kind: str) -> dict:
             f"{where}: resample={resample!r} is not reproduced (bilinear 2 or bicubic 3 are); "
             "set resample to one of them"
         )
-    common = dict(type="Resize", interpolation=_RESAMPLE[resample], backend="torchvision")
+    # RF-DETR's processor resizes the rescaled float image without antialiasing
+    backend = "torchvision_float" if kind in _FLOAT_RESIZE else "torchvision"
+    common = dict(type="Resize", interpolation=_RESAMPLE[resample], backend=backend)
     if kind in _RESIZE_DIVIDED and processor.get("size_divisor", 32):
         common["size_divisor"] = int(processor.get("size_divisor", 32))
     if size.get("shortest_edge") and size.get("longest_edge"):

@@ -166,9 +166,12 @@ class Resize:
             (``size={"shortest_edge": min(scale), "longest_edge": max(scale)}``: the short
             side is rounded, the long side floored, an image whose short side already fits
             is left at its size).
-        backend: the image's resampler: 'cv2' (OpenCV), or 'torchvision': torchvision's
+        backend: the image's resampler: 'cv2' (OpenCV); 'torchvision': torchvision's
             antialiased resize of the uint8 image, which transformers' default (torchvision)
-            image processors use; 'nearest' is always the centre-aligned indexing above.
+            DETR-family processors use; 'torchvision_float': torchvision's resize of the
+            image as float32 without antialiasing, kept float32 (0-255, not rounded), as
+            RF-DETR's processor and code resize. 'nearest' is always the centre-aligned
+            indexing above.
         size_divisor: the output sides rounded up to a multiple of it (the aspect ratio moves
             slightly), as Mask2Former's Hugging Face processor resizes.
     """
@@ -189,9 +192,11 @@ class Resize:
             raise ValueError("depth_interpolation must be 'nearest' or 'bilinear'")
         if rounding not in ("nearest", "transformers"):
             raise ValueError(f"rounding must be 'nearest' or 'transformers', got {rounding!r}")
-        if backend not in ("cv2", "torchvision"):
-            raise ValueError(f"backend must be 'cv2' or 'torchvision', got {backend!r}")
-        if backend == "torchvision" and interpolation == "area":
+        if backend not in ("cv2", "torchvision", "torchvision_float"):
+            raise ValueError(
+                f"backend must be 'cv2', 'torchvision' or 'torchvision_float', got {backend!r}"
+            )
+        if backend != "cv2" and interpolation == "area":
             raise ValueError("interpolation='area' is OpenCV's: use backend='cv2' with it")
         if size_divisor < 1:
             raise ValueError(f"size_divisor must be >= 1, got {size_divisor}")
@@ -216,7 +221,8 @@ class Resize:
         return -(-new_h // d) * d, -(-new_w // d) * d
 
     def _resize_image(self, img: np.ndarray, new_h: int, new_w: int) -> np.ndarray:
-        """(H, W, C) -> (new_h, new_w, C), same dtype, with the chosen resampler."""
+        """(H, W, C) -> (new_h, new_w, C) with the chosen resampler; the same dtype, float32
+        for 'torchvision_float'."""
         if self.backend == "cv2":
             flag = _INTERPOLATIONS[self.interpolation]
             return cv2.resize(img, (new_w, new_h), interpolation=flag)
@@ -226,7 +232,10 @@ class Resize:
             else InterpolationMode.BICUBIC
         )
         chw = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)  # (C, H, W)
-        out = tvF.resize(chw, [new_h, new_w], interpolation=mode, antialias=True)
+        antialias = self.backend == "torchvision"
+        if not antialias:
+            chw = chw.float()
+        out = tvF.resize(chw, [new_h, new_w], interpolation=mode, antialias=antialias)
         return out.permute(1, 2, 0).contiguous().numpy()
 
     def __call__(self, results: dict) -> dict:
