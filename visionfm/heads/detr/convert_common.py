@@ -40,6 +40,7 @@ __all__ = [
     "backbone_prefix",
     "convert_backbone",
     "is_coco_category_rows",
+    "split_in_proj",
     "to_coco_categories",
 ]
 
@@ -119,3 +120,11 @@ def to_coco_categories(state: dict[str, torch.Tensor], notes: list[str]) -> None
         "91 class rows by COCO category id -> the 80 COCO categories' (an unused id's logit no "
         "longer competes in a two-stage top-k: equal unless one was a token's highest)"
     )
+
+
+def split_in_proj(name: str, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``<attn>.in_proj_{weight,bias}`` of ``nn.MultiheadAttention`` (rows q, k, v) -> our
+    ``<attn>.{q,k,v}_proj.{weight,bias}`` (``DetrMultiheadAttention``)."""
+    prefix, kind = name.rsplit(".in_proj_", 1)
+    parts = tensor.chunk(3, dim=0)
+    return {f"{prefix}.{p}_proj.{kind}": t for p, t in zip("qkv", parts)}

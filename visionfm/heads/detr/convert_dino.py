@@ -54,8 +54,12 @@ from visionfm.models.published import PublishedFamily, register_family
 from visionfm.weights import ArchHint, CheckpointError, ConfigEntry, ConvertedCheckpoint
 from visionfm.weights import check_hf_config as check_settings
 
-from ..grounding.convert import _split_in_proj
-from .convert_common import convert_backbone, is_coco_category_rows, to_coco_categories
+from .convert_common import (
+    convert_backbone,
+    is_coco_category_rows,
+    split_in_proj,
+    to_coco_categories,
+)
 
 __all__ = ["convert_dino_checkpoint", "dino_layout", "dino_model", "dino_model_config"]
 
@@ -331,15 +335,7 @@ def convert_dino_checkpoint(
             if old is None:
                 raise CheckpointError(f"{name}: not a parameter of the {layout} layout")
             new = f"head.{side}.layers.{index}.{side_tables[side][old]}{rest[len(old) :]}"
-            if ".in_proj_" in new:
-                split: dict = {}
-                _split_in_proj(new, tensor, split)  # -> .query / .key / .value
-                for part, t in split.items():
-                    proj = {"query": "q_proj", "key": "k_proj", "value": "v_proj"}
-                    prefix, qkv, kind = part.rsplit(".", 2)
-                    out[f"{prefix}.{proj[qkv]}.{kind}"] = t
-            else:
-                out[new] = tensor
+            out.update(split_in_proj(new, tensor) if ".in_proj_" in new else {new: tensor})
         else:
             new = next((re.sub(p, r, name) for p, r in _RENAMES if re.match(p, name)), None)
             if new is None and "refpoint_embed" in name:
