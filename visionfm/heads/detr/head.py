@@ -105,7 +105,8 @@ class DETRHead(Head):
     """DETR / Deformable DETR / DINO detection head (see the module doc).
 
     Args:
-        num_classes: object classes (no background class: sigmoid scores).
+        num_classes: object classes (sigmoid scores: no background class; softmax: one more
+            logit, "no object").
         embed_dims: transformer width C.
         encoder: a ``DetrEncoder``, or None (LW-DETR / RF-DETR: the neck's tokens go to the
             decoder as they are; no level embedding then); decoder: a ``DetrDecoder``
@@ -365,7 +366,9 @@ class DETRHead(Head):
         prior = -math.log((1 - 0.01) / 0.01)
         proposals = self._proposal_groups()
         cls_heads = [*self.cls_heads, *(p.cls_head for p in proposals)]
-        for head in cls_heads if self.classification == "sigmoid" else ():  # softmax: default
+        if self.classification == "softmax":  # DETR's class head keeps nn.Linear's init
+            cls_heads = []
+        for head in cls_heads:
             if getattr(head, "bias", None) is not None:
                 nn.init.constant_(head.bias, prior)
         box_heads = [*self.box_heads, *(p.box_head for p in proposals)]
