@@ -311,6 +311,25 @@ def test_inferencer_on_the_folder_equals_hugging_face(tmp_path):
     assert (pred.bboxes - clip_boxes(ref["boxes"][order], size)).abs().max() < 1e-3
 
 
+@pytest.mark.parametrize(
+    "name, variant",
+    [("detr_r50", {}), ("detr_r101", dict(backbone="resnet101")), ("detr_r50-dc5", dict(dilation=True))],
+)  # fmt: skip
+def test_coco_configs_are_the_published_variants(name, variant):
+    """configs/detr/<name>_coco.py builds detr_model(num_classes=80, ...) of that variant."""
+    from pathlib import Path
+
+    from mmengine.config import Config
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = Config.fromfile(str(root / f"configs/detr/{name}_coco.py"))
+    with torch.device("meta"):
+        ours = MODELS.build(cfg.model)
+        reference = MODELS.build(detr_model(num_classes=80, **variant))
+    assert repr(ours) == repr(reference)
+    assert ours.backbone.out_strides == ({"p4": 16} if variant.get("dilation") else {"p5": 32})
+
+
 # ---------------------------------------------------------------- post-processing, loss
 def test_postprocess_equals_hugging_face(hf_folder):
     """Scores, labels and boxes (xyxy pixels of the target size) above a threshold, as HF's
