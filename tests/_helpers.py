@@ -122,3 +122,33 @@ def write_tiny_deformable_detr(
     processor = DeformableDetrImageProcessor(size=dict(shortest_edge=size[0], longest_edge=size[1]))
     processor.save_pretrained(folder)
     return model
+
+
+def write_tiny_detr(folder, num_labels: int = 5, size: tuple[int, int] = (96, 160), seed: int = 0):
+    """A tiny random HF DETR (timm resnet18, d_model 32, 12 queries) saved with
+    ``save_pretrained`` into ``folder`` with its ``DetrImageProcessor`` (``shortest_edge,
+    longest_edge = size``); returns the HF model (float32, eval)."""
+    from transformers import DetrConfig, DetrForObjectDetection, DetrImageProcessor
+
+    config = DetrConfig(
+        use_timm_backbone=True,
+        backbone="resnet18",
+        use_pretrained_backbone=False,
+        num_labels=num_labels,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=48,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        num_queries=12,
+    )
+    model = randomize(DetrForObjectDetection(config), seed).float().eval()
+    with torch.no_grad():  # the queries' decoder outputs differ little: spread their scores
+        model.class_labels_classifier.weight.mul_(10.0)
+    model.save_pretrained(folder)
+    DetrImageProcessor(size=dict(shortest_edge=size[0], longest_edge=size[1])).save_pretrained(
+        folder
+    )
+    return model

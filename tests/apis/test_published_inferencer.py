@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from _helpers import write_tiny_deformable_detr
+from _helpers import write_tiny_deformable_detr, write_tiny_detr
 
 from visionfm.apis import Inferencer
 from visionfm.ops.boxes import clip_boxes
@@ -82,6 +82,23 @@ def test_inferencer_on_a_folder_equals_hugging_face(tmp_path, two_stage):
     _assert_same_detections(sample.pred_instances, ref)
     assert sample.metainfo["classes"] == tuple(f"LABEL_{i}" for i in range(5))  # id2label
     assert sample.metainfo["ori_shape"] == SIZE
+
+
+def test_inferencer_on_a_detr_folder_equals_hugging_face(tmp_path):
+    """DETR (softmax with "no object", best class per query): HF's post-processing keeps the
+    queries above the threshold in query order, ours sorts them by score."""
+    folder = tmp_path / "detr"
+    hf = write_tiny_detr(folder)
+    image = _photo(tmp_path / "street.png")
+    ref = _reference(hf, folder, image)
+    pred = Inferencer(str(folder), device="cpu")(str(image)).pred_instances
+    order = ref["scores"].argsort(descending=True)
+    assert len(pred.scores) == len(ref["scores"]) == 12  # one per query (threshold 0)
+    assert ref["scores"].std() > 1e-3
+    assert torch.equal(pred.labels, ref["labels"][order])
+    assert (pred.scores - ref["scores"][order]).abs().max() <= 1e-5  # measured 7.2e-7
+    boxes = clip_boxes(ref["boxes"][order], SIZE)
+    assert (pred.bboxes - boxes).abs().max() <= 1e-3  # px; measured 1.5e-5
 
 
 def _tool(*args: str) -> subprocess.CompletedProcess:
