@@ -128,6 +128,20 @@ def test_published_coco_rows_load_into_the_80_coco_categories(tmp_path):
     assert (out["boxes"][-1] - ref.pred_boxes).abs().max() < 1e-5
 
 
+def test_a_state_dict_of_transformers_5_in_memory_names_converts(hf_folder):
+    """hf.state_dict() in memory (transformers 5: o_proj, mlp.fc1, model.backbone.model.)
+    converts as the file does (with the config.json: the heads are not in the tensors)."""
+    from visionfm.models.published import convert_published
+    from visionfm.weights import load_converted
+
+    folder, hf = hf_folder
+    state = hf.state_dict()
+    assert any(".mlp.fc1." in k for k in state) and any(".o_proj." in k for k in state)
+    model = MODELS.build(_ours()).double().eval()
+    load_converted(model, convert_published(model, state, read_hf_config(folder)), strict=True)
+    _assert_equal_outputs(model, hf, _image())
+
+
 def test_padded_batch_equals_hugging_face_with_pixel_mask(hf_folder):
     """Two images of different sizes padded into one batch by our preprocessor: HF given the
     same pixels and its pixel mask gives the same outputs (masked attention, positions)."""
