@@ -258,10 +258,10 @@ class DetrDecoder(nn.Module):
         logit_eps: clamp of the references' inverse sigmoid (``apply_box_delta``): 1e-5 as
             Hugging Face's DETR family; 1e-3 as the original DINO and detrex code, whose
             selected border proposals (reference 1.0) then give other boxes.
-
-    One small departure from DINO's code, on purpose: the query position is made from the
-    reference relative to the image rather than to level 0's padded map, so that it does
-    not depend on the batch's padding (the two agree on unpadded images).
+        query_pos_frame: what ``ref_point_head``'s sine code reads: the reference relative
+            to the image (``'image'``: the query position does not depend on the batch's
+            padding) or to level 0's padded map (``'padded'``: DINO's, detrex's and Grounding
+            DINO's code). The two agree on unpadded images.
     """
 
     def __init__(
@@ -273,10 +273,16 @@ class DetrDecoder(nn.Module):
         refine_from: str = "normed",
         box_param: str = "logit",
         logit_eps: float = 1e-5,
+        query_pos_frame: str = "image",
     ) -> None:
         super().__init__()
         if refine_from not in ("normed", "raw"):
             raise ValueError(f"refine_from must be 'normed' or 'raw', got {refine_from!r}")
+        if query_pos_frame not in ("image", "padded"):
+            raise ValueError(
+                f"query_pos_frame must be 'image' or 'padded', got {query_pos_frame!r}"
+            )
+        self.query_pos_frame = query_pos_frame
         if box_param not in BOX_PARAMS:
             raise ValueError(f"box_param must be one of {BOX_PARAMS}, got {box_param!r}")
         self.refine_from, self.box_param = refine_from, box_param
@@ -327,9 +333,8 @@ class DetrDecoder(nn.Module):
                     ratios = torch.cat((ratios, ratios), dim=-1)
                 ref_in = reference[:, :, None] * ratios[:, None]  # (B, Q, L, 2|4)
             if self.ref_point_head is not None and (i == 0 or refine):
-                # positions of the reference relative to the image, not the padded map, so
-                # that the query position does not depend on the batch's padding
-                query_pos = self.ref_point_head(sine_encoding(reference, self.embed_dims // 2))
+                frame = reference if self.query_pos_frame == "image" else ref_in[:, :, 0]
+                query_pos = self.ref_point_head(sine_encoding(frame, self.embed_dims // 2))
             query = layer(query, query_pos, ref_in, memory, self_attn_mask)
             out = self.norm(query)
             delta = box_heads[i](out)  # (B, Q, 4)
