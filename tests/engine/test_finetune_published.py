@@ -145,3 +145,25 @@ def test_the_converted_checkpoint_is_refused_with_other_num_classes(tmp_path):
         load_model_weights(MODELS.build(model_cfg), str(converted / "model.pth"))
     with pytest.raises(CheckpointError, match="num_classes.*load_from"):  # the HF folder too
         load_model_weights(MODELS.build(model_cfg), str(tmp_path / "hf"))
+
+
+def test_custom_config_builds_the_published_architecture():
+    """The custom config's model (num_classes=91) is the architecture of the published
+    SenseTime/deformable-detr (transformers' DeformableDetrConfig defaults, 91 labels): the
+    family's converter accepts it (config.json settings compared) and places every tensor
+    with its shape. Both models built on the meta device (HF's weights: zeros of its shapes)."""
+    from transformers import DeformableDetrConfig, DeformableDetrForObjectDetection
+
+    from visionfm.models.published import find_family
+
+    config = DeformableDetrConfig(num_labels=91)
+    hf_config = {**config.to_dict(), "model_type": "deformable_detr"}
+    with torch.device("meta"):
+        shapes = DeformableDetrForObjectDetection(config).state_dict()
+        model = MODELS.build(load_config(str(CONFIG), dict(num_classes=91)).model)
+    state = {k: torch.zeros(v.shape, dtype=v.dtype) for k, v in shapes.items()}  # tied: equal
+    family = find_family(state, hf_config)
+    assert family is not None and family.name == "deformable_detr"
+    converted = family.convert(state, model, hf_config).state_dict
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert {k: tuple(v.shape) for k, v in converted.items()} == own
