@@ -15,7 +15,8 @@ loaded into ours (``configs/_base_/models/mask2former_swin-t.py``) by ``load_mod
 - Latency: one forward on the same normalised ``--size`` x ``--size`` image (ours: backbone
   and head, every layer's class and mask logits; HF: ``model(pixel_values)``, which computes
   them too), ``--runs`` runs each after one warm-up, the two in turns in one process
-  (``_common.time_in_turns``); median and p90.
+  (``_common.time_in_turns``); median and p90 of the wall-clock time, median of the process
+  CPU time (all threads).
 - Peak memory: the resident-set high-water mark of one forward above the resident memory
   just before it (``_common.peak_rss_mib``: ``/proc/self/clear_refs`` resets the kernel's
   ``VmHWM``), after the timed runs, the process started with glibc returning freed memory at
@@ -110,7 +111,7 @@ def _p90(values: list[float]) -> float:
 
 
 def markdown(data: dict) -> str:
-    lat, peak = data["latency"], data["peak_mib"]
+    lat, peak, cpu = data["latency"], data["peak_mib"], data["cpu_ms"]
     lines = [
         f"# Mask2Former Swin-T on CPU: ours vs HF ({data['date']})",
         "",
@@ -127,19 +128,32 @@ def markdown(data: dict) -> str:
         f"Same outputs (float64, one forward, last layer): class logits "
         f"{data['diff_cls']:.1e}, mask logits {data['diff_masks']:.1e}.",
         "",
-        "| model | median ms | p90 ms | images/s | vs HF | peak memory MiB |",
-        "|---|---|---|---|---|---|",
+        *(
+            [
+                "**The machine was busy** (load average above the threads used): other "
+                "processes took a share of the cores during these timings; the two models "
+                "alternate, so their ratio is the figure to read.",
+                "",
+            ]
+            if max(data["load_average"]) > data["threads"]
+            else []
+        ),
+        "| model | median ms | p90 ms | images/s | vs HF | CPU ms | CPU vs HF | peak memory MiB |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name in ("ours", "HF"):
         ms = lat[name]["median_ms"]
         lines.append(
             f"| {name} | {ms:.0f} | {lat[name]['p90_ms']:.0f} | {1e3 / ms:.2f} | "
-            f"{ms / lat['HF']['median_ms']:.2f} | {peak[name]:.0f} |"
+            f"{ms / lat['HF']['median_ms']:.2f} | {cpu[name]:.0f} | "
+            f"{cpu[name] / cpu['HF']:.2f} | {peak[name]:.0f} |"
         )
     lines += [
         "",
         f"Median of {data['runs']} runs each after one warm-up, the two alternating in one "
-        "process. Peak memory: the resident-set high-water mark of one forward above the "
+        "process; CPU ms: the median process CPU time of a forward over all threads (less "
+        "sensitive than wall-clock time to other processes on the machine). Peak memory: the "
+        "resident-set high-water mark of one forward above the "
         "resident memory just before it (`/proc/self/clear_refs` resets `VmHWM`"
         + ("" if data["peak_exact"] else "; not writable here, so the rise of the mark")
         + "), glibc returning freed memory at once.",
@@ -170,7 +184,7 @@ def main() -> None:
         fns = forwards(hf, ours, args.size)
         for fn in fns.values():  # warm-up
             fn()
-        wall, _ = common.time_in_turns(fns, args.runs)
+        wall, cpu = common.time_in_turns(fns, args.runs)
         peaks = {name: common.peak_rss_mib(fn) for name, fn in fns.items()}
     data = dict(
         load_average=[round(v, 2) for v in (load_before[0], os.getloadavg()[0])],
@@ -190,6 +204,7 @@ def main() -> None:
             name: dict(median_ms=statistics.median(t) * 1e3, p90_ms=_p90(t) * 1e3)
             for name, t in wall.items()
         },
+        cpu_ms={name: statistics.median(t) * 1e3 for name, t in cpu.items()},
         peak_mib={name: mib for name, (mib, _) in peaks.items()},
         peak_exact=all(exact for _, exact in peaks.values()),
     )
