@@ -296,7 +296,8 @@ class Mask2FormerHead(Head):
             if mode == "transformers":
                 self._predict_hf(cls_logits, mask_logits, sample, rescale, shape)
                 continue
-            if mode == "detectron2" and not (cfg["instance_on"] or cfg["panoptic_on"]):
+            semantic_only = not (cfg["instance_on"] or cfg["panoptic_on"])
+            if mode == "detectron2" and semantic_only and cfg["semantic_on"]:
                 # the paper's semantic-only models resize the class scores, not the logits
                 scores = semantic_scores(cls_logits, _resize(mask_logits, shape))
                 scores = self._detectron2_resize(scores, sample.metainfo, rescale, shape, False)
@@ -342,9 +343,7 @@ class Mask2FormerHead(Head):
         cfg, meta = self.test_cfg, sample.metainfo
         img_h, img_w = meta.get("img_shape", shape)[:2]
         size = meta["ori_shape"][:2] if rescale and "ori_shape" in meta else (img_h, img_w)
-        masks = _resize(mask_logits, shape)[
-            :, :img_h, :img_w
-        ]  # (Q, h_img, w_img): the image's network input
+        masks = _resize(mask_logits, shape)[:, :img_h, :img_w]  # the image's network input
         if cfg["semantic_on"]:
             sample.pred_sem_seg = hf_semantic_inference(cls_logits, masks, size)
         if cfg["instance_on"]:
