@@ -3,7 +3,9 @@ attention decoder, mask matcher and head, registered in ``MODELS``.
 
 Modules: ``pixel_decoder`` (multi-scale deformable encoder + FPN), ``decoder`` (masked
 attention), ``matcher`` (point-sampled Hungarian matching), ``losses``, ``inference``
-(semantic / instance / panoptic), ``head``.
+(semantic / instance / panoptic), ``inference_hf`` (the same as transformers' image
+processor), ``head``; ``convert`` / ``model_config``: published Hugging Face and
+facebookresearch weights (the ``'mask2former'`` published family).
 """
 
 from .decoder import MaskedAttentionDecoder, MaskedAttentionDecoderLayer, masked_attention_mask
