@@ -73,10 +73,26 @@ def their_dino(repo: Path, levels: int, queries: int, full: bool = False):
     return model.double().eval(), args
 
 
+def _batch(sizes: list[tuple[int, int]]) -> tuple[list[torch.Tensor], torch.Tensor, list]:
+    """Images of ``sizes`` (float64 noise), their bottom / right zero-padded batch and samples."""
+    gen = torch.Generator().manual_seed(1)
+    images = [torch.randn(3, h, w, generator=gen).double() for h, w in sizes]
+    hmax, wmax = max(h for h, _ in sizes), max(w for _, w in sizes)
+    batch = torch.zeros(len(images), 3, hmax, wmax).double()
+    samples = []
+    for i, (img, (h, w)) in enumerate(zip(images, sizes)):
+        batch[i, :, :h, :w] = img
+        meta = dict(img_shape=(h, w), ori_shape=(h, w), batch_input_shape=(hmax, wmax))
+        samples.append(DataSample(metainfo=meta))
+    return images, batch, samples
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repo", type=Path, required=True, help="IDEA-Research/DINO checkout")
     parser.add_argument("--size", type=int, nargs=2, default=(75, 411), metavar=("H", "W"))
+    parser.add_argument("--second", type=int, nargs=2, metavar=("H", "W"),
+                        help="a second image of this size: a padded batch of two")  # fmt: skip
     parser.add_argument("--levels", type=int, default=4, choices=(4, 5))
     parser.add_argument("--queries", type=int, default=700)
     parser.add_argument("--full", action="store_true", help="the published layer sizes")
@@ -87,11 +103,10 @@ def main() -> None:
     state = read_checkpoint({"model": theirs.state_dict(), "args": args})
     ours = MODELS.build(dino_model_config(state)).double().eval()
     load_converted(ours, convert_dino_checkpoint(state, ours), strict=True)
-    h, w = opts.size
-    x = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(1)).double()
-    sample = DataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w)))
+    sizes = [tuple(opts.size)] + ([tuple(opts.second)] if opts.second else [])
+    images, batch, samples = _batch(sizes)
     with torch.no_grad():
-        ref = theirs(nested_tensor_from_tensor_list([x[0]]))
+        ref = theirs(nested_tensor_from_tensor_list(images))
         layers = [*ref["aux_outputs"], ref]
         ref_logits = torch.stack([o["pred_logits"] for o in layers])
         ref_boxes = torch.stack([o["pred_boxes"] for o in layers])
@@ -99,13 +114,14 @@ def main() -> None:
         rows = []
         for eps in (1e-3, 1e-5):
             ours.head.decoder.logit_eps = eps
-            out = ours.head(ours.backbone(x), [sample])
+            out = ours.head(ours.backbone(batch), samples)
             rows.append((eps, (out["logits"] - ref_logits).abs().max().item(),
                          (out["boxes"] - ref_boxes).abs().max().item(),
                          (out["enc_logits"] - ref["interm_outputs"]["pred_logits"]).abs().max().item()))  # fmt: skip
-    sizes = "published layer sizes" if opts.full else "2 + 3 layers, FFN 512"
-    print(f"DINO-{opts.levels}scale ({sizes}), {h}x{w}, {opts.queries} queries ({border} border proposals "
-          f"selected), max |logit| {ref_logits.abs().max():.2f}; max abs differences:")  # fmt: skip
+    what = "published layer sizes" if opts.full else "2 + 3 layers, FFN 512"
+    shown = " + ".join(f"{h}x{w}" for h, w in sizes) + (" (padded batch)" if opts.second else "")
+    print(f"DINO-{opts.levels}scale ({what}), {shown}, {opts.queries} queries ({border} border "
+          f"proposals selected), max |logit| {ref_logits.abs().max():.2f}; max abs differences:")  # fmt: skip
     print("| logit_eps | logits (every layer) | boxes (every layer) | two-stage logits |")
     print("|---|---|---|---|")
     for eps, dl, db, de in rows:

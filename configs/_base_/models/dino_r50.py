@@ -1,11 +1,13 @@
 # DINO-4scale R50 (Zhang et al., ICLR 2023), the architecture of IDEA-Research/DINO's published
-# checkpoint0011_4scale.pth / checkpoint0023_4scale.pth / checkpoint0033_4scale.pth
-# (config/DINO/DINO_4scale.py): ResNet-50 levels p3-p5 + one stride-64 level made by the input
+# R50 4-scale checkpoints (checkpoint0011_4scale.pth: 12 epochs, checkpoint0033_4scale.pth: 36;
+# config/DINO/DINO_4scale.py): ResNet-50 levels p3-p5 + one stride-64 level made by the input
 # projection (biased 1x1 / 3x3 convs + GroupNorm), 256 wide, 6 + 6 layers, 8 heads, 4 points,
 # 900 queries from two-stage mixed query selection (border / padding tokens selectable, as the
 # original code), one class / box head shared by the decoder layers, box refinement from the
-# raw decoder output with look-forward-twice, references' logits clamped at 1e-3, sine
-# positions at temperature 20, 100 denoising queries, 91 classes indexed by COCO category id.
+# raw decoder output with look-forward-twice, references' logits clamped at 1e-3, padding
+# handled as the original code (query positions on level 0's padded map, backbone values kept
+# on padded pixels), sine positions at temperature 20, 100 denoising queries, 91 classes
+# indexed by COCO category id.
 # The same model as visionfm.heads.detr.convert_dino.dino_model() builds; load the published
 # file with --cfg-options load_from=checkpoint0011_4scale.pth (converted on load, strictly).
 # detrex's dino_r50_4scale_12ep.pth differs in: num_classes=80, share_pred_heads=False,
@@ -44,6 +46,7 @@ model = dict(
         strides=dict(p3=8, p4=16, p5=32),
         num_feature_levels=num_levels,
         input_bias=True,
+        mask_padded_inputs=False,  # padded batches as the original code
         positional_encoding=dict(  # DINO's PositionEmbeddingSineHW: no offset
             type="SinePositionalEncoding", num_feats=embed_dims // 2, temperature=20, offset=0.0
         ),
@@ -57,6 +60,7 @@ model = dict(
             num_layers=6,
             refine_from="raw",
             logit_eps=1e-3,
+            query_pos_frame="padded",
             ref_point_head=dict(
                 type="DetrMLP",
                 in_dims=2 * embed_dims,

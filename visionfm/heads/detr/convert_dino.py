@@ -35,12 +35,13 @@ The model must be built as the layout runs (:func:`dino_model_config` builds it 
 checkpoint): biased input convs, two-stage mixed query selection among border tokens too
 (``select_invalid_proposals``), box refinement from the raw decoder output
 (``refine_from='raw'``), look-forward-twice, references' logits clamped at 1e-3
-(``logit_eps``); sine positions with temperature 20 and no offset (IDEA) or temperature
+(``logit_eps``), query positions from references on level 0's padded map
+(``query_pos_frame='padded'``) and the backbone's values left on padded pixels
+(``mask_padded_inputs=False``: padded batches as the original code); sine positions with temperature 20 and no offset (IDEA) or temperature
 10000 and offset -0.5 (detrex); one class / box head shared by the decoder layers (IDEA's
 ``dec_pred_*_embed_share``) or one per layer (detrex). A difference is refused naming the
-argument to set. Differences that remain: the query positions and our zeroed padding make
-batched (padded) images differ from the original code (equal on unpadded images), and detrex
-runs inference without padding masks at all.
+argument to set. A difference that remains: detrex runs inference without padding masks at
+all (padded pixels count as image), where we mask them as in its training.
 """
 
 from __future__ import annotations
@@ -225,6 +226,10 @@ _COMMON = [
     ConfigEntry("look forward twice", lambda c: (True, True),
                 lambda m: (m.head.with_box_refine, m.head.look_forward_twice),
                 lambda v: "head.with_box_refine=True, head.look_forward_twice=True"),
+    ConfigEntry("padding as the original code (backbone values on padded pixels, query "
+                "positions on level 0's padded map)", lambda c: (False, "padded"),
+                lambda m: (m.head.mask_padded_inputs, m.head.decoder.query_pos_frame),
+                lambda v: "head.mask_padded_inputs=False, head.decoder.query_pos_frame='padded'"),
     ConfigEntry("inverse sigmoid clamp of the references (eps)", lambda c: 1e-3,
                 lambda m: m.head.decoder.logit_eps, lambda v: f"head.decoder.logit_eps={v}"),
     ConfigEntry("nheads", lambda c: c.get("nheads", 8),
@@ -484,6 +489,7 @@ def dino_model(
         strides=dict(strides or dict(p3=8, p4=16, p5=32)),
         num_feature_levels=num_feature_levels,
         input_bias=True,
+        mask_padded_inputs=False,
         positional_encoding=dict(
             type="SinePositionalEncoding",
             num_feats=embed_dims // 2,
@@ -500,6 +506,7 @@ def dino_model(
             num_layers=decoder_layers,
             refine_from="raw",
             logit_eps=1e-3,
+            query_pos_frame="padded",
             ref_point_head=dict(
                 type="DetrMLP",
                 in_dims=2 * embed_dims,
