@@ -158,3 +158,26 @@ def test_load_converted_coverage_threshold():
     report = load_converted(model, half, min_loaded=0.1)
     assert report.loaded == ["bias"] and report.missing == [("weight", (4, 4))]
     assert torch.equal(model.bias, torch.ones(4))
+
+
+def test_read_checkpoint_carries_the_pickled_training_args(tmp_path):
+    """Original repositories save {'model': ..., 'args': Namespace, 'epoch': ...}: the
+    tensors come back as the state dict, the args beside them (``CheckpointState.args``),
+    from a file (weights_only with the allow-list) and from memory alike."""
+    import argparse
+
+    import numpy as np
+
+    from visionfm.engine.checkpoint import SAFE_GLOBALS
+    from visionfm.weights import PICKLED_ARGS_GLOBALS
+
+    args = argparse.Namespace(num_queries=300, lr=np.float32(1e-4), names=["a", "b"])
+    ckpt = {"model": {"w": torch.ones(2)}, "args": args, "epoch": 3}
+    torch.save(ckpt, tmp_path / "original.pth")
+    for source in (tmp_path / "original.pth", ckpt):
+        state = read_checkpoint(source)
+        assert set(state) == {"w"} and state.args["num_queries"] == 300
+        assert state.args["names"] == ["a", "b"] and state.args["lr"] == np.float32(1e-4)
+    assert read_checkpoint({"w": torch.ones(1)}).args is None  # a plain state dict: none
+    # one allow-list: the engine's (mmengine checkpoints) extends the weights reader's
+    assert all(any(g is s for s in SAFE_GLOBALS) for g in PICKLED_ARGS_GLOBALS)
