@@ -264,6 +264,19 @@ def test_a_pickle_with_code_is_refused(tmp_path):
         read_checkpoint(tmp_path / "bad.pkl")
 
 
+def test_only_the_mask2former_family_matches(hf_folder):
+    """Both layouts are recognised as Mask2Former and by no other registered family."""
+    from visionfm.models.published import families, find_family
+
+    hf_state = read_checkpoint(hf_folder)
+    for state, config in ((hf_state, read_hf_config(hf_folder)), (_to_original(hf_state), None)):
+        assert find_family(state, config).name == "mask2former"
+        others = [
+            f.name for f in families() if f.name != "mask2former" and f.matches(state, config)
+        ]
+        assert not others
+
+
 # ---------------------------------------------------------------- bad input
 def _config(folder):
     return mask2former_model_config(read_checkpoint(folder), read_hf_config(folder))
