@@ -168,3 +168,33 @@ def test_a_family_without_model_config_names_the_way_out(tmp_path, monkeypatch):
         published_config(path)
     done = _run("tools/convert_checkpoint.py", str(path), "--out", str(tmp_path / "o"))
     assert done.returncode == 1 and "known families" in done.stderr  # not registered there
+
+
+def test_original_checkpoint_converts_with_its_args_and_the_reference_preprocessing(tmp_path):
+    """A facebookresearch/detr .pth (the tiny HF DETR's weights in the original layout, with
+    its pickled args; no config.json): the model comes from the tensors + args, the weights
+    equal those converted from the HF folder, the pipeline is the original evaluation's
+    (shortest edge 800, longest 1333) and the classes are numbered (5, not COCO's 91)."""
+    from _helpers import write_tiny_detr
+    from safetensors.torch import load_file
+
+    spec = importlib.util.spec_from_file_location(
+        "detr_published_test", ROOT / "tests/heads/test_detr_published.py"
+    )
+    detr_test = importlib.util.module_from_spec(spec)  # its original-layout writer and args
+    spec.loader.exec_module(detr_test)
+    hf = tmp_path / "hf"
+    write_tiny_detr(hf)
+    original = detr_test._original_layout(load_file(str(hf / "model.safetensors")))
+    path = tmp_path / "detr-tiny.pth"
+    torch.save({"model": original, "args": detr_test._args(), "epoch": 499}, path)
+
+    convert_tool.convert(str(path), str(tmp_path / "from_original"))
+    convert_tool.convert(str(hf), str(tmp_path / "from_hf"))
+    ours = torch.load(tmp_path / "from_original/model.pth", weights_only=True)
+    reference = torch.load(tmp_path / "from_hf/model.pth", weights_only=True)
+    assert ours["state_dict"].keys() == reference["state_dict"].keys()
+    assert all(torch.equal(v, reference["state_dict"][k]) for k, v in ours["state_dict"].items())
+    assert ours["meta"]["dataset_meta"]["classes"] == tuple("01234")
+    text = (tmp_path / "from_original/config.py").read_text()
+    assert "'scale': (1333, 800)" in text and "'rounding': 'transformers'" in text
