@@ -17,7 +17,8 @@ on every layer. Per variant, in one process with the same threads:
 - latency: one forward (backbone + transformer + heads, batch 1, no pre- or
   post-processing) on the same normalised ``--size`` image, ours = ``model.head(
   model.extract_feat(x), None)``, HF = ``model(pixel_values=x)``, after one warm-up each,
-  in turns (``_common.in_turns``); median and p90 of ``--runs``;
+  in turns (``_common.in_turns``); median and p90 of ``--runs``, and the median process
+  CPU time (all threads; steadier than wall time when other processes share the cores);
 - peak memory: in a fresh process per model (started with ``MALLOC_RETURNS_FREED``, so that
   freed memory leaves the resident set), the rise of resident memory over one forward after
   a warm-up one, above what was resident before it (``_common.peak_rss_mib``: the kernel's
@@ -154,10 +155,12 @@ def measure(variant: str, size: tuple[int, int], runs: int, threads: int, bar) -
         fn()
         bar.update()
     seconds: dict[str, list[float]] = {name: [] for name in fns}
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
     for name in common.in_turns(list(fns), runs):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fns[name]()
         seconds[name].append(time.perf_counter() - start)
+        cpu[name].append(time.process_time() - start_cpu)
         bar.update()
     return dict(
         variant=variant,
@@ -167,6 +170,7 @@ def measure(variant: str, size: tuple[int, int], runs: int, threads: int, bar) -
         diff_size=list(small),
         median_ms={k: statistics.median(v) * 1e3 for k, v in seconds.items()},
         p90_ms={k: _p90(v) * 1e3 for k, v in seconds.items()},
+        cpu_ms=common.median_ms(cpu),
         peak_mib=peaks,
         peak_exact=exact,
     )
@@ -201,7 +205,8 @@ def markdown(data: dict) -> str:
         "6 + 6 layers, 300 queries, 4 levels x 4 points, 91 classes), saved by HF and loaded "
         "into ours by the published-weights path. One forward (backbone + transformer + heads, "
         f"batch 1, no pre- / post-processing) on the same {h} x {w} float32 input; median and "
-        f"p90 of {data['runs']} runs each after one warm-up, the two in turns. Peak memory: the "
+        f"p90 of {data['runs']} runs each after one warm-up, the two in turns; CPU s: median "
+        "process CPU time per forward over all threads. Peak memory: the "
         "rise of resident memory over one forward after a warm-up, in a fresh process per model "
         "with glibc returning freed memory at once (kernel high-water mark reset through "
         "/proc/self/clear_refs), outputs included"
@@ -210,16 +215,17 @@ def markdown(data: dict) -> str:
         "half the size.",
         "",
         "| variant (published AP) | params M | max Δ logits / boxes | ours ms (p90) | "
-        "HF ms (p90) | ours / HF | ours peak MiB | HF peak MiB |",
-        "|---|---|---|---|---|---|---|---|",
+        "HF ms (p90) | ours / HF | CPU s ours / HF | ours peak MiB | HF peak MiB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in data["results"]:
-        med, p90, peak = r["median_ms"], r["p90_ms"], r["peak_mib"]
+        med, p90, peak, cpu = r["median_ms"], r["p90_ms"], r["peak_mib"], r["cpu_ms"]
         lines.append(
             f"| {NAMES[r['variant']]} ({PUBLISHED_AP[r['variant']]}) | {r['params_m']:.1f} | "
             f"{r['diff_logits']:.1e} / {r['diff_boxes']:.1e} | "
             f"{med['ours']:.0f} ({p90['ours']:.0f}) | {med['HF']:.0f} ({p90['HF']:.0f}) | "
-            f"{med['ours'] / med['HF']:.2f} | {peak['ours']:.0f} | {peak['HF']:.0f} |"
+            f"{med['ours'] / med['HF']:.2f} | {cpu['ours'] / 1e3:.2f} / {cpu['HF'] / 1e3:.2f} "
+            f"({cpu['ours'] / cpu['HF']:.2f}) | {peak['ours']:.0f} | {peak['HF']:.0f} |"
         )
     lines += [
         "",
