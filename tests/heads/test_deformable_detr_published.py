@@ -29,7 +29,7 @@ VARIANTS = {
 SIZE = (75, 411)  # odd, not square; level 0 is 10x52: its outer columns are border tokens
 
 
-def _hf_model(folder, variant: str, num_labels: int = 5):
+def _hf_model(folder, variant: str, num_labels: int = 5, **config):
     """A random tiny HF Deformable DETR (timm resnet18, d_model 32) saved to ``folder`` and
     read back in float64 (the file keeps one of each tied copy)."""
     from transformers import DeformableDetrConfig, DeformableDetrForObjectDetection
@@ -51,6 +51,7 @@ def _hf_model(folder, variant: str, num_labels: int = 5):
         two_stage_num_proposals=9,
         num_labels=num_labels,
         **VARIANTS[variant],
+        **config,
     )
     model = randomize(DeformableDetrForObjectDetection(config))
     gen = torch.Generator().manual_seed(1)
@@ -353,3 +354,10 @@ def test_published_config_of_the_folder_runs(tmp_path):
     with torch.no_grad():
         out = model.test_step(dict(inputs=[image], data_samples=[sample]))[0]
     assert len(out.pred_instances.scores) == 9 * 5
+
+
+def test_single_scale_is_refused(tmp_path):
+    _hf_model(tmp_path, "plain", num_feature_levels=1)
+    cfg = deformable_detr_model_config(read_checkpoint(tmp_path), read_hf_config(tmp_path))
+    with pytest.raises(CheckpointError, match="single-scale"):
+        load_model_weights(MODELS.build(cfg), str(tmp_path))

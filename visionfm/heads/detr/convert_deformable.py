@@ -372,6 +372,11 @@ def convert_deformable_detr_checkpoint(
     if is_original_deformable_detr_checkpoint(sd):
         fmt, sd = "original (fundamentalvision) Deformable DETR", original_to_hf(sd)
     _check_variant(sd, model)
+    if sd["model.level_embed"].shape[0] == 1:
+        raise CheckpointError(
+            "a single-scale Deformable DETR (num_feature_levels=1): DETRHead keeps no level "
+            "embedding for one level, so these weights are not supported"
+        )
     converted = convert_backbone(sd, model, (config or {}).get("backbone_config"))
     out, ignored = dict(converted.state_dict), list(converted.ignored)
     notes += converted.notes
