@@ -21,6 +21,7 @@ from torch import nn
 
 from visionfm.data import DataSample
 from visionfm.engine.checkpoint import load_model_weights
+from visionfm.heads.detr import DetrDecoder
 from visionfm.heads.detr.convert_dino import (
     convert_dino_checkpoint,
     dino_layout,
@@ -449,3 +450,28 @@ def test_base_config_is_the_published_architecture():
 
     path = Path(__file__).resolve().parents[2] / "configs/_base_/models/dino_r50.py"
     assert Config.fromfile(str(path)).model.to_dict() == dino_model()
+
+
+def test_query_pos_frame():
+    """DetrDecoder(query_pos_frame='padded') (DINO's code) equals 'image' on an unpadded
+    image and differs on a padded one; unknown frames are refused."""
+    model = _ours("idea")
+    sd = _frozen_bn(idea_dino().state_dict())
+    load_converted(model, convert_dino_checkpoint(sd, model), strict=True)
+    gen = torch.Generator().manual_seed(5)
+    batch = torch.randn(2, 3, 80, 101, generator=gen).double()
+    shapes = [(80, 101), (64, 72)]  # the second image padded at the bottom / right
+    samples = [
+        DataSample(metainfo=dict(img_shape=s, ori_shape=s, batch_input_shape=(80, 101)))
+        for s in shapes
+    ]
+    outs = {}
+    with torch.no_grad():
+        feats = model.backbone(batch)
+        for frame in ("padded", "image"):
+            model.head.decoder.query_pos_frame = frame
+            outs[frame] = model.head(feats, samples)["boxes"]
+    assert torch.equal(outs["padded"][:, 0], outs["image"][:, 0])
+    assert (outs["padded"][:, 1] - outs["image"][:, 1]).abs().max() > 1e-6  # float64 noise: 1e-15
+    with pytest.raises(ValueError, match="query_pos_frame"):
+        DetrDecoder(copy.deepcopy(model.head.decoder.layers[0]), 1, query_pos_frame="level0")
