@@ -82,6 +82,12 @@ SUITES = {
         "grounding",
         quick=["--size", "160", "--runs", "2", "--frames", "2"],
     ),
+    "published_detr": Suite(
+        "Published Deformable DETR (R50 plain / box refine / two-stage): visionfm vs HF",
+        "bench_published_detr.py",
+        "published_detr",
+        quick=["--size", "256", "320", "--runs", "1", "--variants", "plain"],
+    ),
     "time_to_accuracy": Suite(
         "Time to accuracy: DINO demo vs HF Deformable DETR",
         "bench_time_to_accuracy.py",
@@ -302,9 +308,22 @@ def detector_rows(results: Path) -> list[dict]:
     return rows
 
 
+def published_detr_target(results: Path) -> dict:
+    """Published Deformable DETR: ours / HF latency <= 1.0 for every variant run."""
+    data = _load(results, "published_detr")
+    name = "published Deformable DETR: latency ours / HF <= 1.0 (same weights and input)"
+    if data is None:
+        return _row(name, "no results", None, "bench_published_detr")
+    ratios = {r["variant"]: r["median_ms"]["ours"] / r["median_ms"]["HF"] for r in data["results"]}
+    measured = ", ".join(f"{v} {x:.2f}" for v, x in ratios.items())
+    measured += f" (wall; {data['size'][0]} x {data['size'][1]}, load {data['load_average'][0]})"
+    return _row(name, measured, max(ratios.values()) <= 1.0, "bench_published_detr")
+
+
 def targets(results: Path) -> list[dict]:
     rows = [backbone_target(results), *mfu_target(results), deform_target(results)]
     rows += attention_targets(results)
+    rows.append(published_detr_target(results))
     tta = time_to_accuracy_row(results)
     return rows + ([tta] if tta else []) + detector_rows(results)
 
