@@ -361,3 +361,22 @@ def test_single_scale_is_refused(tmp_path):
     cfg = deformable_detr_model_config(read_checkpoint(tmp_path), read_hf_config(tmp_path))
     with pytest.raises(CheckpointError, match="single-scale"):
         load_model_weights(MODELS.build(cfg), str(tmp_path))
+
+
+def test_two_stage_encoder_loss_is_class_agnostic(tmp_path):
+    """With class_agnostic_proposals the enc_ losses see every target as class 0 (the
+    original's training): another label leaves them unchanged, the decoder's loss not."""
+    _hf_model(tmp_path, "two_stage")
+    cfg = deformable_detr_model_config(read_checkpoint(tmp_path), read_hf_config(tmp_path))
+    model = MODELS.build(cfg).double().eval()
+    load_model_weights(model, str(tmp_path))
+    with torch.no_grad():
+        out = model.head(model.extract_feat(_image()), None)
+    boxes = torch.tensor([[0.4, 0.5, 0.2, 0.3], [0.7, 0.3, 0.1, 0.2]], dtype=torch.float64)
+    losses = [
+        model.head.loss_by_outputs(out, [dict(labels=torch.tensor(labels), boxes=boxes)])
+        for labels in ([3, 1], [2, 4])
+    ]
+    for key in ("enc_loss_cls", "enc_loss_bbox", "enc_loss_giou"):
+        assert torch.equal(losses[0][key], losses[1][key])
+    assert not torch.equal(losses[0]["loss_cls"], losses[1]["loss_cls"])
