@@ -225,3 +225,38 @@ def test_processor_settings_we_cannot_reproduce_are_refused():
     ]:
         with pytest.raises(CheckpointError, match=key):
             processor_settings({**base, **extra})
+
+
+def test_inferencer_on_a_mask2former_folder_equals_hugging_face(tmp_path):
+    """A tiny random HF Mask2Former (Swin) folder with its Mask2FormerImageProcessor (resize
+    rounded up to 32) runs from the folder: the semantic map of Inferencer(folder) on an
+    odd-sized array is HF's post_process_semantic_segmentation at the original size, and the
+    classes are id2label's. This random model's map is one class everywhere (its queries
+    differ too little), so this holds the plumbing (processor, sizes, names); the head's
+    post-processing is held equal to HF's in tests/heads/test_mask2former_published.py."""
+    from _helpers import randomize
+    from transformers import (
+        Mask2FormerConfig,
+        Mask2FormerForUniversalSegmentation,
+        Mask2FormerImageProcessor,
+        SwinConfig,
+    )
+
+    swin = SwinConfig(embed_dim=32, depths=[1, 1, 2, 1], num_heads=[1, 2, 2, 4], window_size=4,
+                      out_features=["stage1", "stage2", "stage3", "stage4"])  # fmt: skip
+    config = Mask2FormerConfig(backbone_config=swin, feature_size=32, mask_feature_size=32,
+                               hidden_dim=32, encoder_feedforward_dim=64, dim_feedforward=64,
+                               encoder_layers=2, decoder_layers=4, num_queries=6,
+                               num_attention_heads=4,
+                               id2label={i: f"class{i}" for i in range(5)})  # fmt: skip
+    hf = randomize(Mask2FormerForUniversalSegmentation(config)).float().eval()
+    hf.save_pretrained(tmp_path)
+    processor = Mask2FormerImageProcessor(size=dict(shortest_edge=64, longest_edge=100))
+    processor.save_pretrained(tmp_path)
+    image = (np.random.default_rng(0).random((61, 83, 3)) * 255).astype(np.uint8)
+    with torch.no_grad():
+        outputs = hf(**processor(images=image, return_tensors="pt"))
+    ref = processor.post_process_semantic_segmentation(outputs, target_sizes=[(61, 83)])[0]
+    sample = Inferencer(str(tmp_path), device="cpu")(image)
+    assert torch.equal(sample.pred_sem_seg.squeeze(0), ref)
+    assert sample.metainfo["classes"] == tuple(f"class{i}" for i in range(5))
