@@ -260,3 +260,8 @@ def test_inferencer_on_a_mask2former_folder_equals_hugging_face(tmp_path):
     sample = Inferencer(str(tmp_path), device="cpu")(image)
     assert torch.equal(sample.pred_sem_seg.squeeze(0), ref)
     assert sample.metainfo["classes"] == tuple(f"class{i}" for i in range(5))
+    # the converted config evaluates on COCO panoptic (the written config loads and checks)
+    done = _tool("tools/convert_checkpoint.py", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / "out/config.py").read_text()
+    assert "'CocoPanopticDataset'" in text and "'PanopticMetric'" in text

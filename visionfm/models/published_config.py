@@ -45,6 +45,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from visionfm.models.published import PublishedFamily, families, find_family
+from visionfm.registry import MODELS
 from visionfm.weights import CheckpointError, read_checkpoint, read_hf_config
 
 __all__ = [
@@ -209,6 +210,46 @@ def find_num_classes(node) -> int | None:
     return None
 
 
+def _coco_val(model: Mapping, pipeline: list[dict], data_root: str) -> tuple[dict, object]:
+    """COCO val2017 test dataset and evaluator for the model's task, by what its head
+    ``predicts``: panoptic (images + panoptic PNGs; PQ, and box / mask AP of the things) or
+    detection (instances json; box AP)."""
+    predicts = getattr(MODELS.get(model["head"]["type"]), "predicts", ())
+    if "pred_panoptic_seg" in predicts:  # the metrics read the panoptic PNGs themselves
+        dataset = dict(
+            type="CocoPanopticDataset",
+            data_root=data_root,
+            ann_file="annotations/panoptic_val2017.json",
+            data_prefix=dict(img="val2017/", seg="annotations/panoptic_val2017/"),
+            test_mode=True,
+            pipeline=[t for t in pipeline if t["type"] != "LoadAnnotations"],
+        )
+        evaluator = [
+            dict(
+                type="PanopticMetric",
+                ann_file=data_root + "annotations/panoptic_val2017.json",
+                seg_prefix=data_root + "annotations/panoptic_val2017/",
+            ),
+            dict(
+                type="CocoMetric",
+                ann_file=data_root + "annotations/instances_val2017.json",
+                metric=["bbox", "segm"],
+            ),
+        ]
+        return dataset, evaluator
+    dataset = dict(
+        type="CocoDataset",
+        data_root=data_root,
+        ann_file="annotations/instances_val2017.json",
+        data_prefix=dict(img="val2017/"),
+        test_mode=True,
+        pipeline=pipeline,
+    )
+    return dataset, dict(
+        type="CocoMetric", ann_file=data_root + "annotations/instances_val2017.json"
+    )
+
+
 def _family_of(state, hf_config, source) -> PublishedFamily:
     family = find_family(state, hf_config)
     if family is None:
@@ -236,8 +277,9 @@ def published_config(
 
     The dict holds ``model`` (the family's ``model_config`` with the processor's data
     preprocessor), ``metainfo`` (``classes`` from ``id2label`` / COCO), ``test_pipeline`` and
-    ``test_dataloader`` / ``test_evaluator`` / ``test_cfg`` reading a COCO layout under
-    ``data_root`` (``annotations/instances_val2017.json``, ``val2017/``; move it with
+    ``test_dataloader`` / ``test_evaluator`` / ``test_cfg`` reading COCO val2017 under
+    ``data_root`` (``annotations/instances_val2017.json``, ``val2017/``; for a panoptic head
+    ``annotations/panoptic_val2017.json`` and its PNGs too; move it with
     ``--cfg-options data_root=...``)."""
     path = Path(source)
     if not path.exists():
@@ -263,19 +305,12 @@ def published_config(
     pipeline, preprocessor = processor_settings(processor)
     model["data_preprocessor"] = preprocessor
     classes = class_names(hf_config, find_num_classes(model))
-    dataset = dict(
-        type="CocoDataset",
-        data_root=data_root,
-        ann_file="annotations/instances_val2017.json",
-        data_prefix=dict(img="val2017/"),
-        test_mode=True,
-        pipeline=pipeline,
-    )
+    dataset, evaluator = _coco_val(model, pipeline, data_root)
     config = dict(
         model=model,
         metainfo=dict(classes=classes),
         data_root=data_root,
-        test_pipeline=pipeline,
+        test_pipeline=dataset["pipeline"],
         test_dataloader=dict(
             batch_size=1,
             num_workers=2,
@@ -283,9 +318,7 @@ def published_config(
             sampler=dict(type="DefaultSampler", shuffle=False),
             dataset=dataset,
         ),
-        test_evaluator=dict(
-            type="CocoMetric", ann_file=data_root + "annotations/instances_val2017.json"
-        ),
+        test_evaluator=evaluator,
         test_cfg=dict(type="TestLoop"),
     )
     return config, family
