@@ -319,10 +319,13 @@ def _published_in_file(model, ckpt: dict, path: str | None):
 def load_model_weights(model: torch.nn.Module, path: str) -> dict:
     """Load a training checkpoint's (or a bare state dict's) weights into ``model``, strictly.
 
-    Returns the checkpoint's ``meta`` (``{}`` for a bare state dict). Raises RuntimeError
-    naming ``path`` and listing the missing, unexpected and mismatched-shape keys when the
+    ``path``: our checkpoint, or a published one (a Hugging Face folder / ``.safetensors``, an
+    original repository's file), converted strictly by its family. Returns the checkpoint's
+    ``meta`` (``{}`` for a bare state dict or a published one). Raises RuntimeError naming
+    ``path`` and listing the missing, unexpected and mismatched-shape keys when the
     checkpoint does not belong to this model ("looks like a different model" when most
-    keys differ).
+    keys differ), and CheckpointError when its class layers are of another class count
+    (naming ``num_classes``, or fine-tuning with ``load_from``).
     """
     if is_published_path(path):
         converted = convert_published(model, read_checkpoint(path), read_hf_config(path))

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from visionfm.weights import ConvertedCheckpoint, load_converted, read_checkpoint, read_hf_config
+from visionfm.weights import ConvertedCheckpoint
 
 __all__ = [
     "PublishedFamily",
@@ -45,7 +45,6 @@ __all__ = [
     "families",
     "find_family",
     "is_published_path",
-    "load_published",
     "register_family",
 ]
 
@@ -113,14 +112,3 @@ def convert_published(
     None when it is not (e.g. our own)."""
     family = find_family(state, config)
     return None if family is None else family.convert(state, model, config)
-
-
-def load_published(model: nn.Module, path: str | os.PathLike) -> bool:
-    """Load the published checkpoint at ``path`` (folder or file) into ``model``, strictly;
-    False (nothing loaded) when it is in none of the published layouts."""
-    state = read_checkpoint(path)
-    converted = convert_published(model, state, read_hf_config(path))
-    if converted is None:
-        return False
-    load_converted(model, converted, strict=True)
-    return True
