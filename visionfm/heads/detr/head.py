@@ -28,6 +28,15 @@ box refinement         no                ``with_box_refine``         yes, look-f
 denoising              no                no                          ``CdnQueryGenerator``
 =====================  ================  ==========================  ======================
 
+LW-DETR (Chen et al., 2024) / RF-DETR (Robinson et al., 2025) are configurations too: no
+encoder (``encoder=None``) and no input projection (``project_inputs=False``: their projector
+neck makes the levels), two-stage mixed selection whose references are the proposals moved by
+learned 4-d deltas (``anchor_deltas``), ``bbox_reparam`` boxes (the decoder's
+``box_param='reparam'``), references kept over the layers (``with_box_refine=False``), Group
+DETR (``num_groups``: per-group proposal heads and top-k, groups masked apart in the decoder's
+self-attention, each group matched on its own, in training only) and the IoU-aware BCE
+(``cls_loss='iou_aware'``); see ``configs/_base_/models/rf-detr_small.py``.
+
 Losses (all variants): sigmoid focal classification + L1 + GIoU after Hungarian matching
 with focal costs, on every decoder layer (``d{i}.`` prefixes for the auxiliary ones), on the
 two-stage proposals (``enc_``) and on the denoising queries (``dn_``, matched by
