@@ -426,3 +426,20 @@ def test_rf_detr_small_config_is_the_published_architecture():
     shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
     assert shapes == {k: tuple(v.shape) for k, v in published.state_dict().items()}
     assert round(sum(p.numel() for p in ours.parameters()) / 1e6, 1) == 32.1
+
+
+def test_original_rf_detr_checkpoint_loads(tmp_path):
+    """Roboflow's own checkpoint file (``torch.save({'model': state_dict})`` in the names RF-DETR
+    folders store: ``backbone.0.encoder.encoder.*``, ``transformer.decoder.*`` with fused
+    ``in_proj``, ``refpoint_embed``) loads through ``load_model_weights`` into the model built
+    for its architecture and gives HF's outputs."""
+    hf, cfg = _saved("rf_detr", tmp_path / "hf")
+    state = read_checkpoint(tmp_path / "hf")
+    assert any(k.startswith("transformer.decoder.") and "in_proj" in k for k in state)
+    torch.save(dict(model=dict(state)), tmp_path / "rf-detr.pth")
+    model = MODELS.build(cfg).double().eval()
+    load_model_weights(model, tmp_path / "rf-detr.pth")
+    x = torch.randn(1, 3, *WHOLE_SIZES["rf_detr"], dtype=torch.float64)
+    with torch.no_grad():
+        ref, ours = hf(pixel_values=x), model.head(model.extract_feat(x), None)
+    _compare(ours, ref)
