@@ -443,3 +443,25 @@ def test_original_rf_detr_checkpoint_loads(tmp_path):
     with torch.no_grad():
         ref, ours = hf(pixel_values=x), model.head(model.extract_feat(x), None)
     _compare(ours, ref)
+
+
+def test_finetune_on_other_classes(tmp_path):
+    """The published folder into a model of 2 classes: ``load_from`` (fine-tuning) keeps every
+    weight but the class layers (the decoder's and every group's first-stage class head), which
+    keep their initial values; ``load_model_weights`` (testing) refuses it, naming
+    num_classes."""
+    from visionfm.engine.checkpoint import load_checkpoint_to_model, load_from_local_weights_only
+
+    hf, cfg = _saved("lw_detr", tmp_path)
+    cfg["head"]["num_classes"] = 2
+    model = MODELS.build(cfg)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError, match="num_classes"):
+        load_model_weights(model, tmp_path)
+    load_checkpoint_to_model(model, load_from_local_weights_only(str(tmp_path)))
+    after = model.state_dict()
+    reinit = [k for k in after if "cls_head" in k]
+    assert len(reinit) == 2 * (1 + GROUPS)
+    assert all(torch.equal(after[k], before[k]) for k in reinit)
+    hf_query = hf.state_dict()["model.query_feat.weight"].float()
+    assert torch.equal(after["head.queries.content.weight"], hf_query)

@@ -43,7 +43,7 @@ import torch
 from visionfm.models.published import PublishedFamily, register_family
 from visionfm.weights import CheckpointError, ConfigEntry, ConvertedCheckpoint, check_hf_config
 
-from .convert_common import is_coco_category_rows, to_coco_categories
+from .convert_common import is_coco_category_rows, split_in_proj, to_coco_categories
 from .lw_detr_config import lw_detr_model_config
 
 __all__ = ["convert_head", "convert_lw_detr_checkpoint", "is_lw_detr_checkpoint"]
@@ -131,9 +131,7 @@ def _stored_to_hf(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             for pattern, repl in _BACKBONE_RENAMES[1:]:
                 new = re.sub(pattern, repl, new)
         if new.endswith((".self_attn.in_proj_weight", ".self_attn.in_proj_bias")):
-            prefix, kind = new.rsplit(".in_proj_", 1)
-            for part, chunk in zip(("q_proj", "k_proj", "v_proj"), tensor.chunk(3, dim=0)):
-                out[f"{prefix}.{part}.{kind}"] = chunk
+            out.update(split_in_proj(new, tensor))
             continue
         out[new] = tensor
     return out
@@ -261,12 +259,6 @@ def _check_counts(sd: Mapping[str, torch.Tensor], model) -> None:
     layers = _decoder_layers(sd)
     if layers != len(head.decoder.layers):
         problems.append(f"{layers} decoder layers: set head.decoder.num_layers={layers}")
-    classes = sd["class_embed.weight"].shape[0]
-    if classes != head.num_classes and not is_coco_category_rows(classes, head.num_classes):
-        problems.append(
-            f"{classes} classes: set head.num_classes={classes} (a 91-row COCO checkpoint "
-            "also loads into COCO's 80 categories)"
-        )
     rows = sd["model.query_feat.weight"].shape[0]
     if rows != head.num_queries * head.num_groups:
         problems.append(
