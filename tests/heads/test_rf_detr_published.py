@@ -465,3 +465,16 @@ def test_finetune_on_other_classes(tmp_path):
     assert all(torch.equal(after[k], before[k]) for k in reinit)
     hf_query = hf.state_dict()["model.query_feat.weight"].float()
     assert torch.equal(after["head.queries.content.weight"], hf_query)
+
+
+@pytest.mark.parametrize("family", list(HF_MODELS))
+def test_layout_matches_its_family_only(tmp_path, family):
+    """A stored LW-DETR / RF-DETR checkpoint, with or without its config.json, matches its
+    own family and no other registered one."""
+    from visionfm.models.published import families
+
+    _saved(family, tmp_path)
+    state, config = read_checkpoint(tmp_path), read_hf_config(tmp_path)
+    for hf_config in (config, None):
+        found = [f.name for f in families() if f.matches(state, hf_config)]
+        assert found == [family]
