@@ -1,6 +1,6 @@
 """A whole runnable config for a published checkpoint: the family's model, the reference
 preprocessing and the class names, for ``tools/convert_checkpoint.py`` and
-``Inferencer(model=FOLDER)`` (one assembly for both).
+``Inferencer(FOLDER)`` (one assembly for both).
 
 Hugging Face's ``preprocessor_config.json`` (``DetrImageProcessor``,
 ``DeformableDetrImageProcessor``, ``RfDetrImageProcessor``, ``Mask2FormerImageProcessor``,
