@@ -198,3 +198,20 @@ def test_original_checkpoint_converts_with_its_args_and_the_reference_preprocess
     assert ours["meta"]["dataset_meta"]["classes"] == tuple("01234")
     text = (tmp_path / "from_original/config.py").read_text()
     assert "'scale': (1333, 800)" in text and "'rounding': 'transformers'" in text
+
+
+def test_config_option_builds_the_model_from_a_visionfm_config(tmp_path):
+    """--config CONFIG.py: the model from our config (here the one a first conversion wrote),
+    also for a weights folder without config.json; the same weights come out."""
+    hf = tmp_path / "hf"
+    write_tiny_deformable_detr(hf)
+    convert_tool.convert(str(hf), str(tmp_path / "first"))
+    bare = tmp_path / "bare"  # the weights alone, as downloaded without config.json
+    bare.mkdir()
+    (bare / "model.safetensors").write_bytes((hf / "model.safetensors").read_bytes())
+    convert_tool.convert(
+        str(bare), str(tmp_path / "again"), config=str(tmp_path / "first/config.py")
+    )
+    first = torch.load(tmp_path / "first/model.pth", weights_only=True)["state_dict"]
+    again = torch.load(tmp_path / "again/model.pth", weights_only=True)["state_dict"]
+    assert first.keys() == again.keys() and all(torch.equal(v, again[k]) for k, v in first.items())
