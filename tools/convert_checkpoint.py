@@ -38,7 +38,7 @@ from mmengine.config import Config
 
 from visionfm.engine.cli import run_tool
 from visionfm.engine.config import load_config
-from visionfm.models.published import find_family
+from visionfm.models.published import families, find_family
 from visionfm.models.published_config import class_names, find_num_classes, published_config
 from visionfm.registry import MODELS
 from visionfm.weights import CheckpointError, load_converted, read_checkpoint, read_hf_config
@@ -76,28 +76,26 @@ def convert(source: str, out: str, config: str | None = None, data_root: str = "
     """Write ``out/model.pth`` and ``out/config.py`` for the checkpoint at ``source``; returns
     the load report."""
     _check_source(source, config)
+    state, hf_config = read_checkpoint(source), read_hf_config(source)
+    print(f"read {len(state)} tensors from {source}")
     if config is None:
-        cfg_dict, family = published_config(source, data_root=data_root)
-        cfg, family_name = Config(cfg_dict), family.name
-        described = "config.json" if read_hf_config(source) else "tensor names and shapes"
-        print(f"{source}: {family_name} checkpoint; the model from its {described}")
+        cfg_dict, family = published_config(source, data_root=data_root, state=state)
+        cfg = Config(cfg_dict)
+        described = "config.json" if hf_config else "tensor names and shapes"
+        print(f"{family.name} checkpoint; the model from its {described}")
     else:
         cfg = load_config(config)
-        family_name = "config"
+        family = find_family(state, hf_config)
+        if family is None:
+            raise CheckpointError(
+                f"{source} is in no published layout we know (keys such as "
+                f"{', '.join(sorted(state)[:4])}); known families: "
+                f"{', '.join(f.name for f in families())}"
+            )
     model = MODELS.build(cfg.model)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"built {type(model).__name__} ({n_params / 1e6:.2f} M parameters)")
-
-    state = read_checkpoint(source)
-    hf_config = read_hf_config(source)
-    found = find_family(state, hf_config)
-    if found is None:
-        raise CheckpointError(
-            f"{source} is in no published layout we know (keys such as "
-            f"{', '.join(sorted(state)[:4])}); see tools/convert_checkpoint.py --help"
-        )
-    print(f"converting {len(state)} tensors ({found.name} layout)")
-    report = load_converted(model, found.convert(state, model, hf_config), strict=True)
+    print(f"built {type(model).__name__} ({n_params / 1e6:.2f} M parameters); converting")
+    report = load_converted(model, family.convert(state, model, hf_config), strict=True)
     print(report)
 
     classes = cfg.get("metainfo", {}).get("classes") or class_names(
@@ -110,7 +108,7 @@ def convert(source: str, out: str, config: str | None = None, data_root: str = "
     config_path = osp.join(out, "config.py")
     if config is None:
         with open(config_path, "w", encoding="utf-8") as f:
-            f.write(config_text(cfg_dict, source, family_name))
+            f.write(config_text(cfg_dict, source, family.name))
     else:
         cfg.dump(config_path)
     load_config(config_path)  # the written config loads (its keys are checked)

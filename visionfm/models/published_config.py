@@ -270,7 +270,7 @@ def _family_of(state, hf_config, source) -> PublishedFamily:
 
 
 def published_config(
-    source: str | os.PathLike, data_root: str = "data/coco/"
+    source: str | os.PathLike, data_root: str = "data/coco/", state: Mapping | None = None
 ) -> tuple[dict, PublishedFamily]:
     """``(config dict, family)`` for the published checkpoint at ``source`` (a Hugging Face
     folder, its weights file, or an original repository's file).
@@ -280,7 +280,8 @@ def published_config(
     ``test_dataloader`` / ``test_evaluator`` / ``test_cfg`` reading COCO val2017 under
     ``data_root`` (``annotations/instances_val2017.json``, ``val2017/``; for a panoptic head
     ``annotations/panoptic_val2017.json`` and its PNGs too; move it with
-    ``--cfg-options data_root=...``)."""
+    ``--cfg-options data_root=...``). ``state``: the checkpoint's tensors when already read
+    (``read_checkpoint(source)``)."""
     path = Path(source)
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or folder")
@@ -291,7 +292,7 @@ def published_config(
             "model.save_pretrained(folder) (it writes config.json beside the weights), or "
             "give an original checkpoint file"
         )
-    state = read_checkpoint(path)
+    state = read_checkpoint(path) if state is None else state
     family = _family_of(state, hf_config, path)
     model = dict(family.model_config(state, hf_config))
     processor = read_processor_config(path) if hf_config is not None else None
