@@ -28,7 +28,6 @@ file used, or the conversion is refused naming the keys / shapes and the argumen
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import os.path as osp
 from pprint import pformat
@@ -125,7 +124,6 @@ def main() -> None:
     parser.add_argument("--config", help="a visionfm config building the model (optional)")
     parser.add_argument("--data-root", default="data/coco/", help="COCO root of the test loader")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     convert(args.source, args.out, args.config, args.data_root)
 
 
