@@ -370,7 +370,7 @@ def convert_deformable_detr_checkpoint(
     notes = check_hf_config(config, model, _HF_CONFIG)
     fmt = "Hugging Face Deformable DETR"
     if is_original_deformable_detr_checkpoint(sd):
-        fmt, sd = "original (fundamentalvision) Deformable DETR", original_to_hf(sd)
+        fmt, sd = "fundamentalvision/Deformable-DETR (original repository)", original_to_hf(sd)
     _check_variant(sd, model)
     if sd["model.level_embed"].shape[0] == 1:
         raise CheckpointError(
