@@ -112,6 +112,17 @@ def _p90(values: list[float]) -> float:
     return sorted(values)[math.ceil(0.9 * len(values)) - 1]
 
 
+def _busy_note(data: dict) -> list[str]:
+    """A warning paragraph when other processes shared the cores during the run."""
+    if max(data["load_average"]) <= data["threads"]:
+        return []
+    return [
+        f"**The machine was busy** (load average above the {data['threads']} threads used): "
+        "wall times carry other processes' share of the cores; compare the CPU times.",
+        "",
+    ]
+
+
 def markdown(data: dict) -> str:
     lat, peak = data["latency"], data["peak_mib"]
     lines = [
@@ -130,19 +141,22 @@ def markdown(data: dict) -> str:
         f"Same outputs (float64, one forward): logits {data['diff_logits']:.1e}, boxes "
         f"{data['diff_boxes']:.1e}.",
         "",
-        "| model | median ms | p90 ms | images/s | vs HF | peak memory MiB |",
-        "|---|---|---|---|---|---|",
+        *_busy_note(data),
+        "| model | median ms | p90 ms | images/s | vs HF | CPU ms | CPU vs HF | peak memory MiB |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name in ("ours", "HF"):
-        ms = lat[name]["median_ms"]
+        ms, cpu = lat[name]["median_ms"], lat[name]["cpu_ms"]
         lines.append(
             f"| {name} | {ms:.0f} | {lat[name]['p90_ms']:.0f} | {1e3 / ms:.2f} | "
-            f"{ms / lat['HF']['median_ms']:.2f} | {peak[name]:.0f} |"
+            f"{ms / lat['HF']['median_ms']:.2f} | {cpu:.0f} | {cpu / lat['HF']['cpu_ms']:.2f} | "
+            f"{peak[name]:.0f} |"
         )
     lines += [
         "",
         f"Median of {data['runs']} runs each after one warm-up, the two alternating in one "
-        "process. Peak memory: the resident-set high-water mark of one forward above the "
+        "process; CPU ms: the process's CPU time over all threads per forward (steadier than "
+        "wall time when other processes share the cores). Peak memory: the resident-set high-water mark of one forward above the "
         "resident memory just before it (`/proc/self/clear_refs` resets `VmHWM`"
         + ("" if data["peak_exact"] else "; not writable here, so the rise of the mark")
         + "), glibc returning freed memory at once.",
@@ -173,7 +187,7 @@ def main() -> None:
         fns = forwards(hf, ours, args.size)
         for fn in fns.values():  # warm-up
             fn()
-        wall, _ = common.time_in_turns(fns, args.runs)
+        wall, cpu = common.time_in_turns(fns, args.runs)
         peaks = {name: common.peak_rss_mib(fn) for name, fn in fns.items()}
     data = dict(
         load_average=[round(v, 2) for v in (load_before[0], os.getloadavg()[0])],
@@ -190,7 +204,11 @@ def main() -> None:
         diff_logits=diff_logits,
         diff_boxes=diff_boxes,
         latency={
-            name: dict(median_ms=statistics.median(t) * 1e3, p90_ms=_p90(t) * 1e3)
+            name: dict(
+                median_ms=statistics.median(t) * 1e3,
+                p90_ms=_p90(t) * 1e3,
+                cpu_ms=statistics.median(cpu[name]) * 1e3,
+            )
             for name, t in wall.items()
         },
         peak_mib={name: mib for name, (mib, _) in peaks.items()},
