@@ -229,8 +229,8 @@ def markdown(data: dict) -> str:
         )
     lines += [
         "",
-        "Published AP: COCO val2017 box AP of the original checkpoints (Deformable DETR "
-        "paper, Table 1; fundamentalvision/Deformable-DETR README).",
+        "Published AP: COCO val2017 box AP of the released original checkpoints "
+        "(fundamentalvision/Deformable-DETR README, Main Results).",
         "",
     ]
     return "\n".join(lines)

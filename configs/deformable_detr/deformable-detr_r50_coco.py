@@ -8,7 +8,8 @@
 #   python tools/test.py configs/deformable_detr/deformable-detr_r50_coco.py \
 #       checkpoints/deformable-detr/           (SenseTime/deformable-detr, save_pretrained)
 #   (or r50_deformable_detr-checkpoint.pth of the original repo)
-# Published COCO val box AP (Deformable DETR paper Table 1 / the original README): 44.5.
+# Published COCO val box AP of the released checkpoint (fundamentalvision/Deformable-DETR
+# README, Main Results): 44.5.
 # Variants: deformable-detr_r50_refine_coco.py (46.2), deformable-detr_r50_two-stage_coco.py
 # (46.9). Train from an ImageNet ResNet-50:
 #   --cfg-options model.backbone.checkpoint=resnet50.tv_in1k.safetensors
