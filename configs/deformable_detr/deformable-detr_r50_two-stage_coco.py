@@ -3,8 +3,8 @@
 # encoder proposals ranked by class 0's logit (the original trains the encoder's class head
 # class-agnostically: every target is class 0 in its loss), border / padding tokens
 # selectable with the full-image box, as the original code; their sine code through
-# Linear + LayerNorm gives positions and content. Published COCO val box AP 46.9 (
-# the released checkpoint, original README). Otherwise as the plain config.
+# Linear + LayerNorm gives positions and content. Published COCO val box AP 46.9 (the
+# released checkpoint, original README). Otherwise as the plain config.
 _base_ = ["./deformable-detr_r50_coco.py"]
 
 model = dict(
