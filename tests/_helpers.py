@@ -81,13 +81,15 @@ def write_tiny_deformable_detr(
     random_weights: bool = True,
     size: tuple[int, int] = (96, 160),
     seed: int = 0,
+    id2label: dict[int, str] | None = None,
 ):
     """A tiny HF Deformable DETR (timm resnet18, d_model 32, 9 queries) saved with
     ``save_pretrained`` into ``folder`` together with its image processor
     (``shortest_edge, longest_edge = size``); returns the HF model (float32, eval).
 
     ``random_weights``: every weight random (:func:`randomize`), so a wrong conversion shows;
-    False: HF's initialisation (a model to fine-tune)."""
+    False: HF's initialisation (a model to fine-tune). ``id2label``: the class names of
+    config.json (transformers' ``LABEL_i`` without)."""
     from transformers import (
         DeformableDetrConfig,
         DeformableDetrForObjectDetection,
@@ -111,6 +113,7 @@ def write_tiny_deformable_detr(
         num_queries=9,
         two_stage_num_proposals=9,
         num_labels=num_labels,
+        **({} if id2label is None else dict(id2label=id2label)),
         with_box_refine=two_stage,
         two_stage=two_stage,
     )

@@ -84,6 +84,32 @@ def test_inferencer_on_a_folder_equals_hugging_face(tmp_path, two_stage):
     assert sample.metainfo["ori_shape"] == SIZE
 
 
+def test_a_coco_detector_folder_runs_over_the_80_coco_categories(tmp_path):
+    """A folder whose model scores COCO's 91 category ids (id2label naming COCO's categories,
+    'N/A' between) is built with num_classes=80 (its converter keeps those rows), so labels
+    index COCO's 80 categories as CocoDataset / CocoMetric do: the detections are HF's top
+    100 without the 'N/A' ids, labels mapped from category ids to their rank."""
+    from visionfm.models.published_config import COCO_CATEGORY_NAMES
+
+    id2label = {i: COCO_CATEGORY_NAMES.get(i, "N/A") for i in range(91)}
+    folder = tmp_path / "coco-detector"
+    hf = write_tiny_deformable_detr(folder, num_labels=91, id2label=id2label)
+    image = _photo(tmp_path / "street.png")
+    ref = _reference(hf, folder, image)
+    inferencer = Inferencer(str(folder), device="cpu")
+    assert inferencer.cfg.model.head.num_classes == 80
+    sample = inferencer(str(image))
+    assert sample.metainfo["classes"] == tuple(COCO_CATEGORY_NAMES.values())
+    ids = sorted(COCO_CATEGORY_NAMES)
+    kept = torch.tensor([int(label) in COCO_CATEGORY_NAMES for label in ref["labels"]])
+    assert 0 < kept.sum() < len(kept)  # HF's top 100 holds some 'N/A' ids: left out here
+    n = int(kept.sum())
+    pred = sample.pred_instances[:n]
+    assert [ids[int(label)] for label in pred.labels] == ref["labels"][kept].tolist()
+    assert (pred.scores - ref["scores"][kept]).abs().max() <= 1e-6
+    assert (pred.bboxes - clip_boxes(ref["boxes"][kept], SIZE)).abs().max() <= 1e-3
+
+
 def test_inferencer_on_a_detr_folder_equals_hugging_face(tmp_path):
     """DETR (softmax with "no object", best class per query): HF's post-processing keeps the
     queries above the threshold in query order, ours sorts them by score."""

@@ -178,19 +178,44 @@ def processor_settings(processor: Mapping) -> tuple[list[dict], dict]:
     return pipeline, dict(type="DataPreprocessor", mean=mean, std=std)
 
 
+def _names_coco(hf_config: Mapping) -> bool:
+    """Whether ``id2label`` names COCO's categories at their category ids."""
+    labels = {int(k): v for k, v in (hf_config.get("id2label") or {}).items()}
+    return all(labels.get(i) == name for i, name in COCO_CATEGORY_NAMES.items())
+
+
+def _is_coco_detector(model: Mapping, hf_config: Mapping | None) -> bool:
+    """Whether the checkpoint scores COCO's 91 category ids (the published COCO detectors:
+    ``id2label`` naming COCO's categories at their ids, or an original checkpoint's 91
+    classes)."""
+    return find_num_classes(model) == 91 and (hf_config is None or _names_coco(hf_config))
+
+
+def _set_num_classes(node, num_classes: int) -> None:
+    """Every ``num_classes`` of a model config (head, denoising) set to ``num_classes``."""
+    if isinstance(node, dict):
+        if isinstance(node.get("num_classes"), int):
+            node["num_classes"] = num_classes
+        node = list(node.values())
+    if isinstance(node, list):
+        for value in node:
+            _set_num_classes(value, num_classes)
+
+
 def class_names(hf_config: Mapping | None, num_classes: int | None) -> tuple[str, ...]:
-    """Names of labels 0..num_classes-1: the ``config.json``'s ``id2label``; for an original
-    checkpoint (no config) COCO's by category id when the head has 91 classes (DETR-family
-    checkpoints predict the category id), its 80 in id order when it has 80; else numbers."""
+    """Names of labels 0..num_classes-1: COCO's 80 in id order for a model of 80 classes
+    (a published COCO detector, see :func:`published_config`); else the ``config.json``'s
+    ``id2label``; for an original checkpoint (no config) COCO's by category id when the head
+    has 91 classes; else numbers."""
     n = int(num_classes or 0)
+    if n == len(COCO_CATEGORY_NAMES) and (hf_config is None or _names_coco(hf_config)):
+        return tuple(COCO_CATEGORY_NAMES.values())
     if hf_config and hf_config.get("id2label"):
         labels = {int(k): str(v) for k, v in hf_config["id2label"].items()}
         n = max(n, max(labels) + 1)
         return tuple(labels.get(i, str(i)) for i in range(n))
     if n == 91:
         return tuple(COCO_CATEGORY_NAMES.get(i, "N/A") for i in range(n))
-    if n == len(COCO_CATEGORY_NAMES):
-        return tuple(COCO_CATEGORY_NAMES.values())
     return tuple(str(i) for i in range(n))
 
 
@@ -276,7 +301,10 @@ def published_config(
     folder, its weights file, or an original repository's file).
 
     The dict holds ``model`` (the family's ``model_config`` with the processor's data
-    preprocessor), ``metainfo`` (``classes`` from ``id2label`` / COCO), ``test_pipeline`` and
+    preprocessor; a published COCO detector, which scores COCO's 91 category ids, is built
+    with ``num_classes=80``: its family converter keeps the 80 categories' rows, so labels
+    index COCO's categories as ``CocoDataset`` / ``CocoMetric`` number them),
+    ``metainfo`` (``classes`` from ``id2label`` / COCO), ``test_pipeline`` and
     ``test_dataloader`` / ``test_evaluator`` / ``test_cfg`` reading COCO val2017 under
     ``data_root`` (``annotations/instances_val2017.json``, ``val2017/``; for a panoptic head
     ``annotations/panoptic_val2017.json`` and its PNGs too; move it with
@@ -305,6 +333,8 @@ def published_config(
         processor = family.processor or DETR_REFERENCE_PROCESSOR
     pipeline, preprocessor = processor_settings(processor)
     model["data_preprocessor"] = preprocessor
+    if _is_coco_detector(model, hf_config):  # evaluate / draw over COCO's 80 categories
+        _set_num_classes(model, len(COCO_CATEGORY_NAMES))
     classes = class_names(hf_config, find_num_classes(model))
     dataset, evaluator = _coco_val(model, pipeline, data_root)
     config = dict(
