@@ -167,3 +167,21 @@ def test_custom_config_builds_the_published_architecture():
     converted = family.convert(state, model, hf_config).state_dict
     own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert {k: tuple(v.shape) for k, v in converted.items()} == own
+
+
+def test_load_from_the_hf_folder_reinitialises_the_class_layers(tmp_path, logs):
+    """load_from's path (mmengine's loader + load_checkpoint_to_model) on the HF folder itself:
+    converted strictly, the 5-class rows re-initialised for 2 classes and logged."""
+    from visionfm.engine.checkpoint import load_checkpoint_to_model, load_from_local_weights_only
+
+    converted = _converted(tmp_path)
+    model_cfg = copy.deepcopy(load_config(str(converted / "config.py")).model)
+    model_cfg["head"]["num_classes"] = 2
+    model = MODELS.build(model_cfg)
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    load_checkpoint_to_model(model, load_from_local_weights_only(str(tmp_path / "hf")))
+    reference = torch.load(converted / "model.pth", weights_only=True)["state_dict"]
+    for key, value in model.state_dict().items():
+        expected = initial[key] if key in CLASS_KEYS else reference[key]
+        assert torch.equal(value, expected), key
+    assert any("re-initialised 2 class-dependent tensors" in m for m in logs)
