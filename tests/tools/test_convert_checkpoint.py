@@ -215,3 +215,14 @@ def test_config_option_builds_the_model_from_a_visionfm_config(tmp_path):
     first = torch.load(tmp_path / "first/model.pth", weights_only=True)["state_dict"]
     again = torch.load(tmp_path / "again/model.pth", weights_only=True)["state_dict"]
     assert first.keys() == again.keys() and all(torch.equal(v, again[k]) for k, v in first.items())
+
+
+def test_a_checkpoint_of_another_architecture_is_refused(tmp_path):
+    """A DETR folder into a Deformable DETR model: refused naming what differs and the
+    arguments to set (the way out: convert_checkpoint.py builds the folder's own model)."""
+    from _helpers import write_tiny_detr
+
+    model = _model_for(tmp_path)  # a Deformable DETR
+    write_tiny_detr(tmp_path / "detr")
+    with pytest.raises(CheckpointError, match=r"(?s)another architecture.*classification.*set"):
+        load_model_weights(model, str(tmp_path / "detr"))
