@@ -235,3 +235,53 @@ def tiny_vit_grounding(text_model: str, embed_dims: int = 32, frozen: bool = Tru
         neck=tiny_simple_fpn(c),
         head=tiny_grounding_head(dict(p3=c, p4=c), dict(p3=8, p4=16), embed_dims=c, **head),
     )
+
+
+def tiny_lw_detr_head(
+    num_classes: int,
+    in_channels: dict[str, int],
+    strides: dict[str, int],
+    *,
+    embed_dims: int = 32,
+    num_queries: int = 10,
+    num_groups: int = 3,
+    max_per_img: int = 10,
+    project_inputs: bool = False,
+    **options,
+) -> dict:
+    """An LW-DETR / RF-DETR head (no encoder; two decoder layers with 2 self-attention and 4
+    cross-attention heads, 2 points; learned reference deltas on the top-k proposals,
+    ``bbox_reparam`` boxes, ``num_groups`` query groups) on the levels ``in_channels`` /
+    ``strides``; without ``project_inputs`` they must be ``embed_dims`` wide (a projector's).
+    ``options`` go to the head."""
+    c = embed_dims
+    return dict(
+        type="DETRHead",
+        num_classes=num_classes,
+        embed_dims=c,
+        num_queries=num_queries,
+        num_groups=num_groups,
+        in_channels=in_channels,
+        strides=strides,
+        encoder=None,
+        project_inputs=project_inputs,
+        decoder=dict(
+            type="DetrDecoder",
+            num_layers=2,
+            box_param="reparam",
+            ref_point_head=dict(
+                type="DetrMLP", in_dims=2 * c, hidden_dims=c, out_dims=c, num_layers=2
+            ),
+            layer=dict(
+                type="DetrDecoderLayer",
+                self_attn=dict(type="DetrMultiheadAttention", embed_dims=c, num_heads=2),
+                cross_attn=deform_attn(c, 4, len(in_channels), 2),
+                ffn=detr_ffn(c),
+            ),
+        ),
+        matcher=dict(type="HungarianMatcher"),
+        two_stage=True,
+        mixed_query_selection=True,
+        anchor_deltas=True,
+        **{"test_cfg": dict(max_per_img=max_per_img), "cls_loss": "iou_aware", **options},
+    )

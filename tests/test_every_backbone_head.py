@@ -19,7 +19,14 @@ import numpy as np
 import pytest
 import torch
 from _helpers import write_tiny_bert
-from _tiny_models import deform_attn, detr_encoder, detr_ffn, tiny_dino_head, tiny_grounding_head
+from _tiny_models import (
+    deform_attn,
+    detr_encoder,
+    detr_ffn,
+    tiny_dino_head,
+    tiny_grounding_head,
+    tiny_lw_detr_head,
+)
 from torch import nn
 
 from visionfm.backbones import Backbone
@@ -105,6 +112,13 @@ def _dino(channels: dict[str, int], strides: dict[str, int]) -> nn.Module:
             num_points=2,
         )
     )
+
+
+def _lw_detr(channels: dict[str, int], strides: dict[str, int]) -> nn.Module:
+    """LW-DETR / RF-DETR's head (no encoder, reference deltas, reparam boxes, 3 query groups)
+    with its inputs projected to one width, so that it reads any neck's levels."""
+    head = tiny_lw_detr_head(NUM_CLASSES, channels, strides, num_queries=6, project_inputs=True)
+    return MODELS.build(head)
 
 
 def _check_instances(sample, height: int, width: int) -> None:
@@ -224,6 +238,7 @@ HEADS: dict[str, tuple[Callable[[dict, dict], nn.Module], Callable]] = {
     "SegFormerHead": (_semantic("SegFormerHead"), _check_sem_seg),
     "FCNHead": (_semantic("FCNHead"), _check_sem_seg),
     "DETRHead": (_dino, _check_instances),
+    "DETRHead (LW-DETR)": (_lw_detr, _check_instances),
     "GroundingDINOHead": (_grounding, _check_instances),
     "DPTDepthHead": (_dpt_depth, _check_depth),
     "Mask2FormerHead": (_mask2former, _check_universal),

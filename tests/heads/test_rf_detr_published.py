@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from _helpers import randomize
-from _tiny_models import overfit
+from _tiny_models import overfit, tiny_lw_detr_head
 from mmengine.structures import InstanceData
 
 from visionfm.data import DataSample
@@ -26,47 +26,11 @@ transformers = pytest.importorskip("transformers")
 C, NUM_CLASSES, QUERIES, GROUPS = 32, 5, 10, 3
 
 
-def tiny_lw_detr_head(
-    levels: dict[str, int], num_groups: int = GROUPS, num_queries: int = QUERIES, **options
-) -> dict:
-    """Our head for the tiny HF models below: ``levels`` ``{name: stride}``, each ``C`` wide."""
-    c = C
-    return dict(
-        type="DETRHead",
-        num_classes=NUM_CLASSES,
-        embed_dims=c,
-        num_queries=num_queries,
-        in_channels={k: c for k in levels},
-        strides=levels,
-        encoder=None,
-        project_inputs=False,
-        decoder=dict(
-            type="DetrDecoder",
-            num_layers=2,
-            box_param="reparam",
-            ref_point_head=dict(
-                type="DetrMLP", in_dims=2 * c, hidden_dims=c, out_dims=c, num_layers=2
-            ),
-            layer=dict(
-                type="DetrDecoderLayer",
-                self_attn=dict(type="DetrMultiheadAttention", embed_dims=c, num_heads=2),
-                cross_attn=dict(
-                    type="DeformableMemoryAttention",
-                    embed_dims=c,
-                    num_heads=4,
-                    num_levels=len(levels),
-                    num_points=2,
-                ),
-                ffn=dict(type="DetrFFN", embed_dims=c, feedforward_dims=2 * c),
-            ),
-        ),
-        matcher=dict(type="HungarianMatcher"),
-        two_stage=True,
-        mixed_query_selection=True,
-        anchor_deltas=True,
-        num_groups=num_groups,
-        **{"test_cfg": dict(max_per_img=QUERIES * NUM_CLASSES), **options},
-    )
+def lw_detr_head(levels: dict[str, int], **options) -> dict:
+    """Our head for the tiny HF models below: ``levels`` ``{name: stride}``, each ``C`` wide
+    (``options``: ``num_groups``, ``num_queries``, the head's arguments)."""
+    options = {"num_groups": GROUPS, "max_per_img": QUERIES * NUM_CLASSES, **options}
+    return tiny_lw_detr_head(NUM_CLASSES, {k: C for k in levels}, levels, **options)
 
 
 def _decoder_config(**options) -> dict:
@@ -141,7 +105,7 @@ class _Holder(torch.nn.Module):
 
 def _head_from(hf, levels, **options):
     """Our head built for ``levels`` with ``hf``'s decoder / query / prediction weights."""
-    head = MODELS.build(tiny_lw_detr_head(levels, **options)).double()
+    head = MODELS.build(lw_detr_head(levels, **options)).double()
     converted = convert_head(hf.state_dict(), _Holder(head))
     head.load_state_dict({k[len("head.") :]: v for k, v in converted.items()}, strict=True)
     return head
@@ -275,10 +239,10 @@ def test_counts_refused_naming_the_argument():
         (dict(num_groups=2), "head.num_groups=3"),
         (dict(num_queries=7), "head.num_queries=10"),
     ):
-        cfg = tiny_lw_detr_head(levels, **options)
+        cfg = lw_detr_head(levels, **options)
         with pytest.raises(CheckpointError, match=argument):
             convert_lw_detr_checkpoint(sd, _Holder(MODELS.build(cfg)))
-    cfg = tiny_lw_detr_head(levels)
+    cfg = lw_detr_head(levels)
     cfg["decoder"]["num_layers"] = 3
     with pytest.raises(CheckpointError, match="head.decoder.num_layers=2"):
         convert_lw_detr_checkpoint(sd, _Holder(MODELS.build(cfg)))
@@ -288,13 +252,13 @@ def test_bad_head_options_refused():
     """Unprojected inputs of another width, groups without mixed two-stage queries, deltas
     without mixed selection: refused at construction, naming the argument."""
     levels = dict(p3=8)
-    cfg = tiny_lw_detr_head(levels)
+    cfg = lw_detr_head(levels)
     cfg["in_channels"] = dict(p3=16)
     with pytest.raises(ValueError, match="project_inputs"):
         MODELS.build(cfg)
     with pytest.raises(ValueError, match="num_groups"):
-        MODELS.build(tiny_lw_detr_head(levels, num_groups=0))
-    cfg = tiny_lw_detr_head(levels)
+        MODELS.build(lw_detr_head(levels, num_groups=0))
+    cfg = lw_detr_head(levels)
     cfg.update(mixed_query_selection=False)
     with pytest.raises(ValueError, match="anchor_deltas"):
         MODELS.build(cfg)
@@ -313,9 +277,7 @@ def test_postprocess_equals_hugging_face():
     expected = transformers.RfDetrImageProcessor().post_process_object_detection(
         ref, threshold=threshold, target_sizes=[size], top_k=top_k
     )[0]
-    head = MODELS.build(
-        tiny_lw_detr_head(levels, test_cfg=dict(max_per_img=top_k, score_thr=threshold))
-    )
+    head = MODELS.build(lw_detr_head(levels, test_cfg=dict(max_per_img=top_k, score_thr=threshold)))
     ours = head.postprocess(ref.logits[0], ref.pred_boxes[0], dict(img_shape=size), rescale=False)
     assert 0 < len(ours) < top_k
     assert torch.equal(ours.labels, expected["labels"])
