@@ -269,6 +269,7 @@ def tiny_lw_detr_head(
             type="DetrDecoder",
             num_layers=2,
             box_param="reparam",
+            query_pos_frame="padded",
             ref_point_head=dict(
                 type="DetrMLP", in_dims=2 * c, hidden_dims=c, out_dims=c, num_layers=2
             ),

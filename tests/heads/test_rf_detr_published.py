@@ -147,6 +147,30 @@ def test_head_equals_hugging_face(family):
     _compare(ours, ref)
 
 
+def test_head_padded_batch_equals_hugging_face():
+    """A batch of a 48 x 80 image and a 40 x 64 one padded to 48 x 80: our head (padding from
+    each sample's img_shape) equals HF's run with the pixel mask, for both images: the
+    proposals normalised to each valid region, padded tokens never selected and masked in the
+    deformable attention, query positions in the padded frame (``query_pos_frame='padded'``,
+    as HF's valid-ratio scaling)."""
+    hf, levels = hf_lw_detr()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 48, 80, dtype=torch.float64, generator=gen)
+    x[1, :, 40:], x[1, :, :, 64:] = 0.0, 0.0
+    mask = torch.ones(2, 48, 80, dtype=torch.long)
+    mask[1, 40:], mask[1, :, 64:] = 0, 0
+    samples = [
+        DataSample(metainfo=dict(img_shape=shape, batch_input_shape=(48, 80)))
+        for shape in ((48, 80), (40, 64))
+    ]
+    head = _head_from(hf, levels).eval()
+    with torch.no_grad():
+        out = hf.model.backbone(x, mask)
+        feats = {k: f for k, (f, _) in zip(levels, out)}
+        ref, ours = hf(pixel_values=x, pixel_mask=mask), head(feats, samples)
+    _compare(ours, ref)
+
+
 def test_head_training_groups_equal_hugging_face():
     """In training every query group runs, each with its own proposals, and no group attends
     another (HF splits the groups into the batch; we mask the self-attention): all groups'

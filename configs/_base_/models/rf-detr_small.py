@@ -60,6 +60,7 @@ model = dict(
             type="DetrDecoder",
             num_layers=3,
             box_param="reparam",
+            query_pos_frame="padded",  # HF's frame: the same outputs on padded batches too
             ref_point_head=dict(
                 type="DetrMLP",
                 in_dims=2 * embed_dims,

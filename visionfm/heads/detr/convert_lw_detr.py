@@ -216,6 +216,12 @@ _ENTRIES = [
         lambda v: f"head.decoder.layer.ffn.act_layer={v!r}",
     ),
     ConfigEntry(
+        "query positions from references in the padded frame (HF's valid-ratio scaling)",
+        lambda c: "padded",
+        lambda m: m.head.decoder.query_pos_frame,
+        lambda v: f"head.decoder.query_pos_frame={v!r}",
+    ),
+    ConfigEntry(
         "the LW-DETR head (no encoder or input projection, learned reference deltas, "
         "bbox_reparam, no refinement between layers)",
         lambda c: _EXPECTED_HEAD,

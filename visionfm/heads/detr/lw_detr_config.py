@@ -99,6 +99,7 @@ def lw_detr_model_config(sd: Mapping[str, torch.Tensor], config: Mapping | None)
             type="DetrDecoder",
             num_layers=c.get("decoder_layers", 3),
             box_param="reparam",
+            query_pos_frame="padded",  # as HF: equal on unpadded images, and on padded batches
             ref_point_head=dict(
                 type="DetrMLP", in_dims=2 * d, hidden_dims=d, out_dims=d, num_layers=2
             ),
