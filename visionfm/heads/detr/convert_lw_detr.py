@@ -23,14 +23,24 @@ embed``                                            (``num_groups * num_queries``
 ``class_embed`` / ``bbox_embed``                   ``head.cls_heads.0`` / ``head.box_heads.0``
 =================================================  =========================================
 
+Those are the names of HF's modules. Files store other names, read first
+(:func:`_stored_to_hf`): what ``save_pretrained`` writes and the hub folders hold (RF-DETR:
+Roboflow's original prefix-free names, ``backbone.0.encoder.encoder.*``,
+``backbone.0.projector.stages.0.*``, ``transformer.decoder.*`` with fused ``in_proj``,
+``refpoint_embed``, ``query_feat``; both families' backbones with split attention names), so
+Roboflow's own ``.pth`` files load too. A 91-row COCO-id checkpoint loads into COCO's 80
+categories by their rows. The class count is not checked here: ``load_from`` re-initialises
+the class layers of another count (fine-tuning), ``load_model_weights`` refuses it.
+
 The architecture these checkpoints share (``lw_detr_config.lw_detr_model_config`` builds it
-from the ``config.json``): no transformer encoder, no input projection (``project_inputs=False``), the
-projector's levels as they are; two-stage mixed query selection whose references are the
-top-k proposals moved by the learned ``reference_point_embed`` (``anchor_deltas=True``),
-boxes as ``bbox_reparam`` (the decoder's ``box_param='reparam'``), references not refined
-between decoder layers (``with_box_refine=False``: one class head and one box head), Group
-DETR with ``group_detr`` groups (``num_groups``). A model built otherwise is refused naming
-the argument to set.
+from the ``config.json``): no transformer encoder, no input projection
+(``project_inputs=False``), the projector's levels as they are; two-stage mixed query
+selection whose references are the top-k proposals moved by the learned
+``reference_point_embed`` (``anchor_deltas=True``), boxes as ``bbox_reparam`` (the decoder's
+``box_param='reparam'``), references not refined between decoder layers
+(``with_box_refine=False``: one class head and one box head), query positions in the padded
+frame (``query_pos_frame='padded'``), Group DETR with ``group_detr`` groups
+(``num_groups``). A model built otherwise is refused naming the argument to set.
 """
 
 from __future__ import annotations
