@@ -33,9 +33,9 @@ encoder (``encoder=None``) and no input projection (``project_inputs=False``: th
 neck makes the levels), two-stage mixed selection whose references are the proposals moved by
 learned 4-d deltas (``anchor_deltas``), ``bbox_reparam`` boxes (the decoder's
 ``box_param='reparam'``), references kept over the layers (``with_box_refine=False``), Group
-DETR (``num_groups``: per-group proposal heads and top-k, groups masked apart in the decoder's
-self-attention, each group matched on its own, in training only) and the IoU-aware BCE
-(``cls_loss='iou_aware'``); see ``configs/_base_/models/rf-detr_small.py``.
+DETR (``num_groups``: per-group proposal heads and top-k, each group decoded as an image of
+its own so that groups never attend each other, each matched on its own; in training only)
+and the IoU-aware BCE (``cls_loss='iou_aware'``); see ``configs/_base_/models/rf-detr_small.py``.
 
 Losses (all variants): sigmoid focal classification + L1 + GIoU after Hungarian matching
 with focal costs, on every decoder layer (``d{i}.`` prefixes for the auxiliary ones), on the
@@ -97,10 +97,21 @@ def _resize_mask(mask: Tensor, like: Tensor) -> Tensor:
     return F.interpolate(mask[None].float(), size=like.shape[-2:])[0].bool()
 
 
-def group_attention_mask(num_groups: int, group_size: int) -> Tensor:
-    """(G * n, G * n) bool, True = may attend: each query attends its own group only."""
-    group = torch.arange(num_groups).repeat_interleave(group_size)
-    return group[:, None] == group[None, :]
+def _fold_groups(x: Tensor, groups: int) -> Tensor:
+    """(B, G * Q, D) -> (B * G, Q, D): Group DETR's query groups as images of their own."""
+    return x.unflatten(1, (groups, -1)).flatten(0, 1)
+
+
+def _repeat_batch(memory: Memory, groups: int) -> Memory:
+    """``memory`` with every image repeated ``groups`` times (image b's copies at
+    ``b * G .. b * G + G - 1``), for :func:`_fold_groups`' queries."""
+    return replace(
+        memory,
+        feats=memory.feats.repeat_interleave(groups, 0),
+        pos=memory.pos.repeat_interleave(groups, 0),
+        padding_mask=memory.padding_mask.repeat_interleave(groups, 0),
+        valid_ratios=memory.valid_ratios.repeat_interleave(groups, 0),
+    )
 
 
 def _select(feats: Mapping[str, Tensor], in_channels) -> dict[str, Tensor]:
@@ -168,8 +179,10 @@ class DETRHead(Head):
             proposal moved by a learned 4-d delta (LW-DETR / RF-DETR ``refpoint_embed``).
         num_groups: Group DETR (LW-DETR / RF-DETR ``group_detr``): in training ``num_groups``
             groups of ``num_queries`` queries, each with its own proposal heads and top-k,
-            that do not attend each other, each matched to every target on its own; at
-            inference the first group only. Needs two-stage mixed query selection.
+            that do not attend each other (the decoder runs each group as an image of its
+            own: the block-diagonal self-attention without computing the masked pairs), each
+            matched to every target on its own; at inference the first group only. Needs
+            two-stage mixed query selection.
         test_cfg: ``max_per_img`` (top-k over queries x classes), ``score_thr``; a dict
             setting some of them.
     """
@@ -451,9 +464,11 @@ class DETRHead(Head):
         dn, mask = None, None
         if self.denoising is not None and self.training and targets is not None:
             dn = self.denoising(targets, self.num_queries)
-        if query.shape[1] > self.num_queries:  # Group DETR in training: groups apart
-            mask = group_attention_mask(query.shape[1] // self.num_queries, self.num_queries)
-            mask = mask.to(query.device)
+        groups = query.shape[1] // self.num_queries  # Group DETR in training: > 1
+        decoder_memory = memory
+        if groups > 1:  # groups never attend each other: each runs as an image of its own
+            query, reference = _fold_groups(query, groups), _fold_groups(reference, groups)
+            decoder_memory = _repeat_batch(memory, groups)
         if dn is not None:
             query = torch.cat((dn[0], query), dim=1)
             reference = torch.cat((dn[1], reference), dim=1)
@@ -464,12 +479,14 @@ class DETRHead(Head):
             query,
             query_pos,
             reference,
-            memory,
+            decoder_memory,
             box_heads,
             mask,
             self.with_box_refine,
             self.look_forward_twice,
         )
+        if groups > 1:  # (layers, B * G, Q, ...) -> (layers, B, G * Q, ...)
+            hidden, boxes = (t.unflatten(1, (-1, groups)).flatten(2, 3) for t in (hidden, boxes))
         logits = torch.stack(
             [
                 self.cls_heads[min(i, len(self.cls_heads) - 1)](h, memory)
