@@ -43,7 +43,9 @@ model = dict(
         in_channels=dict(_delete_=True, p3=embed_dims),
         strides=dict(_delete_=True, p3=8),
         decoder=dict(
-            ref_point_head=dict(in_dims=2 * embed_dims, hidden_dims=embed_dims, out_dims=embed_dims),
+            ref_point_head=dict(
+                in_dims=2 * embed_dims, hidden_dims=embed_dims, out_dims=embed_dims
+            ),
             layer=dict(
                 self_attn=dict(embed_dims=embed_dims, num_heads=4),
                 cross_attn=dict(embed_dims=embed_dims, num_heads=8, num_points=4),
