@@ -88,6 +88,18 @@ SUITES = {
         "published_detr",
         quick=["--size", "256", "320", "--runs", "1", "--variants", "plain"],
     ),
+    "published_rf_detr": Suite(
+        "Published RF-DETR-S: visionfm vs HF",
+        "bench_published_rf_detr.py",
+        "published_rf_detr",
+        quick=["--size", "256", "--runs", "1"],
+    ),
+    "published_mask2former": Suite(
+        "Published Mask2Former Swin-T: visionfm vs HF",
+        "bench_published_mask2former.py",
+        "published_mask2former",
+        quick=["--size", "192", "--runs", "1"],
+    ),
     "time_to_accuracy": Suite(
         "Time to accuracy: DINO demo vs HF Deformable DETR",
         "bench_time_to_accuracy.py",
@@ -320,10 +332,26 @@ def published_detr_target(results: Path) -> dict:
     return _row(name, measured, max(ratios.values()) <= 1.0, "bench_published_detr")
 
 
+def published_latency_target(results: Path, stem: str, model: str) -> dict:
+    """A published model's latency: ours / HF <= 1.0 (same weights and input)."""
+    data = _load(results, stem)
+    name = f"published {model}: latency ours / HF <= 1.0 (same weights and input)"
+    if data is None:
+        return _row(name, "no results", None, f"bench_{stem}")
+    ratio = data["latency"]["ours"]["median_ms"] / data["latency"]["HF"]["median_ms"]
+    cpu_ms = data.get("cpu_ms") or {k: v["cpu_ms"] for k, v in data["latency"].items()}
+    cpu = cpu_ms["ours"] / cpu_ms["HF"]
+    measured = f"{ratio:.2f} (wall; CPU time {cpu:.2f}; {data['size']} px, load "
+    measured += f"{data['load_average'][0]})"
+    return _row(name, measured, ratio <= 1.0, f"bench_{stem}")
+
+
 def targets(results: Path) -> list[dict]:
     rows = [backbone_target(results), *mfu_target(results), deform_target(results)]
     rows += attention_targets(results)
     rows.append(published_detr_target(results))
+    rows.append(published_latency_target(results, "published_rf_detr", "RF-DETR-S"))
+    rows.append(published_latency_target(results, "published_mask2former", "Mask2Former Swin-T"))
     tta = time_to_accuracy_row(results)
     return rows + ([tta] if tta else []) + detector_rows(results)
 
