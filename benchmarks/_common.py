@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import platform
 import statistics
@@ -136,10 +137,19 @@ def in_turns(names: Sequence[str], rounds: int) -> Iterator[str]:
 
 
 def time_in_turns(
-    fns: dict[str, Callable[[], object]], rounds: int
+    fns: dict[str, Callable[[], object]],
+    rounds: int,
+    warm_up: bool = False,
+    progress: Callable[[], object] | None = None,
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Calls every function of ``fns`` ``rounds`` times, in turns (``in_turns``) -> (wall-clock
-    seconds, process CPU seconds over all threads) of every call, by name."""
+    seconds, process CPU seconds over all threads) of every call, by name. ``warm_up``: one
+    untimed call of each first; ``progress`` is called after every call (e.g. a tqdm bar's
+    ``update``)."""
+    for fn in fns.values() if warm_up else ():
+        fn()
+        if progress:
+            progress()
     wall: dict[str, list[float]] = {name: [] for name in fns}
     cpu: dict[str, list[float]] = {name: [] for name in fns}
     for name in in_turns(list(fns), rounds):
@@ -147,6 +157,8 @@ def time_in_turns(
         fns[name]()
         wall[name].append(time.perf_counter() - start_wall)
         cpu[name].append(time.process_time() - start_cpu)
+        if progress:
+            progress()
     return wall, cpu
 
 
@@ -155,7 +167,111 @@ def median_ms(seconds: dict[str, list[float]]) -> dict[str, float]:
     return {name: statistics.median(t) * 1e3 for name, t in seconds.items()}
 
 
+def p90(values: list[float]) -> float:
+    """The 90th percentile of ``values`` (the smallest value at or above 90 % of them)."""
+    return sorted(values)[math.ceil(0.9 * len(values)) - 1]
+
+
+def p90_ms(seconds: dict[str, list[float]]) -> dict[str, float]:
+    """name -> the 90th percentile of its times, seconds in, milliseconds out."""
+    return {name: p90(t) * 1e3 for name, t in seconds.items()}
+
+
+def wall_stats(seconds: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """name -> ``{'median_ms', 'p90_ms'}`` of its times (seconds in)."""
+    median, high = median_ms(seconds), p90_ms(seconds)
+    return {name: dict(median_ms=median[name], p90_ms=high[name]) for name in seconds}
+
+
+# ---------------------------------------------------------------- ours against a reference
+
+
+def max_differences(
+    forwards: Callable[..., dict[str, Callable[[], tuple]]], reference, ours, *args
+) -> tuple[float, ...]:
+    """Largest |ours - reference| of each output, both models run in float64 and put back
+    in float32 after. ``forwards(reference, ours, *args, torch.float64)`` -> ``{'ours': fn,
+    'HF': fn}``, each returning a tuple of tensors of the same shapes."""
+    import torch
+
+    fns = forwards(reference.double(), ours.double(), *args, torch.float64)
+    got, expected = fns["ours"](), fns["HF"]()
+    reference.float(), ours.float()
+    return tuple((a - b).abs().max().item() for a, b in zip(got, expected, strict=True))
+
+
+def returning_freed_memory() -> None:
+    """Re-runs this script (``os.execve``) with ``MALLOC_RETURNS_FREED`` set, unless it is set
+    already: for ``peak_rss_mib`` in the process itself."""
+    if any(os.environ.get(k) != v for k, v in MALLOC_RETURNS_FREED.items()):
+        os.execve(sys.executable, [sys.executable, *sys.argv],
+                  dict(os.environ, **MALLOC_RETURNS_FREED))  # fmt: skip
+
+
 # ---------------------------------------------------------------- output
+
+
+def run_facts(script: str, threads: int, load_before: float) -> dict:
+    """What a report says of the run: 1-minute load average before (``load_before``) and
+    now, date, machine, torch and transformers builds, threads, ``OMP_WAIT_POLICY`` and the
+    command line of ``script`` (its path in the repository)."""
+    import transformers
+
+    return dict(
+        load_average=[round(v, 2) for v in (load_before, os.getloadavg()[0])],
+        date=timestamp(),
+        machine=machine(),
+        torch=torch_build(),
+        transformers=transformers.__version__,
+        threads=threads,
+        omp_wait_policy=omp_wait_policy(),
+        command="python " + " ".join([script, *sys.argv[1:]]),
+    )
+
+
+def run_line(data: dict) -> str:
+    """The markdown sentence of ``run_facts``' entries in ``data`` (machine to command)."""
+    return (
+        f"{data['machine']}; {data['torch']}; transformers {data['transformers']}; "
+        f"{data['threads']} threads; OMP_WAIT_POLICY {data['omp_wait_policy']}; 1-minute load "
+        f"average {data['load_average'][0]} before, {data['load_average'][1]} after. "
+        f"Command: `{data['command']}`."
+    )
+
+
+def busy_note(data: dict, text: str) -> list[str]:
+    """``[text, '']`` (a markdown paragraph) when the load average before or after the run
+    (``run_facts``) was above the threads used, else ``[]``."""
+    return [text, ""] if max(data["load_average"]) > data["threads"] else []
+
+
+def peak_sentence(exact: bool) -> str:
+    """How a peak of ``peak_rss_mib`` in the timing process itself was measured."""
+    return (
+        "Peak memory: the resident-set high-water mark of one forward above the "
+        "resident memory just before it (`/proc/self/clear_refs` resets `VmHWM`"
+        + ("" if exact else "; not writable here, so the rise of the mark")
+        + "), glibc returning freed memory at once."
+    )
+
+
+def ours_vs_hf_rows(
+    median: dict[str, float], high: dict[str, float], cpu: dict[str, float], peak: dict
+) -> list[str]:
+    """A markdown table of 'ours' against 'HF': median and p90 wall ms, images/s, CPU ms
+    and peak MiB (each a dict by name), with the ratios to HF."""
+    lines = [
+        "| model | median ms | p90 ms | images/s | vs HF | CPU ms | CPU vs HF | peak memory MiB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in ("ours", "HF"):
+        ms = median[name]
+        lines.append(
+            f"| {name} | {ms:.0f} | {high[name]:.0f} | {1e3 / ms:.2f} | "
+            f"{ms / median['HF']:.2f} | {cpu[name]:.0f} | {cpu[name] / cpu['HF']:.2f} | "
+            f"{peak[name]:.0f} |"
+        )
+    return lines
 
 
 def fmt(value: float | None, spec: str, missing: str = "—") -> str:

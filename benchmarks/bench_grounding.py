@@ -31,12 +31,8 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import math
 import os
-import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import _common as common
@@ -125,21 +121,6 @@ def max_difference(hf, ours, size: int) -> tuple[float, float]:
     )
 
 
-def time_turns(fns, runs: int, bar) -> dict[str, list[float]]:
-    """Seconds of every call of each function over ``runs`` rounds in turns (after one
-    warm-up call each)."""
-    for fn in fns.values():
-        fn()
-        bar.update()
-    seconds: dict[str, list[float]] = {name: [] for name in fns}
-    for name in common.in_turns(list(fns), runs):
-        start = time.perf_counter()
-        fns[name]()
-        seconds[name].append(time.perf_counter() - start)
-        bar.update()
-    return seconds
-
-
 def video_fns(inferencer, frames: list[np.ndarray]):
     """-> {'prompt cached': fn, 'prompt every frame': fn}: each call runs the next frame."""
     encoder = inferencer.model.text_encoder
@@ -157,31 +138,14 @@ def video_fns(inferencer, frames: list[np.ndarray]):
     return {"prompt cached": mode(False), "prompt every frame": mode(True)}
 
 
-def _p90(values: list[float]) -> float:
-    return sorted(values)[math.ceil(0.9 * len(values)) - 1]
-
-
-def _stats(seconds: dict[str, list[float]]) -> dict[str, dict[str, float]]:
-    return {
-        name: dict(median_ms=statistics.median(t) * 1e3, p90_ms=_p90(t) * 1e3)
-        for name, t in seconds.items()
-    }
+def time_turns(fns, runs: int, bar) -> dict[str, dict[str, float]]:
+    """Median and p90 ms of each function over ``runs`` rounds in turns (after one warm-up
+    call each)."""
+    wall, _ = common.time_in_turns(fns, runs, warm_up=True, progress=bar.update)
+    return common.wall_stats(wall)
 
 
 # ---------------------------------------------------------------- report
-
-
-def _busy_note(data: dict) -> list[str]:
-    """A warning paragraph when other processes shared the cores during the run."""
-    if max(data["load_average"]) <= data["threads"]:
-        return []
-    return [
-        f"**The machine was busy** (load average above the {data['threads']} threads used): "
-        "these timings carry another process's share of the cores. Differences of a few "
-        "tens of percent, and the text model's time (many small operations, each waiting for "
-        "a core), are within that noise; rerun on an idle machine to compare.",
-        "",
-    ]
 
 
 def markdown(data: dict) -> str:
@@ -189,12 +153,15 @@ def markdown(data: dict) -> str:
     lines = [
         f"# Grounding DINO on CPU: ours vs HF, prompt cache on video ({data['date']})",
         "",
-        f"{data['machine']}; {data['torch']}; transformers {data['transformers']}; "
-        f"{data['threads']} threads; OMP_WAIT_POLICY {data['omp_wait_policy']}; 1-minute load "
-        f"average {data['load_average'][0]} before, {data['load_average'][1]} after. "
-        f"Command: `{data['command']}`.",
+        common.run_line(data),
         "",
-        *_busy_note(data),
+        *common.busy_note(
+            data,
+            f"**The machine was busy** (load average above the {data['threads']} threads "
+            "used): these timings carry another process's share of the cores. Differences of a "
+            "few tens of percent, and the text model's time (many small operations, each "
+            "waiting for a core), are within that noise; rerun on an idle machine to compare.",
+        ),
         "Model (random weights, HF's initialisation, converted into ours): grounding-dino-tiny's "
         f"architecture (`{MODEL_CONFIG}`: Swin-T, d_model 256, 6 encoder + 6 decoder layers, "
         f"900 queries, 4 levels x 4 points) with the text model `{data['text_model']}` "
@@ -259,7 +226,6 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
 
-    import transformers
     from transformers import GroundingDinoForObjectDetection
 
     from visionfm.apis import Inferencer
@@ -274,28 +240,21 @@ def main() -> None:
     ours = inferencer.model
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 255, (480, 640, 3), dtype=np.uint8) for _ in range(args.frames)]
-    load_before = os.getloadavg()
+    load_before = os.getloadavg()[0]
     total = 2 + 2 * (args.runs + 1) + 2 * (args.frames + 1) + TEXT_RUNS + 1
     with torch.no_grad(), tqdm(total=total, desc="grounding benchmark", unit="run") as bar:
         diff_logits, diff_boxes = max_difference(hf, ours, args.size)
         bar.update(2)
-        latency = _stats(time_turns(forwards(hf, ours, args.size), args.runs, bar))
-        video = _stats(time_turns(video_fns(inferencer, frames), args.frames, bar))
+        latency = time_turns(forwards(hf, ours, args.size), args.runs, bar)
+        video = time_turns(video_fns(inferencer, frames), args.frames, bar)
 
         def encode_text():
             ours.text_encoder.clear_cache()
             ours.text_encoder([CAPTION])
 
-        text_ms = _stats(time_turns({"text": encode_text}, TEXT_RUNS, bar))["text"]["median_ms"]
+        text_ms = time_turns({"text": encode_text}, TEXT_RUNS, bar)["text"]["median_ms"]
     data = dict(
-        load_average=[round(v, 2) for v in (*load_before[:1], os.getloadavg()[0])],
-        date=common.timestamp(),
-        machine=common.machine(),
-        torch=common.torch_build(),
-        transformers=transformers.__version__,
-        threads=args.threads,
-        omp_wait_policy=common.omp_wait_policy(),
-        command="python " + " ".join(["benchmarks/bench_grounding.py", *sys.argv[1:]]),
+        **common.run_facts("benchmarks/bench_grounding.py", args.threads, load_before),
         text_model=args.text_model or "MiniLM-L6 (visionfm.text.default_text_model())",
         text_params_m=sum(p.numel() for p in ours.text_encoder.model.parameters()) / 1e6,
         params_m=sum(p.numel() for p in ours.parameters()) / 1e6,

@@ -31,12 +31,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import _common as common
@@ -113,18 +110,6 @@ def forwards(hf, ours, size: tuple[int, int], dtype=torch.float32):
     return {"ours": run_ours, "HF": run_hf}
 
 
-def max_difference(hf, ours, size: tuple[int, int]) -> tuple[float, float]:
-    """Largest |ours - HF| of the logits and boxes, both models in float64."""
-    fns = forwards(hf.double(), ours.double(), size, torch.float64)
-    (logits, boxes), (hf_logits, hf_boxes) = fns["ours"](), fns["HF"]()
-    hf.float(), ours.float()
-    return (logits - hf_logits).abs().max().item(), (boxes - hf_boxes).abs().max().item()
-
-
-def _p90(values: list[float]) -> float:
-    return sorted(values)[math.ceil(0.9 * len(values)) - 1]
-
-
 def peak_worker(case: dict) -> dict:
     """In a fresh process (``MALLOC_RETURNS_FREED``): the peak memory of one forward of
     ``case['model']`` after a warm-up one."""
@@ -148,28 +133,19 @@ def measure(variant: str, size: tuple[int, int], runs: int, threads: int, bar) -
             peaks[name], exact = got["peak_mib"], exact and got["exact"]
             bar.update()
     small = (size[0] // 2, size[1] // 2)
-    diff_logits, diff_boxes = max_difference(hf, ours, small)
+    diff_logits, diff_boxes = common.max_differences(forwards, hf, ours, small)
     bar.update()
-    fns = forwards(hf, ours, size)
-    for fn in fns.values():  # warm-up
-        fn()
-        bar.update()
-    seconds: dict[str, list[float]] = {name: [] for name in fns}
-    cpu: dict[str, list[float]] = {name: [] for name in fns}
-    for name in common.in_turns(list(fns), runs):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        fns[name]()
-        seconds[name].append(time.perf_counter() - start)
-        cpu[name].append(time.process_time() - start_cpu)
-        bar.update()
+    seconds, cpu = common.time_in_turns(
+        forwards(hf, ours, size), runs, warm_up=True, progress=bar.update
+    )
     return dict(
         variant=variant,
         params_m=sum(p.numel() for p in ours.parameters()) / 1e6,
         diff_logits=diff_logits,
         diff_boxes=diff_boxes,
         diff_size=list(small),
-        median_ms={k: statistics.median(v) * 1e3 for k, v in seconds.items()},
-        p90_ms={k: _p90(v) * 1e3 for k, v in seconds.items()},
+        median_ms=common.median_ms(seconds),
+        p90_ms=common.p90_ms(seconds),
         cpu_ms=common.median_ms(cpu),
         peak_mib=peaks,
         peak_exact=exact,
@@ -179,28 +155,20 @@ def measure(variant: str, size: tuple[int, int], runs: int, threads: int, bar) -
 # ---------------------------------------------------------------- report
 
 
-def _busy_note(data: dict) -> list[str]:
-    if max(data["load_average"]) <= data["threads"]:
-        return []
-    return [
-        f"**The machine was busy** (1-minute load average above the {data['threads']} threads "
-        "used): these timings carry other processes' share of the cores; the ours / HF ratio, "
-        "measured in turns, is the figure to read; rerun on an idle machine to quote times.",
-        "",
-    ]
-
-
 def markdown(data: dict) -> str:
     h, w = data["size"]
     lines = [
         f"# Published Deformable DETR on CPU: ours vs HF ({data['date']})",
         "",
-        f"{data['machine']}; {data['torch']}; transformers {data['transformers']}; "
-        f"{data['threads']} threads; OMP_WAIT_POLICY {data['omp_wait_policy']}; 1-minute load "
-        f"average {data['load_average'][0]} before, {data['load_average'][1]} after. "
-        f"Command: `{data['command']}`.",
+        common.run_line(data),
         "",
-        *_busy_note(data),
+        *common.busy_note(
+            data,
+            f"**The machine was busy** (1-minute load average above the {data['threads']} "
+            "threads used): these timings carry other processes' share of the cores; the ours "
+            "/ HF ratio, measured in turns, is the figure to read; rerun on an idle machine to "
+            "quote times.",
+        ),
         "Models: random weights of the published R50 architectures (ResNet-50, d_model 256, "
         "6 + 6 layers, 300 queries, 4 levels x 4 points, 91 classes), saved by HF and loaded "
         "into ours by the published-weights path. One forward (backbone + transformer + heads, "
@@ -249,10 +217,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
 
-    import transformers
-
     torch.set_num_threads(args.threads)
-    load_before = os.getloadavg()
+    load_before = os.getloadavg()[0]
     per_variant = 2 + 1 + 2 + 2 * args.runs
     results = []
     with (
@@ -262,14 +228,7 @@ def main() -> None:
         for variant in args.variants:
             results.append(measure(variant, tuple(args.size), args.runs, args.threads, bar))
     data = dict(
-        load_average=[round(v, 2) for v in (load_before[0], os.getloadavg()[0])],
-        date=common.timestamp(),
-        machine=common.machine(),
-        torch=common.torch_build(),
-        transformers=transformers.__version__,
-        threads=args.threads,
-        omp_wait_policy=common.omp_wait_policy(),
-        command="python " + " ".join(["benchmarks/bench_published_detr.py", *sys.argv[1:]]),
+        **common.run_facts("benchmarks/bench_published_detr.py", args.threads, load_before),
         size=list(args.size),
         runs=args.runs,
         peak_exact=all(r["peak_exact"] for r in results),

@@ -26,10 +26,7 @@ loaded into ours (``configs/_base_/models/mask2former_swin-t.py``) by ``load_mod
 from __future__ import annotations
 
 import argparse
-import math
 import os
-import statistics
-import sys
 import tempfile
 from pathlib import Path
 
@@ -98,27 +95,12 @@ def forwards(hf, ours, size: int, dtype: torch.dtype = torch.float32):
     return {"ours": run_ours, "HF": run_hf}
 
 
-def max_difference(hf, ours, size: int) -> tuple[float, float]:
-    """Largest |ours - HF| of the class and of the mask logits, both models in float64."""
-    fns = forwards(hf.double(), ours.double(), size, torch.float64)
-    (cls, masks), (hf_cls, hf_masks) = fns["ours"](), fns["HF"]()
-    hf.float(), ours.float()
-    return (cls - hf_cls).abs().max().item(), (masks - hf_masks).abs().max().item()
-
-
-def _p90(values: list[float]) -> float:
-    return sorted(values)[math.ceil(0.9 * len(values)) - 1]
-
-
 def markdown(data: dict) -> str:
-    lat, peak, cpu = data["latency"], data["peak_mib"], data["cpu_ms"]
+    lat = data["latency"]
     lines = [
         f"# Mask2Former Swin-T on CPU: ours vs HF ({data['date']})",
         "",
-        f"{data['machine']}; {data['torch']}; transformers {data['transformers']}; "
-        f"{data['threads']} threads; OMP_WAIT_POLICY {data['omp_wait_policy']}; 1-minute load "
-        f"average {data['load_average'][0]} before, {data['load_average'][1]} after. "
-        f"Command: `{data['command']}`.",
+        common.run_line(data),
         "",
         f"Model (random weights, HF's initialisation, converted into ours by "
         f"`load_model_weights`): Mask2Former Swin-T COCO panoptic (`{MODEL_CONFIG}`), "
@@ -128,35 +110,22 @@ def markdown(data: dict) -> str:
         f"Same outputs (float64, one forward, last layer): class logits "
         f"{data['diff_cls']:.1e}, mask logits {data['diff_masks']:.1e}.",
         "",
-        *(
-            [
-                "**The machine was busy** (load average above the threads used): other "
-                "processes took a share of the cores during these timings; the two models "
-                "alternate, so their ratio is the figure to read.",
-                "",
-            ]
-            if max(data["load_average"]) > data["threads"]
-            else []
+        *common.busy_note(
+            data,
+            "**The machine was busy** (load average above the threads used): other "
+            "processes took a share of the cores during these timings; the two models "
+            "alternate, so their ratio is the figure to read.",
         ),
-        "| model | median ms | p90 ms | images/s | vs HF | CPU ms | CPU vs HF | peak memory MiB |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for name in ("ours", "HF"):
-        ms = lat[name]["median_ms"]
-        lines.append(
-            f"| {name} | {ms:.0f} | {lat[name]['p90_ms']:.0f} | {1e3 / ms:.2f} | "
-            f"{ms / lat['HF']['median_ms']:.2f} | {cpu[name]:.0f} | "
-            f"{cpu[name] / cpu['HF']:.2f} | {peak[name]:.0f} |"
-        )
-    lines += [
+        *common.ours_vs_hf_rows(
+            *({name: lat[name][key] for name in lat} for key in ("median_ms", "p90_ms")),
+            data["cpu_ms"],
+            data["peak_mib"],
+        ),
         "",
         f"Median of {data['runs']} runs each after one warm-up, the two alternating in one "
         "process; CPU ms: the median process CPU time of a forward over all threads (less "
-        "sensitive than wall-clock time to other processes on the machine). Peak memory: the "
-        "resident-set high-water mark of one forward above the "
-        "resident memory just before it (`/proc/self/clear_refs` resets `VmHWM`"
-        + ("" if data["peak_exact"] else "; not writable here, so the rise of the mark")
-        + "), glibc returning freed memory at once.",
+        "sensitive than wall-clock time to other processes on the machine). "
+        + common.peak_sentence(data["peak_exact"]),
         "",
     ]
     return "\n".join(lines)
@@ -170,41 +139,25 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
-    if any(os.environ.get(k) != v for k, v in common.MALLOC_RETURNS_FREED.items()):
-        os.execve(sys.executable, [sys.executable, *sys.argv],
-                  dict(os.environ, **common.MALLOC_RETURNS_FREED))  # fmt: skip
-
-    import transformers
+    common.returning_freed_memory()
 
     torch.set_num_threads(args.threads)
     hf, ours = load_models()
-    load_before = os.getloadavg()
+    load_before = os.getloadavg()[0]
     with torch.no_grad():
-        diff_cls, diff_masks = max_difference(hf, ours, args.size)
+        diff_cls, diff_masks = common.max_differences(forwards, hf, ours, args.size)
         fns = forwards(hf, ours, args.size)
-        for fn in fns.values():  # warm-up
-            fn()
-        wall, cpu = common.time_in_turns(fns, args.runs)
+        wall, cpu = common.time_in_turns(fns, args.runs, warm_up=True)
         peaks = {name: common.peak_rss_mib(fn) for name, fn in fns.items()}
     data = dict(
-        load_average=[round(v, 2) for v in (load_before[0], os.getloadavg()[0])],
-        date=common.timestamp(),
-        machine=common.machine(),
-        torch=common.torch_build(),
-        transformers=transformers.__version__,
-        threads=args.threads,
-        omp_wait_policy=common.omp_wait_policy(),
-        command="python " + " ".join(["benchmarks/bench_published_mask2former.py", *sys.argv[1:]]),
+        **common.run_facts("benchmarks/bench_published_mask2former.py", args.threads, load_before),
         params_m=sum(p.numel() for p in ours.parameters()) / 1e6,
         size=args.size,
         runs=args.runs,
         diff_cls=diff_cls,
         diff_masks=diff_masks,
-        latency={
-            name: dict(median_ms=statistics.median(t) * 1e3, p90_ms=_p90(t) * 1e3)
-            for name, t in wall.items()
-        },
-        cpu_ms={name: statistics.median(t) * 1e3 for name, t in cpu.items()},
+        latency=common.wall_stats(wall),
+        cpu_ms=common.median_ms(cpu),
         peak_mib={name: mib for name, (mib, _) in peaks.items()},
         peak_exact=all(exact for _, exact in peaks.values()),
     )

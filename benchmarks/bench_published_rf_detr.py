@@ -23,10 +23,7 @@ published-checkpoint conversion). Both in eval mode (one query group), batch 1, 
 from __future__ import annotations
 
 import argparse
-import math
 import os
-import statistics
-import sys
 import tempfile
 from pathlib import Path
 
@@ -100,38 +97,12 @@ def forwards(hf, ours, size: int, dtype: torch.dtype = torch.float32):
     return {"ours": run_ours, "HF": run_hf}
 
 
-def max_difference(hf, ours, size: int) -> tuple[float, float]:
-    """Largest |ours - HF| of the logits and of the boxes, both models in float64."""
-    fns = forwards(hf.double(), ours.double(), size, torch.float64)
-    (logits, boxes), (hf_logits, hf_boxes) = fns["ours"](), fns["HF"]()
-    hf.float(), ours.float()
-    return (logits - hf_logits).abs().max().item(), (boxes - hf_boxes).abs().max().item()
-
-
-def _p90(values: list[float]) -> float:
-    return sorted(values)[math.ceil(0.9 * len(values)) - 1]
-
-
-def _busy_note(data: dict) -> list[str]:
-    """A warning paragraph when other processes shared the cores during the run."""
-    if max(data["load_average"]) <= data["threads"]:
-        return []
-    return [
-        f"**The machine was busy** (load average above the {data['threads']} threads used): "
-        "wall times carry other processes' share of the cores; compare the CPU times.",
-        "",
-    ]
-
-
 def markdown(data: dict) -> str:
-    lat, peak = data["latency"], data["peak_mib"]
+    lat = data["latency"]
     lines = [
         f"# RF-DETR-S on CPU: ours vs HF ({data['date']})",
         "",
-        f"{data['machine']}; {data['torch']}; transformers {data['transformers']}; "
-        f"{data['threads']} threads; OMP_WAIT_POLICY {data['omp_wait_policy']}; 1-minute load "
-        f"average {data['load_average'][0]} before, {data['load_average'][1]} after. "
-        f"Command: `{data['command']}`.",
+        common.run_line(data),
         "",
         f"Model (random weights, HF's initialisation, converted into ours by "
         f"`load_model_weights`): RF-DETR-S (`{MODEL_CONFIG}`), {data['params_m']:.1f} M "
@@ -141,25 +112,21 @@ def markdown(data: dict) -> str:
         f"Same outputs (float64, one forward): logits {data['diff_logits']:.1e}, boxes "
         f"{data['diff_boxes']:.1e}.",
         "",
-        *_busy_note(data),
-        "| model | median ms | p90 ms | images/s | vs HF | CPU ms | CPU vs HF | peak memory MiB |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for name in ("ours", "HF"):
-        ms, cpu = lat[name]["median_ms"], lat[name]["cpu_ms"]
-        lines.append(
-            f"| {name} | {ms:.0f} | {lat[name]['p90_ms']:.0f} | {1e3 / ms:.2f} | "
-            f"{ms / lat['HF']['median_ms']:.2f} | {cpu:.0f} | {cpu / lat['HF']['cpu_ms']:.2f} | "
-            f"{peak[name]:.0f} |"
-        )
-    lines += [
+        *common.busy_note(
+            data,
+            f"**The machine was busy** (load average above the {data['threads']} threads "
+            "used): wall times carry other processes' share of the cores; compare the CPU "
+            "times.",
+        ),
+        *common.ours_vs_hf_rows(
+            *({name: lat[name][key] for name in lat} for key in ("median_ms", "p90_ms", "cpu_ms")),
+            data["peak_mib"],
+        ),
         "",
         f"Median of {data['runs']} runs each after one warm-up, the two alternating in one "
         "process; CPU ms: the process's CPU time over all threads per forward (steadier than "
-        "wall time when other processes share the cores). Peak memory: the resident-set high-water mark of one forward above the "
-        "resident memory just before it (`/proc/self/clear_refs` resets `VmHWM`"
-        + ("" if data["peak_exact"] else "; not writable here, so the rise of the mark")
-        + "), glibc returning freed memory at once.",
+        "wall time when other processes share the cores). "
+        + common.peak_sentence(data["peak_exact"]),
         "",
     ]
     return "\n".join(lines)
@@ -173,43 +140,27 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
-    if any(os.environ.get(k) != v for k, v in common.MALLOC_RETURNS_FREED.items()):
-        os.execve(sys.executable, [sys.executable, *sys.argv],
-                  dict(os.environ, **common.MALLOC_RETURNS_FREED))  # fmt: skip
-
-    import transformers
+    common.returning_freed_memory()
 
     torch.set_num_threads(args.threads)
     hf, ours = load_models(args.size)
-    load_before = os.getloadavg()
+    load_before = os.getloadavg()[0]
     with torch.no_grad():
-        diff_logits, diff_boxes = max_difference(hf, ours, args.size)
+        diff_logits, diff_boxes = common.max_differences(forwards, hf, ours, args.size)
         fns = forwards(hf, ours, args.size)
-        for fn in fns.values():  # warm-up
-            fn()
-        wall, cpu = common.time_in_turns(fns, args.runs)
+        wall, cpu = common.time_in_turns(fns, args.runs, warm_up=True)
         peaks = {name: common.peak_rss_mib(fn) for name, fn in fns.items()}
+    median, high, cpu_ms = common.median_ms(wall), common.p90_ms(wall), common.median_ms(cpu)
     data = dict(
-        load_average=[round(v, 2) for v in (load_before[0], os.getloadavg()[0])],
-        date=common.timestamp(),
-        machine=common.machine(),
-        torch=common.torch_build(),
-        transformers=transformers.__version__,
-        threads=args.threads,
-        omp_wait_policy=common.omp_wait_policy(),
-        command="python " + " ".join(["benchmarks/bench_published_rf_detr.py", *sys.argv[1:]]),
+        **common.run_facts("benchmarks/bench_published_rf_detr.py", args.threads, load_before),
         params_m=sum(p.numel() for p in ours.parameters()) / 1e6,
         size=args.size,
         runs=args.runs,
         diff_logits=diff_logits,
         diff_boxes=diff_boxes,
         latency={
-            name: dict(
-                median_ms=statistics.median(t) * 1e3,
-                p90_ms=_p90(t) * 1e3,
-                cpu_ms=statistics.median(cpu[name]) * 1e3,
-            )
-            for name, t in wall.items()
+            name: dict(median_ms=median[name], p90_ms=high[name], cpu_ms=cpu_ms[name])
+            for name in wall
         },
         peak_mib={name: mib for name, (mib, _) in peaks.items()},
         peak_exact=all(exact for _, exact in peaks.values()),
