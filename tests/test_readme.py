@@ -5,7 +5,9 @@ blocks use what earlier ones trained) in a folder laid out like a checkout after
 ``tools/`` and ``configs/`` linked from this repository, ``.venv`` from the environment that
 runs the tests, ``PATH`` without the venv.
 The user's own files the README assumes (``image.jpg``, ``/path/to/mydata/`` in the layout of
-the fine-tune recipe's step 1) come from the tiny synthetic dataset. What differs from what
+the fine-tune recipe's step 1) come from the tiny synthetic dataset; the published model
+folder ``checkpoints/deformable-detr`` is a tiny random Hugging Face Deformable DETR saved with
+its image processor. What differs from what
 the README says is listed below, and nowhere else.
 """
 
@@ -18,6 +20,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from _helpers import write_tiny_deformable_detr
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -66,6 +69,12 @@ SKIPPED = {
     "make demo": "the whole demo: 17 minutes of training; its steps are the quickstart's",
     "make test": "runs this test suite",
     ".venv/bin/torchrun": "two training processes; tests/engine/test_ddp.py runs DDP",
+    ".venv/bin/python tools/test.py configs/deformable_detr/deformable-detr_r50_coco.py": "COCO "
+    "val2017 with an R-50 model; tests/tools/test_convert_checkpoint.py evaluates a converted "
+    "tiny model with tools/test.py",
+    ".venv/bin/python tools/train.py configs/custom/deformable-detr_r50_custom-coco.py": "R-50 "
+    "training; tests/engine/test_finetune_published.py fine-tunes a tiny published model with "
+    "this config's settings",
 }
 
 _FENCE = re.compile(r"^( *)```(bash|python)\n(.*?)^\1```", re.MULTILINE | re.DOTALL)
@@ -115,6 +124,7 @@ def _run(args: list[str], cwd: Path, what: str) -> None:
 @pytest.mark.slow
 def test_readme_blocks_run(checkout, synthetic_root, tmp_path):
     shutil.copy(synthetic_root / "images" / "val" / "000000.jpg", checkout / "image.jpg")
+    write_tiny_deformable_detr(checkout / "checkpoints" / "deformable-detr")
     mydata = tmp_path / "mydata"
     (mydata / "annotations").mkdir(parents=True)
     (mydata / "images").symlink_to(synthetic_root / "images")
