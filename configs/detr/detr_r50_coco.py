@@ -12,7 +12,7 @@
 # --cfg-options load_from=<folder> (a dataset of other classes re-initialises the class head).
 _base_ = [
     "../_base_/models/detr_r50.py",
-    "../_base_/datasets/coco_detection.py",
+    "../_base_/datasets/coco_detection_detr.py",
     "../_base_/schedules/detr_adamw.py",
     "../_base_/default_runtime.py",
 ]
@@ -20,32 +20,11 @@ _base_ = [
 num_classes = 80
 model = dict(head=dict(num_classes=num_classes))
 
-_resize = dict(rounding="transformers", keep_ratio=True)
-train_pipeline = [
-    dict(type="LoadImage"),
-    dict(type="LoadAnnotations", with_bbox=True),
-    dict(type="RandomFlip", prob=0.5),
-    dict(
-        type="RandomChoiceResize",
-        scales=[(1333, s) for s in range(480, 801, 32)],
-        keep_ratio=True,
-    ),
-    dict(type="PackInputs"),
-]
-test_pipeline = [
-    dict(type="LoadImage"),
-    dict(type="LoadAnnotations", with_bbox=True),
-    dict(type="Resize", scale=(1333, 800), **_resize),
-    dict(type="PackInputs"),
-]
-train_dataloader = dict(batch_size=2, dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-test_dataloader = val_dataloader
+train_dataloader = dict(batch_size=2)
 
 lr = 1e-4
 optim_wrapper = dict(
-    optimizer=dict(type="AdamW", lr=lr, weight_decay=1e-4),
-    clip_grad=dict(max_norm=0.1, norm_type=2),
+    optimizer=dict(lr=lr),
     paramwise_cfg=dict(custom_keys={"backbone": dict(lr_mult=0.1)}),
 )
 max_epochs = 500

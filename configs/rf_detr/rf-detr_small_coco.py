@@ -40,8 +40,7 @@ val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 optim_wrapper = dict(
-    optimizer=dict(type="AdamW", lr=1e-4, weight_decay=1e-4),
-    clip_grad=dict(max_norm=0.1, norm_type=2),
+    optimizer=dict(lr=1e-4),
     paramwise_cfg=dict(custom_keys={"backbone": dict(lr_mult=1.5)}),
 )
 max_epochs = 100
