@@ -17,6 +17,7 @@ from _helpers import randomize
 from visionfm.engine.checkpoint import load_model_weights
 from visionfm.heads.segmentation.mask2former.model_config import mask2former_model_config
 from visionfm.models.published import convert_published
+from visionfm.models.published_config import published_config
 from visionfm.registry import MODELS
 from visionfm.weights import CheckpointError, load_converted, read_checkpoint, read_hf_config
 
@@ -251,6 +252,12 @@ def test_original_checkpoint_equals_hugging_face(hf_folder, tmp_path):
     model = MODELS.build(mask2former_model_config(original, None))
     load_model_weights(model, str(tmp_path / "model_final.pth"))
     assert model.head.transformer_decoder.layers[0].cross_attn.num_heads == 4
+
+    # its whole config (tools/convert_checkpoint.py, Inferencer): the repository's padding
+    # to a multiple of 32 is kept beside the reference resize and normalisation
+    config, family = published_config(tmp_path / "model_final.pth")
+    assert family.name == "mask2former"
+    assert config["model"]["data_preprocessor"]["size_divisor"] == 32
 
 
 def test_a_pickle_with_code_is_refused(tmp_path):

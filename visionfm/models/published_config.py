@@ -332,6 +332,8 @@ def published_config(
     if processor is None:  # an original checkpoint: its repository's evaluation settings
         processor = family.processor or DETR_REFERENCE_PROCESSOR
     pipeline, preprocessor = processor_settings(processor)
+    if hf_config is None:  # the original model pads as its family builds it (Mask2Former: to /32)
+        preprocessor = {**model.get("data_preprocessor", {}), **preprocessor}
     model["data_preprocessor"] = preprocessor
     if _is_coco_detector(model, hf_config):  # evaluate / draw over COCO's 80 categories
         _set_num_classes(model, len(COCO_CATEGORY_NAMES))
