@@ -61,6 +61,7 @@ __all__ = [
     "load_converted",
     "locate_model_keys",
     "read_checkpoint",
+    "split_in_proj",
     "stage_depths",
     "read_hf_config",
     "unwrap_state_dict",
@@ -321,6 +322,17 @@ def find_prefix(keys, anchors: tuple[str, ...]) -> tuple[str, str] | None:
                 if best is None or len(prefix) < len(best[0]):
                     best = (prefix, anchor)
     return best
+
+
+def split_in_proj(
+    name: str, tensor: torch.Tensor, parts: tuple[str, str, str] = ("q_proj", "k_proj", "v_proj")
+) -> dict[str, torch.Tensor]:
+    """``<attn>.in_proj_{weight,bias}`` of ``nn.MultiheadAttention`` (rows q, k, v: (3 * C,
+    C) or (3 * C,)) -> ``<attn>.<part>.{weight,bias}`` for the three ``parts`` (default
+    ``q_proj`` / ``k_proj`` / ``v_proj``; HF's Grounding DINO: ``query`` / ``key`` /
+    ``value``)."""
+    prefix, kind = name.rsplit(".in_proj_", 1)
+    return {f"{prefix}.{p}.{kind}": t for p, t in zip(parts, tensor.chunk(3, dim=0), strict=True)}
 
 
 def stage_depths(sd: Mapping[str, torch.Tensor]) -> tuple[int, ...]:

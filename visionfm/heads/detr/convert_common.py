@@ -1,5 +1,6 @@
 """Shared pieces of the converters of published DETR-family checkpoints (DETR, Deformable
-DETR): their ResNet backbone, renamed into our :class:`~visionfm.backbones.TimmBackbone`.
+DETR): their ResNet backbone, renamed into our :class:`~visionfm.backbones.TimmBackbone`,
+and the original repositories' names renamed into HF's (:func:`original_to_hf`).
 
 It also holds the COCO label-space mapping: published COCO weights classify 91 rows indexed
 by COCO category id (HF's ``id2label``); a model built for COCO's 80 categories (label i =
@@ -33,14 +34,14 @@ import torch
 from torch import nn
 
 from visionfm.models.published_config import COCO_CATEGORY_NAMES
-from visionfm.weights import CheckpointError, ConvertedCheckpoint
+from visionfm.weights import CheckpointError, ConvertedCheckpoint, split_in_proj
 
 __all__ = [
     "BACKBONE_PREFIXES",
     "backbone_prefix",
     "convert_backbone",
     "is_coco_category_rows",
-    "split_in_proj",
+    "original_to_hf",
     "to_coco_categories",
 ]
 
@@ -122,9 +123,35 @@ def to_coco_categories(state: dict[str, torch.Tensor], notes: list[str]) -> None
     )
 
 
-def split_in_proj(name: str, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``<attn>.in_proj_{weight,bias}`` of ``nn.MultiheadAttention`` (rows q, k, v) -> our
-    ``<attn>.{q,k,v}_proj.{weight,bias}`` (``DetrMultiheadAttention``)."""
-    prefix, kind = name.rsplit(".in_proj_", 1)
-    parts = tensor.chunk(3, dim=0)
-    return {f"{prefix}.{p}_proj.{kind}": t for p, t in zip("qkv", parts)}
+def original_to_hf(
+    sd: Mapping[str, torch.Tensor],
+    layers: Mapping[str, Mapping[str, str]],
+    renames: list[tuple[str, str]],
+    family: str,
+) -> dict[str, torch.Tensor]:
+    """An original repository's state dict (facebookresearch/detr, fundamentalvision/
+    Deformable-DETR) -> HF names, fused ``in_proj`` attention weights split into q / k / v;
+    the backbone's keys are kept as they are (:func:`convert_backbone` reads
+    ``backbone.0.body.*``).
+
+    ``layers``: per side (``encoder`` / ``decoder``), the start of a layer's parameter name
+    -> HF's; ``renames``: (pattern, replacement) for the other names, first match wins;
+    ``family`` names the model in the error for a name neither knows.
+    """
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in sd.items():
+        if name.startswith("backbone.0.body."):
+            out[name] = tensor
+            continue
+        if hit := re.match(r"^transformer\.(encoder|decoder)\.layers\.(\d+)\.(.*)$", name):
+            side, index, rest = hit.groups()
+            old = next((o for o in layers[side] if rest.startswith(o)), None)
+            new = None
+            if old is not None:
+                new = f"model.{side}.layers.{index}.{layers[side][old]}{rest[len(old) :]}"
+        else:
+            new = next((re.sub(p, r, name) for p, r in renames if re.match(p, name)), None)
+        if new is None:
+            raise CheckpointError(f"{name}: not a {family} parameter this reader knows")
+        out.update(split_in_proj(new, tensor) if ".in_proj_" in new else {new: tensor})
+    return out

@@ -78,6 +78,7 @@ from .convert_common import (
     is_coco_category_rows,
     to_coco_categories,
 )
+from .convert_common import original_to_hf as rename_original
 
 __all__ = [
     "convert_deformable_detr_checkpoint",
@@ -255,33 +256,8 @@ def is_deformable_detr_checkpoint(sd: Mapping[str, torch.Tensor], config=None) -
 
 
 def original_to_hf(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The original repo's state dict -> HF names (backbone keys kept as they are: the
-    backbone converter reads ``backbone.0.body.*``); the decoder's fused ``in_proj`` split."""
-    out = {}
-    for name, tensor in sd.items():
-        if name.startswith("backbone.0.body."):
-            out[name] = tensor
-            continue
-        hit = re.match(r"^transformer\.(encoder|decoder)\.layers\.(\d+)\.(.*)$", name)
-        if hit:
-            side, index, rest = hit.groups()
-            old = next((o for o in _ORIGINAL_LAYERS[side] if rest.startswith(o)), None)
-            if old is None:
-                raise CheckpointError(f"{name}: not a Deformable DETR parameter this reader knows")
-            new = f"model.{side}.layers.{index}.{_ORIGINAL_LAYERS[side][old]}{rest[len(old) :]}"
-        else:
-            new = next(
-                (re.sub(p, r, name) for p, r in _ORIGINAL_RENAMES if re.match(p, name)), None
-            )
-            if new is None:
-                raise CheckpointError(f"{name}: not a Deformable DETR parameter this reader knows")
-        if ".in_proj_" in new:  # nn.MultiheadAttention -> q / k / v
-            prefix, kind = new.rsplit(".in_proj_", 1)
-            for part, chunk in zip(("q_proj", "k_proj", "v_proj"), tensor.chunk(3, dim=0)):
-                out[f"{prefix}.{part}.{kind}"] = chunk
-        else:
-            out[new] = tensor
-    return out
+    """The original repo's state dict -> HF names (``convert_common.original_to_hf``)."""
+    return rename_original(sd, _ORIGINAL_LAYERS, _ORIGINAL_RENAMES, "Deformable DETR")
 
 
 # ---------------------------------------------------------------- conversion

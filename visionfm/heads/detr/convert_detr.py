@@ -64,6 +64,7 @@ from visionfm.models.published_config import COCO_CATEGORY_NAMES
 from visionfm.weights import CheckpointError, ConfigEntry, ConvertedCheckpoint, check_hf_config
 
 from .convert_common import backbone_prefix, convert_backbone, is_coco_category_rows
+from .convert_common import original_to_hf as rename_original
 
 __all__ = [
     "convert_detr_checkpoint",
@@ -138,38 +139,9 @@ def is_detr_checkpoint(sd: Mapping[str, torch.Tensor], config: Mapping | None = 
     return hf or is_original_detr_checkpoint(sd)
 
 
-def _split_in_proj(name: str, tensor: torch.Tensor, out: dict) -> None:
-    """``<attn>.in_proj_{weight,bias}`` (nn.MultiheadAttention) -> q / k / v projections."""
-    prefix, kind = name.rsplit(".in_proj_", 1)
-    for part, chunk in zip(("q_proj", "k_proj", "v_proj"), tensor.chunk(3, dim=0)):
-        out[f"{prefix}.{part}.{kind}"] = chunk
-
-
 def original_to_hf(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The original repo's state dict -> HF names (the backbone's ``backbone.0.body.*`` kept:
-    ``convert_common`` reads it); fused ``in_proj`` attention weights split."""
-    out: dict[str, torch.Tensor] = {}
-    for name, tensor in sd.items():
-        if name.startswith("backbone.0.body."):
-            out[name] = tensor
-            continue
-        if hit := re.match(r"^transformer\.(encoder|decoder)\.layers\.(\d+)\.(.*)$", name):
-            side, index, rest = hit.groups()
-            old = next((o for o in _ORIGINAL_LAYERS[side] if rest.startswith(o)), None)
-            if old is None:
-                raise CheckpointError(f"{name}: not a DETR parameter this reader knows")
-            new = f"model.{side}.layers.{index}.{_ORIGINAL_LAYERS[side][old]}{rest[len(old) :]}"
-        else:
-            new = next(
-                (re.sub(p, r, name) for p, r in _ORIGINAL_RENAMES if re.match(p, name)), None
-            )
-            if new is None:
-                raise CheckpointError(f"{name}: not a DETR parameter this reader knows")
-        if ".in_proj_" in new:
-            _split_in_proj(new, tensor, out)
-        else:
-            out[new] = tensor
-    return out
+    """The original repo's state dict -> HF names (``convert_common.original_to_hf``)."""
+    return rename_original(sd, _ORIGINAL_LAYERS, _ORIGINAL_RENAMES, "DETR")
 
 
 def _hf_names(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -52,13 +52,18 @@ from collections.abc import Mapping
 import torch
 
 from visionfm.models.published import PublishedFamily, register_family
-from visionfm.weights import ArchHint, CheckpointError, ConfigEntry, ConvertedCheckpoint
+from visionfm.weights import (
+    ArchHint,
+    CheckpointError,
+    ConfigEntry,
+    ConvertedCheckpoint,
+    split_in_proj,
+)
 from visionfm.weights import check_hf_config as check_settings
 
 from .convert_common import (
     convert_backbone,
     is_coco_category_rows,
-    split_in_proj,
     to_coco_categories,
 )
 

@@ -51,9 +51,15 @@ from collections.abc import Mapping
 import torch
 
 from visionfm.models.published import PublishedFamily, register_family
-from visionfm.weights import CheckpointError, ConfigEntry, ConvertedCheckpoint, check_hf_config
+from visionfm.weights import (
+    CheckpointError,
+    ConfigEntry,
+    ConvertedCheckpoint,
+    check_hf_config,
+    split_in_proj,
+)
 
-from .convert_common import is_coco_category_rows, split_in_proj, to_coco_categories
+from .convert_common import is_coco_category_rows, to_coco_categories
 from .lw_detr_config import lw_detr_model_config
 
 __all__ = ["convert_head", "convert_lw_detr_checkpoint", "is_lw_detr_checkpoint"]

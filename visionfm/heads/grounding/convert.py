@@ -46,6 +46,7 @@ from visionfm.weights import (
     ConfigEntry,
     ConvertedCheckpoint,
     check_hf_config,
+    split_in_proj,
 )
 
 __all__ = [
@@ -246,13 +247,6 @@ _ORIGINAL_IGNORED = re.compile(
 )
 
 
-def _split_in_proj(name: str, tensor: torch.Tensor, out: dict) -> None:
-    """``<attn>.in_proj_{weight,bias}`` (nn.MultiheadAttention) -> HF's query / key / value."""
-    prefix, kind = name.rsplit(".in_proj_", 1)
-    for part, chunk in zip(("query", "key", "value"), tensor.chunk(3, dim=0)):
-        out[f"{prefix}.{part}.{kind}"] = chunk
-
-
 def original_to_hf(sd: Mapping[str, torch.Tensor]) -> tuple[dict, dict, list[str]]:
     """The original repo's state dict -> (HF-layout non-backbone tensors, the backbone's
     tensors without ``backbone.0.``, ignored names)."""
@@ -278,8 +272,8 @@ def original_to_hf(sd: Mapping[str, torch.Tensor]) -> tuple[dict, dict, list[str
             )
             if new is None:
                 raise CheckpointError(f"{name}: not a Grounding DINO parameter this reader knows")
-        if ".in_proj_" in new:
-            _split_in_proj(new, tensor, hf)
+        if ".in_proj_" in new:  # HF's names of the q / k / v rows
+            hf.update(split_in_proj(new, tensor, ("query", "key", "value")))
         else:
             hf[new] = tensor
     return hf, backbone, ignored

@@ -43,7 +43,13 @@ from collections.abc import Mapping
 import torch
 
 from visionfm.models.published import PublishedFamily, register_family
-from visionfm.weights import CheckpointError, ConfigEntry, ConvertedCheckpoint, check_hf_config
+from visionfm.weights import (
+    CheckpointError,
+    ConfigEntry,
+    ConvertedCheckpoint,
+    check_hf_config,
+    split_in_proj,
+)
 
 from .model_config import _BACKBONE, _PIXEL, _TRANSFORMER, mask2former_model_config
 
@@ -151,9 +157,7 @@ def original_to_hf(sd: Mapping[str, torch.Tensor]) -> tuple[dict, dict, list[str
         if new is None:
             raise CheckpointError(f"{name}: not a Mask2Former parameter this reader knows")
         if ".self_attn.in_proj_" in new and new.startswith(_TRANSFORMER):
-            prefix, kind = new.rsplit(".in_proj_", 1)
-            for part, chunk in zip("qkv", tensor.chunk(3, dim=0)):
-                hf[f"{prefix}.{part}_proj.{kind}"] = chunk
+            hf.update(split_in_proj(new, tensor))
         else:
             hf[new] = tensor
     return hf, backbone, ignored
@@ -335,9 +339,7 @@ def convert_mask2former_checkpoint(
             continue
         new = _rename(name)
         if ".cross_attn.in_proj_" in new:
-            prefix, kind = new.rsplit(".in_proj_", 1)
-            for part, chunk in zip("qkv", tensor.chunk(3, dim=0)):
-                out[f"{prefix}.{part}_proj.{kind}"] = chunk
+            out.update(split_in_proj(new, tensor))
             continue
         out[new] = tensor
     return ConvertedCheckpoint(out, fmt, ignored, notes)
