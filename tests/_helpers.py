@@ -24,6 +24,20 @@ def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return model.double().eval()
 
 
+def randomize_frozen_bn(model: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
+    """``model`` (in place) with random statistics and affine buffers in its frozen batch
+    norms (HF's DETR-family ResNets keep them as buffers, which :func:`randomize` leaves):
+    running variances U(0.5, 1.5), means / weights / biases N(0, 0.5), in their dtype."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, b in model.named_buffers():
+            if name.endswith("running_var"):
+                b.copy_(torch.rand(b.shape, generator=gen, dtype=b.dtype) + 0.5)
+            elif name.endswith(("running_mean", ".bias", ".weight")):
+                b.copy_(torch.randn(b.shape, generator=gen, dtype=b.dtype) * 0.5)
+    return model
+
+
 def image(h: int, w: int, batch: int = 2) -> torch.Tensor:
     """(batch, 3, h, w) float64 standard-normal pixels, the same on every call."""
     return torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(1)).double()
@@ -74,6 +88,22 @@ def write_tiny_bert(folder, hidden_size: int = 32, num_layers: int = 1, seed: in
     return folder
 
 
+# The HF config arguments of the tiny DETR / Deformable DETR: a timm ResNet-18 (not
+# pretrained) and a transformer of width 32, 1 encoder + 2 decoder layers, 4 heads.
+TINY_DETR_ARGS = dict(
+    use_timm_backbone=True,
+    backbone="resnet18",
+    use_pretrained_backbone=False,
+    d_model=32,
+    encoder_layers=1,
+    decoder_layers=2,
+    encoder_ffn_dim=64,
+    decoder_ffn_dim=48,
+    encoder_attention_heads=4,
+    decoder_attention_heads=4,
+)
+
+
 def write_tiny_deformable_detr(
     folder,
     num_labels: int = 5,
@@ -98,16 +128,7 @@ def write_tiny_deformable_detr(
 
     torch.manual_seed(seed)
     config = DeformableDetrConfig(
-        use_timm_backbone=True,
-        backbone="resnet18",
-        use_pretrained_backbone=False,
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=2,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=48,
-        encoder_attention_heads=4,
-        decoder_attention_heads=4,
+        **TINY_DETR_ARGS,
         encoder_n_points=2,
         decoder_n_points=3,
         num_queries=9,
@@ -133,20 +154,7 @@ def write_tiny_detr(folder, num_labels: int = 5, size: tuple[int, int] = (96, 16
     longest_edge = size``); returns the HF model (float32, eval)."""
     from transformers import DetrConfig, DetrForObjectDetection, DetrImageProcessor
 
-    config = DetrConfig(
-        use_timm_backbone=True,
-        backbone="resnet18",
-        use_pretrained_backbone=False,
-        num_labels=num_labels,
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=2,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=48,
-        encoder_attention_heads=4,
-        decoder_attention_heads=4,
-        num_queries=12,
-    )
+    config = DetrConfig(**TINY_DETR_ARGS, num_labels=num_labels, num_queries=12)
     model = randomize(DetrForObjectDetection(config), seed).float().eval()
     with torch.no_grad():  # the queries' decoder outputs differ little: spread their scores
         model.class_labels_classifier.weight.mul_(10.0)

@@ -8,7 +8,7 @@ import argparse
 
 import pytest
 import torch
-from _helpers import randomize
+from _helpers import TINY_DETR_ARGS, randomize, randomize_frozen_bn
 
 from visionfm.engine.checkpoint import (
     load_checkpoint_to_model,
@@ -35,16 +35,7 @@ def _hf_model(folder, variant: str, num_labels: int = 5, **config):
     from transformers import DeformableDetrConfig, DeformableDetrForObjectDetection
 
     config = DeformableDetrConfig(
-        use_timm_backbone=True,
-        backbone="resnet18",
-        use_pretrained_backbone=False,
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=2,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=48,
-        encoder_attention_heads=4,
-        decoder_attention_heads=4,
+        **TINY_DETR_ARGS,
         encoder_n_points=2,
         decoder_n_points=3,
         num_queries=9,
@@ -53,14 +44,8 @@ def _hf_model(folder, variant: str, num_labels: int = 5, **config):
         **VARIANTS[variant],
         **config,
     )
-    model = randomize(DeformableDetrForObjectDetection(config))
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():  # frozen batch norms are buffers: random statistics too
-        for name, b in model.named_buffers():
-            if name.endswith("running_var"):
-                b.copy_(torch.rand(b.shape, generator=gen, dtype=b.dtype) + 0.5)
-            elif name.endswith(("running_mean", "bn1.weight", ".bias", ".weight")):
-                b.copy_(torch.randn(b.shape, generator=gen, dtype=b.dtype) * 0.5)
+    model = randomize_frozen_bn(randomize(DeformableDetrForObjectDetection(config)))
+    with torch.no_grad():
         if config.two_stage:  # a selection that only the published rules reproduce
             # border tokens (zeroed features) score high on class 0: 4 of the 9 proposals are
             # the full-image box; class 0 scores low, so the best class would pick others

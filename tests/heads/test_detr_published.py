@@ -11,7 +11,7 @@ import re
 
 import pytest
 import torch
-from _helpers import randomize
+from _helpers import TINY_DETR_ARGS, randomize, randomize_frozen_bn
 from mmengine.structures import InstanceData
 
 from visionfm.data import DataSample
@@ -26,30 +26,14 @@ from visionfm.weights import CheckpointError, read_checkpoint, read_hf_config
 
 transformers = pytest.importorskip("transformers")
 
-SIZE = dict(d_model=32, encoder_layers=1, decoder_layers=2, encoder_ffn_dim=64,
-            decoder_ffn_dim=48, encoder_attention_heads=4, decoder_attention_heads=4,
-            num_queries=12)  # fmt: skip
+SIZE = dict(TINY_DETR_ARGS, num_queries=12)
 
 
 def _hf_model(folder, dilation: bool = False, num_labels: int = 5):
     """A random HF DETR (timm ResNet-18, tiny transformer, 5 classes) saved to ``folder`` with
     ``save_pretrained`` (the published folder layout), read back in float64."""
-    config = transformers.DetrConfig(
-        use_timm_backbone=True,
-        backbone="resnet18",
-        use_pretrained_backbone=False,
-        dilation=dilation,
-        num_labels=num_labels,
-        **SIZE,
-    )
-    model = randomize(transformers.DetrForObjectDetection(config))
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():  # frozen batch norms keep buffers: random statistics too
-        for name, buf in model.named_buffers():
-            if name.endswith("running_var"):
-                buf.copy_(torch.rand(buf.shape, generator=gen) + 0.5)
-            elif name.endswith(("running_mean", ".weight", ".bias")):
-                buf.copy_(torch.randn(buf.shape, generator=gen) * 0.5)
+    config = transformers.DetrConfig(dilation=dilation, num_labels=num_labels, **SIZE)
+    model = randomize_frozen_bn(randomize(transformers.DetrForObjectDetection(config)))
     model.save_pretrained(folder)
     return transformers.DetrForObjectDetection.from_pretrained(folder, dtype=torch.float64).eval()
 
