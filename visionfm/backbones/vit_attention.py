@@ -263,5 +263,14 @@ class Block(nn.Module):
         self, x: torch.Tensor, hw: tuple[int, int], rope: Rope | None = None
     ) -> torch.Tensor:
         """x: (B, N, C) -> (B, N, C); see :meth:`Attention.forward`."""
-        x = x + self.drop_path(self.ls1(self.attn(self.norm1(x), hw, rope)))
-        return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
+        x = self._residual(x, self.attn(self.norm1(x), hw, rope), self.ls1)
+        return self._residual(x, self.mlp(self.norm2(x)), self.ls2)
+
+    def _residual(self, x: torch.Tensor, y: torch.Tensor, ls: nn.Module) -> torch.Tensor:
+        """``x + drop_path(ls(y))``, both (B, N, C). When no path is dropped, layer scale and
+        sum run as one ``addcmul``: one (B, N, C) temporary and one pass over it fewer."""
+        if isinstance(ls, LayerScale) and not (
+            self.training and isinstance(self.drop_path, DropPath)
+        ):
+            return torch.addcmul(x, y, ls.gamma)
+        return x + self.drop_path(ls(y))

@@ -39,7 +39,14 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden_dim, dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+        h = self.fc1(x)  # (..., hidden_dim)
+        if isinstance(self.act, nn.GELU) and not h.requires_grad:
+            # no gradient to keep: GELU overwrites fc1's fresh output instead of allocating
+            # another (..., hidden_dim) tensor (the largest of a ViT block)
+            h = torch.ops.aten.gelu_(h, approximate=self.act.approximate)
+        else:
+            h = self.act(h)
+        return self.drop(self.fc2(self.drop(h)))
 
 
 class GatedMlp(nn.Module):

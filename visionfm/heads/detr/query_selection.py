@@ -154,13 +154,13 @@ class TwoStageProposals(nn.Module):
         proposals, valid = encoder_proposals(memory, self.base_scale, box_param=self.box_param)
         feats = self.norm(self.proj(tokens.masked_fill(~valid[..., None], 0.0)))
         logits = self.cls_head(feats, memory)  # (B, S, num_classes)
-        delta = self.box_head(feats)  # (B, S, 4)
         score = logits.detach()[..., 0] if self.class_agnostic else logits.detach().max(-1).values
         if not self.select_invalid:
             score = score.masked_fill(~valid, float("-inf"))
         index = score.topk(num_queries, dim=1).indices  # (B, K)
         logits = logits.gather(1, index[..., None].expand(-1, -1, logits.shape[-1]))
-        delta = delta.gather(1, index[..., None].expand(-1, -1, 4))
+        # the box head reads only the selected tokens' features (B, K, C), not all S
+        delta = self.box_head(feats.gather(1, index[..., None].expand(-1, -1, feats.shape[-1])))
         base = proposals.gather(1, index[..., None].expand(-1, -1, 4))
         if self.box_param == "logit":
             boxes = (delta + base).sigmoid()
