@@ -313,7 +313,7 @@ def test_coco_configs_are_the_published_architectures(config, variant):
 
     from mmengine.config import Config
 
-    from visionfm.heads.detr.convert_deformable import deformable_detr_model
+    from visionfm.heads.detr.deformable_detr_config import deformable_detr_model
 
     root = Path(__file__).resolve().parents[2]
     cfg = Config.fromfile(str(root / f"configs/deformable_detr/deformable-detr_r50_{config}.py"))

@@ -16,7 +16,8 @@ from mmengine.structures import InstanceData
 
 from visionfm.data import DataSample
 from visionfm.engine.checkpoint import load_model_weights
-from visionfm.heads.detr.convert_detr import detr_model, detr_model_config
+from visionfm.heads.detr.convert_detr import detr_model_config
+from visionfm.heads.detr.detr_config import detr_model
 from visionfm.heads.detr.losses import softmax_classification_loss
 from visionfm.heads.detr.matcher import HungarianMatcher
 from visionfm.models.published import find_family

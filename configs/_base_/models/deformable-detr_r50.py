@@ -5,7 +5,7 @@
 # GroupNorm), 256 wide, 6 + 6 post-norm layers, 8 heads, 4 points, FFN 1024, dropout 0.1,
 # 300 learned queries with 2-d reference points, no decoder norm, sine positions with the
 # pixel-centre offset -0.5, 91 classes indexed by COCO category id (HF's id2label).
-# The same model as visionfm.heads.detr.convert_deformable.deformable_detr_model() builds;
+# The same model as visionfm.heads.detr.deformable_detr_config.deformable_detr_model() builds;
 # box refinement / two-stage: see configs/deformable_detr/*_refine_* / *_two-stage_*.
 num_classes = 91
 embed_dims = 256

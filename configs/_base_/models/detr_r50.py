@@ -5,7 +5,7 @@
 # layers, 8 heads, FFN 2048, 100 learned queries, a LayerNorm on every decoder layer's output,
 # DETR's softmax classification over 91 COCO category ids + "no object" (weight 0.1) and its
 # matcher (class 1, L1 5, GIoU 2), dropout 0.1 (attention weights too, as the original).
-# The same model as visionfm.heads.detr.convert_detr.detr_model() builds; load the published
+# The same model as visionfm.heads.detr.detr_config.detr_model() builds; load the published
 # weights with --cfg-options load_from=<HF folder or detr-r50-e632da11.pth> (converted on
 # load, strictly). R101: backbone.model_name='resnet101'; DC5: backbone.output_stride=16 with
 # the head's in_channels / strides at p4 (stride 16).

@@ -8,7 +8,7 @@
 # handled as the original code (query positions on level 0's padded map, backbone values kept
 # on padded pixels), sine positions at temperature 20, 100 denoising queries, 91 classes
 # indexed by COCO category id.
-# The same model as visionfm.heads.detr.convert_dino.dino_model() builds; load the published
+# The same model as visionfm.heads.detr.dino_config.dino_model() builds; load the published
 # file with --cfg-options load_from=checkpoint0011_4scale.pth (converted on load, strictly).
 # detrex's dino_r50_4scale_12ep.pth differs in: num_classes=80, share_pred_heads=False,
 # positional_encoding temperature=10000 with offset=-0.5, denoising box_noise_scale=1.0 and

@@ -33,15 +33,18 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from visionfm.layers import SinePositionalEncoding
 from visionfm.models.published_config import COCO_CATEGORY_NAMES
 from visionfm.weights import CheckpointError, ConvertedCheckpoint, split_in_proj
 
 __all__ = [
     "BACKBONE_PREFIXES",
+    "RESNETS",
     "backbone_prefix",
     "convert_backbone",
     "is_coco_category_rows",
     "original_to_hf",
+    "sine_positions",
     "to_coco_categories",
 ]
 
@@ -50,6 +53,14 @@ BACKBONE_PREFIXES = (
     "model.backbone.model.",
     "backbone.0.body.",
 )
+
+RESNETS = {  # (bottleneck blocks?, blocks per stage) -> timm name
+    (False, (2, 2, 2, 2)): "resnet18",
+    (False, (3, 4, 6, 3)): "resnet34",
+    (True, (3, 4, 6, 3)): "resnet50",
+    (True, (3, 4, 23, 3)): "resnet101",
+    (True, (3, 8, 36, 3)): "resnet152",
+}
 
 
 def backbone_prefix(state: Mapping[str, torch.Tensor]) -> str | None:
@@ -155,3 +166,12 @@ def original_to_hf(
             raise CheckpointError(f"{name}: not a {family} parameter this reader knows")
         out.update(split_in_proj(new, tensor) if ".in_proj_" in new else {new: tensor})
     return out
+
+
+def sine_positions(model) -> tuple:
+    """``model.head``'s positional encoding as a ``config.json`` check compares it:
+    ``('sine', normalize, offset, temperature)``, or ``(class name,)`` for another kind."""
+    pe = model.head.positional_encoding
+    if not isinstance(pe, SinePositionalEncoding):
+        return (type(pe).__name__,)
+    return ("sine", pe.normalize, pe.offset, pe.temperature)

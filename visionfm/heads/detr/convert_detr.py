@@ -58,17 +58,22 @@ from collections.abc import Mapping
 
 import torch
 
-from visionfm.layers import SinePositionalEncoding
 from visionfm.models.published import PublishedFamily, register_family
 from visionfm.models.published_config import COCO_CATEGORY_NAMES
 from visionfm.weights import CheckpointError, ConfigEntry, ConvertedCheckpoint, check_hf_config
 
-from .convert_common import backbone_prefix, convert_backbone, is_coco_category_rows
+from .convert_common import (
+    RESNETS,
+    backbone_prefix,
+    convert_backbone,
+    is_coco_category_rows,
+    sine_positions,
+)
 from .convert_common import original_to_hf as rename_original
+from .detr_config import detr_model
 
 __all__ = [
     "convert_detr_checkpoint",
-    "detr_model",
     "detr_model_config",
     "is_detr_checkpoint",
     "original_to_hf",
@@ -170,13 +175,6 @@ def _rename(name: str) -> str:
 
 
 # ---------------------------------------------------------------- architecture
-_RESNETS = {  # (bottleneck, blocks per stage) -> timm name
-    (False, (2, 2, 2, 2)): "resnet18",
-    (False, (3, 4, 6, 3)): "resnet34",
-    (True, (3, 4, 6, 3)): "resnet50",
-    (True, (3, 4, 23, 3)): "resnet101",
-    (True, (3, 8, 36, 3)): "resnet152",
-}
 
 
 def _resnet_name(hf: Mapping[str, torch.Tensor]) -> str:
@@ -187,12 +185,12 @@ def _resnet_name(hf: Mapping[str, torch.Tensor]) -> str:
         found = {int(m[1]) for k in hf if (m := re.match(rf"{re.escape(prefix)}layer{stage}\.(\d+)\.", k))}  # fmt: skip
         blocks.append(max(found, default=-1) + 1)
     key = (f"{prefix}layer1.0.conv3.weight" in hf, tuple(blocks))
-    if key not in _RESNETS:
+    if key not in RESNETS:
         raise CheckpointError(
             f"the checkpoint's backbone (blocks per stage {key[1]}, bottleneck {key[0]}) is not "
-            f"a ResNet this reader knows ({', '.join(_RESNETS.values())})"
+            f"a ResNet this reader knows ({', '.join(RESNETS.values())})"
         )
-    return _RESNETS[key]
+    return RESNETS[key]
 
 
 def _layers(hf: Mapping, side: str) -> tuple[int, int | None]:
@@ -256,13 +254,6 @@ def _architecture(sd: Mapping, config: Mapping | None) -> dict:
     )  # fmt: skip
 
 
-def _positions(m) -> tuple:
-    pe = m.head.positional_encoding
-    if not isinstance(pe, SinePositionalEncoding):
-        return (type(pe).__name__,)
-    return ("sine", pe.normalize, pe.offset, pe.temperature)
-
-
 def _first(m, side: str, part: str):
     """A part of the first encoder / decoder layer, or None without layers."""
     layers = getattr(m.head, side).layers
@@ -307,7 +298,7 @@ _ENTRIES = [  # the checkpoint's architecture (see _architecture) against the mo
     _entry("activation_function", "act_layer", lambda m: _ffn(m, "decoder", lambda n: type(n[1]).__name__.lower()),
            lambda v: f"act_layer={v!r} in the layers' ffn", "decoder"),
     ConfigEntry("positions (normalised sine, offset 0, temperature 10000)", lambda a: ("sine", True, 0.0, 10000.0),
-                _positions, lambda v: "head.positional_encoding=dict(type='SinePositionalEncoding', num_feats=embed_dims // 2)"),
+                sine_positions, lambda v: "head.positional_encoding=dict(type='SinePositionalEncoding', num_feats=embed_dims // 2)"),
     ConfigEntry("input projection (a biased 1x1 conv, no norm)", lambda a: ("Conv2d",),
                 lambda m: tuple(type(x).__name__ for x in m.head.input_proj.convs[0]), lambda v: "head.input_norm=None"),
     ConfigEntry("decoder norm of every layer's output", lambda a: "LayerNorm",
@@ -360,98 +351,6 @@ def detr_model_config(sd: Mapping[str, torch.Tensor], config: Mapping | None) ->
     """Our ``model=`` dict for the checkpoint's architecture (:func:`_architecture`: its
     ``config.json``, or an original checkpoint's ``args`` and tensor shapes)."""
     return detr_model(**_architecture(sd, config))
-
-
-def detr_model(
-    num_classes: int = 91,
-    embed_dims: int = 256,
-    backbone: str = "resnet50",
-    dilation: bool = False,
-    backbone_channels: int = 2048,
-    num_queries: int = 100,
-    encoder_layers: int = 6,
-    decoder_layers: int = 6,
-    encoder_ffn_dims: int = 2048,
-    decoder_ffn_dims: int = 2048,
-    encoder_heads: int = 8,
-    decoder_heads: int = 8,
-    act_layer: str = "relu",
-    dropout: float = 0.1,
-    attention_dropout: float = 0.1,
-    activation_dropout: float = 0.1,
-    no_object_weight: float = 0.1,
-    costs: tuple[float, float, float] = (1.0, 5.0, 2.0),
-    loss_weights: tuple[float, float] = (5.0, 2.0),
-) -> dict:
-    """Our ``model=`` dict of the published DETR architecture (defaults: DETR-R50 as the
-    paper trains it; ``configs/_base_/models/detr_r50.py`` writes the same out).
-
-    ``costs``: the matcher's class / L1 / GIoU weights; ``loss_weights``: L1 / GIoU (the
-    cross-entropy weighs 1); ``dilation``: DC5 (the last stage at stride 16)."""
-    level, stride = ("p4", 16) if dilation else ("p5", 32)
-
-    def ffn(dims: int) -> dict:
-        return dict(type="DetrFFN", embed_dims=embed_dims, feedforward_dims=dims,
-                    dropout=activation_dropout, act_layer=act_layer)  # fmt: skip
-
-    def attn(kind: str, heads: int) -> dict:
-        return dict(type=kind, embed_dims=embed_dims, num_heads=heads, dropout=attention_dropout)
-
-    backbone_cfg = dict(type="TimmBackbone", model_name=backbone, out_indices=(4,),
-                        frozen_bn=True, frozen_stages=1)  # fmt: skip
-    if dilation:
-        backbone_cfg["output_stride"] = 16
-    head = dict(
-        type="DETRHead",
-        num_classes=num_classes,
-        embed_dims=embed_dims,
-        num_queries=num_queries,
-        in_channels={level: backbone_channels},
-        strides={level: stride},
-        input_norm=None,
-        positional_encoding=dict(type="SinePositionalEncoding", num_feats=embed_dims // 2),
-        encoder=dict(
-            type="DetrEncoder",
-            num_layers=encoder_layers,
-            layer=dict(
-                type="DetrEncoderLayer",
-                self_attn=attn("GlobalMemoryAttention", encoder_heads),
-                ffn=ffn(encoder_ffn_dims),
-                dropout=dropout,
-            ),
-        ),  # fmt: skip
-        decoder=dict(
-            type="DetrDecoder",
-            num_layers=decoder_layers,
-            layer=dict(
-                type="DetrDecoderLayer",
-                self_attn=attn("DetrMultiheadAttention", decoder_heads),
-                cross_attn=attn("GlobalMemoryAttention", decoder_heads),
-                ffn=ffn(decoder_ffn_dims),
-                dropout=dropout,
-            ),
-        ),  # fmt: skip
-        matcher=dict(
-            type="HungarianMatcher",
-            cost_class=costs[0],
-            cost_bbox=costs[1],
-            cost_giou=costs[2],
-            classification="softmax",
-        ),  # fmt: skip
-        classification="softmax",
-        no_object_weight=no_object_weight,
-        loss_cls=1.0,
-        loss_bbox=loss_weights[0],
-        loss_giou=loss_weights[1],
-        test_cfg=dict(max_per_img=num_queries),
-    )
-    return dict(
-        type="Detector",
-        data_preprocessor=dict(type="DataPreprocessor"),
-        backbone=backbone_cfg,
-        neck=None,
-        head=head,
-    )
 
 
 register_family(
