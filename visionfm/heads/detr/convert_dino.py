@@ -55,7 +55,6 @@ from visionfm.models.published import PublishedFamily, register_family
 from visionfm.weights import (
     ArchHint,
     CheckpointError,
-    ConfigEntry,
     ConvertedCheckpoint,
     split_in_proj,
 )
@@ -67,22 +66,20 @@ from .convert_common import (
     is_coco_category_rows,
     to_coco_categories,
 )
-from .dino_config import dino_model
+from .dino_config import DETREX, IDEA, SETTINGS_CHECKS, dino_model
 
 __all__ = ["convert_dino_checkpoint", "dino_layout", "dino_model_config"]
 
-_IDEA, _DETREX = "IDEA-Research DINO", "detrex DINO"
-
 # per-layer names: the layout's -> ours (under head.{encoder,decoder}.layers.{i}.)
 _LAYERS = {
-    _IDEA: {
+    IDEA: {
         "encoder": {"self_attn.": "self_attn.attn.", "norm1.": "norm1.", "linear1.": "ffn.net.0.",
                     "linear2.": "ffn.net.3.", "norm2.": "norm2."},
         "decoder": {"self_attn.": "self_attn.", "norm2.": "norm1.", "cross_attn.": "cross_attn.attn.",
                     "norm1.": "norm2.", "linear1.": "ffn.net.0.", "linear2.": "ffn.net.3.",
                     "norm3.": "norm3."},
     },
-    _DETREX: {
+    DETREX: {
         "encoder": {"attentions.0.": "self_attn.attn.", "norms.0.": "norm1.",
                     "ffns.0.layers.0.0.": "ffn.net.0.", "ffns.0.layers.1.": "ffn.net.3.",
                     "norms.1.": "norm2."},
@@ -128,9 +125,9 @@ def dino_layout(sd: Mapping[str, torch.Tensor]) -> str | None:
     if any(k.startswith(("bert.", "transformer.encoder.fusion_layers.")) for k in sd):
         return None  # Grounding DINO
     if "transformer.level_embeds" in sd and any(k.startswith("neck.convs.") for k in sd):
-        return _DETREX
+        return DETREX
     if "transformer.level_embed" in sd and any(k.startswith("input_proj.") for k in sd):
-        return _IDEA
+        return IDEA
     return None
 
 
@@ -162,7 +159,7 @@ def _detectron2_resnet(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor
 
 def _backbone(sd: Mapping[str, torch.Tensor], layout: str) -> dict[str, torch.Tensor]:
     """The ResNet's tensors under torchvision's names with ``backbone.0.body.``."""
-    if layout == _IDEA:
+    if layout == IDEA:
         return {k: v for k, v in sd.items() if k.startswith("backbone.0.body.")}
     d2 = {k[len("backbone.") :]: v for k, v in sd.items() if k.startswith("backbone.")}
     return {"backbone.0.body." + k: v for k, v in _detectron2_resnet(d2).items()}
@@ -180,7 +177,7 @@ def _rows(sd: Mapping, name: str) -> int:
 def _check_sizes(sd: Mapping, model, layout: str) -> None:
     """Sizes the tensors show, compared first so that the refusal names the argument."""
     head = model.head
-    levels = _rows(sd, "transformer.level_embed" if layout == _IDEA else "transformer.level_embeds")
+    levels = _rows(sd, "transformer.level_embed" if layout == IDEA else "transformer.level_embeds")
     classes = _rows(sd, "class_embed.0.weight")
     if is_coco_category_rows(classes, head.num_classes):
         classes = head.num_classes
@@ -212,62 +209,6 @@ def _check_sizes(sd: Mapping, model, layout: str) -> None:
         )
 
 
-def _positions(m) -> tuple:
-    pe = m.head.positional_encoding
-    return (pe.temperature, getattr(pe, "offset", None), getattr(pe, "normalize", None))
-
-
-def _proposals(name: str):
-    return lambda m: getattr(m.head.proposals, name, None)
-
-
-_COMMON = [
-    ConfigEntry("two-stage mixed query selection", lambda c: ("mixed", True),
-                lambda m: (m.head.queries.mode, m.head.proposals is not None),
-                lambda v: "head.two_stage=True, head.mixed_query_selection=True"),
-    ConfigEntry("two-stage selection among border / padding tokens too", lambda c: True,
-                _proposals("select_invalid"), lambda v: f"head.select_invalid_proposals={v}"),
-    ConfigEntry("box refinement from the raw decoder output", lambda c: "raw",
-                lambda m: m.head.decoder.refine_from,
-                lambda v: f"head.decoder.refine_from={v!r}"),
-    ConfigEntry("look forward twice", lambda c: (True, True),
-                lambda m: (m.head.with_box_refine, m.head.look_forward_twice),
-                lambda v: "head.with_box_refine=True, head.look_forward_twice=True"),
-    ConfigEntry("padding as the original code (backbone values on padded pixels, query "
-                "positions on level 0's padded map)", lambda c: (False, "padded"),
-                lambda m: (m.head.mask_padded_inputs, m.head.decoder.query_pos_frame),
-                lambda v: "head.mask_padded_inputs=False, head.decoder.query_pos_frame='padded'"),
-    ConfigEntry("inverse sigmoid clamp of the references (eps)", lambda c: 1e-3,
-                lambda m: m.head.decoder.logit_eps, lambda v: f"head.decoder.logit_eps={v}"),
-    ConfigEntry("nheads", lambda c: c.get("nheads", 8),
-                lambda m: m.head.decoder.layers[0].self_attn.num_heads,
-                lambda v: f"num_heads={v} in the head's attentions"),
-]  # fmt: skip
-_SETTINGS = {
-    _IDEA: [
-        *_COMMON,
-        ConfigEntry("pe_temperatureH / W, no offset, normalised",
-                    lambda c: (float(c.get("pe_temperatureH", 20)), 0.0, True), _positions,
-                    lambda v: f"head.positional_encoding=dict(type='SinePositionalEncoding', "
-                    f"num_feats=embed_dims // 2, temperature={v[0]:g})"),
-        ConfigEntry("one class / box head shared by the decoder layers "
-                    "(dec_pred_class_embed_share)",
-                    lambda c: c.get("dec_pred_class_embed_share", True),
-                    lambda m: len(m.head.cls_heads) == 1,
-                    lambda v: f"head.share_pred_heads={v}"),
-    ],
-    _DETREX: [
-        *_COMMON,
-        ConfigEntry("position_embedding (temperature 10000, offset -0.5, normalised)",
-                    lambda c: (10000.0, -0.5, True), _positions,
-                    lambda v: "head.positional_encoding=dict(type='SinePositionalEncoding', "
-                    "num_feats=embed_dims // 2, temperature=10000, offset=-0.5)"),
-        ConfigEntry("one class / box head per decoder layer", lambda c: False,
-                    lambda m: len(m.head.cls_heads) == 1, lambda v: "head.share_pred_heads=False"),
-    ],
-}  # fmt: skip
-
-
 def _input_proj(model, index: int, part: str, kind: str) -> str:
     """Level ``index`` (inputs first, then the extra levels) of our ChannelMapper."""
     num_in = len(model.head.input_proj.convs)
@@ -285,7 +226,7 @@ def _prediction_heads(preds: dict, model, layout: str, notes: list[str]) -> dict
     out = {}
     for (kind, index, rest), tensor in sorted(preds.items()):
         heads, proposal = ours[kind]
-        if index == layers and layout == _DETREX:
+        if index == layers and layout == DETREX:
             out[f"head.{proposal}.{rest}"] = tensor
             continue
         if index >= layers:
@@ -298,7 +239,7 @@ def _prediction_heads(preds: dict, model, layout: str, notes: list[str]) -> dict
                 "class / box head per decoder layer; set head.share_pred_heads=False"
             )
         out[key] = tensor
-    if layout == _IDEA and len(model.head.cls_heads) > 1:
+    if layout == IDEA and len(model.head.cls_heads) > 1:
         notes.append("the decoder layers' class / box heads are copies of one (shared) head")
     return out
 
@@ -318,7 +259,7 @@ def convert_dino_checkpoint(
     _check_sizes(sd, model, layout)
     args = dict(getattr(sd, "args", None) or {})
     where = "the checkpoint's args and layout" if args else "the checkpoint's layout"
-    notes = check_settings({**args, "model_type": layout, "_file": where}, model, _SETTINGS)
+    notes = check_settings({**args, "model_type": layout, "_file": where}, model, SETTINGS_CHECKS)
     backbone = convert_backbone(_backbone(sd, layout), model)
     out, notes = dict(backbone.state_dict), notes + backbone.notes
     preds, ignored, side_tables = {}, list(backbone.ignored), _LAYERS[layout]
@@ -412,7 +353,7 @@ def dino_model_config(sd: Mapping[str, torch.Tensor], config: Mapping | None = N
     if args.get("pe_temperatureH", 20) != args.get("pe_temperatureW", 20):
         raise CheckpointError("pe_temperatureH != pe_temperatureW: one temperature is supported")
     body = {k[len("backbone.0.body.") :]: v for k, v in _backbone(sd, layout).items()}
-    if layout == _IDEA:
+    if layout == IDEA:
         inputs = [sd[f"input_proj.{i}.0.weight"] for i in range(len(sd["transformer.level_embed"]))]
         ffn = sd["transformer.encoder.layers.0.linear1.weight"]
         weights = sd["transformer.encoder.layers.0.self_attn.attention_weights.weight"]
@@ -436,7 +377,7 @@ def dino_model_config(sd: Mapping[str, torch.Tensor], config: Mapping | None = N
         backbone=dict(
             _resnet(body),
             out_indices=tuple(range(5 - num_in, 5)),
-            frozen_stages=1 if layout == _IDEA else 0,
+            frozen_stages=1 if layout == IDEA else 0,
         ),  # fmt: skip
         in_channels={n: w.shape[1] for n, w in zip(names, inputs)},
         strides={n: 2 ** (6 - num_in + i) for i, n in enumerate(names)},
@@ -448,10 +389,10 @@ def dino_model_config(sd: Mapping[str, torch.Tensor], config: Mapping | None = N
         num_points=weights.shape[0] // (heads * levels),
         num_queries=_rows(sd, "transformer.tgt_embed.weight"),
         num_dn_queries=args.get("dn_number", 100),
-        box_noise_scale=args.get("dn_box_noise_scale", 0.4) if layout == _IDEA else 1.0,
+        box_noise_scale=args.get("dn_box_noise_scale", 0.4) if layout == IDEA else 1.0,
         share_pred_heads=share,
-        temperature=args.get("pe_temperatureH", 20) if layout == _IDEA else 10000,
-        offset=0.0 if layout == _IDEA else -0.5,
+        temperature=args.get("pe_temperatureH", 20) if layout == IDEA else 10000,
+        offset=0.0 if layout == IDEA else -0.5,
     )
 
 

@@ -1,15 +1,77 @@
 """The published DINO architecture (Zhang et al., 2022, "DINO: DETR with Improved DeNoising
 Anchor Boxes for End-to-End Object Detection"; IDEA-Research/DINO, detrex) as our ``model=``
 config: ``TaskModel(TimmBackbone ResNet, DETRHead)`` with contrastive denoising and mixed
-query selection. :func:`~.convert_dino.dino_model_config` fills its arguments from a
-checkpoint.
+query selection (:func:`dino_model`), and the settings its weights do not show, compared
+with a built model per layout (:data:`SETTINGS_CHECKS`, for
+:func:`visionfm.weights.check_hf_config`). :func:`~.convert_dino.dino_model_config` fills the
+builder's arguments from a checkpoint.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["dino_model"]
+from visionfm.weights import ConfigEntry
+
+__all__ = ["DETREX", "IDEA", "SETTINGS_CHECKS", "dino_model"]
+
+IDEA, DETREX = "IDEA-Research DINO", "detrex DINO"  # the layouts read
+
+
+def _positions(m) -> tuple:
+    pe = m.head.positional_encoding
+    return (pe.temperature, getattr(pe, "offset", None), getattr(pe, "normalize", None))
+
+
+def _proposals(name: str):
+    return lambda m: getattr(m.head.proposals, name, None)
+
+
+_COMMON = [
+    ConfigEntry("two-stage mixed query selection", lambda c: ("mixed", True),
+                lambda m: (m.head.queries.mode, m.head.proposals is not None),
+                lambda v: "head.two_stage=True, head.mixed_query_selection=True"),
+    ConfigEntry("two-stage selection among border / padding tokens too", lambda c: True,
+                _proposals("select_invalid"), lambda v: f"head.select_invalid_proposals={v}"),
+    ConfigEntry("box refinement from the raw decoder output", lambda c: "raw",
+                lambda m: m.head.decoder.refine_from,
+                lambda v: f"head.decoder.refine_from={v!r}"),
+    ConfigEntry("look forward twice", lambda c: (True, True),
+                lambda m: (m.head.with_box_refine, m.head.look_forward_twice),
+                lambda v: "head.with_box_refine=True, head.look_forward_twice=True"),
+    ConfigEntry("padding as the original code (backbone values on padded pixels, query "
+                "positions on level 0's padded map)", lambda c: (False, "padded"),
+                lambda m: (m.head.mask_padded_inputs, m.head.decoder.query_pos_frame),
+                lambda v: "head.mask_padded_inputs=False, head.decoder.query_pos_frame='padded'"),
+    ConfigEntry("inverse sigmoid clamp of the references (eps)", lambda c: 1e-3,
+                lambda m: m.head.decoder.logit_eps, lambda v: f"head.decoder.logit_eps={v}"),
+    ConfigEntry("nheads", lambda c: c.get("nheads", 8),
+                lambda m: m.head.decoder.layers[0].self_attn.num_heads,
+                lambda v: f"num_heads={v} in the head's attentions"),
+]  # fmt: skip
+SETTINGS_CHECKS = {  # per layout: the settings the weights do not show
+    IDEA: [
+        *_COMMON,
+        ConfigEntry("pe_temperatureH / W, no offset, normalised",
+                    lambda c: (float(c.get("pe_temperatureH", 20)), 0.0, True), _positions,
+                    lambda v: f"head.positional_encoding=dict(type='SinePositionalEncoding', "
+                    f"num_feats=embed_dims // 2, temperature={v[0]:g})"),
+        ConfigEntry("one class / box head shared by the decoder layers "
+                    "(dec_pred_class_embed_share)",
+                    lambda c: c.get("dec_pred_class_embed_share", True),
+                    lambda m: len(m.head.cls_heads) == 1,
+                    lambda v: f"head.share_pred_heads={v}"),
+    ],
+    DETREX: [
+        *_COMMON,
+        ConfigEntry("position_embedding (temperature 10000, offset -0.5, normalised)",
+                    lambda c: (10000.0, -0.5, True), _positions,
+                    lambda v: "head.positional_encoding=dict(type='SinePositionalEncoding', "
+                    "num_feats=embed_dims // 2, temperature=10000, offset=-0.5)"),
+        ConfigEntry("one class / box head per decoder layer", lambda c: False,
+                    lambda m: len(m.head.cls_heads) == 1, lambda v: "head.share_pred_heads=False"),
+    ],
+}  # fmt: skip
 
 
 def dino_model(
