@@ -22,12 +22,8 @@ from torch import nn
 from visionfm.data import DataSample
 from visionfm.engine.checkpoint import load_model_weights
 from visionfm.heads.detr import DetrDecoder
-from visionfm.heads.detr.convert_dino import (
-    convert_dino_checkpoint,
-    dino_layout,
-    dino_model,
-    dino_model_config,
-)
+from visionfm.heads.detr.convert_dino import convert_dino_checkpoint, dino_layout, dino_model_config
+from visionfm.heads.detr.dino_config import dino_model
 from visionfm.models.published import find_family
 from visionfm.registry import MODELS
 from visionfm.weights import CheckpointError, load_converted, read_checkpoint
