@@ -60,6 +60,7 @@ __all__ = [
     "hf_act",
     "load_converted",
     "locate_model_keys",
+    "put_tied",
     "read_checkpoint",
     "split_in_proj",
     "stage_depths",
@@ -322,6 +323,15 @@ def find_prefix(keys, anchors: tuple[str, ...]) -> tuple[str, str] | None:
                 if best is None or len(prefix) < len(best[0]):
                     best = (prefix, anchor)
     return best
+
+
+def put_tied(out: dict, key, tensor: torch.Tensor, name: str, copy: str) -> None:
+    """``out[key] = tensor``, where a checkpoint stores copies of one tied tensor (a decoder's
+    prediction heads): ``name``, the copy read now, must equal the one already at ``key``
+    (``copy`` names that one in the error)."""
+    if key in out and not torch.equal(out[key], tensor):
+        raise CheckpointError(f"{name} differs from its tied copy {copy}")
+    out[key] = tensor
 
 
 def split_in_proj(

@@ -68,6 +68,7 @@ from visionfm.weights import (
     CheckpointError,
     ConvertedCheckpoint,
     check_hf_config,
+    put_tied,
 )
 
 from .convert_common import (
@@ -285,9 +286,7 @@ def convert_deformable_detr_checkpoint(
             out[_input_proj(model, int(m[1]), m[2], m[3])] = tensor
         elif m := _PRED.match(name):  # the decoder's copies are tied to the head's
             params = preds.setdefault((m[1], int(m[2])), {})
-            if m[3] in params and not torch.equal(params[m[3]], tensor):
-                raise CheckpointError(f"{name} differs from its tied copy {m[1]}.{m[2]}.{m[3]}")
-            params[m[3]] = tensor
+            put_tied(params, m[3], tensor, name, f"{m[1]}.{m[2]}.{m[3]}")
         elif name == "model.pos_trans.weight":
             out["head.queries.pos_trans.weight"] = _swap_xy_columns(tensor)
         else:

@@ -56,6 +56,7 @@ from visionfm.weights import (
     ArchHint,
     CheckpointError,
     ConvertedCheckpoint,
+    put_tied,
     split_in_proj,
 )
 from visionfm.weights import check_hf_config as check_settings
@@ -276,9 +277,7 @@ def convert_dino_checkpoint(
             out[_input_proj(model, index, part, kind)] = tensor
         elif m := _PRED.match(name):
             kind, index, rest = m[1], int(m[2]), m[3]
-            if (kind, index, rest) in preds and not torch.equal(preds[kind, index, rest], tensor):
-                raise CheckpointError(f"{name} differs from its tied copy {kind}.{index}.{rest}")
-            preds[kind, index, rest] = tensor
+            put_tied(preds, (kind, index, rest), tensor, name, f"{kind}.{index}.{rest}")
         elif name == "label_enc.weight":
             classes = _rows(sd, "class_embed.0.weight")
             out.update(_label_embed(tensor, classes, model, notes, ignored))

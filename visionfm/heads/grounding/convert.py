@@ -46,6 +46,7 @@ from visionfm.weights import (
     ConfigEntry,
     ConvertedCheckpoint,
     check_hf_config,
+    put_tied,
     split_in_proj,
 )
 
@@ -354,9 +355,7 @@ def convert_grounding_dino_checkpoint(
         m = _BOX.match(name)
         if m:  # the decoder's copy and the head's are one module (tied)
             key = f"head.box_heads.{m.group(1)}.{m.group(2)}"
-            if key in out and not torch.equal(out[key], tensor):
-                raise CheckpointError(f"{name} differs from its tied copy ({key})")
-            out[key] = tensor
+            put_tied(out, key, tensor, name, f"({key})")
             continue
         out[_rename(name)] = tensor
     denoising = getattr(model.head, "denoising", None)
