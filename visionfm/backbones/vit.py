@@ -48,7 +48,6 @@ from .vit_attention import (
     Block,
     RotaryEmbedding2d,
     window_partition,
-    window_unpartition,
 )
 from .vit_hf_detr import DETR_VIT_PRESETS
 
@@ -328,8 +327,9 @@ class ViT(Backbone):
         (+ ``"block{i}_cls"``: (B, embed_dim) with ``return_class_token``)."""
         p, n = self.patch_size, self.num_windows
         out_hw = (-(-x.shape[-2] // p), -(-x.shape[-1] // p))
-        if n > 1:  # whole windows: zero-pad the image to multiples of p * n
-            x = F.pad(x, (0, (-x.shape[-1]) % (p * n), 0, (-x.shape[-2]) % (p * n)))
+        pad = ((-x.shape[-1]) % (p * n), (-x.shape[-2]) % (p * n))
+        if any(pad):  # whole windows: zero-pad the image to multiples of p * n
+            x = F.pad(x, (0, pad[0], 0, pad[1]))
         x = self.patch_embed(x)  # (B, C, h, w)
         b, c, h, w = x.shape
         x = x.flatten(2).transpose(1, 2)  # (B, h*w, C)
@@ -354,19 +354,19 @@ class ViT(Backbone):
                 x = blk(x, (h, w), rope)
             x = x.reshape(tokens)
             if i in self.out_indices:
-                y = self.norm(x[:, self.num_prefix_tokens :])  # (B', h*w / n², C)
-                outs[self._key(i)] = self._to_map(y, (h, w), out_hw)
+                y = self.norm(x)  # (B', P + h*w / n², C); contiguous input: no copy for the norm
+                outs[self._key(i)] = self._to_map(y[:, self.num_prefix_tokens :], (h, w), out_hw)
                 if self.return_class_token:
-                    outs[self._key(i) + "_cls"] = self.norm(x[:, 0])  # (B, C)
+                    outs[self._key(i) + "_cls"] = y[:, 0]  # (B, C)
         return outs
 
     def _to_map(self, y: torch.Tensor, hw: tuple[int, int], out_hw: tuple[int, int]):
-        """Patch tokens (B * n*n, h*w / n², C), windows in the batch -> map (B, C, *out_hw)."""
-        n = self.num_windows
-        if n == 1:
-            return y.transpose(1, 2).reshape(y.shape[0], -1, *hw)
-        y = window_unpartition(y, (hw[0] // n, hw[1] // n), hw, hw)  # (B, h, w, C)
-        return y[:, : out_hw[0], : out_hw[1]].permute(0, 3, 1, 2).contiguous()
+        """Patch tokens (B * n*n, h*w / n², C), windows in the batch (a view is fine) -> map
+        (B, C, *out_hw), in one copy."""
+        n, (h, w), c = self.num_windows, hw, y.shape[-1]
+        y = y.view(-1, n, n, h // n, w // n, c)  # (B, window row, window column, h/n, w/n, C)
+        y = y.permute(0, 5, 1, 3, 2, 4).reshape(-1, c, h, w)  # (B, C, h, w)
+        return y[..., : out_hw[0], : out_hw[1]].contiguous()
 
 
 # -- registered variants -----------------------------------------------------------------
