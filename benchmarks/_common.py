@@ -8,6 +8,7 @@ The scripts run as ``python benchmarks/<script>.py``, which puts this folder fir
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import math
@@ -198,6 +199,36 @@ def max_differences(
     got, expected = fns["ours"](), fns["HF"]()
     reference.float(), ours.float()
     return tuple((a - b).abs().max().item() for a, b in zip(got, expected, strict=True))
+
+
+def ours_vs_hf_parser(doc: str, size: int, runs: int, out: Path) -> argparse.ArgumentParser:
+    """The options of a script timing ours against HF on one square image: ``--size``,
+    ``--runs``, ``--threads``, ``--out`` (the markdown) and ``--json``, with these defaults;
+    ``doc``'s first line describes it."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--size", type=int, default=size, help="input side, px")
+    parser.add_argument("--runs", type=int, default=runs, help="timed forwards per model")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=out)
+    parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    return parser
+
+
+def compare_in_process(
+    forwards: Callable[..., dict[str, Callable[[], tuple]]], reference, ours, size: int, runs: int
+) -> tuple[tuple[float, ...], dict[str, list[float]], dict[str, list[float]], dict]:
+    """Ours against ``reference`` in this process, without gradients: (``max_differences``
+    of the outputs in float64, wall and CPU seconds of ``runs`` forwards each in turns after a
+    warm-up (``time_in_turns``), then ``peak_rss_mib`` of one forward, by name).
+    ``forwards(reference, ours, size[, dtype])`` as for ``max_differences``."""
+    import torch
+
+    with torch.no_grad():
+        diffs = max_differences(forwards, reference, ours, size)
+        fns = forwards(reference, ours, size)
+        wall, cpu = time_in_turns(fns, runs, warm_up=True)
+        peaks = {name: peak_rss_mib(fn) for name, fn in fns.items()}
+    return diffs, wall, cpu, peaks
 
 
 def returning_freed_memory() -> None:

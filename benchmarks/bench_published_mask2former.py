@@ -25,10 +25,8 @@ loaded into ours (``configs/_base_/models/mask2former_swin-t.py``) by ``load_mod
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
-from pathlib import Path
 
 import _common as common
 import torch
@@ -132,23 +130,15 @@ def markdown(data: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=384, help="input side, px")
-    parser.add_argument("--runs", type=int, default=5, help="timed forwards per model")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--json", type=Path, help="also write the results as JSON here")
-    args = parser.parse_args()
+    args = common.ours_vs_hf_parser(__doc__, size=384, runs=5, out=OUT).parse_args()
     common.returning_freed_memory()
 
     torch.set_num_threads(args.threads)
     hf, ours = load_models()
     load_before = os.getloadavg()[0]
-    with torch.no_grad():
-        diff_cls, diff_masks = common.max_differences(forwards, hf, ours, args.size)
-        fns = forwards(hf, ours, args.size)
-        wall, cpu = common.time_in_turns(fns, args.runs, warm_up=True)
-        peaks = {name: common.peak_rss_mib(fn) for name, fn in fns.items()}
+    (diff_cls, diff_masks), wall, cpu, peaks = common.compare_in_process(
+        forwards, hf, ours, args.size, args.runs
+    )
     data = dict(
         **common.run_facts("benchmarks/bench_published_mask2former.py", args.threads, load_before),
         params_m=sum(p.numel() for p in ours.parameters()) / 1e6,

@@ -22,10 +22,8 @@ published-checkpoint conversion). Both in eval mode (one query group), batch 1, 
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
-from pathlib import Path
 
 import _common as common
 import torch
@@ -133,23 +131,15 @@ def markdown(data: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=512, help="input side, px")
-    parser.add_argument("--runs", type=int, default=10, help="timed forwards per model")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--json", type=Path, help="also write the results as JSON here")
-    args = parser.parse_args()
+    args = common.ours_vs_hf_parser(__doc__, size=512, runs=10, out=OUT).parse_args()
     common.returning_freed_memory()
 
     torch.set_num_threads(args.threads)
     hf, ours = load_models(args.size)
     load_before = os.getloadavg()[0]
-    with torch.no_grad():
-        diff_logits, diff_boxes = common.max_differences(forwards, hf, ours, args.size)
-        fns = forwards(hf, ours, args.size)
-        wall, cpu = common.time_in_turns(fns, args.runs, warm_up=True)
-        peaks = {name: common.peak_rss_mib(fn) for name, fn in fns.items()}
+    (diff_logits, diff_boxes), wall, cpu, peaks = common.compare_in_process(
+        forwards, hf, ours, args.size, args.runs
+    )
     median, high, cpu_ms = common.median_ms(wall), common.p90_ms(wall), common.median_ms(cpu)
     data = dict(
         **common.run_facts("benchmarks/bench_published_rf_detr.py", args.threads, load_before),
