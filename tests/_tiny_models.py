@@ -8,6 +8,8 @@ puts tests/ on ``sys.path`` when it loads tests/conftest.py.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -156,6 +158,26 @@ def overfit(
             torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
         optim.step()
         sched.step()
+
+
+def assert_learns_boxes(model: nn.Module, data: dict, steps: int, milestone: int) -> None:
+    """:func:`overfit` ``model`` on ``data`` (lr 1e-3, gradients clipped to 0.1): the summed
+    loss must fall below half its start, and every ground-truth box of ``data`` must have the
+    top prediction of its label at IoU > 0.5 after."""
+    from visionfm.ops.boxes import box_iou
+
+    before = sum(model(**data, mode="loss").values()).item()
+    overfit(model, data, steps=steps, lr=1e-3, milestone=milestone, max_grad_norm=0.1)
+    model.eval()
+    after = sum(model(**data, mode="loss").values()).item()
+    assert after < 0.5 * before
+    with torch.no_grad():
+        out = model(**copy.deepcopy(data), mode="predict")
+    for sample, truth in zip(out, data["data_samples"]):
+        pred = sample.pred_instances
+        for box, label in zip(truth.gt_instances.bboxes, truth.gt_instances.labels):
+            top = pred.bboxes[pred.labels == label][:1]
+            assert len(top) and box_iou(top, box[None])[0].item() > 0.5
 
 
 def tiny_grounding_head(

@@ -5,7 +5,6 @@ post-processing and loss; DETR's softmax loss learns; other sizes / class counts
 from __future__ import annotations
 
 import argparse
-import copy
 import math
 import re
 
@@ -21,7 +20,6 @@ from visionfm.heads.detr.detr_config import detr_model
 from visionfm.heads.detr.losses import softmax_classification_loss
 from visionfm.heads.detr.matcher import HungarianMatcher
 from visionfm.models.published import find_family
-from visionfm.ops.boxes import box_iou
 from visionfm.registry import MODELS
 from visionfm.weights import CheckpointError, read_checkpoint, read_hf_config
 
@@ -431,7 +429,7 @@ def _sample(boxes, labels, shape=(64, 64)):
 def test_softmax_detr_learns_two_images():
     """A tiny softmax DETR (timm test_resnet, DC5: 4x4 tokens on 64 px) overfits two images:
     the loss falls by more than half and each ground-truth box is found with its class."""
-    from _tiny_models import overfit
+    from _tiny_models import assert_learns_boxes
 
     torch.manual_seed(0)
     cfg = detr_model(num_classes=3, embed_dims=32, backbone="test_resnet", backbone_channels=96,
@@ -447,18 +445,7 @@ def test_softmax_detr_learns_two_images():
     gen = torch.Generator().manual_seed(0)
     images = [torch.randint(0, 255, (3, 64, 64), generator=gen).byte() for _ in samples]
     data = model.data_preprocessor(dict(inputs=images, data_samples=samples), False)
-    before = sum(model(**data, mode="loss").values()).item()
-    overfit(model, data, steps=100, lr=1e-3, milestone=90, max_grad_norm=0.1)
-    model.eval()
-    after = sum(model(**data, mode="loss").values()).item()
-    assert after < 0.5 * before
-    with torch.no_grad():
-        out = model(**copy.deepcopy(data), mode="predict")
-    for sample, truth in zip(out, samples):
-        pred = sample.pred_instances
-        for box, label in zip(truth.gt_instances.bboxes, truth.gt_instances.labels):
-            top = pred.bboxes[pred.labels == label][:1]
-            assert len(top) and box_iou(top, box[None])[0].item() > 0.5
+    assert_learns_boxes(model, data, steps=100, milestone=90)
 
 
 # ---------------------------------------------------------------- bad input
