@@ -102,6 +102,10 @@ TINY_DETR_ARGS = dict(
     encoder_attention_heads=4,
     decoder_attention_heads=4,
 )
+# ... and of the tiny Deformable DETR: 2 / 3 sampling points, 9 queries (9 two-stage proposals)
+TINY_DEFORMABLE_DETR_ARGS = dict(
+    TINY_DETR_ARGS, encoder_n_points=2, decoder_n_points=3, num_queries=9, two_stage_num_proposals=9
+)
 
 
 def write_tiny_deformable_detr(
@@ -128,11 +132,7 @@ def write_tiny_deformable_detr(
 
     torch.manual_seed(seed)
     config = DeformableDetrConfig(
-        **TINY_DETR_ARGS,
-        encoder_n_points=2,
-        decoder_n_points=3,
-        num_queries=9,
-        two_stage_num_proposals=9,
+        **TINY_DEFORMABLE_DETR_ARGS,
         num_labels=num_labels,
         **({} if id2label is None else dict(id2label=id2label)),
         with_box_refine=two_stage,

@@ -8,7 +8,7 @@ import argparse
 
 import pytest
 import torch
-from _helpers import TINY_DETR_ARGS, randomize, randomize_frozen_bn
+from _helpers import TINY_DEFORMABLE_DETR_ARGS, randomize, randomize_frozen_bn
 
 from visionfm.engine.checkpoint import (
     load_checkpoint_to_model,
@@ -35,11 +35,7 @@ def _hf_model(folder, variant: str, num_labels: int = 5, **config):
     from transformers import DeformableDetrConfig, DeformableDetrForObjectDetection
 
     config = DeformableDetrConfig(
-        **TINY_DETR_ARGS,
-        encoder_n_points=2,
-        decoder_n_points=3,
-        num_queries=9,
-        two_stage_num_proposals=9,
+        **TINY_DEFORMABLE_DETR_ARGS,
         num_labels=num_labels,
         **VARIANTS[variant],
         **config,
