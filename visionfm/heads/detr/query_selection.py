@@ -109,10 +109,10 @@ class TwoStageProposals(nn.Module):
     """Encoder proposals and their top-k selection (two-stage Deformable DETR / DINO).
 
     Each valid token's feature goes through Linear + LayerNorm, then the class head
-    ``cls_head(feats, memory)`` and a box head (box logits added to the token's fixed
-    proposal, :func:`encoder_proposals`, as ``box_param`` says: see ``apply_box_delta``).
-    The top-k go by their best class logit (for a
-    grounding head: their best prompt token, language-guided query selection). Tokens at
+    ``cls_head(feats, memory)``. The top-k go by their best class logit (for a
+    grounding head: their best prompt token, language-guided query selection); only they go
+    through the box head (box logits added to the token's fixed proposal,
+    :func:`encoder_proposals`, as ``box_param`` says: see ``apply_box_delta``). Tokens at
     the border or on padding (not ``valid``, :func:`encoder_proposals`) are never selected,
     unless ``select_invalid``: as in the original DINO / Grounding DINO code (and HF's), they
     keep their score from zeroed features and, if selected, get the full-image box
