@@ -187,6 +187,26 @@ def wall_stats(seconds: dict[str, list[float]]) -> dict[str, dict[str, float]]:
 # ---------------------------------------------------------------- ours against a reference
 
 
+def detector_forwards(reference, ours, size: tuple[int, int], dtype=None) -> dict:
+    """-> ``{'ours': fn, 'HF': fn}``: one forward each of a DETR-family detector on the same
+    random (1, 3, H, W) input (``size`` = (H, W); float32 unless ``dtype``), returning the
+    last layer's (logits (1, Q, C), boxes (1, Q, 4)): ours ``head(extract_feat(x), None)``,
+    HF ``model(pixel_values=x)``."""
+    import torch
+
+    x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(0), dtype=dtype)
+
+    def run_ours():
+        out = ours.head(ours.extract_feat(x), None)
+        return out["logits"][-1], out["boxes"][-1]
+
+    def run_hf():
+        out = reference(pixel_values=x)
+        return out.logits, out.pred_boxes
+
+    return {"ours": run_ours, "HF": run_hf}
+
+
 def max_differences(
     forwards: Callable[..., dict[str, Callable[[], tuple]]], reference, ours, *args
 ) -> tuple[float, ...]:

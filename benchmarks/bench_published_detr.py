@@ -94,29 +94,13 @@ def load_models(folder: str) -> tuple:
     return hf, ours.eval()
 
 
-def forwards(hf, ours, size: tuple[int, int], dtype=torch.float32):
-    """-> {'ours': fn, 'HF': fn}: one forward each on the same input, returning the last
-    layer's (logits (1, Q, 91), boxes (1, Q, 4))."""
-    x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(0), dtype=dtype)
-
-    def run_ours():
-        out = ours.head(ours.extract_feat(x), None)
-        return out["logits"][-1], out["boxes"][-1]
-
-    def run_hf():
-        out = hf(pixel_values=x)
-        return out.logits, out.pred_boxes
-
-    return {"ours": run_ours, "HF": run_hf}
-
-
 def peak_worker(case: dict) -> dict:
     """In a fresh process (``MALLOC_RETURNS_FREED``): the peak memory of one forward of
     ``case['model']`` after a warm-up one."""
     torch.set_num_threads(case["threads"])
     with torch.no_grad():
         hf, ours = load_models(case["folder"])
-        fn = forwards(hf, ours, tuple(case["size"]))[case["model"]]
+        fn = common.detector_forwards(hf, ours, tuple(case["size"]))[case["model"]]
         fn()
         peak, exact = common.peak_rss_mib(fn)
     return dict(peak_mib=peak, exact=exact)
@@ -133,10 +117,10 @@ def measure(variant: str, size: tuple[int, int], runs: int, threads: int, bar) -
             peaks[name], exact = got["peak_mib"], exact and got["exact"]
             bar.update()
     small = (size[0] // 2, size[1] // 2)
-    diff_logits, diff_boxes = common.max_differences(forwards, hf, ours, small)
+    diff_logits, diff_boxes = common.max_differences(common.detector_forwards, hf, ours, small)
     bar.update()
     seconds, cpu = common.time_in_turns(
-        forwards(hf, ours, size), runs, warm_up=True, progress=bar.update
+        common.detector_forwards(hf, ours, size), runs, warm_up=True, progress=bar.update
     )
     return dict(
         variant=variant,

@@ -80,19 +80,8 @@ def load_models(size: int):
 
 
 def forwards(hf, ours, size: int, dtype: torch.dtype = torch.float32):
-    """-> {'ours': fn, 'HF': fn}, each one forward on the same input, returning (logits
-    (1, Q, C), boxes (1, Q, 4))."""
-    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0), dtype=dtype)
-
-    def run_ours():
-        out = ours.head(ours.extract_feat(x), None)
-        return out["logits"][-1], out["boxes"][-1]
-
-    def run_hf():
-        out = hf(pixel_values=x)
-        return out.logits, out.pred_boxes
-
-    return {"ours": run_ours, "HF": run_hf}
+    """``_common.detector_forwards`` on a ``size`` x ``size`` input."""
+    return common.detector_forwards(hf, ours, (size, size), dtype)
 
 
 def markdown(data: dict) -> str:
