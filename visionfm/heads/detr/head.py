@@ -47,6 +47,10 @@ cross-entropy with that class weighted ``no_object_weight`` (DETR: 0.1), the mat
 cost ``-softmax[target]`` and scores ``softmax`` without the last column, best class per
 query (``losses.softmax_classification_loss``, ``HungarianMatcher(classification=...)``).
 Boxes are normalised to each image's valid region (``img_shape``), not to the padded batch.
+
+Beside this module: the loss assembly (``head_losses.DETRLosses``), the post-processing
+(``postprocess.DETRPostprocess``), the construction checks (``head_checks``) and Group DETR's
+batch folding (``query_groups``).
 """
 
 from __future__ import annotations
@@ -58,7 +62,6 @@ from types import MappingProxyType
 
 import torch
 import torch.nn.functional as F
-from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from visionfm.data.batch import padding_mask
@@ -70,15 +73,14 @@ from visionfm.layers import (
     flatten_levels,
 )
 from visionfm.necks.channel_mapper import ChannelMapper
-from visionfm.ops.boxes import box_cxcywh_to_xyxy, rescale_boxes
-from visionfm.ops.geometry import boxes_to_original
+from visionfm.ops.boxes import rescale_boxes
 from visionfm.registry import MODELS, settings
 
 from ..base import Head
-from ..losses import average_num_boxes
-from .denoising import denoising_matches
-from .losses import set_prediction_losses
-from .matcher import match_groups
+from .head_checks import check_classification, check_levels, check_unprojected
+from .head_losses import DETRLosses
+from .postprocess import DETRPostprocess
+from .query_groups import fold_groups, repeat_batch
 from .query_selection import (
     DecoderQueries,
     GroupedProposals,
@@ -97,23 +99,6 @@ def _resize_mask(mask: Tensor, like: Tensor) -> Tensor:
     return F.interpolate(mask[None].float(), size=like.shape[-2:])[0].bool()
 
 
-def _fold_groups(x: Tensor, groups: int) -> Tensor:
-    """(B, G * Q, D) -> (B * G, Q, D): Group DETR's query groups as images of their own."""
-    return x.unflatten(1, (groups, -1)).flatten(0, 1)
-
-
-def _repeat_batch(memory: Memory, groups: int) -> Memory:
-    """``memory`` with every image repeated ``groups`` times (image b's copies at
-    ``b * G .. b * G + G - 1``), for :func:`_fold_groups`' queries."""
-    return replace(
-        memory,
-        feats=memory.feats.repeat_interleave(groups, 0),
-        pos=memory.pos.repeat_interleave(groups, 0),
-        padding_mask=memory.padding_mask.repeat_interleave(groups, 0),
-        valid_ratios=memory.valid_ratios.repeat_interleave(groups, 0),
-    )
-
-
 def _select(feats: Mapping[str, Tensor], in_channels) -> dict[str, Tensor]:
     if isinstance(in_channels, Mapping):
         return {k: feats[k] for k in in_channels}
@@ -121,7 +106,7 @@ def _select(feats: Mapping[str, Tensor], in_channels) -> dict[str, Tensor]:
 
 
 @MODELS.register_module()
-class DETRHead(Head):
+class DETRHead(DETRLosses, DETRPostprocess, Head):
     """DETR / Deformable DETR / DINO detection head (see the module doc).
 
     Args:
@@ -236,9 +221,9 @@ class DETRHead(Head):
             raise ValueError(
                 f"num_groups={num_groups}: Group DETR needs num_groups >= 1 and no denoising"
             )
-        self._check(levels, num_in, encoder, decoder)
+        check_levels(levels, num_in, encoder, decoder)
         if not project_inputs:
-            self._check_unprojected(in_channels, embed_dims, levels)
+            check_unprojected(in_channels, embed_dims, levels)
         self.num_classes, self.embed_dims, self.num_queries = num_classes, embed_dims, num_queries
         self.in_channels, self.num_groups = in_channels, num_groups
         self.two_stage, self.with_box_refine = two_stage, with_box_refine
@@ -255,7 +240,7 @@ class DETRHead(Head):
                 f"{cls_loss!r} with classification={classification!r}"
             )
         self.cls_loss = cls_loss
-        self._check_classification(classification, matcher, two_stage or denoising is not None)
+        check_classification(classification, matcher, two_stage or denoising is not None)
         self.classification, self.no_object_weight = classification, no_object_weight
         self.test_cfg = settings(test_cfg, _TEST_CFG, "test_cfg")
 
@@ -318,50 +303,6 @@ class DETRHead(Head):
     def in_levels(self) -> tuple[str, ...] | None:
         """The ``in_channels`` levels; None when given as a list (the last levels)."""
         return tuple(self.in_channels) if isinstance(self.in_channels, Mapping) else None
-
-    @staticmethod
-    def _check(levels, num_in, encoder, decoder) -> None:
-        """Incompatible options fail here, at construction (queries: ``query_mode``)."""
-        if levels < num_in:
-            raise ValueError(f"num_feature_levels={levels} is below the {num_in} input levels")
-        modules = (*(encoder.modules() if encoder is not None else ()), *decoder.modules())
-        for m in modules:
-            if isinstance(m, DeformableMemoryAttention) and m.num_levels != levels:
-                raise ValueError(
-                    f"a deformable attention has num_levels={m.num_levels} but the head makes "
-                    f"{levels} feature levels"
-                )
-
-    @staticmethod
-    def _check_classification(classification: str, matcher: nn.Module, proposals: bool) -> None:
-        """``classification`` is known, agrees with the matcher's, and has learned queries."""
-        if classification not in ("sigmoid", "softmax"):
-            raise ValueError(
-                f"classification must be 'sigmoid' or 'softmax', got {classification!r}"
-            )
-        theirs = getattr(matcher, "classification", "sigmoid")
-        if theirs != classification:
-            raise ValueError(
-                f"the head's classification={classification!r} but the matcher's is {theirs!r}: "
-                f"set matcher=dict(type='HungarianMatcher', classification={classification!r}, ...)"
-            )
-        if classification == "softmax" and proposals:
-            raise ValueError(
-                "classification='softmax' (DETR's no-object class) needs learned queries: "
-                "two-stage proposals and denoising rank sigmoid scores"
-            )
-
-    @staticmethod
-    def _check_unprojected(in_channels, embed_dims: int, levels: int) -> None:
-        """``project_inputs=False``: the inputs are the feature levels as they are."""
-        widths = list(in_channels.values() if isinstance(in_channels, Mapping) else in_channels)
-        if levels != len(widths) or any(w != embed_dims for w in widths):
-            raise ValueError(
-                f"project_inputs=False needs every input level {embed_dims} (embed_dims) wide "
-                f"and num_feature_levels equal to their number ({len(widths)}); got in_channels="
-                f"{in_channels}, num_feature_levels={levels}: set project_inputs=True or "
-                f"make the neck give those levels"
-            )
 
     def _proposal_groups(self) -> list[TwoStageProposals]:
         """The two-stage proposal modules (one per query group; none without two-stage)."""
@@ -467,8 +408,8 @@ class DETRHead(Head):
         groups = query.shape[1] // self.num_queries  # Group DETR in training: > 1
         decoder_memory = memory
         if groups > 1:  # groups never attend each other: each runs as an image of its own
-            query, reference = _fold_groups(query, groups), _fold_groups(reference, groups)
-            decoder_memory = _repeat_batch(memory, groups)
+            query, reference = fold_groups(query, groups), fold_groups(reference, groups)
+            decoder_memory = repeat_batch(memory, groups)
         if dn is not None:
             query = torch.cat((dn[0], query), dim=1)
             reference = torch.cat((dn[1], reference), dim=1)
@@ -501,96 +442,13 @@ class DETRHead(Head):
             )
         return out
 
-    # ------------------------------------------------------------------ losses
-    def _weighted(self, raw: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
-        return {f"{prefix}{k}": v * self.loss_weights[k] for k, v in raw.items()}
-
-    def _set_losses(
-        self, logits, boxes, targets, num_boxes, prefix, indices=None, mask=None, groups=1
-    ):
-        """logits (B, Q, C), boxes (B, Q, 4): Hungarian matching (unless ``indices`` are
-        given; per query group, ``match_groups``), then the weighted set losses; ``mask``: the
-        classes that count (see ``focal_classification_loss``'s ``class_mask``)."""
-        if indices is None:
-            indices = match_groups(self.matcher, logits, boxes, targets, groups)
-        no_object = self.no_object_weight if self.classification == "softmax" else None
-        raw = set_prediction_losses(
-            logits,
-            boxes,
-            targets,
-            indices,
-            num_boxes,
-            self.focal_alpha,
-            self.focal_gamma,
-            mask,
-            no_object_weight=no_object,
-            iou_aware=self.cls_loss == "iou_aware",
-        )
-        return self._weighted(raw, prefix)
-
-    def _dn_losses(self, out: dict, layer: int, targets, num_boxes, prefix) -> dict[str, Tensor]:
-        """Denoising outputs of one layer: positives matched to their box by construction,
-        negatives to "no object"; padding slots left out."""
-        meta = out.get("dn_meta")
-        if meta is None:  # no box in the batch: zeros that keep the embedding in the graph
-            zero = self.denoising.label_embed.weight.sum() * 0.0
-            return {f"{prefix}{k}": zero for k in self.loss_weights}
-        valid, merged, indices = denoising_matches(targets, meta)
-        logits = out["dn_logits"][layer][valid][None]  # (1, real denoising queries, C)
-        boxes = out["dn_boxes"][layer][valid][None]
-        mask = None
-        if "text_mask" in out:  # each query's own prompt tokens
-            mask = out["text_mask"][valid.nonzero()[:, 0]][None]  # (1, real queries, C)
-        groups = meta["num_groups"]
-        return self._set_losses(logits, boxes, [merged], num_boxes * groups, prefix, indices, mask)
-
+    # ------------------------------------------------------------------ losses (DETRLosses)
     def loss(self, feats: Mapping[str, Tensor], data_samples) -> dict[str, Tensor]:
         """Weighted losses: ``loss_cls/bbox/giou`` (last layer), ``d{i}.loss_*`` (earlier
         layers), ``enc_loss_*`` (two-stage), ``dn_loss_*`` / ``d{i}.dn_loss_*`` (denoising)."""
         device = next(iter(feats.values())).device
         targets = [{k: v.to(device) for k, v in t.items()} for t in self.targets(data_samples)]
         return self.loss_by_outputs(self(feats, data_samples, targets), targets)
-
-    def loss_by_outputs(self, out: dict, targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-        """The losses of :meth:`loss` from the outputs of :meth:`forward` and the targets."""
-        device = out["logits"].device
-        num_boxes = average_num_boxes(sum(len(t["labels"]) for t in targets), device)
-        groups = out["logits"].shape[2] // self.num_queries  # Group DETR in training: > 1
-        num_boxes = num_boxes * groups  # each group is matched to every target
-        mask = out["text_mask"][:, None] if "text_mask" in out else None  # (B, 1, C)
-        losses: dict[str, Tensor] = {}
-        layers = out["logits"].shape[0]
-        for i in range(layers):
-            prefix = "" if i == layers - 1 else f"d{i}."
-            losses.update(
-                self._set_losses(
-                    out["logits"][i],
-                    out["boxes"][i],
-                    targets,
-                    num_boxes,
-                    prefix,
-                    mask=mask,
-                    groups=groups,
-                )
-            )
-            if self.denoising is not None:
-                losses.update(self._dn_losses(out, i, targets, num_boxes, prefix + "dn_"))
-        if "enc_logits" in out:
-            enc_targets = targets
-            if self.class_agnostic_proposals:  # one class, 0: "object"
-                enc_targets = [{**t, "labels": torch.zeros_like(t["labels"])} for t in targets]
-            losses.update(
-                self._set_losses(
-                    out["enc_logits"],
-                    out["enc_boxes"],
-                    enc_targets,
-                    num_boxes,
-                    "enc_",
-                    mask=mask,
-                    groups=groups,
-                )
-            )
-        return losses
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -603,28 +461,3 @@ class DETRHead(Head):
         for logits, boxes, sample in zip(out["logits"][-1], out["boxes"][-1], data_samples):
             sample.pred_instances = self.postprocess(logits, boxes, sample.metainfo, rescale)
         return list(data_samples)
-
-    def postprocess(self, logits: Tensor, boxes: Tensor, metainfo: Mapping, rescale=True):
-        """One image: logits (Q, num_classes), boxes (Q, 4) normalised cxcywh ->
-        ``InstanceData`` (see :meth:`predict`)."""
-        if self.classification == "softmax":  # DETR: "no object" dropped, best class per query
-            scores, labels = logits.softmax(-1)[:, :-1].max(-1)  # (Q,)
-            scores, index = scores.topk(min(self.test_cfg["max_per_img"], len(scores)))
-            return self._instances(scores, boxes[index], labels[index], metainfo, rescale)
-        scores = logits.sigmoid().flatten()  # (Q * num_classes,)
-        k = min(self.test_cfg["max_per_img"], scores.numel())
-        scores, index = scores.topk(k)
-        labels = index % self.num_classes
-        return self._instances(scores, boxes[index // self.num_classes], labels, metainfo, rescale)
-
-    def _instances(self, scores, boxes, labels, metainfo: Mapping, rescale) -> InstanceData:
-        """K candidates: scores (K,), boxes (K, 4) normalised cxcywh, labels (K,) ->
-        ``InstanceData`` of those above ``score_thr``, boxes in pixels (original image's when
-        ``rescale``)."""
-        h, w = metainfo["img_shape"][:2]
-        bboxes = box_cxcywh_to_xyxy(boxes) * boxes.new_tensor([w, h, w, h])
-        keep = scores > self.test_cfg["score_thr"]
-        bboxes, scores, labels = bboxes[keep], scores[keep], labels[keep].long()
-        if rescale:
-            bboxes = boxes_to_original(bboxes, metainfo)
-        return InstanceData(bboxes=bboxes, scores=scores, labels=labels)
