@@ -46,7 +46,7 @@ from mmengine.model import BaseModel
 from mmengine.structures import InstanceData
 from torch.utils.data import Dataset
 
-import visionfm.heads.detr.head as detr_head
+import visionfm.heads.detr.head_losses as detr_head_losses
 from visionfm.engine import build_runner, load_checkpoint_file, load_config
 from visionfm.registry import DATASETS, MODELS
 
@@ -388,13 +388,13 @@ def _per_process_normalisation_gap(cfg: Config, counts: list[int]) -> float:
     def grads(indices, num_boxes=None):
         data = model.data_preprocessor(pseudo_collate([dataset[i] for i in indices]), True)
         model.zero_grad()
-        original = detr_head.average_num_boxes
+        original = detr_head_losses.average_num_boxes
         if num_boxes is not None:
-            detr_head.average_num_boxes = lambda n, device: num_boxes
+            detr_head_losses.average_num_boxes = lambda n, device: num_boxes
         try:
             loss, _ = model.parse_losses(model(**data, mode="loss"))
         finally:
-            detr_head.average_num_boxes = original
+            detr_head_losses.average_num_boxes = original
         loss.backward()
         return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
