@@ -70,6 +70,7 @@ def test_farthest_point_sampling_random_start():
         coords, offsets, 4, start="random", generator=gen
     )
     starts = [0, *new_offsets.tolist()[:-1]]
+    assert indices[starts].tolist() != [0, 7, 38]  # not every cloud started at its first point
     for (s, pts), b in zip(_clouds(coords, offsets), starts):
         first = int(indices[b]) - s
         assert 0 <= first < len(pts)
