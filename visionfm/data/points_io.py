@@ -234,7 +234,10 @@ def read_ply(path: str | os.PathLike, num_classes: int | None = None) -> dict:
             raise ValueError(
                 f"{path}: expected {count} vertex rows of {len(props)} values ({names})"
             )
-        table = np.array(rows, dtype=np.float64)
+        try:
+            table = np.array(rows, dtype=np.float64).reshape(count, len(props))
+        except ValueError as e:
+            raise ValueError(f"{path}: non-numeric PLY vertex value ({e})") from e
         columns = {name: table[:, i] for i, name in enumerate(names)}
     else:
         dtype = np.dtype([(name, _PLY_FORMATS[fmt] + t) for name, t in props])
