@@ -1,5 +1,7 @@
 """Write the synthetic world to disk: COCO instances and panoptic json, panoptic /
-semantic / depth PNGs, refs, ODVG json lines and MDETR-style refcoco json, mp4 clips.
+semantic / depth PNGs, refs, ODVG json lines and MDETR-style refcoco json, mp4 clips;
+with ``--points``, point clouds too (``OUT/points``: ModelNet40 txt, ScanObjectNN h5,
+Pointcept scene folders and PLY; see ``visionfm.data.synthetic.points``).
 
     python tools/make_synthetic.py --out data/synthetic --num-train 1000 --num-val 200 --seed 0
 
@@ -19,6 +21,7 @@ except ModuleNotFoundError:  # run from a source checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from visionfm.data.synthetic import make_synthetic
 from visionfm.data.synthetic.grounding import HOLDOUT_PAIRS
+from visionfm.data.synthetic.points import write_point_datasets
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,6 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--no-holdout", action="store_true", help="hold no pair out")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--points", action="store_true", help="also write point clouds to OUT/points")
     return p.parse_args(argv)
 
 
@@ -70,6 +74,9 @@ def main(argv: list[str] | None = None) -> None:
     for split in ("train", "val"):
         for key, path in paths[split].items():
             print(f"  {split:5s} {key:17s} {path}")
+    if args.points:
+        for key, path in write_point_datasets(Path(args.out) / "points", seed=args.seed).items():
+            print(f"  points {key:16s} {path}")
 
 
 if __name__ == "__main__":
