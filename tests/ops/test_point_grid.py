@@ -24,11 +24,9 @@ def _voxels_by_loop(coords, offsets, size):
     voxels, start = {}, 0
     for b, end in enumerate(offsets.tolist()):
         pts = coords[start:end].numpy()
-        low = pts.min(0)
-        for row, p in enumerate(pts):
-            voxels.setdefault((b, *np.floor((p - low) / size).astype(int).tolist()), []).append(
-                start + row
-            )
+        cells = np.floor(pts / size).astype(int)
+        for row, cell in enumerate(cells - cells.min(0)):
+            voxels.setdefault((b, *cell.tolist()), []).append(start + row)
         start = end
     return voxels
 
@@ -43,6 +41,8 @@ def _check_sample(sample, voxels, offsets_len):
         assert key not in got  # one point per voxel
         got[key] = row
     assert set(got) == set(voxels)  # every occupied voxel sampled
+    for key, rows in voxels.items():  # inverse: every point to its voxel's sample
+        assert sample.indices[sample.inverse[rows]].tolist() == [got[key]] * len(rows)
     assert len(sample.offsets) == offsets_len
     return got
 
@@ -125,12 +125,12 @@ def test_serialize_keeps_clouds_apart_and_inverts(order):
     grid = torch.randint(0, 8, (50, 3), generator=gen)
     batch = torch.tensor([0] * 10 + [1] * 25 + [2] * 15)
     out = serialize(grid, batch, order)
-    assert (out.codes >> 9).tolist() == batch.tolist()  # depth 3: cloud above bit 9
+    assert (out.codes >> 12).tolist() == batch.tolist()  # default depth (7 + 1).bit_length() = 4
     assert (out.codes[out.order].diff() >= 0).all()
     assert batch[out.order].tolist() == batch.tolist()  # sorting never mixes clouds
     assert torch.equal(out.order[out.inverse], torch.arange(50))
     assert torch.equal(out.codes[out.order][out.inverse], out.codes)
-    same = serialize(grid[:10], batch[:10], order, depth=3).codes
+    same = serialize(grid[:10], batch[:10], order, depth=4).codes
     assert torch.equal(out.codes[:10], same)
 
 

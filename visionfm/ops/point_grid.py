@@ -26,12 +26,15 @@ class GridSample(NamedTuple):
 
     indices: (S,) int64 rows of the input coords, cloud by cloud.
     offsets: (B,) int64 cumulative ends of the sampled clouds.
-    grid_coords: (S, 3) int64 voxel of each sample, counted from its cloud's minimum corner.
+    grid_coords: (S, 3) int64 voxel of each sample, counted from its cloud's lowest voxel.
+    inverse: (N,) int64 sample whose voxel holds each input point (``x[indices][inverse]``
+        spreads per-sample values back over every input point).
     """
 
     indices: Tensor
     offsets: Tensor
     grid_coords: Tensor
+    inverse: Tensor
 
 
 class Serialization(NamedTuple):
@@ -55,9 +58,10 @@ def _voxels(
     if not bool((size > 0).all()):
         raise ValueError(f"grid_size must be > 0, got {size.tolist()}")
     batch = offsets_to_batch(offsets)
-    lowest = coords.new_full((len(offsets), 3), torch.inf)
-    lowest = lowest.scatter_reduce(0, batch[:, None].expand(-1, 3), coords, "amin")
-    grid = torch.floor((coords - lowest[batch]) / size).long()  # (N, 3), >= 0
+    grid = torch.floor(coords / size).long()  # world-aligned voxels, as Pointcept's GridSample
+    lowest = grid.new_full((len(offsets), 3), torch.iinfo(torch.long).max)
+    lowest = lowest.scatter_reduce(0, batch[:, None].expand(-1, 3), grid, "amin")
+    grid = grid - lowest[batch]  # (N, 3), >= 0 in each cloud
     extent = grid.amax(0) + 1
     if len(offsets) * float(extent.double().prod()) >= 2.0**63:
         raise ValueError(
@@ -75,8 +79,8 @@ def grid_sample(
     mode: Literal["train", "test"] = "train",
     generator: torch.Generator | None = None,
 ) -> GridSample | list[GridSample]:
-    """Voxelise each cloud (voxels of side ``grid_size`` from the cloud's minimum corner) and
-    keep one point per occupied voxel.
+    """Voxelise each cloud (voxel ``floor(coords / grid_size)``, counted from the cloud's lowest
+    voxel, as Pointcept's ``GridSample``) and keep one point per occupied voxel.
 
     ``mode='train'``: one uniformly random point per voxel (drawn with ``generator``).
     ``mode='test'``: fragments as Pointcept's test-time ``GridSample``: fragment i takes, in
@@ -100,10 +104,12 @@ def grid_sample(
     first = torch.cumsum(count, 0) - count
     voxel_batch = batch[order[first]]
     new_offsets = torch.cumsum(torch.bincount(voxel_batch, minlength=len(offsets)), 0)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.repeat_interleave(torch.arange(len(count), device=order.device), count)
 
     def pick(rank: Tensor) -> GridSample:
         indices = order[first + rank]
-        return GridSample(indices, new_offsets, grid[indices])
+        return GridSample(indices, new_offsets, grid[indices], inverse)
 
     if mode == "train":
         draw = torch.rand(len(count), generator=generator, device=coords.device)
@@ -159,13 +165,15 @@ def serialize(
 
     ``'z'``: Morton order, bits interleaved x-major (x, y, z from the most significant of each
     triple); ``'hilbert'``: the 3-D Hilbert curve (Skilling's construction, starting at the
-    origin). The ``-trans`` variants swap x and y first, as Point Transformer V3 does.
+    origin). The ``-trans`` variants swap x and y first, as Point Transformer V3 does. The
+    codes equal Pointcept's ``serialization.encode`` (checked for depth 1-16).
 
     Args:
         grid_coords: (N, 3) integer voxel coordinates in [0, 2**depth).
         batch: (N,) int cloud index of each point (``offsets_to_batch``).
         order: the curve.
-        depth: bits per axis; defaults to the fewest that hold the largest coordinate.
+        depth: bits per axis; defaults to ``(max + 1).bit_length()`` as Pointcept does (the
+            Hilbert order depends on the depth: keep Pointcept's to match its patches).
 
     Returns:
         a ``Serialization``: codes ``(batch << 3 * depth) | curve code``, their sorting order and
@@ -187,7 +195,7 @@ def serialize(
         raise ValueError("grid_coords must be >= 0: count voxels from each cloud's minimum corner")
     largest = int(grid.max()) if grid.numel() else 0
     if depth is None:
-        depth = max(largest.bit_length(), 1)
+        depth = (largest + 1).bit_length()  # as Pointcept's Point.serialization
     if largest >= 1 << depth:
         raise ValueError(f"grid coordinate {largest} does not fit depth {depth}: raise depth")
     clouds = int(batch.max()) + 1 if batch.numel() else 1
