@@ -140,35 +140,50 @@ def _canonical(shape) -> np.ndarray:
     return (shape.coord.astype(np.float64) - shape.translation) @ shape.rotation / shape.scale
 
 
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
 def test_shapes_lie_on_their_surfaces():
-    rng = np.random.default_rng(0)
+    """Each canonical point satisfies its shape's surface equation, its normal is the
+    outward unit normal there, and the parts are sampled in proportion to their areas."""
+    rng, z = np.random.default_rng(0), np.array([0.0, 0.0, 1.0])
     for label, name in enumerate(SHAPES):
-        shape = make_shape_cloud(rng, label, 300, noise=0.0)
+        shape = make_shape_cloud(rng, label, 2000, noise=0.0)
         p, n = _canonical(shape), shape.normal.astype(np.float64) @ shape.rotation
-        assert shape.coord.shape == (300, 3) and shape.coord.dtype == np.float32
+        assert shape.coord.shape == (2000, 3) and shape.coord.dtype == np.float32
         np.testing.assert_allclose(np.linalg.norm(n, axis=1), 1, atol=1e-5, err_msg=name)
         radial = np.linalg.norm(p[:, :2], axis=1)
+        ring = np.concatenate([p[:, :2] / radial[:, None], np.zeros((len(p), 1))], axis=1)
+        cap = np.sign(p[:, 2])[:, None] * z
         if name == "sphere":
             np.testing.assert_allclose(np.linalg.norm(p, axis=1), 1, atol=1e-5)
-            np.testing.assert_allclose(n, p, atol=1e-5)
+            expected, part = p, None
         elif name == "cube":
+            axis = np.abs(p).argmax(axis=1)
             np.testing.assert_allclose(np.abs(p).max(axis=1), 1, atol=1e-5)
-            np.testing.assert_allclose(np.abs(n).max(axis=1), 1, atol=1e-5)
-        elif name == "cylinder":
-            side = np.abs(np.abs(p[:, 2]) - 1) > 1e-4
-            np.testing.assert_allclose(radial[side], 1, atol=1e-5)
-            assert np.all(radial <= 1 + 1e-5) and 0.5 < side.mean() < 0.85  # area 2/3
-        elif name == "cone":
-            side = np.abs(p[:, 2] + 1) > 1e-4
-            np.testing.assert_allclose(radial[side], (1 - p[side, 2]) / 2, atol=1e-5)
+            expected, part = np.eye(3)[axis] * np.sign(p[np.arange(len(p)), axis])[:, None], None
+        elif name == "cylinder":  # side area 4 pi of 6 pi
+            part = np.abs(np.abs(p[:, 2]) - 1) > 1e-4
+            np.testing.assert_allclose(radial[part], 1, atol=1e-5)
+            assert np.all(radial <= 1 + 1e-5)
+            expected, area = np.where(part[:, None], ring, cap), 2 / 3
+        elif name == "cone":  # lateral area pi sqrt(5), base pi
+            part = np.abs(p[:, 2] + 1) > 1e-4
+            np.testing.assert_allclose(radial[part], (1 - p[part, 2]) / 2, atol=1e-5)
+            expected, area = np.where(part[:, None], _unit(2 * ring + z), -z), 5**0.5 / (5**0.5 + 1)
         elif name == "torus":
-            tube = np.hypot(radial - 1, p[:, 2])
-            np.testing.assert_allclose(tube, TORUS_MINOR, atol=1e-5)
-        elif name == "pyramid":
-            base = np.abs(p[:, 2] + 1) < 1e-4
-            np.testing.assert_allclose(np.abs(p[~base, :2]).max(axis=1), (1 - p[~base, 2]) / 2, atol=1e-5)  # fmt: skip
-        if name != "torus":  # convex around the origin: outward normals point away from it
-            assert np.all(np.sum(p * n, axis=1) > 0), name
+            np.testing.assert_allclose(np.hypot(radial - 1, p[:, 2]), TORUS_MINOR, atol=1e-5)
+            expected, part = (p - ring) / TORUS_MINOR, None
+        else:  # pyramid: four faces 2 x + z = 1 (and rotations), area sqrt(5) each; base 4
+            part = np.abs(p[:, 2] + 1) > 1e-4
+            np.testing.assert_allclose(np.abs(p[part, :2]).max(axis=1), (1 - p[part, 2]) / 2, atol=1e-5)  # fmt: skip
+            axis = np.abs(p[:, :2]).argmax(axis=1)
+            side = _unit(2 * np.eye(3)[axis] * np.sign(p[np.arange(len(p)), axis])[:, None] + z)
+            expected, area = np.where(part[:, None], side, -z), 5**0.5 / (5**0.5 + 1)
+        np.testing.assert_allclose(n, expected, atol=1e-4, err_msg=name)
+        if part is not None:
+            assert abs(part.mean() - area) < 0.05, (name, part.mean(), area)
 
 
 def test_sample_surface_rejects_unknown_shape():
