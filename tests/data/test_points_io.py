@@ -299,6 +299,21 @@ def test_bad_files_name_the_file(tmp_path, name, content, kwargs, match):
     assert str(path) in str(info.value)
 
 
+def test_corrupt_npy_h5_and_ply_header_name_the_file(tmp_path):
+    for name in ("a.npy", "a.h5"):
+        (tmp_path / name).write_bytes(b"not an array")
+    with pytest.raises(ValueError, match=f"{tmp_path / 'a.npy'}: cannot read as a .npy"):
+        pio.read_points_file(tmp_path / "a.npy")
+    with pytest.raises(OSError, match=f"{tmp_path / 'a.h5'}: cannot open as HDF5"):
+        pio.read_scanobjectnn_h5(tmp_path / "a.h5")
+    bad = _write(tmp_path / "a.ply", "ply\nformat ascii 1.0\nelement vertex many\nend_header\n")
+    with pytest.raises(ValueError, match=f"{bad}: cannot parse PLY header line 'element vertex"):
+        pio.read_ply(bad)
+    bad = _write(tmp_path / "b.ply", "ply\nformat ascii 1.0\nelement vertex 0\nend_header")
+    with pytest.raises(ValueError, match=f"{bad}: not a PLY file"):
+        pio.read_ply(bad)
+
+
 def test_bad_folders_and_h5_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.ply"):
         pio.read_points_file(tmp_path / "missing.ply")

@@ -56,6 +56,13 @@ def _cloud(**fields) -> dict:
     return {name: fields.get(name) for name in FIELD_WIDTHS}
 
 
+def _load_npy(path: str | os.PathLike) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: cannot read as a .npy array ({e})") from e
+
+
 def check_cloud(cloud: dict, path: str | os.PathLike, num_classes: int | None = None) -> dict:
     """Validate and normalise ``cloud`` in place (dtypes, (N,) labels); errors name ``path``.
 
@@ -129,7 +136,7 @@ def read_points_array(
         raise ValueError(f"unknown fields {unknown}; choose from {list(FIELD_WIDTHS)}")
     path = str(path)
     if path.endswith(".npy"):
-        array = np.load(path, allow_pickle=False)
+        array = _load_npy(path)
     else:
         with open(path) as f:
             rows = [line.split(delimiter) for line in f if line.strip()]
@@ -192,9 +199,9 @@ _PLY_PROPERTIES = {  # cloud field -> accepted vertex property names
 def _ply_header(data: bytes, path: str) -> tuple[str, list[tuple[str, int, list]], int]:
     """(format, [(element, count, [(property, type or None for a list)])], body offset)."""
     end = data.find(b"end_header")
-    if not data.startswith(b"ply") or end < 0:
-        raise ValueError(f"{path}: not a PLY file (expected 'ply' ... 'end_header')")
-    body = data.index(b"\n", end) + 1
+    body = data.find(b"\n", end) + 1 if end >= 0 else 0
+    if not data.startswith(b"ply") or body == 0:
+        raise ValueError(f"{path}: not a PLY file (expected 'ply' ... 'end_header' + newline)")
     fmt, elements = None, []
     for line in data[:end].decode("ascii", "replace").splitlines()[1:]:
         words = line.split()
@@ -202,7 +209,7 @@ def _ply_header(data: bytes, path: str) -> tuple[str, list[tuple[str, int, list]
             continue
         if words[0] == "format" and len(words) >= 2 and words[1] in _PLY_FORMATS:
             fmt = words[1]
-        elif words[0] == "element" and len(words) == 3:
+        elif words[0] == "element" and len(words) == 3 and words[2].isdigit():
             elements.append((words[1], int(words[2]), []))
         elif words[0] == "property" and elements and len(words) == 3 and words[1] in _PLY_TYPES:
             elements[-1][2].append((words[2], _PLY_TYPES[words[1]]))
@@ -336,7 +343,7 @@ def read_pointcept_scene(
     files = {"coord": "coord.npy", "color": "color.npy", "normal": "normal.npy"}
     files.update(segment=segment_file, instance="instance.npy")
     cloud = {
-        name: np.load(folder / file, allow_pickle=False)
+        name: _load_npy(folder / file)
         for name, file in files.items()
         if file is not None and (folder / file).is_file()
     }
@@ -426,7 +433,11 @@ def read_scanobjectnn_h5(
     """A ScanObjectNN ``.h5`` -> (points float32 (B, P, 3), labels int64 (B,))."""
     import h5py
 
-    with h5py.File(path, "r") as f:
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise OSError(f"{path}: cannot open as HDF5 ({e})") from e
+    with f:
         missing = [k for k in ("data", "label") if k not in f]
         if missing:
             raise KeyError(f"{path}: ScanObjectNN .h5 needs datasets {missing}; has {list(f)}")
