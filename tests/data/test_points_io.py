@@ -8,6 +8,8 @@ import struct
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from visionfm.data import points_io as pio
 from visionfm.data.synthetic.points import (
@@ -337,3 +339,25 @@ def test_bad_folders_and_h5_name_the_file(tmp_path):
     pio.write_scanobjectnn_h5(h5, np.zeros((2, 5, 3)), np.array([0, 1, 2]))
     with pytest.raises(ValueError, match="2 clouds in 'data' but 3 labels"):
         pio.read_scanobjectnn_h5(h5)
+
+
+@pytest.mark.parametrize("binary", [True, False])
+@settings(
+    max_examples=150, deadline=None, derandomize=True, database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)  # fmt: skip
+@given(cut=st.integers(0, 10_000), position=st.integers(0, 10_000), byte=st.integers(0, 255))
+def test_fuzzed_ply_loads_or_names_the_file(tmp_path, binary, cut, position, byte):
+    """A valid PLY truncated and with one byte replaced anywhere loads, or raises a
+    ValueError naming the file; never an IndexError / struct error from inside the parser."""
+    path = tmp_path / "fuzz.ply"
+    pio.write_ply(path, _cloud(4), binary=binary)
+    data = bytearray(path.read_bytes())
+    data[position % len(data)] = byte
+    path.write_bytes(bytes(data[: len(data) - cut % 40]))
+    try:
+        cloud = pio.read_ply(path)
+    except ValueError as e:
+        assert str(path) in str(e)
+    else:
+        assert cloud["coord"].shape[1] == 3 and np.isfinite(cloud["coord"]).all()
