@@ -79,7 +79,7 @@ def farthest_point_sampling(
         chosen.append(current)
         centre = padded[batch, current]  # (B, 3)
         dist = ((padded - centre[:, None]) ** 2).sum(-1)
-        nearest = torch.minimum(nearest, torch.where(valid, dist, nearest))
+        nearest = torch.minimum(nearest, dist)  # padding stays at -1 (dist >= 0)
         current = nearest.argmax(1)
     chosen = torch.stack(chosen, 1)  # (B, S_max)
     keep = torch.arange(chosen.shape[1], device=coords.device) < num[:, None]
