@@ -165,3 +165,19 @@ def test_too_few_points_are_refused():
     # ball_query pads instead: 7 points in cloud 0, k = 9
     index, _ = ball_query(coords, offsets, coords, offsets, radius=10.0, k=9)
     assert (index[:7, 7:] == index[:7, :1]).all()
+
+
+def test_int32_offsets_as_pointcept_gives_the_same():
+    coords, offsets = _packed()
+    for a, b in zip(
+        farthest_point_sampling(coords, offsets, 5),
+        farthest_point_sampling(coords, offsets.int(), 5),
+    ):
+        assert torch.equal(a, b)
+    assert torch.equal(
+        knn(coords, offsets, coords, offsets, 3)[0],
+        knn(coords, offsets.int(), coords, offsets.int(), 3)[0],
+    )
+    coords[40, 0] = float("nan")
+    with pytest.raises(ValueError, match="cloud 2"):
+        knn(coords, offsets.int(), coords, offsets.int(), 3)
