@@ -213,6 +213,15 @@ def test_scene_labels_and_geometry():
     np.testing.assert_allclose(scene["coord"][seg == 0, 2], 0)
     assert np.all(scene["coord"][:, 2] >= -1e-5) and np.all(scene["instance"][seg < 2] == -1)
     assert np.all((scene["color"] >= 0) & (scene["color"] <= 255))
+    for seed in range(5):  # objects stay inside the walls and apart from each other
+        scene_k = make_scene_cloud(np.random.default_rng(seed), 2000)
+        xy, inst = scene_k["coord"][:, :2], scene_k["instance"]
+        walls = xy[scene_k["segment"] == 1]
+        assert np.all((xy >= walls.min(0) - 1e-5) & (xy <= walls.max(0) + 1e-5))
+        boxes = [(xy[inst == i].min(0), xy[inst == i].max(0)) for i in range(inst.max() + 1)]
+        for i, (lo, hi) in enumerate(boxes):
+            for lo2, hi2 in boxes[i + 1 :]:
+                assert np.any((hi < lo2) | (hi2 < lo)), (seed, i)
     again = make_scene_cloud(np.random.default_rng(0), 1000)
     for key in scene:
         np.testing.assert_array_equal(scene[key], again[key])

@@ -186,7 +186,7 @@ def make_scene_cloud(
     cells = rng.permutation(16)[:count]  # objects on a 4 x 4 grid of cells, one each
     for i, (cell, n) in enumerate(zip(cells, per_object, strict=True)):
         label = int(rng.integers(len(SHAPES)))
-        size = rng.uniform(0.25, 0.4)
+        size = rng.uniform(0.25, 0.35)  # at most 0.5 wide across: inside its cell
         points, normals = sample_surface(rng, SHAPES[label], int(n))
         angle = rng.uniform(0, 2 * np.pi)
         c, s = np.cos(angle), np.sin(angle)
