@@ -7,6 +7,7 @@ Importing this package registers everything in ``DATASETS`` / ``TRANSFORMS`` / `
 from .batch import batch_input_shape, padding_mask, unlabelled_samples
 from .data_sample import DataSample
 from .datasets import CocoDataset, collate
+from .point_batch import PointDataPreprocessor, pack_points
 from .preprocessor import DataPreprocessor
 from .transforms import (
     COCO_FLIP_PAIRS,
@@ -31,12 +32,14 @@ __all__ = [
     "LoadImage",
     "PackInputs",
     "PhotoMetricDistortion",
+    "PointDataPreprocessor",
     "RandomChoiceResize",
     "RandomCrop",
     "RandomFlip",
     "Resize",
     "batch_input_shape",
     "collate",
+    "pack_points",
     "padding_mask",
     "unlabelled_samples",
 ]

@@ -13,6 +13,7 @@ from .coco_panoptic import CocoPanopticDataset
 from .depth_folder import DepthFolderDataset, KittiDepthDataset
 from .grounding import ClassPrompt, GroundingFormatError
 from .odvg import ODVGDataset
+from .points import ModelNetDataset, PointSceneDataset, ScanObjectNNDataset
 from .refcoco import RefCOCODataset
 from .seg_folder import SegFolderDataset
 
@@ -28,8 +29,11 @@ __all__ = [
     "DepthFolderDataset",
     "GroundingFormatError",
     "KittiDepthDataset",
+    "ModelNetDataset",
     "ODVGDataset",
+    "PointSceneDataset",
     "RefCOCODataset",
+    "ScanObjectNNDataset",
     "SegFolderDataset",
     "SkipBadSamplesMixin",
     "VisionDataset",

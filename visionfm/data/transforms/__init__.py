@@ -20,6 +20,19 @@ from .geometric import COCO_FLIP_PAIRS, RandomChoiceResize, RandomFlip, Resize
 from .kb_crop import KBCrop
 from .loading import LoadAnnotations, LoadImage, LoadPanopticAnnotations, decode_segmentation
 from .photometric import PhotoMetricDistortion
+from .points import (
+    CentreShift,
+    ElasticDistortion,
+    NormalizeColor,
+    PackPointInputs,
+    PointGridSample,
+    PointRandomDropout,
+    PointRandomFlip,
+    PointRandomJitter,
+    PointRandomRotate,
+    PointRandomScale,
+    SphereCrop,
+)
 from .topdown import (
     GetBBoxCenterScale,
     PackPoseInputs,
@@ -30,6 +43,17 @@ from .topdown import (
 )
 
 __all__ = [
+    "CentreShift",
+    "ElasticDistortion",
+    "NormalizeColor",
+    "PackPointInputs",
+    "PointGridSample",
+    "PointRandomDropout",
+    "PointRandomFlip",
+    "PointRandomJitter",
+    "PointRandomRotate",
+    "PointRandomScale",
+    "SphereCrop",
     "COCO_FLIP_PAIRS",
     "Compose",
     "GetBBoxCenterScale",
