@@ -139,6 +139,8 @@ def test_bad_files_named(point_root, tmp_path):
     pio.write_scanobjectnn_h5(h5, np.zeros((2, 4, 3)), np.array([0, 15]))
     with pytest.raises(ValueError, match="bad.h5"):
         ScanObjectNNDataset(str(h5), num_classes=15)
+    with pytest.raises(OSError, match="missing.h5"):
+        ScanObjectNNDataset(str(tmp_path / "missing.h5"))
     with pytest.raises(FileNotFoundError, match="nowhere"):
         PointSceneDataset(str(tmp_path / "nowhere"))
 
