@@ -1,0 +1,254 @@
+"""Point-MAE / Point-BERT style patch transformer over packed point clouds.
+
+Each cloud gives ``num_groups`` tokens: farthest-point-sampled centres, their
+``group_size`` nearest points expressed relative to the centre, each group encoded by a
+mini-PointNet (shared MLP 3 -> 128 -> 256, max-pool, the pooled feature concatenated to every
+point, shared MLP 512 -> 512 -> ``encoder_dims``, max-pool). A two-layer MLP of the centre is
+the position embedding, added before every block (as Point-MAE). Blocks are the ViT
+:class:`~visionfm.backbones.vit_attention.Block`.
+
+``convert_checkpoint`` reads Point-MAE's checkpoints: pre-training (``MAE_encoder.*``, the
+decoder and mask token ignored) and fine-tuning (``encoder.*``, ``blocks.blocks.N.*``,
+``cls_token`` / ``cls_pos``, the ``cls_head_finetune`` classifier ignored).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+from torch.utils.checkpoint import checkpoint
+
+from visionfm.ops.point_batch import check_coords, check_offsets, offsets_to_lengths
+from visionfm.ops.point_sampling import farthest_point_sampling, knn
+from visionfm.registry import MODELS
+from visionfm.weights import CheckpointError, ConvertedCheckpoint
+
+from .base import Backbone
+from .vit_attention import Attention, Block
+
+__all__ = ["PointGroupTokenizer", "PointPatchTransformer", "group_points"]
+
+
+def group_points(
+    coords: Tensor, offsets: Tensor, num_groups: int, group_size: int
+) -> tuple[Tensor, Tensor]:
+    """FPS centres and their kNN groups, relative to the centre.
+
+    Args:
+        coords: (N, 3) packed points; offsets: (B,) cumulative ends.
+        num_groups: G centres per cloud; group_size: K neighbours per centre.
+
+    Returns:
+        groups: (B, G, K, 3) neighbour coordinates minus their centre, nearest first.
+        centres: (B, G, 3).
+    """
+    check_coords(coords, offsets, "points[:, :3]")
+    lengths = offsets_to_lengths(offsets)
+    need = max(num_groups, group_size)
+    short = (lengths < need).nonzero()
+    if short.numel():
+        b = int(short[0])
+        raise ValueError(
+            f"PointPatchTransformer: cloud {b} has {int(lengths[b])} points, fewer than "
+            f"max(num_groups={num_groups}, group_size={group_size}) = {need}; drop or "
+            "upsample that cloud, or lower num_groups / group_size"
+        )
+    centre_idx, centre_offsets = farthest_point_sampling(coords, offsets, num_groups)
+    centres = coords[centre_idx]  # (B * G, 3)
+    idx, _ = knn(centres, centre_offsets, coords, offsets, group_size)  # (B * G, K)
+    groups = coords[idx] - centres[:, None]  # (B * G, K, 3)
+    b = offsets.numel()
+    return groups.view(b, num_groups, group_size, 3), centres.view(b, num_groups, 3)
+
+
+def _shared_mlp(c_in: int, c_hidden: int, c_out: int) -> nn.Sequential:
+    """Point-wise conv - BN - ReLU - conv on (M, C, K)."""
+    return nn.Sequential(
+        nn.Conv1d(c_in, c_hidden, 1),
+        nn.BatchNorm1d(c_hidden),
+        nn.ReLU(inplace=True),
+        nn.Conv1d(c_hidden, c_out, 1),
+    )
+
+
+class PointGroupTokenizer(nn.Module):
+    """Mini-PointNet: (B, G, K, 3) groups -> (B, G, out_dim) tokens (see module doc)."""
+
+    def __init__(self, out_dim: int) -> None:
+        super().__init__()
+        self.first_conv = _shared_mlp(3, 128, 256)
+        self.second_conv = _shared_mlp(512, 512, out_dim)
+        self.out_dim = out_dim
+
+    def forward(self, groups: Tensor) -> Tensor:
+        b, g, k, _ = groups.shape
+        x = self.first_conv(groups.reshape(b * g, k, 3).transpose(1, 2))  # (BG, 256, K)
+        pooled = x.amax(2, keepdim=True)  # (BG, 256, 1)
+        x = self.second_conv(torch.cat([pooled.expand(-1, -1, k), x], 1))  # (BG, out, K)
+        return x.amax(2).view(b, g, self.out_dim)
+
+
+@MODELS.register_module()
+class PointPatchTransformer(Backbone):
+    """Point-MAE / Point-BERT patch transformer.
+
+    ``forward(points (N, 3 + C), offsets (B,))`` uses the coordinates ``points[:, :3]`` only
+    (extra channels are ignored, as in Point-MAE) and returns
+
+    - ``'tokens'``: (B, G, embed_dim) normed group-token features (class token excluded);
+    - ``'centres'``: (B, G, 3) the FPS centres of those tokens;
+    - ``'pooled'``: (B, 2 * embed_dim) ``[class token, max over tokens]`` (Point-MAE's
+      classifier input), or (B, embed_dim) the max over tokens when ``class_token=False``.
+
+    Args:
+        num_groups: G tokens per cloud; group_size: K points per group.
+        embed_dim, depth, num_heads, mlp_ratio, qkv_bias: transformer (Point-MAE: 384, 12,
+            6, 4, False).
+        class_token: prepend a learned class token with its learned position.
+        drop_path_rate: stochastic depth, linear over the blocks.
+        frozen_stages: -1 none; 0 tokenizer, position MLP and class token; i also block i-1.
+        grad_checkpointing: recompute block activations in backward.
+    """
+
+    def __init__(
+        self,
+        num_groups: int = 64,
+        group_size: int = 32,
+        embed_dim: int = 384,
+        depth: int = 12,
+        num_heads: int = 6,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = False,
+        class_token: bool = True,
+        drop_path_rate: float = 0.0,
+        frozen_stages: int = -1,
+        grad_checkpointing: bool = False,
+    ) -> None:
+        super().__init__(frozen_stages=frozen_stages, grad_checkpointing=grad_checkpointing)
+        if num_groups < 1 or group_size < 1:
+            raise ValueError(
+                f"num_groups and group_size must be >= 1, got {num_groups}, {group_size}"
+            )
+        self.num_groups, self.group_size, self.embed_dim = num_groups, group_size, embed_dim
+        self.tokenizer = PointGroupTokenizer(embed_dim)
+        self.pos_embed = nn.Sequential(nn.Linear(3, 128), nn.GELU(), nn.Linear(128, embed_dim))
+        if class_token:
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+            self.cls_pos = nn.Parameter(torch.zeros(1, 1, embed_dim))
+            nn.init.trunc_normal_(self.cls_token, std=0.02)
+            nn.init.trunc_normal_(self.cls_pos, std=0.02)
+        else:
+            self.cls_token = self.cls_pos = None
+        rates = torch.linspace(0, drop_path_rate, depth).tolist()
+        self.blocks = nn.ModuleList(
+            Block(
+                embed_dim,
+                Attention(embed_dim, num_heads, qkv_bias=qkv_bias),
+                mlp_hidden_dim=round(embed_dim * mlp_ratio),
+                norm_layer=nn.LayerNorm,
+                act_layer=nn.GELU,
+                drop_path=rates[i],
+            )
+            for i in range(depth)
+        )
+        self.norm = nn.LayerNorm(embed_dim)
+        self.freeze_stages()
+
+    # -- the interface -------------------------------------------------------------------
+    @property
+    def out_channels(self) -> dict[str, int]:
+        pooled = 2 * self.embed_dim if self.cls_token is not None else self.embed_dim
+        return {"tokens": self.embed_dim, "pooled": pooled}
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.blocks)
+
+    def get_layer_id(self, name: str) -> int:
+        """0 for tokenizer, position MLP and class token, i + 1 for ``blocks.i.*``,
+        depth + 1 for the final norm."""
+        if name.startswith(("tokenizer.", "pos_embed.", "cls_token", "cls_pos")):
+            return 0
+        if name.startswith("blocks."):
+            return int(name.split(".")[1]) + 1
+        return self.num_layers + 1
+
+    def stage_parts(self) -> list[list[nn.Module | nn.Parameter]]:
+        stem = [self.tokenizer, self.pos_embed]
+        if self.cls_token is not None:
+            stem += [self.cls_token, self.cls_pos]
+        return [stem] + [[blk] for blk in self.blocks]
+
+    def convert_checkpoint(
+        self, state_dict: dict[str, Tensor], config: Mapping | None = None
+    ) -> ConvertedCheckpoint:
+        """Point-MAE pre-training or fine-tuning state dict -> this model's names.
+
+        ``module.`` / ``MAE_encoder.`` / ``base_model.`` prefixes are stripped; the decoder,
+        mask token and classifier head are ignored (listed); any other unknown key is refused.
+        """
+        if config is not None:
+            raise CheckpointError(
+                "PointPatchTransformer: Point-MAE checkpoints come without a config.json; "
+                "got one, so this is probably another family's checkpoint"
+            )
+        out, ignored, unknown = {}, [], []
+        for key, value in state_dict.items():
+            name = key.removeprefix("module.")
+            if name.startswith(_IGNORED):
+                ignored.append(key)
+                continue
+            name = name.removeprefix("MAE_encoder.").removeprefix("base_model.")
+            if name.startswith("encoder."):
+                name = "tokenizer." + name[len("encoder.") :]
+            elif name.startswith("blocks.blocks."):
+                name = name[len("blocks.") :]
+            elif not name.startswith(("pos_embed.", "norm.", "cls_token", "cls_pos")):
+                unknown.append(key)
+                continue
+            out[name] = value
+        if unknown:
+            raise CheckpointError(
+                f"PointPatchTransformer: {len(unknown)} checkpoint keys are not of the Point-MAE "
+                f"encoder layout: {unknown[:8]}; is this a Point-MAE checkpoint?"
+            )
+        notes = (
+            [f"ignored {len(ignored)} decoder / mask-token / classifier keys"] if ignored else []
+        )
+        return ConvertedCheckpoint(out, "point_mae", ignored=ignored, notes=notes)
+
+    # -- forward -------------------------------------------------------------------------
+    def forward(self, points: Tensor, offsets: Tensor) -> dict[str, Tensor]:
+        """points: (N, 3 + C) packed, offsets: (B,) cumulative ends -> see the class doc."""
+        if points.dim() != 2 or points.shape[1] < 3:
+            raise ValueError(f"points must be (N, 3 + C), got {tuple(points.shape)}")
+        check_offsets(offsets, points.shape[0])
+        groups, centres = group_points(points[:, :3], offsets, self.num_groups, self.group_size)
+        x = self.tokenizer(groups)  # (B, G, C)
+        pos = self.pos_embed(centres)  # (B, G, C)
+        b = x.shape[0]
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(b, -1, -1), x], 1)
+            pos = torch.cat([self.cls_pos.expand(b, -1, -1), pos], 1)
+        hw = (1, self.num_groups)  # no grid: global attention only reads the token count
+        use_cp = self.grad_checkpointing and torch.is_grad_enabled()
+        for blk in self.blocks:
+            x = checkpoint(blk, x + pos, hw, use_reentrant=False) if use_cp else blk(x + pos, hw)
+        x = self.norm(x)
+        tokens = x[:, 1:] if self.cls_token is not None else x
+        pooled = tokens.amax(1)
+        if self.cls_token is not None:
+            pooled = torch.cat([x[:, 0], pooled], 1)
+        return {"tokens": tokens, "centres": centres, "pooled": pooled}
+
+
+_IGNORED = (
+    "MAE_decoder.",
+    "decoder_pos_embed.",
+    "mask_token",
+    "increase_dim.",
+    "cls_head_finetune.",
+)
