@@ -55,9 +55,14 @@ def ref_group(xyz: torch.Tensor, g: int, k: int) -> tuple[torch.Tensor, torch.Te
     return xyz[near] - centre[:, None], centre
 
 
-def official_state(dim: int, depth: int, seed: int = 0, prefix: str = "") -> dict:
+def official_state(
+    dim: int, depth: int, seed: int = 0, prefix: str = "", enc_dim: int | None = None
+) -> dict:
     """Random tensors with the names and shapes of Point-MAE's ``PointTransformer``
-    (``prefix='MAE_encoder.'``: its pre-training ``MaskTransformer``, plus decoder keys)."""
+    (``prefix='MAE_encoder.'``: its pre-training ``MaskTransformer``, plus decoder keys);
+    ``enc_dim``: Point-BERT's ``PointTransformer`` (tokenizer width ``enc_dim`` and its
+    ``reduce_dim`` projection)."""
+    enc = enc_dim or dim
     shapes = {
         "encoder.first_conv.0.weight": (128, 3, 1),
         "encoder.first_conv.0.bias": (128,),
@@ -65,8 +70,8 @@ def official_state(dim: int, depth: int, seed: int = 0, prefix: str = "") -> dic
         "encoder.first_conv.3.bias": (256,),
         "encoder.second_conv.0.weight": (512, 512, 1),
         "encoder.second_conv.0.bias": (512,),
-        "encoder.second_conv.3.weight": (dim, 512, 1),
-        "encoder.second_conv.3.bias": (dim,),
+        "encoder.second_conv.3.weight": (enc, 512, 1),
+        "encoder.second_conv.3.bias": (enc,),
         "pos_embed.0.weight": (128, 3),
         "pos_embed.0.bias": (128,),
         "pos_embed.2.weight": (dim, 128),
@@ -91,6 +96,8 @@ def official_state(dim: int, depth: int, seed: int = 0, prefix: str = "") -> dic
             b + "mlp.fc2.weight": (dim, 4 * dim),
             b + "mlp.fc2.bias": (dim,),
         }
+    if enc_dim:
+        shapes |= {"reduce_dim.weight": (dim, enc_dim), "reduce_dim.bias": (dim,)}
     if not prefix:
         shapes |= {"cls_token": (1, 1, dim), "cls_pos": (1, 1, dim)}
         shapes |= {"cls_head_finetune.0.weight": (256, 2 * dim), "cls_head_finetune.0.bias": (256,)}
@@ -124,6 +131,8 @@ def ref_forward(s: dict, xyz: torch.Tensor, depth: int, heads: int) -> dict:
     """One cloud through Point-MAE's PointTransformer (without its classifier)."""
     groups, centre = ref_group(xyz, G, K)
     x = ref_tokenize(s, groups)
+    if "reduce_dim.weight" in s:
+        x = F.linear(x, s["reduce_dim.weight"], s["reduce_dim.bias"])
     pos = F.linear(
         F.gelu(F.linear(centre, s["pos_embed.0.weight"], s["pos_embed.0.bias"])),
         s["pos_embed.2.weight"],
@@ -212,6 +221,8 @@ def test_official_finetune_checkpoint_equals_reference_forward():
 
 def test_official_pretrain_checkpoint_loads_without_class_token():
     state = official_state(DIM, DEPTH, prefix="MAE_encoder.")
+    with pytest.raises(CheckpointError, match="class_token=False"):
+        PointPatchTransformer(**TINY).double().load_pretrained(state, strict=True)
     model = PointPatchTransformer(**TINY, class_token=False).double()
     report = model.load_pretrained(state, strict=True)
     assert report.ok and set(report.ignored) == {"MAE_decoder.norm.weight", "mask_token"}
@@ -220,9 +231,32 @@ def test_official_pretrain_checkpoint_loads_without_class_token():
 
 
 def test_unknown_checkpoint_key_is_refused():
-    state = official_state(DIM, DEPTH) | {"reduce_dim.weight": torch.zeros(DIM, DIM)}
-    with pytest.raises(CheckpointError, match="reduce_dim.weight"):
+    state = official_state(DIM, DEPTH) | {"group_divider.extra": torch.zeros(DIM)}
+    with pytest.raises(CheckpointError, match="group_divider.extra"):
         PointPatchTransformer(**TINY).convert_checkpoint(state)
+
+
+def test_point_bert_checkpoint_equals_reference_forward():
+    """Point-BERT's pre-training layout (``module.transformer_q.*`` beside the momentum
+    encoder, dVAE and queue) into ``tokenizer_dim=48``, then its fine-tuned forward."""
+    inner = official_state(DIM, DEPTH, enc_dim=48)
+    state = {"module.transformer_q." + k: v for k, v in inner.items()}
+    extra = ("transformer_k.norm.weight", "dvae.codebook", "queue", "queue_ptr")
+    extra += ("transformer_q.lm_head.weight", "transformer_q.cls_head.0.weight")
+    state |= {"module." + k: torch.zeros(2) for k in extra + ("transformer_q.mask_token",)}
+    with pytest.raises(CheckpointError, match="tokenizer_dim=48"):
+        PointPatchTransformer(**TINY).double().load_pretrained(state, strict=True)
+    model = PointPatchTransformer(**TINY, tokenizer_dim=48).double().eval()
+    report = model.load_pretrained(state, strict=True)
+    assert report.ok and len(report.ignored) == 2 + 7
+    points, offsets = clouds()
+    with torch.no_grad():
+        out = model(points, offsets)
+    ref = ref_forward(inner, points[: int(offsets[0])], DEPTH, HEADS)
+    for key in ("tokens", "centres", "pooled"):
+        diff = (out[key][0] - ref[key]).abs().max()
+        assert diff <= 1e-10, (key, diff)
+    assert model.layer_ids()["reduce_dim.weight"] == 0
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,9 @@ the position embedding, added before every block (as Point-MAE). Blocks are the 
 
 ``convert_checkpoint`` reads Point-MAE's checkpoints: pre-training (``MAE_encoder.*``, the
 decoder and mask token ignored) and fine-tuning (``encoder.*``, ``blocks.blocks.N.*``,
-``cls_token`` / ``cls_pos``, the ``cls_head_finetune`` classifier ignored).
+``cls_token`` / ``cls_pos``, the ``cls_head_finetune`` classifier ignored), and Point-BERT's
+(``tokenizer_dim=256``: its ``reduce_dim`` projection; pre-training's ``transformer_q.*``
+kept, the momentum encoder, dVAE, queue and heads ignored).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from torch.utils.checkpoint import checkpoint
 from visionfm.ops.point_batch import check_coords, check_offsets, offsets_to_lengths
 from visionfm.ops.point_sampling import farthest_point_sampling, knn
 from visionfm.registry import MODELS
-from visionfm.weights import CheckpointError, ConvertedCheckpoint
+from visionfm.weights import ArchHint, CheckpointError, ConvertedCheckpoint
 
 from .base import Backbone
 from .vit_attention import Attention, Block
@@ -107,6 +109,9 @@ class PointPatchTransformer(Backbone):
         num_groups: G tokens per cloud; group_size: K points per group.
         embed_dim, depth, num_heads, mlp_ratio, qkv_bias: transformer (Point-MAE: 384, 12,
             6, 4, False).
+        tokenizer_dim: width of the group tokenizer's output, projected to ``embed_dim`` by a
+            linear ``reduce_dim`` (Point-BERT: 256); None: the tokenizer gives ``embed_dim``
+            and there is no projection (Point-MAE).
         class_token: prepend a learned class token with its learned position.
         drop_path_rate: stochastic depth, linear over the blocks.
         frozen_stages: -1 none; 0 tokenizer, position MLP and class token; i also block i-1.
@@ -122,6 +127,7 @@ class PointPatchTransformer(Backbone):
         num_heads: int = 6,
         mlp_ratio: float = 4.0,
         qkv_bias: bool = False,
+        tokenizer_dim: int | None = None,
         class_token: bool = True,
         drop_path_rate: float = 0.0,
         frozen_stages: int = -1,
@@ -133,7 +139,8 @@ class PointPatchTransformer(Backbone):
                 f"num_groups and group_size must be >= 1, got {num_groups}, {group_size}"
             )
         self.num_groups, self.group_size, self.embed_dim = num_groups, group_size, embed_dim
-        self.tokenizer = PointGroupTokenizer(embed_dim)
+        self.tokenizer = PointGroupTokenizer(tokenizer_dim or embed_dim)
+        self.reduce_dim = nn.Linear(tokenizer_dim, embed_dim) if tokenizer_dim else None
         self.pos_embed = nn.Sequential(nn.Linear(3, 128), nn.GELU(), nn.Linear(128, embed_dim))
         if class_token:
             self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
@@ -168,9 +175,9 @@ class PointPatchTransformer(Backbone):
         return len(self.blocks)
 
     def get_layer_id(self, name: str) -> int:
-        """0 for tokenizer, position MLP and class token, i + 1 for ``blocks.i.*``,
+        """0 for tokenizer (and its projection), position MLP and class token, i + 1 for ``blocks.i.*``,
         depth + 1 for the final norm."""
-        if name.startswith(("tokenizer.", "pos_embed.", "cls_token", "cls_pos")):
+        if name.startswith(("tokenizer.", "reduce_dim.", "pos_embed.", "cls_token", "cls_pos")):
             return 0
         if name.startswith("blocks."):
             return int(name.split(".")[1]) + 1
@@ -178,6 +185,8 @@ class PointPatchTransformer(Backbone):
 
     def stage_parts(self) -> list[list[nn.Module | nn.Parameter]]:
         stem = [self.tokenizer, self.pos_embed]
+        if self.reduce_dim is not None:
+            stem.append(self.reduce_dim)
         if self.cls_token is not None:
             stem += [self.cls_token, self.cls_pos]
         return [stem] + [[blk] for blk in self.blocks]
@@ -185,10 +194,11 @@ class PointPatchTransformer(Backbone):
     def convert_checkpoint(
         self, state_dict: dict[str, Tensor], config: Mapping | None = None
     ) -> ConvertedCheckpoint:
-        """Point-MAE pre-training or fine-tuning state dict -> this model's names.
+        """Point-MAE / Point-BERT pre-training or fine-tuning state dict -> this model's names.
 
-        ``module.`` / ``MAE_encoder.`` / ``base_model.`` prefixes are stripped; the decoder,
-        mask token and classifier head are ignored (listed); any other unknown key is refused.
+        ``module.`` / ``MAE_encoder.`` / ``transformer_q.`` / ``base_model.`` prefixes are
+        stripped; decoders, momentum encoder, dVAE, queue, mask token and heads are ignored
+        (listed); any other unknown key is refused, naming it.
         """
         if config is not None:
             raise CheckpointError(
@@ -198,27 +208,30 @@ class PointPatchTransformer(Backbone):
         out, ignored, unknown = {}, [], []
         for key, value in state_dict.items():
             name = key.removeprefix("module.")
+            for prefix in ("MAE_encoder.", "transformer_q.", "base_model."):
+                name = name.removeprefix(prefix)
             if name.startswith(_IGNORED):
                 ignored.append(key)
                 continue
-            name = name.removeprefix("MAE_encoder.").removeprefix("base_model.")
             if name.startswith("encoder."):
                 name = "tokenizer." + name[len("encoder.") :]
             elif name.startswith("blocks.blocks."):
                 name = name[len("blocks.") :]
-            elif not name.startswith(("pos_embed.", "norm.", "cls_token", "cls_pos")):
+            elif not name.startswith(
+                ("reduce_dim.", "pos_embed.", "norm.", "cls_token", "cls_pos")
+            ):
                 unknown.append(key)
                 continue
             out[name] = value
         if unknown:
             raise CheckpointError(
                 f"PointPatchTransformer: {len(unknown)} checkpoint keys are not of the Point-MAE "
-                f"encoder layout: {unknown[:8]}; is this a Point-MAE checkpoint?"
+                f"/ Point-BERT encoder layout: {unknown[:8]}; is this a checkpoint of that family?"
             )
         notes = (
-            [f"ignored {len(ignored)} decoder / mask-token / classifier keys"] if ignored else []
+            [f"ignored {len(ignored)} decoder / dVAE / mask-token / head keys"] if ignored else []
         )
-        return ConvertedCheckpoint(out, "point_mae", ignored=ignored, notes=notes)
+        return ConvertedCheckpoint(out, "point_mae", ignored=ignored, notes=notes, hints=_HINTS)
 
     # -- forward -------------------------------------------------------------------------
     def forward(self, points: Tensor, offsets: Tensor) -> dict[str, Tensor]:
@@ -227,7 +240,9 @@ class PointPatchTransformer(Backbone):
             raise ValueError(f"points must be (N, 3 + C), got {tuple(points.shape)}")
         check_offsets(offsets, points.shape[0])
         groups, centres = group_points(points[:, :3], offsets, self.num_groups, self.group_size)
-        x = self.tokenizer(groups)  # (B, G, C)
+        x = self.tokenizer(groups)  # (B, G, tokenizer_dim or C)
+        if self.reduce_dim is not None:
+            x = self.reduce_dim(x)  # (B, G, C)
         pos = self.pos_embed(centres)  # (B, G, C)
         b = x.shape[0]
         if self.cls_token is not None:
@@ -245,7 +260,21 @@ class PointPatchTransformer(Backbone):
         return {"tokens": tokens, "centres": centres, "pooled": pooled}
 
 
+_HINTS = (
+    ArchHint(
+        r"^reduce_dim\.",
+        "Point-BERT's tokenizer projection",
+        lambda shapes: f"tokenizer_dim={shapes['reduce_dim.weight'][1]}",
+        "tokenizer_dim=None",
+    ),
+    ArchHint(r"^cls_(token|pos)$", "class token", "class_token=True", "class_token=False"),
+)
 _IGNORED = (
+    "transformer_k.",
+    "dvae.",
+    "queue",
+    "lm_head.",
+    "cls_head.",
     "MAE_decoder.",
     "decoder_pos_embed.",
     "mask_token",
