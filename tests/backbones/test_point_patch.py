@@ -328,3 +328,12 @@ def test_tiny_model_learns_three_shapes():
         opt.step()
     after = accuracy()
     assert after >= 0.7 and after >= before + 0.2, (before, after)
+
+
+@pytest.mark.parametrize(
+    ("name", "tokenizer_width"), [("point_mae_base", 384), ("point_bert_base", 256)]
+)
+def test_presets(name, tokenizer_width):
+    model = MODELS.build(dict(type=name, depth=1))
+    assert model.out_channels == {"tokens": 384, "pooled": 768}
+    assert model.tokenizer.out_dim == tokenizer_width and model.num_groups == 64

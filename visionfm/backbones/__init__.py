@@ -1,7 +1,7 @@
 """visionfm.backbones: 2D backbones returning ``dict[level, (B, C, H, W)]`` (see ``base.Backbone``)."""
 
 from .base import Backbone, level_name
-from .point_patch import PointPatchTransformer
+from .point_patch import POINT_PATCH_PRESETS, PointPatchTransformer
 from .pvt import PVT_PRESETS, PyramidVisionTransformerV2
 from .swin import SWIN_PRESETS, SwinTransformer, SwinTransformerV2
 from .timm_backbone import TimmBackbone
@@ -9,6 +9,7 @@ from .vit import VIT_PRESETS, ViT
 
 __all__ = [
     "Backbone",
+    "POINT_PATCH_PRESETS",
     "PVT_PRESETS",
     "PointPatchTransformer",
     "PyramidVisionTransformerV2",

@@ -28,10 +28,10 @@ from visionfm.ops.point_sampling import farthest_point_sampling, knn
 from visionfm.registry import MODELS
 from visionfm.weights import ArchHint, CheckpointError, ConvertedCheckpoint
 
-from .base import Backbone
+from .base import Backbone, register_preset
 from .vit_attention import Attention, Block
 
-__all__ = ["PointGroupTokenizer", "PointPatchTransformer", "group_points"]
+__all__ = ["POINT_PATCH_PRESETS", "PointGroupTokenizer", "PointPatchTransformer", "group_points"]
 
 
 def group_points(
@@ -281,3 +281,14 @@ _IGNORED = (
     "increase_dim.",
     "cls_head_finetune.",
 )
+
+# The published models' settings (Point-MAE cfgs/*.yaml, Point-BERT cfgs/*.yaml): 64 groups of
+# 32 points, 384 wide, 12 blocks of 6 heads; Point-BERT's tokenizer is 256 wide.
+POINT_PATCH_PRESETS = {
+    "point_mae_base": dict(num_groups=64, group_size=32, embed_dim=384, depth=12, num_heads=6),
+    "point_bert_base": dict(
+        num_groups=64, group_size=32, embed_dim=384, depth=12, num_heads=6, tokenizer_dim=256
+    ),
+}
+for _name, _preset in POINT_PATCH_PRESETS.items():
+    register_preset(_name, PointPatchTransformer, _preset, "PointPatchTransformer")
