@@ -337,3 +337,11 @@ def test_presets(name, tokenizer_width):
     model = MODELS.build(dict(type=name, depth=1))
     assert model.out_channels == {"tokens": 384, "pooled": 768}
     assert model.tokenizer.out_dim == tokenizer_width and model.num_groups == 64
+
+
+def test_frozen_stages_freeze_stem_and_first_block():
+    model = PointPatchTransformer(**TINY, tokenizer_dim=16, frozen_stages=1).train()
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert {"cls_token", "cls_pos", "reduce_dim.weight", "blocks.0.attn.qkv.weight"} <= frozen
+    assert not any(n.startswith(("blocks.1.", "norm.")) for n in frozen)
+    assert not model.tokenizer.training and model.blocks[1].training  # frozen BN stays in eval
