@@ -68,7 +68,7 @@ __all__ = [
     "unwrap_state_dict",
 ]
 
-_CONTAINER_KEYS = ("state_dict", "model", "module", "model_state", "model_state_dict")
+_CONTAINER_KEYS = ("state_dict", "model", "module", "model_state", "model_state_dict", "base_model")
 _HF_FILES = ("model.safetensors", "pytorch_model.bin")
 
 

@@ -345,3 +345,15 @@ def test_frozen_stages_freeze_stem_and_first_block():
     assert {"cls_token", "cls_pos", "reduce_dim.weight", "blocks.0.attn.qkv.weight"} <= frozen
     assert not any(n.startswith(("blocks.1.", "norm.")) for n in frozen)
     assert not model.tokenizer.training and model.blocks[1].training  # frozen BN stays in eval
+
+
+def test_released_file_wrapping_loads(tmp_path):
+    """The released .pth files hold ``{'base_model': weights, 'optimizer': ..., 'epoch': ...}``
+    (Point-BERT's with DDP's ``module.`` prefix): read from disk and loaded strictly."""
+    state = {f"module.{k}": v for k, v in official_state(DIM, DEPTH, prefix="MAE_encoder.").items()}
+    path = tmp_path / "pretrain.pth"
+    torch.save(dict(base_model=state, optimizer=dict(state={}), epoch=300), path)
+    model = PointPatchTransformer(**TINY, class_token=False).double()
+    report = model.load_pretrained(str(path), strict=True)
+    assert report.ok
+    torch.testing.assert_close(model.norm.weight, state["module.MAE_encoder.norm.weight"])
