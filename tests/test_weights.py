@@ -169,7 +169,7 @@ def test_read_checkpoint_carries_the_pickled_training_args(tmp_path):
     import numpy as np
 
     from visionfm.engine.checkpoint import SAFE_GLOBALS
-    from visionfm.weights import PICKLED_ARGS_GLOBALS
+    from visionfm.safe_pickle import PICKLED_ARGS_GLOBALS
 
     args = argparse.Namespace(num_queries=300, lr=np.float32(1e-4), names=["a", "b"])
     ckpt = {"model": {"w": torch.ones(2)}, "args": args, "epoch": 3}

@@ -4,7 +4,8 @@ converters of whole published models (DPT, ViTPose).
 Flow of ``Backbone.load_pretrained(source)``:
 
 1. :func:`read_checkpoint` reads ``.pth`` / ``.pt`` / ``.bin`` (``torch.load`` with
-   ``weights_only=True`` and only :data:`PICKLED_ARGS_GLOBALS` allowed besides tensors),
+   ``weights_only=True`` and only ``visionfm.safe_pickle.PICKLED_ARGS_GLOBALS`` allowed
+   besides tensors; detectron2's ``.pkl`` through ``safe_pickle.read_pickled_arrays``),
    ``.safetensors``, a Hugging Face model folder, or takes a dict already in memory, and
    unwraps ``state_dict`` / ``model`` / ``module`` containers and DDP's ``module.`` prefix
    -> :class:`CheckpointState` (a ``dict[str, Tensor]`` that also carries the training
@@ -29,26 +30,23 @@ error names the argument, the user sets it.
 from __future__ import annotations
 
 import argparse
-import codecs
-import collections
 import json
 import logging
 import math
 import os
-import pickle
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
+
+from visionfm.safe_pickle import PICKLED_ARGS_GLOBALS, read_pickled_arrays
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "PICKLED_ARGS_GLOBALS",
     "ArchHint",
     "CheckpointError",
     "CheckpointState",
@@ -78,64 +76,6 @@ class CheckpointError(ValueError):
 
 def _fmt_shape(shape) -> str:
     return "(" + ", ".join(str(s) for s in shape) + ")"
-
-
-def _numpy_core():
-    return np._core if hasattr(np, "_core") else np.core  # numpy 2 / numpy 1
-
-
-def _numpy_dtype_classes() -> list[type]:
-    names = ("Float16", "Float32", "Float64", "Int32", "Int64", "UInt8", "UInt32", "Bool")
-    return [getattr(np.dtypes, f"{n}DType") for n in names if hasattr(np.dtypes, f"{n}DType")]
-
-
-#: What ``torch.load(weights_only=True)`` may rebuild besides tensors and plain containers:
-#: the training arguments original repositories pickle beside the weights (DETR, Deformable
-#: DETR, DINO, RF-DETR: ``args`` an ``argparse.Namespace``) and numpy arrays, scalars and
-#: dtypes (in those arguments and in mmengine's message hub). Nothing here runs code when
-#: rebuilt; a pickle asking for anything else (``os.system`` through ``__reduce__`` ...) is
-#: refused. ``visionfm.engine.checkpoint.SAFE_GLOBALS`` extends this list for mmengine's
-#: own checkpoints.
-PICKLED_ARGS_GLOBALS: list = [
-    argparse.Namespace,
-    np.ndarray,
-    np.dtype,
-    _numpy_core().multiarray.scalar,
-    _numpy_core().multiarray._reconstruct,
-    *_numpy_dtype_classes(),
-]
-
-
-class _PickledArraysUnpickler(pickle.Unpickler):
-    """A plain pickle (detectron2's ``.pkl`` checkpoints) rebuilt with nothing but
-    containers, numbers, strings and :data:`PICKLED_ARGS_GLOBALS`; any other global (which
-    could run code) is refused before its module is imported. Protocol-2 pickles write
-    bytes as ``_codecs.encode(text, 'latin1')``, which is allowed too."""
-
-    def find_class(self, module: str, name: str):
-        if (module, name) == ("_codecs", "encode"):
-            return codecs.encode
-        if module.split(".")[0] in ("numpy", "argparse", "collections"):
-            found = super().find_class(module, name)
-            if found in PICKLED_ARGS_GLOBALS or found is collections.OrderedDict:
-                return found
-        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a checkpoint pickle")
-
-
-def _tensors_from_arrays(obj):
-    """Mappings with numpy arrays (at any depth) -> the same with tensors."""
-    if isinstance(obj, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(obj))
-    if isinstance(obj, Mapping):
-        return {k: _tensors_from_arrays(v) for k, v in obj.items()}
-    return obj
-
-
-def _read_pickle(path: Path) -> object:
-    """A detectron2 ``.pkl`` (``{"model": {name: ndarray}, "__author__": ...}``, as model zoos
-    publish ``model_final_*.pkl``), its arrays as tensors."""
-    with open(path, "rb") as f:
-        return _tensors_from_arrays(_PickledArraysUnpickler(f, encoding="latin1").load())
 
 
 class CheckpointState(dict):
@@ -180,7 +120,7 @@ def read_checkpoint(source: str | os.PathLike | Mapping) -> CheckpointState:
 
             obj = load_file(str(path), device="cpu")
         elif path.suffix == ".pkl":
-            obj = _read_pickle(path)
+            obj = read_pickled_arrays(path)
         else:
             with torch.serialization.safe_globals(PICKLED_ARGS_GLOBALS):
                 obj = torch.load(path, map_location="cpu", weights_only=True)

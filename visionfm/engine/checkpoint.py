@@ -7,7 +7,7 @@ hub's ``HistoryBuffer`` objects (which pickle their statistics methods through
 that works around mmengine's checkpoint handling:
 
 - ``SAFE_GLOBALS`` allow-lists exactly the classes an mmengine checkpoint of
-  ours contains (besides ``visionfm.weights.PICKLED_ARGS_GLOBALS``: numpy values and the
+  ours contains (besides ``visionfm.safe_pickle.PICKLED_ARGS_GLOBALS``: numpy values and the
   training arguments of original-repository checkpoints), and instead of the real ``getattr`` (which would re-open
   arbitrary code execution) a stand-in that resolves only HistoryBuffer's
   registered statistics methods.
@@ -44,8 +44,8 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 from visionfm.heads.base import Head
 from visionfm.models.published import convert_published, families, is_published_path
+from visionfm.safe_pickle import PICKLED_ARGS_GLOBALS
 from visionfm.weights import (
-    PICKLED_ARGS_GLOBALS,
     CheckpointError,
     load_converted,
     read_checkpoint,
