@@ -184,6 +184,15 @@ def wall_stats(seconds: dict[str, list[float]]) -> dict[str, dict[str, float]]:
     return {name: dict(median_ms=median[name], p90_ms=high[name]) for name in seconds}
 
 
+def latency_stats(
+    wall: dict[str, list[float]], cpu: dict[str, list[float]]
+) -> dict[str, dict[str, float]]:
+    """name -> ``{'median_ms', 'p90_ms', 'cpu_ms'}``: wall-clock median and p90, median
+    process CPU time (seconds in)."""
+    cpu_ms = median_ms(cpu)
+    return {name: dict(stats, cpu_ms=cpu_ms[name]) for name, stats in wall_stats(wall).items()}
+
+
 # ---------------------------------------------------------------- ours against a reference
 
 

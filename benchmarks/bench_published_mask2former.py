@@ -115,8 +115,7 @@ def markdown(data: dict) -> str:
             "alternate, so their ratio is the figure to read.",
         ),
         *common.ours_vs_hf_rows(
-            *({name: lat[name][key] for name in lat} for key in ("median_ms", "p90_ms")),
-            data["cpu_ms"],
+            *({name: lat[name][key] for name in lat} for key in ("median_ms", "p90_ms", "cpu_ms")),
             data["peak_mib"],
         ),
         "",
@@ -146,8 +145,7 @@ def main() -> None:
         runs=args.runs,
         diff_cls=diff_cls,
         diff_masks=diff_masks,
-        latency=common.wall_stats(wall),
-        cpu_ms=common.median_ms(cpu),
+        latency=common.latency_stats(wall, cpu),
         peak_mib={name: mib for name, (mib, _) in peaks.items()},
         peak_exact=all(exact for _, exact in peaks.values()),
     )

@@ -129,7 +129,6 @@ def main() -> None:
     (diff_logits, diff_boxes), wall, cpu, peaks = common.compare_in_process(
         forwards, hf, ours, args.size, args.runs
     )
-    median, high, cpu_ms = common.median_ms(wall), common.p90_ms(wall), common.median_ms(cpu)
     data = dict(
         **common.run_facts("benchmarks/bench_published_rf_detr.py", args.threads, load_before),
         params_m=sum(p.numel() for p in ours.parameters()) / 1e6,
@@ -137,10 +136,7 @@ def main() -> None:
         runs=args.runs,
         diff_logits=diff_logits,
         diff_boxes=diff_boxes,
-        latency={
-            name: dict(median_ms=median[name], p90_ms=high[name], cpu_ms=cpu_ms[name])
-            for name in wall
-        },
+        latency=common.latency_stats(wall, cpu),
         peak_mib={name: mib for name, (mib, _) in peaks.items()},
         peak_exact=all(exact for _, exact in peaks.values()),
     )

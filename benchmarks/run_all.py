@@ -92,7 +92,7 @@ SUITES = {
         "Published RF-DETR-S: visionfm vs HF",
         "bench_published_rf_detr.py",
         "published_rf_detr",
-        quick=["--size", "256", "--runs", "1"],
+        quick=["--size", "320", "--runs", "1"],  # 400 tokens: >= the 300 queries
     ),
     "published_mask2former": Suite(
         "Published Mask2Former Swin-T: visionfm vs HF",
@@ -339,8 +339,7 @@ def published_latency_target(results: Path, stem: str, model: str) -> dict:
     if data is None:
         return _row(name, "no results", None, f"bench_{stem}")
     ratio = data["latency"]["ours"]["median_ms"] / data["latency"]["HF"]["median_ms"]
-    cpu_ms = data.get("cpu_ms") or {k: v["cpu_ms"] for k, v in data["latency"].items()}
-    cpu = cpu_ms["ours"] / cpu_ms["HF"]
+    cpu = data["latency"]["ours"]["cpu_ms"] / data["latency"]["HF"]["cpu_ms"]
     measured = f"{ratio:.2f} (wall; CPU time {cpu:.2f}; {data['size']} px, load "
     measured += f"{data['load_average'][0]})"
     return _row(name, measured, ratio <= 1.0, f"bench_{stem}")
