@@ -172,9 +172,28 @@ def test_packed_batch_equals_each_cloud_alone():
             alone = model(points[start:end], torch.tensor([end - start]))
             for key in ("tokens", "centres", "pooled"):
                 torch.testing.assert_close(out[key][b], alone[key][0], rtol=0, atol=1e-12)
+            torch.testing.assert_close(
+                out["points"][start:end], alone["points"], rtol=0, atol=1e-12
+            )
             start = end
     assert out["tokens"].shape == (3, G, DIM) and out["pooled"].shape == (3, 2 * DIM)
-    assert model.out_channels == {"tokens": DIM, "pooled": 2 * DIM}
+    assert out["points"].shape == (len(points), DIM)
+    assert model.out_channels == {"tokens": DIM, "pooled": 2 * DIM, "points": DIM}
+
+
+def test_point_features_at_a_centre_are_its_token():
+    """A centre is an input point at distance 0 from itself: its interpolated feature is
+    its token's (the other two neighbours' weights are ~1e-8 / distance)."""
+    model = tiny_model()
+    points, offsets = clouds(channels=0)
+    with torch.no_grad():
+        out = model(points, offsets)
+    start = 0
+    for b, end in enumerate(offsets.tolist()):
+        cloud = points[start:end, :3]
+        at = torch.cdist(out["centres"][b], cloud).argmin(1)  # each centre's own row
+        torch.testing.assert_close(out["points"][start + at], out["tokens"][b], rtol=0, atol=1e-5)
+        start = end
 
 
 def test_grouping_and_tokenizer_equal_reference():
@@ -335,7 +354,7 @@ def test_tiny_model_learns_three_shapes():
 )
 def test_presets(name, tokenizer_width):
     model = MODELS.build(dict(type=name, depth=1))
-    assert model.out_channels == {"tokens": 384, "pooled": 768}
+    assert model.out_channels == {"tokens": 384, "pooled": 768, "points": 384}
     assert model.tokenizer.out_dim == tokenizer_width and model.num_groups == 64
 
 

@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from visionfm.ops.point_batch import check_coords, check_offsets, offsets_to_lengths
-from visionfm.ops.point_sampling import farthest_point_sampling, knn
+from visionfm.ops.point_sampling import farthest_point_sampling, knn, three_nn_interpolate
 from visionfm.registry import MODELS
 from visionfm.weights import ArchHint, CheckpointError, ConvertedCheckpoint
 
@@ -103,7 +103,10 @@ class PointPatchTransformer(Backbone):
     - ``'tokens'``: (B, G, embed_dim) normed group-token features (class token excluded);
     - ``'centres'``: (B, G, 3) the FPS centres of those tokens;
     - ``'pooled'``: (B, 2 * embed_dim) ``[class token, max over tokens]`` (Point-MAE's
-      classifier input), or (B, embed_dim) the max over tokens when ``class_token=False``.
+      classifier input), or (B, embed_dim) the max over tokens when ``class_token=False``;
+    - ``'points'``: (N, embed_dim) per input point, the token features interpolated from the
+      3 nearest centres of its cloud (PointNet++ feature propagation, parameter-free), so
+      per-point heads read the same contract as from a per-point backbone.
 
     Args:
         num_groups: G tokens per cloud; group_size: K points per group.
@@ -134,9 +137,10 @@ class PointPatchTransformer(Backbone):
         grad_checkpointing: bool = False,
     ) -> None:
         super().__init__(frozen_stages=frozen_stages, grad_checkpointing=grad_checkpointing)
-        if num_groups < 1 or group_size < 1:
+        if num_groups < 3 or group_size < 1:
             raise ValueError(
-                f"num_groups and group_size must be >= 1, got {num_groups}, {group_size}"
+                f"num_groups must be >= 3 (per-point features interpolate from the 3 nearest "
+                f"centres) and group_size >= 1, got {num_groups}, {group_size}"
             )
         self.num_groups, self.group_size, self.embed_dim = num_groups, group_size, embed_dim
         self.tokenizer = PointGroupTokenizer(tokenizer_dim or embed_dim)
@@ -168,7 +172,7 @@ class PointPatchTransformer(Backbone):
     @property
     def out_channels(self) -> dict[str, int]:
         pooled = 2 * self.embed_dim if self.cls_token is not None else self.embed_dim
-        return {"tokens": self.embed_dim, "pooled": pooled}
+        return {"tokens": self.embed_dim, "pooled": pooled, "points": self.embed_dim}
 
     @property
     def num_layers(self) -> int:
@@ -257,7 +261,13 @@ class PointPatchTransformer(Backbone):
         pooled = tokens.amax(1)
         if self.cls_token is not None:
             pooled = torch.cat([x[:, 0], pooled], 1)
-        return {"tokens": tokens, "centres": centres, "pooled": pooled}
+        b, g = tokens.shape[:2]
+        centre_offsets = torch.arange(1, b + 1, device=offsets.device) * g
+        per_point = three_nn_interpolate(
+            tokens.reshape(b * g, -1), centres.reshape(b * g, 3), centre_offsets,
+            points[:, :3], offsets,
+        )  # fmt: skip
+        return {"tokens": tokens, "centres": centres, "pooled": pooled, "points": per_point}
 
 
 _HINTS = (
