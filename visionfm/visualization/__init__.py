@@ -13,7 +13,10 @@
   beneath;
 - ``side_by_side`` (``sample.py``): images in one row;
 - ``draw_sample`` (``sample.py``): everything a ``DataSample`` holds (what every tool draws
-  with); a grounding sample's boxes are named by its ``phrases``.
+  with); a grounding sample's boxes are named by its ``phrases``;
+- ``render_points`` / ``write_turntable`` / ``draw_point_sample`` (``points.py``): point
+  clouds as depth-sorted splats coloured by RGB, class (the palette masks use) or height,
+  with a legend and a title; a turning-view mp4; a point sample's labels or class.
 
 None of them modifies its input; each returns a new (H, W, 3) uint8 RGB image
 (``draw_depth`` and ``draw_sample`` a taller / wider one: see there).
@@ -23,6 +26,7 @@ from visionfm.data.palette import palette
 
 from .dense import colorize_depth, draw_depth, draw_panoptic_seg, draw_sem_seg
 from .instances import draw_instances
+from .points import draw_point_sample, render_points, write_turntable
 from .sample import draw_sample, side_by_side
 
 __all__ = [
@@ -30,8 +34,11 @@ __all__ = [
     "draw_depth",
     "draw_instances",
     "draw_panoptic_seg",
+    "draw_point_sample",
     "draw_sample",
     "draw_sem_seg",
     "palette",
+    "render_points",
     "side_by_side",
+    "write_turntable",
 ]
