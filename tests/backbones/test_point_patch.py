@@ -127,18 +127,9 @@ def ref_tokenize(s: dict, groups: torch.Tensor) -> torch.Tensor:
     return mlp(f, "encoder.second_conv").amax(1)
 
 
-def ref_forward(s: dict, xyz: torch.Tensor, depth: int, heads: int) -> dict:
-    """One cloud through Point-MAE's PointTransformer (without its classifier)."""
-    groups, centre = ref_group(xyz, G, K)
-    x = ref_tokenize(s, groups)
-    if "reduce_dim.weight" in s:
-        x = F.linear(x, s["reduce_dim.weight"], s["reduce_dim.bias"])
-    pos = F.linear(
-        F.gelu(F.linear(centre, s["pos_embed.0.weight"], s["pos_embed.0.bias"])),
-        s["pos_embed.2.weight"],
-        s["pos_embed.2.bias"],
-    )
-    x, pos = torch.cat([s["cls_token"][0], x]), torch.cat([s["cls_pos"][0], pos])
+def ref_blocks(s: dict, x: torch.Tensor, pos: torch.Tensor, depth: int, heads: int):
+    """Point-MAE's TransformerEncoder (position added before every block) and final norm on
+    one cloud's tokens (n, c)."""
     n, c = x.shape
     for i in range(depth):
         b = f"blocks.blocks.{i}."
@@ -157,7 +148,26 @@ def ref_forward(s: dict, xyz: torch.Tensor, depth: int, heads: int) -> dict:
             p("mlp.fc2.bias"),
         )
         x = x + h
-    x = F.layer_norm(x, (c,), s["norm.weight"], s["norm.bias"])
+    return F.layer_norm(x, (c,), s["norm.weight"], s["norm.bias"])
+
+
+def ref_pos(s: dict, centre: torch.Tensor) -> torch.Tensor:
+    return F.linear(
+        F.gelu(F.linear(centre, s["pos_embed.0.weight"], s["pos_embed.0.bias"])),
+        s["pos_embed.2.weight"],
+        s["pos_embed.2.bias"],
+    )
+
+
+def ref_forward(s: dict, xyz: torch.Tensor, depth: int, heads: int) -> dict:
+    """One cloud through Point-MAE's PointTransformer (without its classifier)."""
+    groups, centre = ref_group(xyz, G, K)
+    x = ref_tokenize(s, groups)
+    if "reduce_dim.weight" in s:
+        x = F.linear(x, s["reduce_dim.weight"], s["reduce_dim.bias"])
+    pos = ref_pos(s, centre)
+    x, pos = torch.cat([s["cls_token"][0], x]), torch.cat([s["cls_pos"][0], pos])
+    x = ref_blocks(s, x, pos, depth, heads)
     return {"tokens": x[1:], "centres": centre, "pooled": torch.cat([x[0], x[1:].amax(0)])}
 
 
@@ -376,3 +386,55 @@ def test_released_file_wrapping_loads(tmp_path):
     report = model.load_pretrained(str(path), strict=True)
     assert report.ok
     torch.testing.assert_close(model.norm.weight, state["module.MAE_encoder.norm.weight"])
+
+
+def test_masked_encoder_equals_reference_on_visible_groups():
+    """Point-MAE's pre-training encoder (MaskTransformer): tokens and positions of the
+    visible groups only, no class token; masked groups change nothing."""
+    state = official_state(DIM, DEPTH, prefix="MAE_encoder.")
+    inner = {k.removeprefix("MAE_encoder."): v for k, v in state.items()}
+    model = PointPatchTransformer(**TINY, class_token=False).double().eval()
+    model.load_pretrained(state, strict=True)
+    points, offsets = clouds()
+    groups, centres = model.group(points, offsets)
+    gen = torch.Generator().manual_seed(1)
+    mask = torch.rand(3, G, generator=gen).argsort(1) < 5  # 5 of 8 masked per cloud
+    with torch.no_grad():
+        visible = model.encode_groups(groups, centres, mask)
+        moved = groups.clone()
+        moved[mask] += 1.0  # masked groups' content must not reach the visible tokens
+        torch.testing.assert_close(model.encode_groups(moved, centres, mask), visible)
+    assert visible.shape == (3, 3, DIM)
+    start = 0
+    for b, end in enumerate(offsets.tolist()):
+        ref_groups, ref_centres = ref_group(points[start:end], G, K)
+        keep = ~mask[b]
+        x = ref_tokenize(inner, ref_groups[keep])
+        ref = ref_blocks(inner, x, ref_pos(inner, ref_centres[keep]), DEPTH, HEADS)
+        assert (visible[b] - ref).abs().max() <= 1e-10
+        start = end
+    with torch.no_grad():  # an all-visible mask is the plain forward
+        none = torch.zeros(3, G, dtype=torch.bool)
+        torch.testing.assert_close(
+            model.encode_groups(groups, centres, none), model(points, offsets)["tokens"]
+        )
+
+
+@pytest.mark.parametrize(
+    ("mask", "match"),
+    [
+        (torch.zeros(3, G + 1, dtype=torch.bool), r"mask must be bool \(B, G\) = \(3, 8\)"),
+        (torch.zeros(3, G), "got torch.float32"),
+        (
+            torch.eye(3, G, dtype=torch.bool)[[0, 0, 2]] & torch.tensor([1, 0, 1]).bool()[:, None],
+            r"same number .* got \[7, 8, 7\]",
+        ),
+        (torch.tensor([[True] * G, [False] * G, [False] * G]), r"got \[0, 8, 8\]"),
+    ],
+)
+def test_bad_mask_is_refused(mask, match):
+    model = tiny_model(class_token=False)
+    points, offsets = clouds()
+    groups, centres = model.group(points, offsets)
+    with pytest.raises(ValueError, match=match):
+        model.encode_groups(groups, centres, mask)

@@ -7,6 +7,10 @@ point, shared MLP 512 -> 512 -> ``encoder_dims``, max-pool). A two-layer MLP of 
 the position embedding, added before every block (as Point-MAE). Blocks are the ViT
 :class:`~visionfm.backbones.vit_attention.Block`.
 
+Masked pre-training (``visionfm.models.point_mae``) calls :meth:`PointPatchTransformer.group`
+and :meth:`PointPatchTransformer.encode_groups` with a mask: only the visible groups are
+tokenized and attended to, with the same weights ``forward`` uses.
+
 ``convert_checkpoint`` reads Point-MAE's checkpoints: pre-training (``MAE_encoder.*``, the
 decoder and mask token ignored) and fine-tuning (``encoder.*``, ``blocks.blocks.N.*``,
 ``cls_token`` / ``cls_pos``, the ``cls_head_finetune`` classifier ignored), and Point-BERT's
@@ -238,25 +242,58 @@ class PointPatchTransformer(Backbone):
         return ConvertedCheckpoint(out, "point_mae", ignored=ignored, notes=notes, hints=_HINTS)
 
     # -- forward -------------------------------------------------------------------------
-    def forward(self, points: Tensor, offsets: Tensor) -> dict[str, Tensor]:
-        """points: (N, 3 + C) packed, offsets: (B,) cumulative ends -> see the class doc."""
+    def group(self, points: Tensor, offsets: Tensor) -> tuple[Tensor, Tensor]:
+        """points: (N, 3 + C), offsets: (B,) -> groups (B, G, K, 3) centre-relative, centres
+        (B, G, 3) (:func:`group_points` on the coordinates)."""
         if points.dim() != 2 or points.shape[1] < 3:
             raise ValueError(f"points must be (N, 3 + C), got {tuple(points.shape)}")
         check_offsets(offsets, points.shape[0])
-        groups, centres = group_points(points[:, :3], offsets, self.num_groups, self.group_size)
-        x = self.tokenizer(groups)  # (B, G, tokenizer_dim or C)
+        return group_points(points[:, :3], offsets, self.num_groups, self.group_size)
+
+    def encode_groups(self, groups: Tensor, centres: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Tokenize and transform the visible groups only (Point-MAE's masked encoder).
+
+        Args:
+            groups: (B, G, K, 3) centre-relative; centres: (B, G, 3).
+            mask: (B, G) bool, True = masked (neither tokenized nor attended to), the same
+                number per cloud; None: every group is visible.
+
+        Returns:
+            (B, [1 +] V, embed_dim) normed tokens: the class token first (when the model has
+            one), then the visible groups' in group order.
+        """
+        b, g = centres.shape[:2]
+        if mask is not None:
+            if mask.shape != (b, g) or mask.dtype != torch.bool:
+                raise ValueError(
+                    f"mask must be bool (B, G) = ({b}, {g}), got {mask.dtype} {tuple(mask.shape)}"
+                )
+            counts = (~mask).sum(1)
+            if bool((counts != counts[0]).any()) or int(counts[0]) == 0:
+                raise ValueError(
+                    f"mask must leave the same number (>= 1) of visible groups in every cloud, "
+                    f"got {counts.tolist()}"
+                )
+            v = int(counts[0])
+            groups = groups[~mask].view(b, v, *groups.shape[2:])  # (B, V, K, 3)
+            centres = centres[~mask].view(b, v, 3)
+        x = self.tokenizer(groups)  # (B, V, tokenizer_dim or C)
         if self.reduce_dim is not None:
-            x = self.reduce_dim(x)  # (B, G, C)
-        pos = self.pos_embed(centres)  # (B, G, C)
-        b = x.shape[0]
+            x = self.reduce_dim(x)  # (B, V, C)
+        pos = self.pos_embed(centres)  # (B, V, C)
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(b, -1, -1), x], 1)
             pos = torch.cat([self.cls_pos.expand(b, -1, -1), pos], 1)
-        hw = (1, self.num_groups)  # no grid: global attention only reads the token count
+        hw = (1, x.shape[1])  # no grid: global attention only reads the token count
         use_cp = self.grad_checkpointing and torch.is_grad_enabled()
         for blk in self.blocks:
             x = checkpoint(blk, x + pos, hw, use_reentrant=False) if use_cp else blk(x + pos, hw)
-        x = self.norm(x)
+        return self.norm(x)
+
+    def forward(self, points: Tensor, offsets: Tensor) -> dict[str, Tensor]:
+        """points: (N, 3 + C) packed, offsets: (B,) cumulative ends -> see the class doc."""
+        groups, centres = self.group(points, offsets)
+        x = self.encode_groups(groups, centres)  # (B, [1 +] G, C)
         tokens = x[:, 1:] if self.cls_token is not None else x
         pooled = tokens.amax(1)
         if self.cls_token is not None:
