@@ -7,6 +7,7 @@ from .grounding_metric import PhraseGroundingMetric, RefExpMetric
 from .iou_metric import IoUMetric
 from .keypoint_metric import CocoKeypointMetric
 from .panoptic_metric import PanopticMetric
+from .point_metric import PointClsMetric, PointSegMetric
 
 __all__ = [
     "CocoKeypointMetric",
@@ -15,5 +16,7 @@ __all__ = [
     "IoUMetric",
     "PanopticMetric",
     "PhraseGroundingMetric",
+    "PointClsMetric",
+    "PointSegMetric",
     "RefExpMetric",
 ]

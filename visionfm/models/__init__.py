@@ -1,7 +1,8 @@
 """visionfm.models: task models (backbone -> neck -> heads)."""
 
+from .point_model import PointModel
 from .pose_estimator import TopDownPoseEstimator
 from .segmentor import Segmentor
 from .task_model import TaskModel
 
-__all__ = ["Segmentor", "TaskModel", "TopDownPoseEstimator"]
+__all__ = ["PointModel", "Segmentor", "TaskModel", "TopDownPoseEstimator"]

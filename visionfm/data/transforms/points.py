@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 _AXES = {"x": 0, "y": 1, "z": 2}
-POINT_META_KEYS = ("file", "num_points", "scene", "sample_idx", "grid_inverse")
+POINT_META_KEYS = ("file", "num_points", "scene", "sample_idx", "grid_inverse", "fragments")
 
 
 def _axis(axis: str) -> int:
@@ -256,15 +256,24 @@ class SphereCrop:
 
 @TRANSFORMS.register_module()
 class PointGridSample:
-    """One point per voxel of side ``grid_size`` (``visionfm.ops.point_grid.grid_sample``):
-    a random one in training (``mode='train'``); in ``mode='test'`` the first of each voxel
-    (fragment 0), with ``grid_inverse`` (N_in,) set so per-voxel predictions can be spread
-    back over every input point (``pred[grid_inverse]``). Sets ``grid_coord`` (S, 3)."""
+    """One point per voxel of side ``grid_size`` (``visionfm.ops.point_grid.grid_sample``).
 
-    def __init__(self, grid_size: float = 0.02, mode: str = "train") -> None:
+    ``mode='train'``: a random point per voxel. ``mode='test'``: the first point of each voxel
+    (fragment 0), with ``grid_inverse`` (N_in,) set so per-voxel predictions can be spread
+    back over every input point (``pred[grid_inverse]``) and ``origin_segment`` keeping the
+    input's labels (the metric compares them with those predictions). ``mode='test',
+    fragments=True``: every point is kept and ``fragments`` lists the test fragments as
+    index arrays (S,) into the cloud (each one point per voxel, together every point): the
+    model runs each and votes per point (``PointModel``). The sampling modes set
+    ``grid_coord`` (S, 3), the voxel of each sampled point.
+    """
+
+    def __init__(self, grid_size: float = 0.02, mode: str = "train", fragments: bool = False):
         if mode not in ("train", "test"):
             raise ValueError(f"mode must be 'train' or 'test', got {mode!r}")
-        self.grid_size, self.mode = grid_size, mode
+        if fragments and mode != "test":
+            raise ValueError("PointGridSample: fragments=True needs mode='test'")
+        self.grid_size, self.mode, self.fragments = grid_size, mode, fragments
 
     def __call__(self, results: dict) -> dict:
         coord = torch.from_numpy(np.ascontiguousarray(results["coord"]))
@@ -272,9 +281,14 @@ class PointGridSample:
         gen = torch.Generator().manual_seed(int(np.random.randint(2**31)))
         out = grid_sample(coord, offsets, self.grid_size, self.mode, generator=gen)
         if self.mode == "test":
+            if self.fragments:
+                results["fragments"] = [part.indices.numpy() for part in out]
+                return results
             out = out[0]
             # fragment 0 holds every voxel in voxel order: sample v is voxel v
             results["grid_inverse"] = out.inverse.numpy()
+            if results.get("segment") is not None:
+                results["origin_segment"] = results["segment"]
         take_points(results, out.indices.numpy())
         results["grid_coord"] = out.grid_coords.numpy()
         return results
@@ -296,8 +310,9 @@ class PackPointInputs:
 
     ``inputs`` is ``coord`` followed by the ``features`` fields in order (each must be
     present). ``label`` -> ``gt_label`` long scalar; ``segment`` -> ``gt_segment`` long (N,)
-    (-1 = ignored); ``meta_keys`` present in results -> metainfo (``num_points`` is set to
-    the packed count).
+    (-1 = ignored), or ``origin_segment`` (N_orig,) when a test-time grid sampling kept the
+    labels of the cloud before it (predictions come back on those points); ``meta_keys``
+    present in results -> metainfo (``num_points`` is set to the packed count).
     """
 
     def __init__(
@@ -320,8 +335,9 @@ class PackPointInputs:
         sample = DataSample()
         if results.get("label") is not None:
             sample.gt_label = torch.as_tensor(int(results["label"]), dtype=torch.long)
-        if results.get("segment") is not None:
-            sample.gt_segment = torch.from_numpy(np.asarray(results["segment"], np.int64))
+        segment = results.get("origin_segment", results.get("segment"))
+        if segment is not None:
+            sample.gt_segment = torch.from_numpy(np.asarray(segment, np.int64))
         results["num_points"] = len(inputs)
         sample.set_metainfo({k: results[k] for k in self.meta_keys if k in results})
         return dict(inputs=inputs, data_samples=sample)
