@@ -16,7 +16,7 @@ from torch import Tensor
 
 from visionfm.ops.point_batch import check_coords, offsets_to_batch
 
-__all__ = ["GridSample", "Serialization", "grid_sample", "scatter_pool", "serialize"]
+__all__ = ["GridSample", "Serialization", "grid_sample", "scatter_pool", "serialize", "voxelize"]
 
 ORDERS = ("z", "z-trans", "hilbert", "hilbert-trans")
 
@@ -70,6 +70,21 @@ def _voxels(
         )
     key = ((batch * extent[0] + grid[:, 0]) * extent[1] + grid[:, 1]) * extent[2] + grid[:, 2]
     return batch, grid, key
+
+
+def voxelize(coords: Tensor, offsets: Tensor, grid_size: float | Tensor) -> tuple[Tensor, Tensor]:
+    """Voxel of each point, as ``grid_sample`` counts them (``floor(coords / grid_size)`` minus
+    the cloud's lowest voxel), without sampling.
+
+    Args:
+        coords: (N, 3) float packed points, ``offsets (B,)`` cumulative ends.
+        grid_size: voxel side, a float or (3,) per axis.
+
+    Returns:
+        batch (N,) int64 cloud of each point and grid (N, 3) int64 voxel coordinates, >= 0.
+    """
+    batch, grid, _ = _voxels(coords, offsets, grid_size)
+    return batch, grid
 
 
 def grid_sample(
