@@ -308,3 +308,19 @@ def tiny_lw_detr_head(
         anchor_deltas=True,
         **{"test_cfg": dict(max_per_img=max_per_img), "cls_loss": "iou_aware", **options},
     )
+
+
+def tiny_point_backbones() -> dict[str, dict]:
+    """``{registered point backbone: tiny config}`` for the point matrix
+    (tests/test_every_point_backbone_head.py): width 32, one or two blocks, for clouds of a
+    few hundred points."""
+    return {
+        "PointPatchTransformer": dict(
+            type="PointPatchTransformer",
+            num_groups=8,
+            group_size=16,
+            embed_dim=32,
+            depth=1,
+            num_heads=2,
+        ),
+    }

@@ -268,9 +268,11 @@ def _is_neck(cls) -> bool:
 
 
 def _is_head(cls) -> bool:
-    """A task head: a registered ``visionfm.heads.Head``."""
+    """An image task head: a registered ``visionfm.heads.Head``. Point heads read packed
+    point features: tests/test_every_point_backbone_head.py holds them."""
     # top-down heads train on crops: tests/heads/test_vitpose.py
-    return issubclass(cls, Head) and not getattr(cls, "crops_only", False)
+    point = cls.__module__.startswith("visionfm.heads.point.")
+    return issubclass(cls, Head) and not getattr(cls, "crops_only", False) and not point
 
 
 def test_every_registered_part_has_a_tiny_config():
