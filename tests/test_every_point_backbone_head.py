@@ -20,7 +20,6 @@ import torch
 from _tiny_models import tiny_point_backbones
 
 from visionfm.backbones import Backbone
-from visionfm.data.data_sample import DataSample
 from visionfm.data.transforms.points import PackPointInputs, PointGridSample
 from visionfm.heads.point import PointHead
 from visionfm.registry import MODELS
