@@ -69,7 +69,7 @@ def block_mask(centres: Tensor, ratio: float, generator=None) -> Tensor:
     m = _num_masked(g, ratio)
     seed = torch.randint(g, (b,), device=centres.device, generator=generator)
     dist = (centres - centres[torch.arange(b, device=centres.device), seed][:, None]).norm(dim=-1)
-    return dist.argsort(1, stable=True).argsort(1) < m
+    return dist.argsort(dim=1, stable=True).argsort(1) < m
 
 
 @MODELS.register_module()
