@@ -20,12 +20,19 @@ A prompted model (Grounding DINO) takes the prompt as ``text=``::
     sample = grounding("street.jpg", text="person . red car .")   # class names: one per '.'
     sample = grounding("street.jpg", text="the man left of the red car")  # free text
     sample.phrases[int(sample.pred_instances.labels[0])]          # what the first box is
+
+A point-cloud model's config (a ``PointModel``) gives a
+:class:`~visionfm.apis.point_inferencer.PointInferencer`, which reads ``.ply`` / ``.npy`` /
+``.txt`` files and Pointcept scene folders::
+
+    segmenter = Inferencer("configs/point/...py", "epoch_50.pth")
+    sample = segmenter("scene.ply")            # pred_segment: one class per point of the file
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -80,6 +87,17 @@ class Inferencer:
     caches a prompt's features, so the frames of a video with one prompt encode it once.
     """
 
+    def __new__(cls, config: str | Config, *args, **kwargs):
+        """A :class:`~visionfm.apis.point_inferencer.PointInferencer` when ``config``'s model
+        is a point model (same arguments), else an Inferencer."""
+        if cls is Inferencer:
+            from .point_inferencer import PointInferencer, is_point_config
+
+            options = kwargs.get("cfg_options", args[3] if len(args) > 3 else None)
+            if is_point_config(config, options):
+                cls = PointInferencer
+        return super().__new__(cls)
+
     def __init__(
         self,
         config: str | Config,
@@ -118,7 +136,7 @@ class Inferencer:
         """Predictions for ``inputs`` (one or a list), ``text`` the prompt of a prompted
         model (the same for every input; see the class doc)."""
         prompt = self._parse_prompt(text)
-        single = isinstance(inputs, (str, os.PathLike, np.ndarray))
+        single = isinstance(inputs, (str, os.PathLike, np.ndarray, Mapping))  # Mapping: a cloud
         items = [inputs] if single else list(inputs)
         results: list[DataSample] = []
         for start in range(0, len(items), batch_size):

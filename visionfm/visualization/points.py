@@ -30,7 +30,13 @@ from visionfm.data.video import VideoWriter
 from .dense import colorize_depth
 from .instances import _FONT, _class_colors, _font_scale, _put_label
 
-__all__ = ["draw_point_sample", "render_points", "sample_coords", "write_turntable"]
+__all__ = [
+    "draw_point_sample",
+    "point_sample_style",
+    "render_points",
+    "sample_coords",
+    "write_turntable",
+]
 
 IGNORE_COLOR = (160, 160, 160)  # points labelled -1 (ignored / unlabelled)
 _FILL = 0.9  # the bounding sphere's diameter over the image's shorter side
@@ -236,6 +242,38 @@ def sample_coords(points: np.ndarray, sample, prefix: str = "pred") -> np.ndarra
     )
 
 
+def point_sample_style(
+    sample,
+    class_names: Sequence[str] | None = None,
+    prefix: str = "pred",
+    palette: Sequence | np.ndarray | None = None,
+    colors: np.ndarray | None = None,
+) -> dict:
+    """How :func:`render_points` draws a point ``DataSample`` (its keyword arguments).
+
+    ``{prefix}_segment`` (N,): points coloured by class (``labels``, ``class_names``,
+    ``palette``), with a legend; else the cloud in ``colors`` (its RGB; None: by height),
+    titled, when the sample has ``{prefix}_label``, with the class name and, for predictions,
+    ``pred_score[label]``. class_names default to the sample's ``metainfo['classes']``.
+    """
+    if class_names is None:
+        class_names = sample.metainfo.get("classes") or ()
+    class_names = tuple(class_names)
+    segment = sample.get(f"{prefix}_segment")
+    if segment is not None:
+        return dict(labels=_numpy(segment), class_names=class_names, palette=palette)
+    style: dict = dict(colors=colors)
+    label = sample.get(f"{prefix}_label")
+    if label is not None:
+        label = int(_numpy(label))
+        title = class_names[label] if label < len(class_names) else str(label)
+        score = sample.get("pred_score") if prefix == "pred" else None
+        if score is not None:
+            title += f" {float(_numpy(score)[label]):.2f}"
+        style["title"] = title
+    return style
+
+
 def draw_point_sample(
     coord: np.ndarray,
     sample,
@@ -245,28 +283,9 @@ def draw_point_sample(
     colors: np.ndarray | None = None,
     **render_kwargs,
 ) -> np.ndarray:
-    """A point ``DataSample`` drawn over its cloud ``coord`` (N, 3) -> (H, W, 3) uint8 RGB.
-
-    ``{prefix}_segment`` (N,): points coloured by class with a legend; ``{prefix}_label``:
-    the cloud in ``colors`` (its RGB, default by height) titled with the class name (and,
-    for predictions, ``pred_score[label]``). class_names default to the sample's
-    ``metainfo['classes']``; ``render_kwargs`` go to :func:`render_points` (view, size,
-    point_radius, title, ...).
-    """
-    if class_names is None:
-        class_names = sample.metainfo.get("classes") or ()
-    class_names = tuple(class_names)
-    segment = sample.get(f"{prefix}_segment")
-    if segment is not None:
-        return render_points(
-            coord, labels=_numpy(segment), class_names=class_names, palette=palette, **render_kwargs
-        )
-    label = sample.get(f"{prefix}_label")
-    if label is not None and "title" not in render_kwargs:
-        label = int(_numpy(label))
-        title = class_names[label] if label < len(class_names) else str(label)
-        score = sample.get("pred_score") if prefix == "pred" else None
-        if score is not None:
-            title += f" {float(_numpy(score)[label]):.2f}"
-        render_kwargs["title"] = title
-    return render_points(coord, colors=colors, **render_kwargs)
+    """A point ``DataSample`` drawn over its cloud ``coord`` (N, 3) -> (H, W, 3) uint8 RGB:
+    segments coloured by class, or the class and score as the title
+    (:func:`point_sample_style`); ``render_kwargs`` go to :func:`render_points` (view, size,
+    point_radius, title, ...) and win over the style."""
+    style = point_sample_style(sample, class_names, prefix, palette, colors)
+    return render_points(coord, **{**style, **render_kwargs})
