@@ -24,6 +24,8 @@ def test_config_builds(path):
         model = MODELS.build(cfg.model)
     assert sum(p.numel() for p in model.parameters()) > 0
     for split in ("train", "val", "test"):
+        if cfg[f"{split}_dataloader"] is None:  # self-supervised pre-training: no val / test
+            continue
         dataset = cfg[f"{split}_dataloader"].dataset
         for part in dataset.get("datasets", [dataset]):  # a ConcatDataset's parts
             for transform in part.pipeline:

@@ -157,7 +157,7 @@ class PointPatchTransformer(Backbone):
             nn.init.trunc_normal_(self.cls_pos, std=0.02)
         else:
             self.cls_token = self.cls_pos = None
-        rates = torch.linspace(0, drop_path_rate, depth).tolist()
+        rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # meta-safe
         self.blocks = nn.ModuleList(
             Block(
                 embed_dim,

@@ -125,7 +125,7 @@ class PointMAE(BaseModel):
         dim, k = backbone.embed_dim, backbone.group_size
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.decoder_pos_embed = nn.Sequential(nn.Linear(3, 128), nn.GELU(), nn.Linear(128, dim))
-        rates = torch.linspace(0, drop_path_rate, decoder_depth).tolist()
+        rates = [drop_path_rate * i / max(decoder_depth - 1, 1) for i in range(decoder_depth)]
         self.decoder = nn.ModuleList(
             Block(
                 dim,
