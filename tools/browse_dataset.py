@@ -1,7 +1,9 @@
 """Draw what a config's dataset feeds the model: ``python tools/browse_dataset.py CONFIG --out DIR``.
 
 Images go through the split's pipeline (augmentations included), and their ground
-truth (boxes, masks, keypoints, semantic maps, depth) is drawn over them as PNGs.
+truth (boxes, masks, keypoints, semantic maps, depth) is drawn over them as PNGs. Point
+clouds (a point dataset: ``inputs`` (N, 3 + C)) are rendered after the pipeline, coloured by
+``gt_segment`` with a legend or titled with the ``gt_label`` class, named by their scene.
 """
 
 import argparse
@@ -15,6 +17,7 @@ from visionfm.engine import load_config
 from visionfm.engine.cli import run_tool
 from visionfm.registry import DATASETS
 from visionfm.visualization import draw_sample
+from visionfm.visualization.points import draw_point_sample, sample_coords
 
 
 def main() -> None:
@@ -32,8 +35,18 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     for i in tqdm(range(min(args.num, len(dataset))), desc="drawing"):
         item = dataset[i]
-        image = item["inputs"].permute(1, 2, 0).numpy()
         sample = item["data_samples"]
+        if item["inputs"].dim() == 2:  # a point cloud (N, 3 + C)
+            coord = sample_coords(item["inputs"], sample, prefix="gt")
+            drawn = draw_point_sample(
+                coord, sample, meta.get("classes"), prefix="gt", palette=meta.get("palette")
+            )
+            name = f"{i:04d}_{sample.metainfo.get('scene', '')}".rstrip("_")
+            cv2.imwrite(
+                os.path.join(args.out, f"{name}.png"), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)
+            )
+            continue
+        image = item["inputs"].permute(1, 2, 0).numpy()
         drawn = draw_sample(
             image,
             sample,
@@ -43,7 +56,7 @@ def main() -> None:
         )
         name = os.path.splitext(os.path.basename(sample.img_path))[0]
         cv2.imwrite(os.path.join(args.out, f"{name}.png"), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
-    print(f"{min(args.num, len(dataset))} images drawn in {args.out}")
+    print(f"{min(args.num, len(dataset))} samples drawn in {args.out}")
 
 
 if __name__ == "__main__":

@@ -27,16 +27,29 @@ A prompted model (Grounding DINO; CHECKPOINT may be a Hugging Face ``save_pretra
 folder) needs ``--text``: class names each ending in "." (``"cat . red car ."``) or one
 free-text phrase (``"the dog left of the car"``); boxes are captioned with the phrase they
 match. The prompt is the same for every frame, so the text encoder runs once per input.
+
+A point-cloud model (a config whose model is a ``PointModel``) takes a ``.ply`` / ``.npy`` /
+``.txt`` file, a Pointcept scene folder (``coord.npy`` ...) or a folder of them, and writes
+OUT/<name>.png: the cloud coloured by predicted class with a legend (segmentation), or in
+its colours titled with the predicted class and score (classification); ``--turntable``
+adds OUT/<name>.mp4, the view turning 360 degrees in ``--frames`` frames. ``--fields`` names
+a ``.npy`` / ``.txt`` file's columns (default: coord, then the model's input features). A
+bad file (NaN coordinates, a .ply without x/y/z) is an error when it is the input, and is
+reported by name and skipped in a folder::
+
+    python tools/demo.py POINT_CONFIG CHECKPOINT scene.ply --out out/ --turntable
 """
 
 import argparse
 import os
+from pathlib import Path
 
 import cv2
 from mmengine.config import DictAction
 from tqdm import tqdm
 
-from visionfm.apis import Inferencer, TopDownPipeline
+from visionfm.apis import Inferencer, PointInferencer, TopDownPipeline
+from visionfm.apis.point_inferencer import list_point_inputs
 from visionfm.data.video import VideoWriter, open_source
 from visionfm.engine.cli import run_tool
 
@@ -61,6 +74,13 @@ def main() -> None:
     parser.add_argument(
         "--text", help="prompt of a grounding model: 'cat . red car .' or a free-text phrase"
     )
+    parser.add_argument(
+        "--turntable", action="store_true", help="point clouds: also an mp4 turning the view"
+    )
+    parser.add_argument("--frames", type=int, default=60, help="frames of a --turntable video")
+    parser.add_argument(
+        "--fields", nargs="+", help="point clouds: the columns of .npy / .txt inputs, in order"
+    )
     args = parser.parse_args()
     if len(args.paths) > 2:
         parser.error(f"expected [CHECKPOINT] INPUT after the config, got {args.paths}")
@@ -82,6 +102,11 @@ def main() -> None:
         cfg_options=args.cfg_options,
         amp=args.amp,
     )
+    if isinstance(inferencer, PointInferencer):
+        if args.text is not None or args.pose_config:
+            parser.error("--text and --pose-config are not for a point-cloud model")
+        point_demo(args, inferencer)
+        return
     if inferencer.prompted and args.text is None:
         parser.error("this model is prompted: pass --text 'cat . dog .' or a phrase")
     if args.pose_config:
@@ -128,6 +153,36 @@ def main() -> None:
     print(
         f"demo output: {', '.join(written) if len(written) <= 4 else args.out + '/ (' + str(len(written)) + ' files)'}"
     )
+
+
+def point_demo(args: argparse.Namespace, inferencer: PointInferencer) -> None:
+    """Predict and draw every cloud of ``args.input`` into ``args.out`` (see the module doc)."""
+    paths = list_point_inputs(args.input)
+    folder = paths != [str(Path(args.input))]  # a folder of clouds, not one file / scene
+    os.makedirs(args.out, exist_ok=True)
+    written, skipped = [], []
+    for path in tqdm(paths, desc="point clouds", disable=not folder):
+        name = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
+        try:
+            cloud = inferencer.read(path, args.fields)
+            sample = inferencer({**cloud, "file": path})
+        except (ValueError, OSError) as err:
+            if not folder:
+                raise SystemExit(f"error: {err}") from err
+            tqdm.write(f"skipped {path}: {err}")
+            skipped.append(path)
+            continue
+        png = os.path.join(args.out, f"{name}.png")
+        drawn = inferencer.visualize(cloud, sample)
+        cv2.imwrite(png, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+        written.append(png)
+        if args.turntable:
+            mp4 = os.path.join(args.out, f"{name}.mp4")
+            written.append(inferencer.turntable(cloud, sample, mp4, frames=args.frames))
+    summary = ", ".join(written) if len(written) <= 4 else f"{args.out}/ ({len(written)} files)"
+    print(f"demo output: {summary}")
+    if skipped:
+        print(f"{len(skipped)} of {len(paths)} point clouds skipped (bad files, named above)")
 
 
 if __name__ == "__main__":

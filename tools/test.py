@@ -3,7 +3,8 @@
     python tools/test.py CONFIG CHECKPOINT [--out results.json] [--show-dir DIR]
                                            [--work-dir DIR] [--cfg-options k=v ...]
 
---out writes the predictions as a COCO results json; --show-dir draws them over the images.
+--out writes the predictions as a COCO results json; --show-dir draws them over the images
+(point clouds: rendered coloured by predicted class, or titled with the class and score).
 CONFIG may be the config a training run saved in its work dir (``WORK_DIR/NAME.py``): it holds
 that run's ``--cfg-options`` (``data_root``, ...), so they need not be repeated.
 """

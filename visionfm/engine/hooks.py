@@ -60,7 +60,9 @@ class RNGStateHook(Hook):
 class DrawPredictionsHook(Hook):
     """During testing, draw each image's predictions with the original image into ``out_dir``
     (``visionfm.visualization.draw_sample``: instances, semantic / panoptic maps, depth;
-    class names and colours from the test dataset's metainfo)."""
+    class names and colours from the test dataset's metainfo). A point cloud's predictions
+    (``pred_segment`` / ``pred_label``) are drawn on the cloud the model saw
+    (``visionfm.visualization.points.draw_point_sample``), named by its ``scene``."""
 
     def __init__(self, out_dir: str, score_thr: float = 0.3):
         self.out_dir = out_dir
@@ -72,10 +74,20 @@ class DrawPredictionsHook(Hook):
         import cv2
 
         from visionfm.visualization import draw_sample
+        from visionfm.visualization.points import draw_point_sample, sample_coords
 
         meta = runner.test_dataloader.dataset.metainfo
         os.makedirs(self.out_dir, exist_ok=True)
-        for sample in outputs or []:
+        for i, sample in enumerate(outputs or []):
+            if "pred_segment" in sample or "pred_label" in sample:  # a point cloud
+                coord = sample_coords(data_batch["inputs"][i], sample)
+                drawn = draw_point_sample(
+                    coord, sample, meta.get("classes"), palette=meta.get("palette")
+                )
+                name = f"{sample.metainfo.get('scene', batch_idx * len(outputs) + i)}.png"
+                path = os.path.join(self.out_dir, name)
+                cv2.imwrite(path, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+                continue
             image = cv2.cvtColor(cv2.imread(sample.img_path), cv2.COLOR_BGR2RGB)
             drawn = draw_sample(
                 image,
