@@ -438,3 +438,92 @@ def test_bad_mask_is_refused(mask, match):
     groups, centres = model.group(points, offsets)
     with pytest.raises(ValueError, match=match):
         model.encode_groups(groups, centres, mask)
+
+
+# -- the published classifier family (visionfm.models.convert_point_mae) ---------------------
+def official_head(dim: int, hidden: tuple[int, ...], classes: int, seed: int = 5) -> dict:
+    """Random tensors with the names and shapes of Point-MAE's ``cls_head_finetune``
+    (Linear - BatchNorm1d - ReLU - Dropout per hidden width, then a Linear)."""
+    gen = torch.Generator().manual_seed(seed)
+    state, c_in = {}, 2 * dim
+    for j, width in enumerate((*hidden, classes)):
+        p = f"cls_head_finetune.{4 * j}."
+        state[p + "weight"] = torch.randn(width, c_in, generator=gen).double() * 0.2
+        state[p + "bias"] = torch.randn(width, generator=gen).double() * 0.2
+        if j < len(hidden):
+            bn = f"cls_head_finetune.{4 * j + 1}."
+            state[bn + "weight"] = torch.randn(width, generator=gen).double() * 0.5 + 1
+            state[bn + "bias"] = torch.randn(width, generator=gen).double() * 0.5
+            state[bn + "running_mean"] = torch.randn(width, generator=gen).double() * 0.5
+            state[bn + "running_var"] = torch.rand(width, generator=gen).double() + 0.5
+            state[bn + "num_batches_tracked"] = torch.tensor(100)
+        c_in = width
+    return state
+
+
+def ref_head(s: dict, pooled: torch.Tensor, hidden: int) -> torch.Tensor:
+    """Point-MAE's cls_head_finetune in eval mode (dropout off, batch norm statistics)."""
+    x = pooled
+    for j in range(hidden):
+        p, bn = f"cls_head_finetune.{4 * j}.", f"cls_head_finetune.{4 * j + 1}."
+        x = F.linear(x, s[p + "weight"], s[p + "bias"])
+        x = (x - s[bn + "running_mean"]) / (s[bn + "running_var"] + 1e-5).sqrt()
+        x = F.relu(x * s[bn + "weight"] + s[bn + "bias"])
+    last = f"cls_head_finetune.{4 * hidden}."
+    return F.linear(x, s[last + "weight"], s[last + "bias"])
+
+
+@pytest.mark.parametrize("wrap", ["plain", "module"])
+def test_published_classifier_equals_reference_logits(tmp_path, wrap):
+    """A Point-MAE fine-tuned file (``{'base_model': ...}``, maybe with ``module.``): its
+    family is found, sizes the model from the tensors, loads strictly, and the logits equal
+    Point-MAE's PointTransformer forward (encoder + cls_head_finetune) in float64."""
+    from visionfm.engine.checkpoint import load_model_weights
+    from visionfm.models.published import find_family
+
+    state = official_state(DIM, DEPTH) | official_head(DIM, (24, 16), classes=5)
+    prefix = "module." if wrap == "module" else ""
+    path = tmp_path / "modelnet_1k.pth"
+    torch.save(dict(base_model={prefix + k: v for k, v in state.items()}, epoch=3), path)
+    family = find_family({prefix + k: v for k, v in state.items()})
+    assert family is not None and family.name == "point_mae_classifier"
+    cfg = family.model_config(state, None)
+    assert cfg["backbone"] == dict(
+        type="PointPatchTransformer", num_groups=64, group_size=32, embed_dim=DIM, depth=DEPTH,
+        num_heads=6, class_token=True,
+    )  # fmt: skip
+    assert cfg["head"] == dict(
+        type="PointClsHead", num_classes=5, in_channels=2 * DIM, hidden_dims=(24, 16)
+    )
+    cfg["backbone"].update(num_groups=G, group_size=K, num_heads=HEADS)  # not in the tensors
+    model = MODELS.build(cfg).double().eval()
+    assert load_model_weights(model, str(path)) == {}  # strict: raises on any leftover
+    points, offsets = clouds()
+    with torch.no_grad():
+        logits = model(dict(points=points, offsets=offsets), mode="tensor")
+    start = 0
+    for b, end in enumerate(offsets.tolist()):
+        pooled = ref_forward(state, points[start:end], DEPTH, HEADS)["pooled"]
+        diff = (logits[b] - ref_head(state, pooled[None], 2)[0]).abs().max()
+        assert diff <= 1e-10, diff
+        start = end
+
+
+def test_published_classifier_family_is_specific():
+    """Pre-training files and our own checkpoints are not this family's; a head of other
+    depth is refused naming hidden_dims."""
+    from visionfm.models.convert_point_mae import convert_point_mae_checkpoint
+    from visionfm.models.published import find_family
+
+    assert find_family(official_state(DIM, DEPTH, prefix="MAE_encoder.")) is None
+    state = official_state(DIM, DEPTH) | official_head(DIM, (24,), classes=5)
+    model = MODELS.build(
+        dict(
+            type="PointModel",
+            backbone=dict(type="PointPatchTransformer", **TINY),
+            head=dict(type="PointClsHead", num_classes=5, in_channels=2 * DIM, hidden_dims=(8, 8)),
+        )
+    )
+    assert find_family(model.state_dict()) is None
+    with pytest.raises(CheckpointError, match=r"set the head's hidden_dims to \[24\]"):
+        convert_point_mae_checkpoint(state, model)

@@ -58,6 +58,7 @@ _FAMILY_MODULES: tuple[str, ...] = (
     "visionfm.heads.segmentation.mask2former.convert",
     "visionfm.heads.detr.convert_lw_detr",
     "visionfm.heads.detr.convert_detr",
+    "visionfm.models.convert_point_mae",
 )
 _FAMILIES: dict[str, PublishedFamily] = {}
 
