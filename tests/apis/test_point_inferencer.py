@@ -4,12 +4,14 @@ files by name."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from _tiny_point_configs import write_checkpoint, write_config, write_point_data
+from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 
 from visionfm.apis import Inferencer, PointInferencer
@@ -55,6 +57,17 @@ def test_a_point_model_config_gives_a_point_inferencer(setup):
     assert setup["seg"].dataset_meta["classes"] == SCENE_CLASSES
     assert setup["cls"].dataset_meta["classes"] == SHAPES
     assert (setup["cls"].num_points, setup["cls"].sampling) == (256, "fps")
+
+
+def test_class_names_from_the_datasets_files_when_the_checkpoint_has_none(setup, tmp_path):
+    config = setup["cls"].cfg
+    unnamed = write_checkpoint(config.filename, tmp_path / "bare.pth")  # no dataset_meta
+    assert Inferencer(config, unnamed, device="cpu").dataset_meta["classes"] == SHAPES
+    moved = Config(copy.deepcopy(config.to_dict()))
+    moved.test_dataloader.dataset.data_root = str(tmp_path / "elsewhere")
+    assert Inferencer(moved, unnamed, device="cpu").dataset_meta["classes"] == tuple(
+        str(i) for i in range(len(SHAPES))
+    )
 
 
 def test_pred_segment_covers_every_point_and_equals_the_models_predict(setup):

@@ -103,9 +103,23 @@ def _dataset_resize(dataset: Mapping) -> tuple[int | None, str]:
     return value("num_points", None), value("sampling", "fps")
 
 
+def _dataset_classes(dataset: Mapping) -> tuple[str, ...] | None:
+    """The class names the test dataset reads from its files (ModelNet40's
+    ``shape_names``), by building it without its data list; None where it cannot be built
+    (its files are not on this machine)."""
+    try:
+        built = DATASETS.build({**dataset, "lazy_init": True, "pipeline": []})
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    classes = built.metainfo.get("classes")
+    return tuple(classes) if classes else None
+
+
 class PointInferencer(Inferencer):
     """An :class:`Inferencer` of a point model (see the module doc); the constructor's
-    arguments are the Inferencer's (``score_thr`` is unused)."""
+    arguments are the Inferencer's (``score_thr`` is unused). Class names: the checkpoint's
+    ``dataset_meta``, else the config's metainfo, else those the test dataset reads from its
+    files when they are on this machine (ModelNet40's ``shape_names``), else numbers."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -118,6 +132,9 @@ class PointInferencer(Inferencer):
             )
         self.fields = ("coord", *pack[-1].get("features", ()))
         self.num_points, self.sampling = _dataset_resize(test_dataset)
+        classes = tuple(self.dataset_meta["classes"])
+        if classes == tuple(str(i) for i in range(len(classes))):  # no names were found
+            self.dataset_meta["classes"] = _dataset_classes(test_dataset) or classes
 
     def read(self, path: str | os.PathLike, fields: Sequence[str] | None = None) -> dict:
         """The cloud in ``path`` (file or scene folder); ``fields`` name a ``.npy`` /
