@@ -130,7 +130,8 @@ def test_colours_by_label_are_the_palette_and_the_legend_lists_present_classes()
 def test_colors_win_over_labels_and_height_colours_without_either():
     coord = np.array([[0, 0, 0], [0, 0, 1.0]])
     out = render_points(coord, colors=np.array([[10, 20, 30], [10, 20, 30]], np.float32),
-                        labels=[0, 1], view=(0, 0), point_radius=0, legend=False)  # fmt: skip
+                        labels=[0, 1], view=(0, 0), point_radius=0)  # fmt: skip
+    # and no legend of the labels' colours is drawn
     assert {tuple(c) for c in out.reshape(-1, 3)} - {(255, 255, 255)} == {(10, 20, 30)}
     heights = render_points(coord, view=(0, 0), point_radius=0, projection="orthographic")
     drawn = {tuple(c) for c in heights.reshape(-1, 3)} - {(255, 255, 255)}

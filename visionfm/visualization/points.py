@@ -119,9 +119,9 @@ def render_points(
     -1 grey; else the height z through the turbo colour map. view: (azimuth, elevation) in
     degrees (see the module doc); size: (H, W). point_radius: splat radius in px (0 = one
     pixel); default from the point density, 1..6 px. projection: 'perspective' or
-    'orthographic'. With ``labels`` and ``legend`` the classes present are listed at the
-    left with their colours (named by ``class_names``, else by number); ``title`` is
-    written at the top left.
+    'orthographic'. When the points take their class colours and ``legend`` is set, the
+    classes present are listed at the left with their colours (named by ``class_names``,
+    else by number); ``title`` is written at the top left.
     """
     coord = np.asarray(coord, np.float64)
     if coord.ndim != 2 or coord.shape[1] != 3 or len(coord) == 0:
@@ -187,7 +187,7 @@ def render_points(
         (_, th), base = cv2.getTextSize(title, _FONT, _font_scale(out), 1)
         _put_label(out, title, 4, th + base + 6, (40, 40, 40))
         top = th + base + 8
-    if labels is not None and legend:
+    if labels is not None and colors is None and legend:  # the points show class colours
         present = [int(c) for c in np.unique(labels) if c >= 0]
         names = [
             class_names[c] if class_names and c < len(class_names) else str(c) for c in present
