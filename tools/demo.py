@@ -1,4 +1,4 @@
-"""Run a trained model on an image, a folder, a video file or a webcam.
+"""Run a trained model on an image, a folder, a video file, a webcam or point-cloud files.
 
     python tools/demo.py CONFIG CHECKPOINT INPUT [--out DIR] [--score-thr 0.3] [--device cpu]
                                                 [--amp]
@@ -55,10 +55,15 @@ from visionfm.engine.cli import run_tool
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="visionfm demo on images / videos / webcam")
+    parser = argparse.ArgumentParser(
+        description="visionfm demo on images / videos / webcam / point clouds"
+    )
     parser.add_argument("config", help="config file, or a model folder (then no CHECKPOINT)")
     parser.add_argument(
-        "paths", nargs="+", metavar="[CHECKPOINT] INPUT", help="image, folder, video or webcam"
+        "paths",
+        nargs="+",
+        metavar="[CHECKPOINT] INPUT",
+        help="image, folder, video, webcam, point file",
     )
     parser.add_argument("--out", default="outputs/demo")
     parser.add_argument("--score-thr", type=float, default=0.3)
