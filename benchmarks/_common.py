@@ -108,10 +108,13 @@ INEXACT_PEAK_NOTE = (
 # ---------------------------------------------------------------- fresh worker processes
 
 
-def spawn(script: str, case: dict, env: dict[str, str] | None = None) -> dict:
+def spawn(
+    script: str, case: dict, env: dict[str, str] | None = None, timeout: float | None = None
+) -> dict:
     """Runs ``python script --worker <case as JSON>`` in a fresh process and returns the JSON
     object it printed last. The worker gets this environment plus ``env``, without
-    ``VISIONFM_ATTN`` (our attention path is the automatic choice)."""
+    ``VISIONFM_ATTN`` (our attention path is the automatic choice). Past ``timeout``
+    seconds the worker is killed and ``subprocess.TimeoutExpired`` raised."""
     worker_env = dict(os.environ, **(env or {}))
     worker_env.pop("VISIONFM_ATTN", None)
     proc = subprocess.run(
@@ -120,6 +123,7 @@ def spawn(script: str, case: dict, env: dict[str, str] | None = None) -> dict:
         capture_output=True,
         text=True,
         check=False,
+        timeout=timeout,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"case {case} failed:\n{proc.stderr[-3000:]}")

@@ -100,6 +100,13 @@ SUITES = {
         "published_mask2former",
         quick=["--size", "192", "--runs", "1"],
     ),
+    "point_scale": Suite(
+        "Point clouds: PTv3 vs kNN attention at 10k-1M points, ops vs loops",
+        "bench_point_scale.py",
+        "point_scale",
+        quick=["--quick"],
+        threads=1,  # on a shared 2-core machine 2 OpenMP threads stall on each other
+    ),
     "time_to_accuracy": Suite(
         "Time to accuracy: DINO demo vs HF Deformable DETR",
         "bench_time_to_accuracy.py",
@@ -345,12 +352,36 @@ def published_latency_target(results: Path, stem: str, model: str) -> dict:
     return _row(name, measured, ratio <= 1.0, f"bench_{stem}")
 
 
+def point_scale_target(results: Path) -> dict:
+    """Serialized attention measured at every size, with the kNN baseline's ratio."""
+    data = _load(results, "point_scale")
+    name = "point clouds: serialized attention measured at 10k / 100k / 1M points vs kNN"
+    if data is None:
+        return _row(name, "no results", None, "bench_point_scale")
+    got = {(r["kind"], r["n"], r["pass"]): r for r in data["rows"]}
+    parts, measured_all = [], True
+    for n in data["sizes"]:
+        ser, knn = got.get(("serialized", n, "fwd+bwd")), got.get(("knn", n, "fwd+bwd"))
+        search = data["search"].get(str(n), {})
+        if not ser or "ms" not in ser:
+            measured_all = False
+            parts.append(f"{n:,}: {ser.get('error', 'not run') if ser else 'not run'}")
+        elif knn and "ms" in knn and "ms" in search:
+            parts.append(
+                f"{n:,}: (kNN search + blocks) / serialized {(search['ms'] + knn['ms']) / ser['ms']:.1f}"
+            )
+        else:
+            parts.append(f"{n:,}: serialized {ser['ms']:.0f} ms, kNN baseline incomplete")
+    return _row(name, "; ".join(parts) + " (fwd+bwd)", measured_all, "bench_point_scale")
+
+
 def targets(results: Path) -> list[dict]:
     rows = [backbone_target(results), *mfu_target(results), deform_target(results)]
     rows += attention_targets(results)
     rows.append(published_detr_target(results))
     rows.append(published_latency_target(results, "published_rf_detr", "RF-DETR-S"))
     rows.append(published_latency_target(results, "published_mask2former", "Mask2Former Swin-T"))
+    rows.append(point_scale_target(results))
     tta = time_to_accuracy_row(results)
     return rows + ([tta] if tta else []) + detector_rows(results)
 

@@ -100,6 +100,18 @@ def test_submanifold_conv_equals_dense_conv3d_at_occupied_voxels(k):
         )
 
 
+def test_submanifold_conv_gradients_pass_gradcheck():
+    gen = torch.Generator().manual_seed(1)
+    grid = torch.randint(0, 4, (30, 3), generator=gen)  # some voxels shared
+    voxels = VoxelHash(grid, torch.zeros(30, dtype=torch.long), 1)
+    conv = SubmanifoldConv3d(2, 3, 3).double()
+    feats = torch.randn(30, 2, generator=gen, dtype=torch.float64, requires_grad=True)
+    weight = conv.weight.detach().clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda f, w: torch.func.functional_call(conv, {"weight": w}, (f, voxels)), (feats, weight)
+    )
+
+
 def test_submanifold_conv_shares_a_voxels_mean():
     grid = torch.tensor([[0, 0, 0], [0, 0, 0], [1, 0, 0]])
     feats = torch.tensor([[1.0], [3.0], [10.0]], dtype=torch.float64)

@@ -253,8 +253,7 @@ class PointTransformerV3(Backbone):
         if self.shuffle_orders and self.training:
             order = tuple(order[i] for i in torch.randperm(len(order)).tolist())
         depth = max(int(grid.max()).bit_length(), 1)
-        cpe = 3 if self.pos_embed == "sparse_conv" else None
-        level = Level(grid, batch, offsets, depth, order, max(self.stem_kernel // 2, 1), cpe)
+        level = Level(grid, batch, offsets, depth, order, max(self.stem_kernel // 2, 1))
         x = self.stem(points, level)
         levels, skips, clusters = [level], [], []
         for s, stage in enumerate(self.enc):

@@ -89,8 +89,7 @@ class Level:
         grid: (N, 3) int64 voxels, >= 0; batch: (N,) int64 cloud of each point; offsets: (B,).
         depth: bits per axis of the curve codes.
         orders: the curve of each order index (``'z'``, ``'hilbert'``, ...).
-        max_radius: the largest conv radius asked of ``voxels``; cache_kernel: a kernel whose
-            neighbour table ``voxels`` keeps (the blocks' positional conv), or None.
+        max_radius: the largest conv radius asked of ``voxels``.
     """
 
     def __init__(
@@ -101,11 +100,10 @@ class Level:
         depth: int,
         orders: Sequence[str],
         max_radius: int = 1,
-        cache_kernel: int | None = None,
     ) -> None:
         self.grid, self.batch, self.offsets, self.depth = grid, batch, offsets, depth
         self.orders = tuple(orders)
-        self._radius, self._cache_kernel = max_radius, cache_kernel
+        self._radius = max_radius
         self._voxels: VoxelHash | None = None
         self._perms: dict[int, Tensor] = {}
         self._patches: dict[tuple[int, int], Patches] = {}
@@ -115,8 +113,6 @@ class Level:
         """The voxel hash of this level (built on first use)."""
         if self._voxels is None:
             self._voxels = VoxelHash(self.grid, self.batch, self._radius)
-            if self._cache_kernel is not None:
-                self._voxels.cache(self._cache_kernel)
         return self._voxels
 
     def patches(self, order_index: int, patch_size: int) -> Patches:
@@ -139,7 +135,7 @@ class Level:
         pgrid = grid.new_empty(k, 3).scatter_(0, cluster[:, None].expand(-1, 3), grid)
         pbatch = self.batch.new_empty(k).scatter_(0, cluster, self.batch)
         offsets = batch_to_offsets(pbatch, len(self.offsets))
-        level = Level(pgrid, pbatch, offsets, depth, self.orders, 1, self._cache_kernel)
+        level = Level(pgrid, pbatch, offsets, depth, self.orders)
         return level, cluster
 
 

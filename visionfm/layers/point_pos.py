@@ -5,7 +5,8 @@
   CVPR 2018): outputs only at occupied voxels, each the sum over the ``k**3`` kernel offsets of
   the occupied neighbour voxel's features times that offset's weight. Neighbours are found by
   sorted (cloud, voxel) keys and ``torch.searchsorted``; the convolution gathers, multiplies
-  and adds, one offset at a time (memory of one (V, C) gather, not of a (V, k**3, C) one).
+  and adds, one offset at a time, forward and backward (memory of one (V, C) gather, not of a
+  (V, k**3, C) one).
 - :class:`SparseConvPE`: Point Transformer V3's conditional positional encoding (xCPE: the
   sparse conv, a linear and a LayerNorm, added as a residual) built on it.
 - :class:`Rope3d`: 3-D rotary embedding (Su et al., "RoFormer", 2021, per axis as in
@@ -24,6 +25,7 @@ import itertools
 import torch
 import torch.nn as nn
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 __all__ = ["Rope3d", "SparseConvPE", "SubmanifoldConv3d", "VoxelHash", "kernel_steps"]
 
@@ -34,7 +36,8 @@ class VoxelHash:
     Args:
         grid: (N, 3) int64 voxel coordinates, >= 0.
         batch: (N,) int64 cloud of each point (voxels of different clouds never meet).
-        max_radius: the largest kernel radius ``lookup`` will be asked for (kernel 5: 2).
+        max_radius: the largest kernel radius ``lookup`` / ``table`` will be asked for
+            (kernel 5: 2).
 
     Attributes:
         inverse: (N,) int64 voxel of each point; counts: (V,) points per voxel.
@@ -67,19 +70,14 @@ class VoxelHash:
         pos = torch.searchsorted(self.keys, nkey).clamp(max=len(self.keys) - 1)
         return torch.where(self.keys[pos] == nkey, pos, len(self.keys))
 
-    def cache(self, kernel_size: int) -> None:
-        """Keep the (V, k**3) neighbour table of ``kernel_size`` for every later conv."""
+    def table(self, kernel_size: int) -> Tensor:
+        """(V, k**3) neighbour table (``lookup`` of every ``kernel_steps`` offset), int32
+        where V allows (int64 otherwise); built once per kernel size and kept."""
         if kernel_size not in self._tables:
-            self._tables[kernel_size] = torch.stack(
-                [self.lookup(s) for s in kernel_steps(kernel_size)], 1
-            )
-
-    def columns(self, kernel_size: int):
-        """Yields the (V,) neighbour column of each kernel offset (``kernel_steps`` order),
-        from the cached table where ``cache`` built one, else looked up one at a time."""
-        table = self._tables.get(kernel_size)
-        for k, step in enumerate(kernel_steps(kernel_size)):
-            yield table[:, k] if table is not None else self.lookup(step)
+            dtype = torch.int32 if self.num_voxels < 2**31 - 1 else torch.int64
+            columns = [self.lookup(s).to(dtype) for s in kernel_steps(kernel_size)]
+            self._tables[kernel_size] = torch.stack(columns, 1)
+        return self._tables[kernel_size]
 
 
 def kernel_steps(kernel_size: int) -> list[tuple[int, int, int]]:
@@ -88,6 +86,33 @@ def kernel_steps(kernel_size: int) -> list[tuple[int, int, int]]:
         raise ValueError(f"kernel_size must be odd and >= 1, got {kernel_size}")
     r = kernel_size // 2
     return list(itertools.product(range(-r, r + 1), repeat=3))
+
+
+class _GatherConv(torch.autograd.Function):
+    """``out = sum_k vox[table[:, k]] @ weight[k]``: (V + 1, C_in), (K, C_in, C_out), (V, K)
+    -> (V, C_out), one offset at a time. Backward gathers again instead of keeping the K
+    gathered (V, C_in) inputs: memory O(V * C) whatever the kernel."""
+
+    @staticmethod
+    def forward(ctx, vox: Tensor, weight: Tensor, table: Tensor) -> Tensor:
+        ctx.save_for_backward(vox, weight, table)
+        out = vox.new_zeros(table.shape[0], weight.shape[2])
+        for k in range(weight.shape[0]):
+            out.addmm_(vox.index_select(0, table[:, k]), weight[k])
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        vox, weight, table = ctx.saved_tensors
+        grad_vox = torch.zeros_like(vox) if ctx.needs_input_grad[0] else None
+        grad_weight = torch.empty_like(weight) if ctx.needs_input_grad[1] else None
+        for k in range(weight.shape[0]):
+            if grad_vox is not None:
+                grad_vox.index_add_(0, table[:, k], grad @ weight[k].T)
+            if grad_weight is not None:
+                torch.mm(vox.index_select(0, table[:, k]).T, grad, out=grad_weight[k])
+        return grad_vox, grad_weight, None
 
 
 class SubmanifoldConv3d(nn.Module):
@@ -113,9 +138,7 @@ class SubmanifoldConv3d(nn.Module):
         vox = vox.index_add(0, voxels.inverse, feats)
         if v != len(feats):  # several points in a voxel: their mean
             vox = vox / torch.cat([voxels.counts, voxels.counts.new_ones(1)])[:, None].to(feats)
-        out = feats.new_zeros(v, self.weight.shape[2])
-        for k, column in enumerate(voxels.columns(self.kernel_size)):
-            out = out.addmm(vox[column], self.weight[k])  # (V, C_out)
+        out = _GatherConv.apply(vox, self.weight, voxels.table(self.kernel_size))  # (V, C_out)
         if self.bias is not None:
             out = out + self.bias
         return out[voxels.inverse]
