@@ -48,6 +48,11 @@ __all__ = ["PTV3_PRESETS", "PointTransformerV3"]
 POS_EMBEDS = ("sparse_conv", "rope", None)
 
 
+def _linear_rates(top: float, count: int) -> list[float]:
+    """``count`` drop-path rates from 0 to ``top`` (plain floats: builds on the meta device)."""
+    return [top * i / max(count - 1, 1) for i in range(count)]
+
+
 class _Stem(nn.Module):
     """PTv3's embedding: submanifold conv (kernel ``kernel_size``) + BatchNorm + GELU;
     (N, in_channels) -> (N, C)."""
@@ -157,7 +162,7 @@ class PointTransformerV3(Backbone):
             ]
 
         self.stem = _Stem(in_channels, enc_channels[0], stem_kernel)
-        rates = torch.linspace(0, drop_path_rate, sum(enc_depths)).tolist()
+        rates = _linear_rates(drop_path_rate, sum(enc_depths))
         self.enc = nn.ModuleList()
         for s, depth in enumerate(enc_depths):
             done = sum(enc_depths[:s])
@@ -168,7 +173,7 @@ class PointTransformerV3(Backbone):
             self.enc.append(_Stage(stage_blocks, pool=pool))
         self.dec = nn.ModuleList()
         if not cls_mode:
-            rates = torch.linspace(0, drop_path_rate, sum(dec_depths)).tolist()[::-1]
+            rates = _linear_rates(drop_path_rate, sum(dec_depths))[::-1]
             above = (*dec_channels[1:], enc_channels[-1])
             for s, depth in enumerate(dec_depths):
                 done = sum(dec_depths[:s])
