@@ -15,9 +15,12 @@ from mmengine.logging import MMLogger
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory):
     from visionfm.data.synthetic import make_synthetic
+    from visionfm.data.synthetic.points import write_point_datasets
 
     root = tmp_path_factory.mktemp("synthetic")
     make_synthetic(root, num_train=12, num_val=6, seed=0, num_videos=1, progress=False)
+    # as tools/make_synthetic.py --points, smaller (0.2 s)
+    write_point_datasets(root / "points", 12, 6, num_scenes=(2, 1), scene_points=4096)
     return root
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "CentreShift",
     "ElasticDistortion",
     "NormalizeColor",
+    "NormalizeCoord",
     "PackPointInputs",
     "PointGridSample",
     "PointRandomDropout",
@@ -93,6 +94,18 @@ class CentreShift:
         if not self.apply_z:
             shift[2] = lo[2]
         results["coord"] = (coord - shift).astype(coord.dtype)
+        return results
+
+
+@TRANSFORMS.register_module()
+class NormalizeCoord:
+    """Centroid to the origin, then scale so the farthest point is at distance 1 (Point-MAE's
+    / PointNet++'s ``pc_normalize`` of ModelNet40 and ShapeNet shapes)."""
+
+    def __call__(self, results: dict) -> dict:
+        coord = results["coord"] - results["coord"].mean(0)
+        radius = float(np.sqrt((coord**2).sum(1)).max())
+        results["coord"] = (coord / max(radius, 1e-12)).astype(results["coord"].dtype)
         return results
 
 

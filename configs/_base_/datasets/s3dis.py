@@ -1,0 +1,71 @@
+# S3DIS semantic segmentation (13 classes), Pointcept's processed layout under data/s3dis:
+# Area_N/<room>/{coord,color,normal,segment}.npy. Train on areas 1, 2, 3, 4 and 6, evaluate
+# on Area 5 (the usual split). Pointcept's PTv3 recipe: 2 cm grid, up to 204,800 points a
+# crop, inputs coordinates + colour + normal; its chromatic augmentations are not here.
+# Evaluation votes over every fragment of the 2 cm grid sampling, on every original point.
+dataset_type = "PointSceneDataset"
+data_root = "data/s3dis/"
+classes = ("ceiling", "floor", "wall", "beam", "column", "window", "door", "table", "chair",
+           "sofa", "bookcase", "board", "clutter")  # fmt: skip
+grid_size = 0.02
+
+train_pipeline = [
+    dict(type="CentreShift", apply_z=True),
+    dict(type="PointRandomDropout", ratio=0.2, prob=0.2),
+    dict(type="PointRandomRotate", axis="z", angle=(-180, 180), prob=0.5),
+    dict(type="PointRandomRotate", axis="x", angle=(-2.8125, 2.8125), prob=0.5),
+    dict(type="PointRandomRotate", axis="y", angle=(-2.8125, 2.8125), prob=0.5),
+    dict(type="PointRandomScale", scale=(0.9, 1.1)),
+    dict(type="PointRandomFlip", axis="x", prob=0.5),
+    dict(type="PointRandomJitter", sigma=0.005, clip=0.02),
+    dict(type="PointGridSample", grid_size=grid_size, mode="train"),
+    dict(type="SphereCrop", max_points=204800, mode="random"),
+    dict(type="CentreShift", apply_z=False),
+    dict(type="NormalizeColor"),
+    dict(type="PackPointInputs", features=("color", "normal")),
+]
+test_pipeline = [
+    dict(type="CentreShift", apply_z=True),
+    dict(type="PointGridSample", grid_size=grid_size, mode="test", fragments=True),
+    dict(type="CentreShift", apply_z=False),
+    dict(type="NormalizeColor"),
+    dict(type="PackPointInputs", features=("color", "normal")),
+]
+
+_train_area = dict(
+    type=dataset_type,
+    data_root=data_root,
+    num_classes=len(classes),
+    metainfo=dict(classes=classes),
+    pipeline=train_pipeline,
+)
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=8,
+    persistent_workers=True,
+    sampler=dict(type="DefaultSampler", shuffle=True),
+    dataset=dict(
+        type="ConcatDataset",
+        datasets=[dict(_train_area, split=f"Area_{a}") for a in (1, 2, 3, 4, 6)],
+    ),
+)
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=4,
+    persistent_workers=True,
+    drop_last=False,
+    sampler=dict(type="DefaultSampler", shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        split="Area_5",
+        num_classes=len(classes),
+        metainfo=dict(classes=classes),
+        test_mode=True,
+        pipeline=test_pipeline,
+    ),
+)
+test_dataloader = val_dataloader
+
+val_evaluator = dict(type="PointSegMetric", classwise=True)
+test_evaluator = val_evaluator
