@@ -323,4 +323,17 @@ def tiny_point_backbones() -> dict[str, dict]:
             depth=1,
             num_heads=2,
         ),
+        "PointTransformerV3": dict(
+            type="PointTransformerV3",
+            in_channels=6,  # coord + colour
+            grid_size=0.1,
+            enc_depths=(1, 1),
+            enc_channels=(16, 32),
+            enc_num_heads=(2, 2),
+            enc_patch_size=(64, 64),
+            stem_kernel=3,
+            # encoder only, so a classification head reaches every parameter; the decoder is
+            # held by tests/backbones/test_point_serialized.py
+            cls_mode=True,
+        ),
     }

@@ -106,7 +106,9 @@ class PointTransformerV3(Backbone):
             decoder blocks, largest at the bottleneck.
         pos_embed: ``'sparse_conv'``, ``'rope'`` or None (module doc); rope_theta: RoPE base.
         stem_kernel: the stem conv's kernel (PTv3: 5).
-        cls_mode: no decoder (PTv3's classification variant).
+        cls_mode: no decoder (PTv3's classification variant). Use it for classification
+            heads: they read ``'pooled'`` only, which leaves a decoder without gradients
+            (DDP's unused-parameter error).
         attn_backend: attention backend override; frozen_stages: -1 none, 0 the stem, k
             also the k-th stage (encoder stages, then decoder stages top-down).
         grad_checkpointing: recompute blocks in backward.
