@@ -4,6 +4,11 @@ scene (segmentation)."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -237,3 +242,45 @@ def test_learns_a_synthetic_scene():
     after = miou(10)
     print(f"synthetic scene mIoU {before:.3f} -> {after:.3f}")
     assert after > before + 0.1
+
+
+@pytest.mark.slow
+def test_train_and_test_tools_on_synthetic_shapes(synthetic_root, tmp_path):
+    """tools/train.py trains the synthetic classification config (shrunk) for an epoch and
+    tools/test.py evaluates its checkpoint with PointClsMetric (fragment-free, 2 votes)."""
+    root = Path(__file__).resolve().parents[2]
+    config = "configs/point_cls/point-mae_synthetic-shapes.py"
+    options = [
+        f"data_root={synthetic_root}/",
+        "num_points=256",
+        "model.backbone.num_groups=8",
+        "model.backbone.group_size=16",
+        "model.backbone.embed_dim=32",
+        "model.backbone.depth=1",
+        "model.backbone.num_heads=2",
+        "model.head.in_channels=64",
+        "train_cfg.max_epochs=1",
+        *(f"{split}_dataloader.{key}" for split in ("train", "val", "test") for key in (
+            "num_workers=0", "persistent_workers=False")),
+    ]  # fmt: skip
+
+    def run(*args: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, *args],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout + proc.stderr
+
+    work = tmp_path / "work"
+    out = run("tools/train.py", config, "--work-dir", str(work), "--cfg-options", *options)
+    assert "cls/acc" in out
+    ckpt = work / "epoch_1.pth"
+    assert ckpt.is_file()
+    out = run("tools/test.py", config, str(ckpt), "--work-dir", str(work), "--cfg-options",
+              *options, "model.test_cfg.votes=2")  # fmt: skip
+    assert re.search(r"cls/acc: [01]\.\d+\s+cls/mAcc: [01]\.\d+", out), out[-2000:]
