@@ -284,3 +284,31 @@ def test_train_and_test_tools_on_synthetic_shapes(synthetic_root, tmp_path):
     out = run("tools/test.py", config, str(ckpt), "--work-dir", str(work), "--cfg-options",
               *options, "model.test_cfg.votes=2")  # fmt: skip
     assert re.search(r"cls/acc: [01]\.\d+\s+cls/mAcc: [01]\.\d+", out), out[-2000:]
+
+
+def test_test_pipeline_keeps_the_original_cloud_and_its_labels():
+    """PointGridSample(mode='test'): with fragments the cloud stays whole and the fragments
+    (one point per voxel each) cover it; without, grid_inverse and the original labels come
+    back for the metric."""
+    coord = np.array(
+        [[0.1, 0.1, 0.1], [0.9, 0.5, 0.2], [1.5, 0.5, 0.5], [2.2, 0.1, 0.1], [2.3, 0.9, 0.9],
+         [2.5, 0.5, 0.5]], np.float32
+    )  # fmt: skip
+    results = dict(coord=coord, segment=np.array([0, 1, 2, 3, 4, 5]), file="room.ply")
+    frag = PointGridSample(grid_size=1.0, mode="test", fragments=True)(dict(results))
+    assert len(frag["coord"]) == 6 and "grid_inverse" not in frag
+    voxels = np.floor(coord).astype(int)
+    for idx in frag["fragments"]:  # one point in each of the 3 voxels
+        assert len(idx) == 3 and len({tuple(v) for v in voxels[idx]}) == 3
+    assert len(frag["fragments"]) == 3  # the fullest voxel holds 3 points
+    assert set(np.concatenate(frag["fragments"]).tolist()) == set(range(6))
+    packed = PackPointInputs()(frag)
+    assert len(packed["data_samples"].metainfo["fragments"]) == 3
+    assert packed["data_samples"].gt_segment.tolist() == [0, 1, 2, 3, 4, 5]
+
+    one = PackPointInputs()(PointGridSample(grid_size=1.0, mode="test")(dict(results)))
+    assert one["inputs"].shape == (3, 3)
+    assert one["data_samples"].gt_segment.tolist() == [0, 1, 2, 3, 4, 5]  # the original labels
+    assert one["data_samples"].metainfo["grid_inverse"].tolist() == [0, 0, 1, 2, 2, 2]
+    with pytest.raises(ValueError, match="fragments=True needs mode='test'"):
+        PointGridSample(fragments=True)
