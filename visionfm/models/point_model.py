@@ -138,72 +138,67 @@ class PointModel(TaskModel):
         return super().forward(inputs, data_samples, mode)
 
     def _views(self, inputs: Mapping, data_samples: Sequence[DataSample]) -> list[tuple]:
-        """``[(sample index, point indices (n,) or None, points (n, 3 + C), name)]``: every
-        fragment of every cloud (the whole cloud without fragments), ``votes`` times, each
-        vote with its random scale and shift (none for a single vote)."""
+        """``[(sample index, point indices (n,) into its cloud, points (n, 3 + C), name)]``:
+        every fragment of every cloud (the whole cloud without fragments), ``votes`` times,
+        each vote with its random scale and shift (none for a single vote)."""
         points, offsets = inputs["points"], inputs["offsets"]
         votes, (lo, hi), shift = (
             self.test_cfg[k] for k in ("votes", "vote_scale", "vote_translate")
         )
+        starts = offsets_to_starts(offsets).tolist()
         views = []
-        for b, (start, end) in enumerate(
-            zip(offsets_to_starts(offsets).tolist(), offsets.tolist())
-        ):
+        for b, (start, end) in enumerate(zip(starts, offsets.tolist(), strict=True)):
             cloud = points[start:end]
             fragments = data_samples[b].metainfo.get("fragments")
-            if fragments is None:
-                fragments = [None]
-            for f, idx in enumerate(fragments):
-                if idx is not None:
-                    idx = torch.as_tensor(idx, device=points.device).long()
-                part = cloud if idx is None else cloud[idx]
+            parts = [torch.arange(len(cloud), device=points.device)] if fragments is None else [
+                torch.as_tensor(idx, device=points.device).long() for idx in fragments
+            ]  # fmt: skip
+            for f, idx in enumerate(parts):
+                name = inputs["names"][b] + ("" if fragments is None else f" fragment {f}")
                 for _ in range(votes):
+                    part = cloud[idx]  # a copy
                     if votes > 1:
-                        part_v = part.clone()
                         scale = torch.empty(3, device=part.device).uniform_(lo, hi)
                         move = torch.empty(3, device=part.device).uniform_(-shift, shift)
-                        part_v[:, :3] = part[:, :3] * scale + move
-                    else:
-                        part_v = part
-                    name = inputs["names"][b] + (f" fragment {f}" if idx is not None else "")
-                    views.append((b, idx, part_v, name))
+                        part[:, :3] = part[:, :3] * scale + move
+                    views.append((b, idx, part, name))
         return views
 
     @torch.no_grad()
     def vote_predict(self, inputs: Mapping, data_samples: Sequence[DataSample]) -> list:
-        """Predictions averaged over votes and fragments (see the module doc)."""
+        """Predictions averaged over votes and fragments (see the module doc): per head, the
+        probabilities summed per cloud (per point for per-point heads) and divided by how
+        many views held it."""
+        device = inputs["points"].device
         views = self._views(inputs, data_samples)
         heads = self.heads_in_prediction_order()
         lengths = offsets_to_lengths(inputs["offsets"]).tolist()
-        sums: list[list[Tensor | None]] = [[None] * len(data_samples) for _ in heads]
-        counts: list[Tensor] = [torch.zeros(n, device=inputs["points"].device) for n in lengths]
-        per_cloud = torch.zeros(len(data_samples), device=inputs["points"].device)
+        sums = [
+            [torch.zeros(n if h.per_point else 1, h.num_classes, device=device) for n in lengths]
+            for h in heads
+        ]
+        counts = [torch.zeros(n, device=device) for n in lengths]  # views holding each point
         chunk = self.test_cfg["max_clouds"] or len(views)
         for first in range(0, len(views), chunk):
             group = views[first : first + chunk]
-            sizes = torch.tensor([len(v[2]) for v in group], device=inputs["points"].device)
+            sizes = [len(part) for _, _, part, _ in group]
             feats = self.extract_feat(
                 dict(
-                    points=torch.cat([v[2] for v in group]),
-                    offsets=torch.cumsum(sizes, 0),
-                    names=[v[3] for v in group],
+                    points=torch.cat([part for _, _, part, _ in group]),
+                    offsets=torch.tensor(sizes, device=device).cumsum(0),
+                    names=[name for *_, name in group],
                 )
             )
-            for h, head in enumerate(heads):
-                probs = head(feats).softmax(-1)
-                parts = probs.split(sizes.tolist()) if head.per_point else probs
+            for head, head_sums in zip(heads, sums, strict=True):
+                probs = head(feats).softmax(-1)  # (sum n, K) or (views, K)
+                parts = probs.split(sizes) if head.per_point else probs[:, None]
                 for (b, idx, _, _), p in zip(group, parts, strict=True):
                     if head.per_point:
-                        if sums[h][b] is None:
-                            sums[h][b] = p.new_zeros(lengths[b], p.shape[1])
-                        rows = idx if idx is not None else torch.arange(len(p), device=p.device)
-                        sums[h][b].index_add_(0, rows, p)
+                        head_sums[b].index_add_(0, idx, p)
                     else:
-                        sums[h][b] = p if sums[h][b] is None else sums[h][b] + p
-            for b, idx, part, _ in group:
-                rows = idx if idx is not None else torch.arange(len(part), device=part.device)
-                counts[b].index_add_(0, rows, torch.ones(len(rows), device=part.device))
-                per_cloud[b] += 1
+                        head_sums[b] += p
+            for b, idx, _, _ in group:
+                counts[b].index_add_(0, idx, torch.ones(len(idx), device=device))
         for b, count in enumerate(counts):
             if bool((count == 0).any()):
                 raise ValueError(
@@ -211,11 +206,12 @@ class PointModel(TaskModel):
                     "are in no fragment: the test pipeline's fragments must cover the cloud "
                     "(PointGridSample(mode='test', fragments=True) as its last point-dropping step)"
                 )
+        views_per_cloud = [sum(v[0] == b for v in views) for b in range(len(lengths))]
         data_samples = list(data_samples)
-        for h, head in enumerate(heads):
+        for head, head_sums in zip(heads, sums, strict=True):
             if head.per_point:
-                scores = [s / c[:, None] for s, c in zip(sums[h], counts, strict=True)]
+                scores = [s / c[:, None] for s, c in zip(head_sums, counts, strict=True)]
             else:
-                scores = torch.stack([s / n for s, n in zip(sums[h], per_cloud, strict=True)])
+                scores = torch.cat([s / n for s, n in zip(head_sums, views_per_cloud, strict=True)])
             data_samples = head.predict_by_scores(scores, data_samples)
         return data_samples
