@@ -1,36 +1,42 @@
-"""Time to accuracy: our DINO demo detector vs HF transformers' Deformable DETR, trained from
-random weights on the synthetic data on CPU.
+"""Time to accuracy: our DINO demo detector vs HF transformers' Deformable DETR (the
+original recipe) and RT-DETRv2, trained from random weights on the synthetic data on CPU.
 
-    python benchmarks/bench_time_to_accuracy.py [--which ours|hf|both] [--side-by-side]
-        [--minutes 15] [--target-ap 0.5] [--metric bbox_mAP] [--threads 2] [--data data/synthetic]
-        [--max-train-images N] [--max-val-images N] [--epochs N] [--hf-backbone resnet18]
+    python benchmarks/bench_time_to_accuracy.py [--which ours hf-deformable hf-rtdetr]
+        [--side-by-side] [--minutes 15] [--target-ap 0.5] [--metric bbox_mAP] [--threads 2]
+        [--data data/synthetic] [--max-train-images N] [--max-val-images N] [--epochs N]
+        [--hf-backbone resnet18] [--hf-lr 2e-4] [--rtdetr-lr 1e-4] [--rtdetr-warmup 2000]
         [--work-dir work_dirs/time_to_accuracy] [--out results/time_to_accuracy.md] [--json FILE]
 
-Both train on the same COCO json (``--max-train-images`` / ``--max-val-images`` take the
-first images by id, written as subset jsons in the run's work dir), with images resized so
-that the long side is 128 px (aspect kept), random horizontal flips, batch 4, one data
-loader worker, ``--threads`` intra-op threads, and are evaluated after every epoch on the
-validation json by pycocotools (COCO bbox AP). The run of each stops at the time budget
-``--minutes``; an evaluation that ends after the budget does not count.
+All train on the same COCO json (``--max-train-images`` / ``--max-val-images`` take the
+first images by id, written as subset jsons in the run's work dir), with images resized to
+128 px, random horizontal flips, one data loader worker, ``--threads`` intra-op threads, and
+are evaluated after every epoch on the validation json by pycocotools (COCO bbox AP). The
+run of each stops at the time budget ``--minutes``; an evaluation that ends after the
+budget does not count.
 
-- ours: ``tools/train.py configs/dino/dino_vit-t_synthetic.py`` in a subprocess, as the demo
-  runs it (its schedule, its EMA weights validated; ``--epochs`` overrides
-  ``train_cfg.max_epochs``), stopped at the budget. Minutes and AP are read from its
-  mmengine logs with ``tools/analyze_logs.py``'s ``read_work_dir``.
-- HF: ``transformers.DeformableDetrForObjectDetection`` of comparable size (d_model 128,
-  3 + 3 layers, 30 queries, two-stage, box refinement), random weights, a ``--hf-backbone``
-  (``resnet18``) ResNet with trainable BatchNorms, trained in this process by a plain AdamW
-  loop (lr ``--hf-lr``, default 2e-4) on its own loss: see ``benchmarks/hf_deformable_detr.py``.
+- ``ours``: ``tools/train.py configs/dino/dino_vit-t_synthetic.py`` in a subprocess, as the
+  demo runs it (its schedule, batch 4, its EMA weights validated; ``--epochs`` overrides
+  ``train_cfg.max_epochs``), stopped at the budget. Minutes, iterations and AP are read from
+  its mmengine logs with ``tools/analyze_logs.py``'s ``read_work_dir``.
+- ``hf-deformable``: ``transformers.DeformableDetrForObjectDetection`` trained as the
+  original Deformable DETR trains it (d_model 128, 3 + 3 layers, 4 levels, 100 queries,
+  two-stage + box refinement with the encoder proposal loss HF omits, AdamW 2e-4, batch 8):
+  see ``benchmarks/hf_deformable_detr.py``.
+- ``hf-rtdetr``: ``transformers.RTDetrV2ForObjectDetection`` (RT-DETRv2-S, ResNet-18-vd)
+  with its own loss (denoising, VFL) and its authors' recipe (AdamW 1e-4, warm-up, EMA),
+  batch 8, 128 x 128: see ``benchmarks/hf_rt_detr.py``. (``hf`` / ``both`` still mean
+  ``hf-deformable`` / ``ours hf-deformable``.)
 
-``--which both`` trains them one after the other, each alone on the machine; with
-``--side-by-side`` at the same time, each with ``--threads`` threads (``--threads 1`` on a
-2-core machine: one core each, so both share the machine's memory bandwidth and caches
-alike, and the comparison takes one budget of wall time instead of two).
+They train one after the other, each alone on the machine, in the order given; with
+``--side-by-side`` ours and one HF baseline train at the same time, each with ``--threads``
+threads (``--threads 1`` on a 2-core machine: one core each, so both share the machine's
+memory bandwidth and caches alike, and the comparison takes one budget of wall time).
 
 Minutes count from the first training iteration of each (ours: back-dated from the first
 log line as ``tools/analyze_logs.py`` does) and include the evaluations and, for ours,
-checkpoint saving. Writes a markdown report to ``benchmarks/results/time_to_accuracy.md``,
-an AP-vs-minutes plot next to it (``.png``) and, with ``--json``, the rows.
+checkpoint saving. Writes a markdown report to ``benchmarks/results/time_to_accuracy.md``
+(each curve with iterations and minutes, iterations per second, parameters), an
+AP-vs-minutes plot next to it (``.png``) and, with ``--json``, the rows.
 """
 
 from __future__ import annotations
@@ -49,11 +55,19 @@ from pathlib import Path
 
 import _common as common
 import torch
-from hf_deformable_detr import BATCH, LONG_SIDE, run_hf
+from hf_deformable_detr import LONG_SIDE, run_hf
+from hf_rt_detr import run_rtdetr
 
 CONFIG = "configs/dino/dino_vit-t_synthetic.py"
 OUT = common.RESULTS / "time_to_accuracy.md"
 METRICS = ("bbox_mAP", "bbox_mAP_50")
+BASELINES = {"hf-deformable": run_hf, "hf-rtdetr": run_rtdetr}
+NAMES = {
+    "ours": f"ours (`{CONFIG}`)",
+    "hf-deformable": "HF `DeformableDetrForObjectDetection` (original recipe)",
+    "hf-rtdetr": "HF `RTDetrV2ForObjectDetection` (RT-DETRv2-S recipe)",
+}
+ALIASES = {"hf": ["hf-deformable"], "both": ["ours", "hf-deformable"]}
 
 
 # ---------------------------------------------------------------- data (shared)
@@ -130,7 +144,12 @@ def run_ours(args, train_ann: Path, val_ann: Path, run_dir: Path) -> dict:
         raise RuntimeError(f"tools/train.py failed ({proc.returncode}):\n{tail}")
     train, val = read_work_dir(str(work_dir), "coco/bbox_mAP")
     rows = [
-        dict(epoch=v["epoch"], minutes=v["minutes"], **{m: v[f"coco/{m}"] for m in METRICS})
+        dict(
+            epoch=v["epoch"],
+            iteration=max((t["iter"] for t in train if t["epoch"] <= v["epoch"]), default=None),
+            minutes=v["minutes"],
+            **{m: v[f"coco/{m}"] for m in METRICS},
+        )
         for v in val
         if v["minutes"] <= args.minutes
     ]
@@ -141,6 +160,7 @@ def run_ours(args, train_ann: Path, val_ann: Path, run_dir: Path) -> dict:
         iterations=iters,
         s_per_iter=train[-1]["minutes"] * 60 / iters if iters else None,
         params_m=_ours_params(),
+        batch=4,  # the config's train_dataloader.batch_size
         work_dir=str(work_dir),
     )
 
@@ -181,70 +201,85 @@ def _markdown(result: dict, args) -> str:
     import transformers
 
     metric = result["metric"]
-    names = {"ours": f"ours (`{CONFIG}`)", "hf": "HF `DeformableDetrForObjectDetection`"}
-    runs = {k: result[k] for k in ("ours", "hf") if k in result}
+    runs = {k: result[k] for k in NAMES if k in result}
     order = (
         f"trained at the same time ({args.threads} threads each)"
         if args.side_by_side
-        else "one after the other"
+        else "one after the other, each alone"
     )
     lines = [
-        "# Time to accuracy on CPU: our DINO demo vs HF Deformable DETR, from random weights",
+        "# Time to accuracy on CPU: our DINO demo vs HF transformers' DETRs, from random weights",
         "",
         f"Date: {common.timestamp()}. Machine: {common.machine()}; "
         f"torch {torch.__version__}, transformers {transformers.__version__}, "
         f"timm {timm.__version__}; {args.threads} threads, "
         f"OMP_WAIT_POLICY={common.omp_wait_policy()}.",
         f"Data: `{args.data}`, {result['train_images']} training and {result['val_images']} "
-        f"validation images, long side {LONG_SIDE} px, batch {BATCH}. Budget "
-        f"{args.minutes:g} minutes each, {order}; COCO bbox AP (pycocotools) "
-        f"after every epoch; target `{metric}` >= {args.target_ap:g}. Minutes from the first "
-        "training iteration, evaluations included. Written by "
-        "`python benchmarks/bench_time_to_accuracy.py`; see its docstring for both setups.",
+        f"validation images, {LONG_SIDE} px. Budget {args.minutes:g} minutes each, {order}; "
+        f"COCO bbox AP (pycocotools) after every epoch; target `{metric}` >= "
+        f"{args.target_ap:g}. Minutes from the first training iteration, evaluations "
+        "included; iterations / s over the whole run (evaluations included). Written by "
+        "`python benchmarks/bench_time_to_accuracy.py`; see its docstring for the setups.",
         "",
-        "| | model | params (M) | iterations | s / iteration | minutes to target "
+        "| | model | params (M) | batch | iterations | iterations / s | minutes to target "
         f"| best {metric} | last epoch: minutes, {metric}, AP50 |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for key, run in runs.items():
-        model = (
-            "DINO, ViT (patch 8, dim 96, depth 4) + simple pyramid, 2 enc + 3 dec layers, d 128"
-            if key == "ours"
-            else f"Deformable DETR two-stage + box refine, timm {run['backbone']}, "
-            f"3 enc + 3 dec layers, d 128, AdamW lr {run.get('lr', 2e-4):g}"
-        )
         last = run["last"]
         last_text = (
             f"{last['minutes']:.1f}, {last[metric]:.3f}, {last['bbox_mAP_50']:.3f}" if last else "—"
         )
+        rate = 1 / run["s_per_iter"] if run["s_per_iter"] else None
         lines.append(
-            f"| {names[key]} | {model} | {run['params_m']:.1f} | {run['iterations']} "
-            f"| {common.fmt(run['s_per_iter'], '.2f')} "
+            f"| {NAMES[key]} | {_model_text(key, run)} | {run['params_m']:.1f} "
+            f"| {run.get('batch', '—')} | {run['iterations']} | {common.fmt(rate, '.2f')} "
             f"| {common.fmt(run['minutes_to_target'], '.1f', 'not reached')} "
             f"| {common.fmt(run['best'], '.3f')} | {last_text} |"
         )
-    if len(runs) == 2 and all(r["minutes_to_target"] for r in runs.values()):
-        ratio = runs["hf"]["minutes_to_target"] / runs["ours"]["minutes_to_target"]
-        lines += ["", f"HF needs {ratio:.2f}x the minutes ours needs to reach the target."]
+    reached = {k: r["minutes_to_target"] for k, r in runs.items() if r["minutes_to_target"]}
+    if "ours" in reached and len(reached) > 1:
+        lines.append("")
+        lines += [
+            f"{NAMES[k]} needs {m / reached['ours']:.2f}x the minutes ours needs to reach "
+            "the target."
+            for k, m in reached.items()
+            if k != "ours"
+        ]
     for key, run in runs.items():
         lines += [
             "",
-            f"## {names[key]}",
+            f"## {NAMES[key]}",
             "",
-            "| epoch | minutes | bbox mAP | AP50 |",
-            "|---:|---:|---:|---:|",
+            "| epoch | iteration | minutes | bbox mAP | AP50 |",
+            "|---:|---:|---:|---:|---:|",
             *(
-                f"| {r['epoch']} | {r['minutes']:.2f} | {r['bbox_mAP']:.3f} "
-                f"| {r['bbox_mAP_50']:.3f} |"
+                f"| {r['epoch']} | {r.get('iteration') or '—'} | {r['minutes']:.2f} "
+                f"| {r['bbox_mAP']:.3f} | {r['bbox_mAP_50']:.3f} |"
                 for r in run["rows"]
             ),
         ]
         if not run["rows"]:
-            lines.append("| — | — | — | — |")
+            lines.append("| — | — | — | — | — |")
     plot = args.out.with_suffix(".png")
     if plot.exists():
         lines += ["", f"![{metric} vs minutes]({plot.name})"]
     return "\n".join(lines) + "\n"
+
+
+def _model_text(key: str, run: dict) -> str:
+    if key == "ours":
+        return "DINO, ViT (patch 8, dim 96, depth 4) + simple pyramid, 2 enc + 3 dec layers, d 128"
+    if key == "hf-deformable":
+        return (
+            f"Deformable DETR two-stage + box refine + encoder proposal loss, timm "
+            f"{run['backbone']}, 4 levels, 100 queries, 3 enc + 3 dec layers, d 128, "
+            f"AdamW lr {run['lr']:g}"
+        )
+    return (
+        f"RT-DETRv2-S, {run['backbone']}, 300 queries + 100 denoising, 3 dec layers, d 256, "
+        f"AdamW lr {run['lr']:g}, warm-up {run['warmup']} it, EMA"
+    )
 
 
 def _plot(result: dict, path: Path, target: float) -> None:
@@ -255,26 +290,41 @@ def _plot(result: dict, path: Path, target: float) -> None:
 
     metric = result["metric"]
     fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label in (("ours", "ours (DINO demo)"), ("hf", "HF Deformable DETR")):
+    for key, label in NAMES.items():
         if key in result and result[key]["rows"]:
             rows = result[key]["rows"]
+            label = label.split(" (`")[0] if key == "ours" else label.replace("`", "")
             ax.plot(
                 [r["minutes"] for r in rows], [r[metric] for r in rows], marker="o", label=label
             )
     ax.axhline(target, color="grey", linestyle="--", label=f"target {target:g}")
     ax.set(xlabel="minutes of training (evaluations included)", ylabel=f"COCO {metric}")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
+def _which(values: list[str]) -> list[str]:
+    """--which values, aliases expanded, each once, in the order given."""
+    keys = [k for v in values for k in ALIASES.get(v, [v])]
+    return list(dict.fromkeys(keys))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--which", choices=["ours", "hf", "both"], default="both")
     parser.add_argument(
-        "--side-by-side", action="store_true", help="train both at once, --threads each"
+        "--which",
+        nargs="+",
+        choices=[*NAMES, *ALIASES],
+        default=["ours", "hf-deformable", "hf-rtdetr"],
+        help="any of ours, hf-deformable, hf-rtdetr (hf = hf-deformable, both = ours hf)",
+    )
+    parser.add_argument(
+        "--side-by-side",
+        action="store_true",
+        help="train ours and one HF baseline at once, --threads each",
     )
     parser.add_argument("--minutes", type=float, default=15.0, help="time budget of each")
     parser.add_argument("--target-ap", type=float, default=0.5)
@@ -285,15 +335,21 @@ def main() -> None:
     parser.add_argument("--max-val-images", type=int, help="first N validation images only")
     parser.add_argument("--epochs", type=int, help="ours: override max_epochs; HF: stop after N")
     parser.add_argument("--hf-backbone", default="resnet18", help="timm model name")
-    parser.add_argument("--hf-lr", type=float, default=2e-4, help="HF's AdamW learning rate")
+    parser.add_argument("--hf-lr", type=float, default=2e-4, help="Deformable DETR's AdamW lr")
+    parser.add_argument("--rtdetr-lr", type=float, default=1e-4, help="RT-DETRv2's AdamW lr")
+    parser.add_argument(
+        "--rtdetr-warmup", type=int, default=2000, help="RT-DETRv2's linear lr warm-up (iters)"
+    )
     parser.add_argument(
         "--work-dir", type=Path, default=common.ROOT / "work_dirs" / "time_to_accuracy"
     )
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
-    if args.side_by_side and args.which != "both":
-        parser.error("--side-by-side trains both: leave --which at 'both'")
+    which = _which(args.which)
+    baselines = [k for k in which if k != "ours"]
+    if args.side_by_side and ("ours" not in which or len(baselines) != 1):
+        parser.error("--side-by-side trains ours and one HF baseline: e.g. --which ours hf-rtdetr")
 
     run_dir = args.work_dir / datetime.datetime.now().strftime("%Y%m%d_%H%M%S")
     annotations = args.data / "annotations"
@@ -320,15 +376,17 @@ def main() -> None:
     if args.side_by_side:  # ours is a subprocess: watch it from a thread while HF trains here
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             ours = pool.submit(run_ours, args, train_ann, val_ann, run_dir)
-            result["hf"] = summarise(run_hf(args, train_ann, val_ann), args.metric, args.target_ap)
+            run = BASELINES[baselines[0]](args, train_ann, val_ann)
+            result[baselines[0]] = summarise(run, args.metric, args.target_ap)
             result["ours"] = summarise(ours.result(), args.metric, args.target_ap)
     else:
-        if args.which in ("ours", "both"):
-            result["ours"] = summarise(
-                run_ours(args, train_ann, val_ann, run_dir), args.metric, args.target_ap
+        for key in which:
+            run = (
+                run_ours(args, train_ann, val_ann, run_dir)
+                if key == "ours"
+                else BASELINES[key](args, train_ann, val_ann)
             )
-        if args.which in ("hf", "both"):
-            result["hf"] = summarise(run_hf(args, train_ann, val_ann), args.metric, args.target_ap)
+            result[key] = summarise(run, args.metric, args.target_ap)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     _plot(result, args.out.with_suffix(".png"), args.target_ap)  # before the markdown links it
