@@ -13,7 +13,12 @@ from scipy.optimize import linear_sum_assignment
 
 pytest.importorskip("transformers")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from hf_deformable_detr import build_hf_model, encoder_proposal_loss, original_loss  # noqa: E402
+from hf_deformable_detr import (  # noqa: E402
+    build_hf_model,
+    encoder_proposal_loss,
+    original_loss,
+)
+from hf_deformable_detr import param_groups as deformable_groups  # noqa: E402
 from hf_rt_detr import ModelEMA, param_groups  # noqa: E402
 
 CONFIG = SimpleNamespace(
@@ -95,6 +100,9 @@ def test_original_loss_trains_the_proposal_heads_hf_leaves_untrained():
     assert all(float(h.layers[-1].weight.abs().sum()) == 0 for h in model.bbox_embed)
     assert model.config.num_feature_levels == 4 and model.config.num_queries == 100
     assert not [m for m in model.modules() if "Frozen" in type(m).__name__]
+    slow = {id(p) for p in deformable_groups(model, 2e-4)[1]["params"]}
+    offsets = [p for n, p in model.named_parameters() if "sampling_offsets" in n]
+    assert slow == {id(p) for p in offsets} and len(offsets) == 12  # 6 attentions x (w, b)
     inputs = dict(
         pixel_values=torch.randn(2, 3, 96, 96), pixel_mask=torch.ones(2, 96, 96, dtype=torch.long)
     )
