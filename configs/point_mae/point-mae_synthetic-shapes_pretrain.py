@@ -1,14 +1,12 @@
-# Point-MAE masked point modelling on the synthetic shapes (tools/make_synthetic.py --points
-# writes them to data/synthetic/points/modelnet, ModelNet40 layout), labels unused: a small
+# Point-MAE masked point modelling on the synthetic shapes (_base_/datasets/synthetic_shapes.py:
+# tools/make_synthetic.py --points writes them, ModelNet40 layout), labels unused: a small
 # patch transformer (32 groups of 32 points, width 96, 4 blocks) and Point-MAE's decoder
 # (here 2 blocks) that pre-train on 2 CPU cores. 60 % of the groups masked at random,
 # Chamfer-L2 of the masked groups; AdamW 1e-3, wd 0.05, cosine with warm-up (Point-MAE's
 # recipe, shorter). No validation: the training loss is the signal. Fine-tune from the last
 # checkpoint with configs/point_mae/point-mae_synthetic-shapes_finetune.py.
-_base_ = ["../_base_/default_runtime.py"]
+_base_ = ["../_base_/datasets/synthetic_shapes.py", "../_base_/default_runtime.py"]
 
-data_root = "data/synthetic/"  # the synthetic convention: --cfg-options data_root=... moves it
-num_points = 1024
 backbone = dict(
     type="PointPatchTransformer",
     num_groups=32,
@@ -30,26 +28,7 @@ model = dict(
     data_preprocessor=dict(type="PointDataPreprocessor"),
 )
 
-train_pipeline = [
-    dict(type="CentreShift"),
-    dict(type="PointRandomScale", scale=(2 / 3, 3 / 2), anisotropic=True),
-    dict(type="PointRandomRotate", axis="z", angle=(-180, 180)),
-    dict(type="PackPointInputs"),
-]
-train_dataloader = dict(
-    batch_size=16,
-    num_workers=1,
-    persistent_workers=True,
-    sampler=dict(type="DefaultSampler", shuffle=True),
-    dataset=dict(
-        type="ModelNetDataset",
-        data_root=data_root + "points/modelnet/",
-        split="train",
-        num_points=num_points,
-        prefix="modelnet40",
-        pipeline=train_pipeline,
-    ),
-)
+# the dataset base's training clouds and augmentation (its labels are not read)
 val_dataloader = val_cfg = val_evaluator = None
 test_dataloader = test_cfg = test_evaluator = None
 
