@@ -87,7 +87,7 @@ model = dict(
     data_preprocessor=dict(type="PointDataPreprocessor"),
 )
 
-max_epochs = 100
+max_epochs = 40
 optim_wrapper = dict(type="OptimWrapper", optimizer=dict(type="AdamW", lr=2e-3, weight_decay=0.01))
 param_scheduler = [
     dict(type="LinearLR", start_factor=0.05, by_epoch=False, begin=0, end=20),
@@ -95,9 +95,9 @@ param_scheduler = [
         type="CosineAnnealingLR", by_epoch=True, begin=0, eta_min=1e-5, convert_to_iter_based=True
     ),
 ]
-train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=max_epochs, val_interval=10)
+train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=max_epochs, val_interval=5)
 val_cfg = dict(type="ValLoop")
 test_cfg = dict(type="TestLoop")
 default_hooks = dict(
-    checkpoint=dict(interval=10, max_keep_ckpts=2, save_best="seg/mIoU"), logger=dict(interval=4)
+    checkpoint=dict(interval=5, max_keep_ckpts=2, save_best="seg/mIoU"), logger=dict(interval=4)
 )
