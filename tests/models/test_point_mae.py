@@ -162,3 +162,47 @@ def test_finetune_from_pretraining_checkpoint(tmp_path, monkeypatch):
     report = " ".join(logged)
     assert "loaded partially" in report and "unexpected decoder.0." in report
     assert "backbone.cls_token" in report and "head.fc_cls.weight" in report
+
+
+@pytest.mark.slow
+def test_pretrain_then_finetune_configs_through_the_tools(synthetic_root, tmp_path):
+    """tools/train.py pre-trains the synthetic config (shrunk) for an epoch, then fine-tunes
+    the classifier with load_from= its checkpoint at lr 0: the fine-tuned checkpoint's
+    encoder parameters are the pre-trained ones, and the log names the decoder keys left."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    small = [
+        f"data_root={synthetic_root}/", "num_points=256", "model.backbone.num_groups=8",
+        "model.backbone.group_size=16", "model.backbone.embed_dim=32", "model.backbone.depth=1",
+        "model.backbone.num_heads=2", "train_cfg.max_epochs=1",
+        "train_dataloader.num_workers=0", "train_dataloader.persistent_workers=False",
+    ]  # fmt: skip
+
+    def run(config: str, work: Path, *options: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "tools/train.py", f"configs/point_mae/{config}", "--work-dir",
+             str(work), "--cfg-options", *small, *options],
+            cwd=root, capture_output=True, text=True, timeout=300,
+            env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout + proc.stderr
+
+    run("point-mae_synthetic-shapes_pretrain.py", tmp_path / "pre", "model.decoder_num_heads=2")
+    pretrained = tmp_path / "pre" / "epoch_1.pth"
+    out = run(
+        "point-mae_synthetic-shapes_finetune.py", tmp_path / "fine", f"load_from={pretrained}",
+        "model.head.in_channels=64", "optim_wrapper.optimizer.lr=0.0",
+        *(f"val_dataloader.{k}" for k in ("num_workers=0", "persistent_workers=False")),
+    )  # fmt: skip
+    assert "loaded partially" in out and "unexpected decoder.0." in out and "cls/acc" in out
+    before = torch.load(pretrained, weights_only=False)["state_dict"]
+    after = torch.load(tmp_path / "fine" / "epoch_1.pth", weights_only=False)["state_dict"]
+    encoder = [k for k in before if k.startswith("backbone.") and "running_" not in k]
+    assert len(encoder) > 20 and "backbone.cls_token" in after
+    for key in encoder:
+        if not key.endswith("num_batches_tracked"):
+            torch.testing.assert_close(after[key], before[key], rtol=0, atol=0, msg=key)
