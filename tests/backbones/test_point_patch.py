@@ -386,6 +386,12 @@ def test_released_file_wrapping_loads(tmp_path):
     report = model.load_pretrained(str(path), strict=True)
     assert report.ok
     torch.testing.assert_close(model.norm.weight, state["module.MAE_encoder.norm.weight"])
+    built = MODELS.build(  # the config route: model.backbone.pretrained=PATH
+        dict(type="PointPatchTransformer", **TINY, class_token=False, pretrained=str(path))
+    )
+    torch.testing.assert_close(
+        built.blocks[1].mlp.fc2.weight.double(), model.blocks[1].mlp.fc2.weight
+    )
 
 
 def test_masked_encoder_equals_reference_on_visible_groups():

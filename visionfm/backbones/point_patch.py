@@ -123,6 +123,9 @@ class PointPatchTransformer(Backbone):
         drop_path_rate: stochastic depth, linear over the blocks.
         frozen_stages: -1 none; 0 tokenizer, position MLP and class token; i also block i-1.
         grad_checkpointing: recompute block activations in backward.
+        pretrained: a Point-MAE / Point-BERT checkpoint (their released ``.pth``, or a state
+            dict file) loaded at the end of construction (``load_pretrained``); Point-MAE's
+            pre-training file has no class token: use it with ``class_token=False``.
     """
 
     def __init__(
@@ -139,6 +142,7 @@ class PointPatchTransformer(Backbone):
         drop_path_rate: float = 0.0,
         frozen_stages: int = -1,
         grad_checkpointing: bool = False,
+        pretrained: str | None = None,
     ) -> None:
         super().__init__(frozen_stages=frozen_stages, grad_checkpointing=grad_checkpointing)
         if num_groups < 3 or group_size < 1:
@@ -171,6 +175,8 @@ class PointPatchTransformer(Backbone):
         )
         self.norm = nn.LayerNorm(embed_dim)
         self.freeze_stages()
+        if pretrained:
+            self.load_pretrained(pretrained)
 
     # -- the interface -------------------------------------------------------------------
     @property
