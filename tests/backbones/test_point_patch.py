@@ -250,13 +250,29 @@ def test_official_finetune_checkpoint_equals_reference_forward():
 
 def test_official_pretrain_checkpoint_loads_without_class_token():
     state = official_state(DIM, DEPTH, prefix="MAE_encoder.")
-    with pytest.raises(CheckpointError, match="class_token=False"):
+    with pytest.raises(CheckpointError, match="strict=True and keys are missing"):
         PointPatchTransformer(**TINY).double().load_pretrained(state, strict=True)
     model = PointPatchTransformer(**TINY, class_token=False).double()
     report = model.load_pretrained(state, strict=True)
     assert report.ok and set(report.ignored) == {"MAE_decoder.norm.weight", "mask_token"}
     torch.testing.assert_close(model.norm.weight, state["MAE_encoder.norm.weight"])
     assert model.out_channels["pooled"] == DIM
+
+
+def test_pretrain_checkpoint_fine_tunes_a_model_with_a_class_token():
+    """Point-MAE's fine-tuning: the pre-trained encoder + a fresh class token (not strict);
+    a fine-tuning layout without the class token is still refused."""
+    state = official_state(DIM, DEPTH, prefix="MAE_encoder.")
+    model = PointPatchTransformer(**TINY).double()
+    cls_before = model.cls_token.detach().clone()
+    report = model.load_pretrained(state)
+    assert {n for n, _ in report.missing} == {"cls_token", "cls_pos"}
+    assert any("no class token" in note for note in report.notes)
+    torch.testing.assert_close(model.cls_token, cls_before, rtol=0, atol=0)
+    torch.testing.assert_close(model.norm.weight, state["MAE_encoder.norm.weight"])
+    finetune_layout = {k.removeprefix("MAE_encoder."): v for k, v in state.items()}
+    with pytest.raises(CheckpointError, match="class_token=False"):
+        PointPatchTransformer(**TINY).double().load_pretrained(finetune_layout)
 
 
 def test_unknown_checkpoint_key_is_refused():

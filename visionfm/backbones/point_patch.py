@@ -212,7 +212,10 @@ class PointPatchTransformer(Backbone):
 
         ``module.`` / ``MAE_encoder.`` / ``transformer_q.`` / ``base_model.`` prefixes are
         stripped; decoders, momentum encoder, dVAE, queue, mask token and heads are ignored
-        (listed); any other unknown key is refused, naming it.
+        (listed); any other unknown key is refused, naming it. Point-MAE's pre-training
+        encoder has no class token: into a model with one (Point-MAE's fine-tuning model) it
+        loads unless ``strict``, the class token and its position keeping their initial
+        values (noted), as Point-MAE fine-tunes.
         """
         if config is not None:
             raise CheckpointError(
@@ -245,7 +248,15 @@ class PointPatchTransformer(Backbone):
         notes = (
             [f"ignored {len(ignored)} decoder / dVAE / mask-token / head keys"] if ignored else []
         )
-        return ConvertedCheckpoint(out, "point_mae", ignored=ignored, notes=notes, hints=_HINTS)
+        hints = _HINTS
+        pretraining = any("MAE_encoder." in key for key in state_dict)
+        if pretraining and self.cls_token is not None and "cls_token" not in out:
+            hints = _HINTS[:1] + (ArchHint(_HINTS[1].pattern, "class token", "class_token=True"),)
+            notes.append(
+                "Point-MAE pre-training has no class token: cls_token / cls_pos keep their "
+                "initial values (as Point-MAE's fine-tuning starts)"
+            )
+        return ConvertedCheckpoint(out, "point_mae", ignored=ignored, notes=notes, hints=hints)
 
     # -- forward -------------------------------------------------------------------------
     def group(self, points: Tensor, offsets: Tensor) -> tuple[Tensor, Tensor]:
