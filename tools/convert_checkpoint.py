@@ -49,7 +49,7 @@ def config_text(config: dict, source: str, family: str) -> str:
     """The python text of a converted config (the runtime defaults as its ``_base_``)."""
     lines = [
         f"# Converted by tools/convert_checkpoint.py from {source} ({family} family).",
-        "# Evaluate: python tools/test.py THIS_FILE model.pth --cfg-options data_root=/data/coco/",
+        "# Evaluate: python tools/test.py THIS_FILE model.pth --cfg-options data_root=/path/to/data/",
         '_base_ = ["../_base_/default_runtime.py"]',
         "",
     ]
@@ -71,7 +71,7 @@ def _check_source(path: str, config: str | None) -> None:
         )
 
 
-def convert(source: str, out: str, config: str | None = None, data_root: str = "data/coco/"):
+def convert(source: str, out: str, config: str | None = None, data_root: str | None = None):
     """Write ``out/model.pth`` and ``out/config.py`` for the checkpoint at ``source``; returns
     the load report."""
     _check_source(source, config)
@@ -122,7 +122,11 @@ def main() -> None:
     parser.add_argument("source", help="Hugging Face model folder or checkpoint file")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--config", help="a visionfm config building the model (optional)")
-    parser.add_argument("--data-root", default="data/coco/", help="COCO root of the test loader")
+    parser.add_argument(
+        "--data-root",
+        help="root of the test loader's data (default: data/coco/; a point classifier's "
+        "data/modelnet40_normal_resampled/ or data/ScanObjectNN/h5_files/main_split/)",
+    )
     args = parser.parse_args()
     convert(args.source, args.out, args.config, args.data_root)
 

@@ -550,3 +550,34 @@ def test_published_classifier_family_is_specific():
     assert find_family(model.state_dict()) is None
     with pytest.raises(CheckpointError, match=r"set the head's hidden_dims to \[24\]"):
         convert_point_mae_checkpoint(state, model)
+
+
+def test_convert_checkpoint_writes_a_point_config(tmp_path):
+    """tools/convert_checkpoint.py on a 40-class Point-MAE classifier without --config: the
+    written config is a PointModel with ModelNet40's test data, metric and class names (not
+    the image defaults); Inferencer on the folder predicts a point cloud with it."""
+    import importlib.util
+    from pathlib import Path
+
+    from visionfm.apis import Inferencer
+    from visionfm.engine.config import load_config
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location(
+        "convert_tool", root / "tools/convert_checkpoint.py"
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    state = official_state(48, 1) | official_head(48, (16,), classes=40)
+    torch.save(dict(base_model=state), tmp_path / "modelnet_1k.pth")
+    tool.convert(str(tmp_path / "modelnet_1k.pth"), str(tmp_path / "out"))
+    cfg = load_config(str(tmp_path / "out/config.py"))
+    assert cfg.model.type == "PointModel"
+    assert cfg.model.data_preprocessor.type == "PointDataPreprocessor"
+    assert cfg.test_dataloader.dataset.type == "ModelNetDataset"
+    assert cfg.test_evaluator.type == "PointClsMetric"
+    assert cfg.metainfo.classes[23] == "night_stand" and len(cfg.metainfo.classes) == 40
+    inferencer = Inferencer(str(tmp_path / "out"))
+    cloud = make_shape_cloud(np.random.default_rng(0), 1, 700)
+    sample = inferencer(cloud.coord)
+    assert sample.pred_score.shape == (40,) and 0 <= int(sample.pred_label) < 40

@@ -127,11 +127,69 @@ def point_mae_model_config(state: Mapping[str, torch.Tensor], config: Mapping | 
     )
 
 
+# modelnet40_shape_names.txt, in label order
+MODELNET40_CLASSES = (
+    "airplane", "bathtub", "bed", "bench", "bookshelf", "bottle", "bowl", "car", "chair", "cone",
+    "cup", "curtain", "desk", "door", "dresser", "flower_pot", "glass_box", "guitar", "keyboard",
+    "lamp", "laptop", "mantel", "monitor", "night_stand", "person", "piano", "plant", "radio",
+    "range_hood", "sink", "sofa", "stairs", "stool", "table", "tent", "toilet", "tv_stand", "vase",
+    "wardrobe", "xbox",
+)  # fmt: skip
+# ScanObjectNN's 15 classes, in label order
+SCANOBJECTNN_CLASSES = (
+    "bag", "bin", "box", "cabinet", "chair", "desk", "display", "door", "shelf", "table", "bed",
+    "pillow", "sink", "sofa", "toilet",
+)  # fmt: skip
+
+
+def point_mae_data_config(model: Mapping, data_root: str | None) -> dict:
+    """The test data of the classifier's benchmark, by its class count: ModelNet40 (1024
+    points by farthest point sampling, normalised to the unit sphere, as Point-MAE evaluates)
+    for 40 classes, ScanObjectNN's hardest split (PB_T50_RS, 2048 points as stored) for 15;
+    other counts are refused, naming ``--config``."""
+    num_classes = model["head"]["num_classes"]
+    if num_classes == len(MODELNET40_CLASSES):
+        classes, root = MODELNET40_CLASSES, data_root or "data/modelnet40_normal_resampled/"
+        pipeline = [dict(type="NormalizeCoord"), dict(type="PackPointInputs")]
+        dataset = dict(type="ModelNetDataset", split="test", num_points=1024)
+    elif num_classes == len(SCANOBJECTNN_CLASSES):
+        classes, root = SCANOBJECTNN_CLASSES, data_root or "data/ScanObjectNN/h5_files/main_split/"
+        pipeline = [dict(type="PackPointInputs")]
+        dataset = dict(
+            type="ScanObjectNNDataset",
+            ann_file="test_objectdataset_augmentedrot_scale75.h5",
+            num_classes=num_classes,
+        )
+    else:
+        raise CheckpointError(
+            f"a Point-MAE classifier of {num_classes} classes is neither ModelNet40's (40) nor "
+            "ScanObjectNN's (15): pass --config with a config of its data"
+        )
+    if dataset["type"] == "ScanObjectNNDataset":  # ModelNet40's names come from its files
+        dataset["metainfo"] = dict(classes=classes)
+    dataset.update(data_root=root, test_mode=True, pipeline=pipeline)
+    return dict(
+        metainfo=dict(classes=classes),
+        data_root=root,
+        test_pipeline=pipeline,
+        test_dataloader=dict(
+            batch_size=32,
+            num_workers=2,
+            drop_last=False,
+            sampler=dict(type="DefaultSampler", shuffle=False),
+            dataset=dataset,
+        ),
+        test_evaluator=dict(type="PointClsMetric"),
+        test_cfg=dict(type="TestLoop"),
+    )
+
+
 register_family(
     PublishedFamily(
         "point_mae_classifier",
         is_point_mae_classifier,
         convert_point_mae_checkpoint,
         point_mae_model_config,
+        data_config=point_mae_data_config,
     )
 )

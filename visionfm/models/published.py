@@ -21,7 +21,9 @@ itself with :func:`register_family` when its module is imported; the modules are
   shapes (``tools/convert_checkpoint.py`` and ``Inferencer`` on a folder use it); an original
   checkpoint's pickled training arguments are ``state.args`` (``visionfm.weights.CheckpointState``);
 - ``processor`` (optional): the original repository's evaluation preprocessing, for its
-  checkpoints that come without a ``preprocessor_config.json``.
+  checkpoints that come without a ``preprocessor_config.json``;
+- ``data_config`` (optional): the evaluation data of a family whose inputs are not images
+  (point clouds: the test pipeline, dataset, metric and class names of its benchmark).
 
 The conversion is strict: every tensor of the model is loaded and every tensor of the file is
 placed, or the load is refused naming the argument to set (``visionfm.weights.load_converted``).
@@ -75,6 +77,11 @@ class PublishedFamily:
     #: terms (``visionfm.models.published_config``), for its checkpoints without one; None:
     #: DETR's (shortest edge 800, longest 1333, ImageNet mean / std)
     processor: Mapping | None = None
+    #: ``(model config, data_root or None) -> dict`` of the config's data keys (``metainfo``,
+    #: ``data_root``, ``test_pipeline``, ``test_dataloader``, ``test_evaluator``,
+    #: ``test_cfg``) for a family whose inputs are not images (point clouds); None: COCO
+    #: val2017 through the image ``processor`` (``visionfm.models.published_config``)
+    data_config: Callable[[Mapping, str | None], dict] | None = None
 
 
 def register_family(family: PublishedFamily) -> PublishedFamily:

@@ -295,7 +295,7 @@ def _family_of(state, hf_config, source) -> PublishedFamily:
 
 
 def published_config(
-    source: str | os.PathLike, data_root: str = "data/coco/", state: Mapping | None = None
+    source: str | os.PathLike, data_root: str | None = None, state: Mapping | None = None
 ) -> tuple[dict, PublishedFamily]:
     """``(config dict, family)`` for the published checkpoint at ``source`` (a Hugging Face
     folder, its weights file, or an original repository's file).
@@ -308,7 +308,8 @@ def published_config(
     ``test_dataloader`` / ``test_evaluator`` / ``test_cfg`` reading COCO val2017 under
     ``data_root`` (``annotations/instances_val2017.json``, ``val2017/``; for a panoptic head
     ``annotations/panoptic_val2017.json`` and its PNGs too; move it with
-    ``--cfg-options data_root=...``). ``state``: the checkpoint's tensors when already read
+    ``--cfg-options data_root=...``; default ``data/coco/``, a point family's own benchmark
+    root for its ``data_config``). ``state``: the checkpoint's tensors when already read
     (``read_checkpoint(source)``)."""
     path = Path(source)
     if not path.exists():
@@ -323,6 +324,9 @@ def published_config(
     state = read_checkpoint(path) if state is None else state
     family = _family_of(state, hf_config, path)
     model = dict(family.model_config(state, hf_config))
+    if family.data_config is not None:  # not an image model: its benchmark's data
+        return dict(model=model, **family.data_config(model, data_root)), family
+    data_root = data_root or "data/coco/"
     processor = read_processor_config(path) if hf_config is not None else None
     if hf_config is not None and processor is None:
         raise CheckpointError(
