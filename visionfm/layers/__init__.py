@@ -9,6 +9,8 @@ task-specific lives here.
 - ``patch_embed``: patch embeddings (``PatchEmbed``, ``ConvStemEmbed``, ``make_embed``);
 - ``positional``: sine positional encodings of feature maps and of coordinates, and the
   resizing of learned position-embedding grids;
+- ``point_pos``: positional encodings of voxelised point clouds (hashed submanifold sparse
+  conv ``SubmanifoldConv3d`` / ``SparseConvPE`` over a ``VoxelHash``, 3-D RoPE ``Rope3d``);
 - ``deformable``: the multi-scale memory of transformer heads (``Memory``) and multi-scale
   deformable attention into it.
 
@@ -20,6 +22,7 @@ from .deformable import DeformableMemoryAttention, Memory, flatten_levels
 from .mlp import MLP, GatedMlp, Mlp, make_mlp
 from .norm_act import LayerNorm2d, act_name, make_act, make_norm
 from .patch_embed import ConvStemEmbed, PatchEmbed, make_embed
+from .point_pos import Rope3d, SparseConvPE, SubmanifoldConv3d, VoxelHash
 from .positional import SinePositionalEncoding, grid_from_length, resize_pos_embed, sine_encoding
 from .residual import DropPath, LayerScale, PostNormLayer
 
@@ -35,7 +38,11 @@ __all__ = [
     "Mlp",
     "PatchEmbed",
     "PostNormLayer",
+    "Rope3d",
     "SinePositionalEncoding",
+    "SparseConvPE",
+    "SubmanifoldConv3d",
+    "VoxelHash",
     "act_name",
     "flatten_levels",
     "grid_from_length",
