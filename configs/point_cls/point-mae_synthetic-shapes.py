@@ -1,8 +1,12 @@
 # Point-MAE's patch transformer classifying the synthetic shapes from random weights on
 # 2 CPU cores: 32 groups of 32 points, width 96, 4 blocks (the backbone of
 # configs/point_mae/point-mae_synthetic-shapes_pretrain.py, so its checkpoint fine-tunes here
-# with load_from), Point-MAE's classifier on [class token, max over tokens]. AdamW 1e-3,
-# wd 0.05, warm-up then cosine; validation every epoch.
+# with load_from), Point-MAE's classifier on [class token, max over tokens] (dropout 0.2:
+# from scratch on 60 shapes 0.5 underfits), AdamW 2e-3, wd 0.05, warm-up then cosine over 30
+# epochs (120 steps); validation every epoch. Measured (2 CPU cores shared with other jobs,
+# two runs side by side, 1 thread each, 4.5 min each): val accuracy 0.17 for ~12 epochs (batch
+# norm statistics catch up), then >= 0.90 at most epochs from 20 on; at the end 1.00 (seed 0)
+# and 0.917 (seed 1) of the 24 validation shapes.
 _base_ = ["../_base_/datasets/synthetic_shapes.py", "../_base_/default_runtime.py"]
 
 num_classes = 6
@@ -17,13 +21,13 @@ model = dict(
         num_heads=4,
         drop_path_rate=0.1,
     ),
-    head=dict(type="PointClsHead", num_classes=num_classes, in_channels=2 * 96),
+    head=dict(type="PointClsHead", num_classes=num_classes, in_channels=2 * 96, dropout=0.2),
     data_preprocessor=dict(type="PointDataPreprocessor"),
 )
 
-max_epochs = 40
+max_epochs = 30
 optim_wrapper = dict(
-    type="OptimWrapper", optimizer=dict(type="AdamW", lr=1e-3, weight_decay=0.05, fused=True)
+    type="OptimWrapper", optimizer=dict(type="AdamW", lr=2e-3, weight_decay=0.05, fused=True)
 )
 # the cosine phase's end is train_cfg.max_epochs (the runner sets it), so a --cfg-options
 # override of max_epochs reshapes it too
