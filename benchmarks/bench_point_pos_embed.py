@@ -60,6 +60,11 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=4.0, help="training minutes, each")
     parser.add_argument("--evals", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--features", nargs="*", choices=("color", "normal"),
+        help="input channels after xyz (default: the config's); the synthetic rooms colour "
+        "each class, so `--features` alone (xyz only) asks for geometry",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=common.RESULTS / "point_pos_embed.md")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -78,6 +83,11 @@ def main() -> None:
     root = str(write_point_datasets(tmp, num_train=1, num_val=1, num_points=64)["scenes"])
     train_cfg = cfg.train_dataloader.dataset.to_dict()
     val_cfg = cfg.val_dataloader.dataset.to_dict()
+    if args.features is not None:
+        for pipeline in (train_cfg["pipeline"], val_cfg["pipeline"]):
+            pipeline[-1] = dict(type="PackPointInputs", features=tuple(args.features))
+        cfg.model.backbone.in_channels = 3 + 3 * len(args.features)
+    features = list(train_cfg["pipeline"][-1].get("features", ()))
     num_classes = cfg.model.head.num_classes
     runs = {}
     for pos in VARIANTS:
@@ -122,6 +132,7 @@ def main() -> None:
     data = dict(
         common.run_facts("benchmarks/bench_point_pos_embed.py", args.threads, load_start),
         minutes=args.minutes,
+        features=features,
         config=str(CONFIG.relative_to(common.ROOT)),
         runs={str(pos): dict(steps=r["steps"], curve=r["curve"]) for pos, r in runs.items()},
     )
@@ -131,7 +142,8 @@ def main() -> None:
         *common.busy_note(data, "**The machine was busy (other jobs running): fewer steps fit "
                           "the minutes than on an idle machine; the three trained in turns, so "
                           "alike.**"),
-        f"Model and data: `{data['config']}` with `pos_embed` changed; {args.minutes:g} "
+        f"Model and data: `{data['config']}` with `pos_embed` changed, input xyz"
+        f"{''.join(' + ' + f for f in features)}; {args.minutes:g} "
         "training minutes each (wall time of its own steps), validation mIoU on every "
         "original point of the validation scenes.", "",
         "| pos_embed | steps | " + " | ".join(f"mIoU @ {i + 1}/{args.evals}" for i in range(args.evals)) + " | mAcc | allAcc |",

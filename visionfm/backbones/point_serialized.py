@@ -19,17 +19,22 @@ Positional encoding, ``pos_embed``:
 - ``'rope'``: 3-D rotary embedding of the voxel coordinates on queries and keys;
 - ``None``: none (the stem's conv is the only spatial mixing besides attention).
 
-Default and why: ``'sparse_conv'``. Measured on the synthetic scenes
-(``benchmarks/bench_point_pos_embed.py``: ``configs/point_seg/ptv3_synthetic-scenes.py``, the
-three trained in turns for 4 minutes each on one loaded CPU core; results in
-``benchmarks/results/point_pos_embed.md``) the three end level (validation mIoU 0.974
-sparse conv, 0.978 RoPE, 0.976 none, two validation rooms, one seed): the task is too easy to
-separate them. Per training step the sparse conv learns about as fast as none and faster
-than RoPE (0.972 after 40 steps; none 0.971 after 45, RoPE 0.886 after 40); per CPU minute
-the cheaper variants get there sooner (after 1 minute: none 0.83, RoPE 0.79, sparse conv
-0.68), the conv's 27 gathers per block making its steps about 1.9x as long. On real scans the conv is what matters: Pointcept
-reports about 11 mIoU lost on ScanNet without it (Pointcept issue #285), so it stays the
-default; ``pos_embed=None`` is the cheap choice for small CPU runs.
+Default and why: ``'sparse_conv'``. Measured with ``benchmarks/bench_point_pos_embed.py``
+(``configs/point_seg/ptv3_synthetic-scenes.py`` with ``pos_embed`` changed, the three trained
+in turns for equal minutes on one loaded CPU core, one seed, two validation rooms; results in
+``benchmarks/results/point_pos_embed*.md``):
+
+- xyz only (``--features``: geometry alone; the synthetic rooms colour each class): after
+  1 / 2 / 3 minutes, validation mIoU 0.48 / 0.58 / 0.63 sparse conv (125 steps), 0.35 /
+  0.47 / 0.64 none (242 steps), 0.28 / 0.46 / 0.47 RoPE (193 steps). Per step the conv is
+  far ahead (0.58 after 92 steps; none 0.47 after 148), per minute it leads until none's
+  cheaper steps (about half the cost) catch up;
+- xyz + colour + normal (the config): all three reach 0.97-0.98 within 4 minutes, colour
+  giving the classes away.
+
+RoPE on voxel coordinates is the weakest here. The conv is also what PTv3 uses, and Pointcept
+reports about 11 mIoU lost on ScanNet without it (Pointcept issue #285). ``pos_embed=None`` is
+the cheap choice for short CPU runs on easy data.
 """
 
 from __future__ import annotations
