@@ -5,7 +5,9 @@
 # wide and 3 decoder stages, one block each, patches of 128, xCPE by the hashed sparse conv,
 # 5 cm voxels. Pointcept's augmentations (rotation about z, scale, flips, jitter), train-mode
 # grid sampling; validation on every original point by test fragments voted per point.
-# AdamW 2e-3, warm-up then cosine.
+# AdamW 2e-3, warm-up then cosine. Measured (OMP_NUM_THREADS=1 + one loader worker on a
+# 2-core machine shared with other jobs): validation mIoU 0.795 after 2.0 minutes (epoch 5),
+# 0.965 after 3.0, 0.976 after 5.3, 0.9765 at the end (40 epochs, 7.6 minutes with validation).
 _base_ = ["../_base_/default_runtime.py"]
 
 num_classes = 8  # floor, wall, sphere, cube, cylinder, cone, torus, pyramid
