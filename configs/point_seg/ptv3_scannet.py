@@ -3,77 +3,18 @@
 # 2-cm voxels, patches of 1024, drop path 0.3), a linear head on its 64-wide per-point output;
 # AdamW 0.006 (blocks 0.0006), weight decay 0.05, 5 % warm-up from 1/10 then cosine (their
 # OneCycleLR), 800 passes over the training scenes, validated every 8; batch 12 (over all
-# GPUs). Data: Pointcept's processed folders, data/scannet/{train,val}/sceneXXXX_XX/ with
-# coord / color / normal / segment20 .npy (read by PointSceneDataset).
+# GPUs). Data (configs/_base_/datasets/scannet.py): Pointcept's processed folders,
+# data/scannet/{train,val}/sceneXXXX_XX/ with coord / color / normal / segment20 .npy.
 # Differences from Pointcept, by what this project has: coordinates feed the stem as well
 # (in_channels 9 = xyz + colour + normal; Pointcept feeds colour + normal), no Lovasz loss
 # (cross-entropy only), no chromatic auto-contrast / translation / jitter and no mix3d;
 # xCPE is the pure-PyTorch hashed sparse conv (same arithmetic as spconv's). Train with
 # --amp on GPUs, as Pointcept does.
-_base_ = ["../_base_/default_runtime.py"]
+_base_ = ["../_base_/datasets/scannet.py", "../_base_/default_runtime.py"]
 
 num_classes = 20
-grid_size = 0.02
-dataset_type = "PointSceneDataset"
-data_root = "data/scannet/"
-features = ("color", "normal")
-
-train_pipeline = [
-    dict(type="CentreShift", apply_z=True),
-    dict(type="PointRandomDropout", ratio=0.2, prob=0.2),
-    dict(type="PointRandomRotate", axis="z", angle=(-180, 180), prob=0.5),
-    dict(type="PointRandomRotate", axis="x", angle=(-180 / 64, 180 / 64)),
-    dict(type="PointRandomRotate", axis="y", angle=(-180 / 64, 180 / 64)),
-    dict(type="PointRandomScale", scale=(0.9, 1.1)),
-    dict(type="PointRandomFlip", axis="x", prob=0.5),
-    dict(type="PointRandomFlip", axis="y", prob=0.5),
-    dict(type="PointRandomJitter", sigma=0.005, clip=0.02),
-    dict(type="ElasticDistortion", params=((0.2, 0.4), (0.8, 1.6))),
-    dict(type="PointGridSample", grid_size=grid_size, mode="train"),
-    dict(type="SphereCrop", max_points=102400, mode="random"),
-    dict(type="CentreShift", apply_z=False),
-    dict(type="NormalizeColor"),
-    dict(type="PackPointInputs", features=features),
-]
-test_pipeline = [
-    dict(type="CentreShift", apply_z=True),
-    dict(type="PointGridSample", grid_size=grid_size, mode="test", fragments=True),
-    dict(type="CentreShift", apply_z=False),
-    dict(type="NormalizeColor"),
-    dict(type="PackPointInputs", features=features),
-]
-
-train_dataloader = dict(
-    batch_size=12,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type="DefaultSampler", shuffle=True),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        split="train",
-        num_classes=num_classes,
-        pipeline=train_pipeline,
-    ),
-)
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=4,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type="DefaultSampler", shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        split="val",
-        num_classes=num_classes,
-        test_mode=True,
-        pipeline=test_pipeline,
-    ),
-)
-test_dataloader = val_dataloader
-val_evaluator = dict(type="PointSegMetric", num_classes=num_classes)
-test_evaluator = val_evaluator
+# batch 12 as Pointcept (over all GPUs; the dataset base has 2)
+train_dataloader = dict(batch_size=12)
 
 model = dict(
     type="PointModel",
