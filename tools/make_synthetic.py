@@ -46,6 +46,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-holdout", action="store_true", help="hold no pair out")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--points", action="store_true", help="also write point clouds to OUT/points")
+    p.add_argument(
+        "--num-shapes",
+        type=int,
+        nargs=2,
+        default=(600, 240),
+        metavar=("TRAIN", "VAL"),
+        help="with --points: classification shapes per split",
+    )
+    p.add_argument(
+        "--num-scenes",
+        type=int,
+        nargs=2,
+        default=(48, 12),
+        metavar=("TRAIN", "VAL"),
+        help="with --points: segmentation rooms per split",
+    )
     return p.parse_args(argv)
 
 
@@ -75,7 +91,14 @@ def main(argv: list[str] | None = None) -> None:
         for key, path in paths[split].items():
             print(f"  {split:5s} {key:17s} {path}")
     if args.points:
-        for key, path in write_point_datasets(Path(args.out) / "points", seed=args.seed).items():
+        written = write_point_datasets(
+            Path(args.out) / "points",
+            num_train=args.num_shapes[0],
+            num_val=args.num_shapes[1],
+            num_scenes=tuple(args.num_scenes),
+            seed=args.seed,
+        )
+        for key, path in written.items():
             print(f"  points {key:16s} {path}")
 
 

@@ -10,5 +10,5 @@
 # (the class token and its position, the classifier). Point-MAE fine-tunes at lr 5e-4.
 _base_ = ["../point_cls/point-mae_synthetic-shapes.py"]
 
-load_from = "work_dirs/point-mae_synthetic-shapes_pretrain/epoch_30.pth"
+load_from = "work_dirs/point-mae_synthetic-shapes_pretrain/epoch_10.pth"
 optim_wrapper = dict(optimizer=dict(lr=5e-4))

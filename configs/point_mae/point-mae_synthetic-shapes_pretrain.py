@@ -32,7 +32,7 @@ model = dict(
 val_dataloader = val_cfg = val_evaluator = None
 test_dataloader = test_cfg = test_evaluator = None
 
-max_epochs = 30
+max_epochs = 10
 optim_wrapper = dict(
     type="OptimWrapper",
     optimizer=dict(type="AdamW", lr=1e-3, weight_decay=0.05),

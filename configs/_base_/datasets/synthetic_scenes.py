@@ -1,7 +1,9 @@
 # Synthetic scene segmentation: the rooms tools/make_synthetic.py --points writes to
 # data/synthetic/points/scenes in Pointcept's per-scene layout (coord / color / normal /
 # segment .npy), read by the real reader: floor, wall and 6 shapes, about 8k points a room.
-# Inputs are coordinates, colours (-1..1) and normals. Validation runs every fragment of a
+# Inputs are coordinates and normals: the rooms' colours are each class's base colour plus
+# noise, which would give the answer away (a colour-only model separates them), so the
+# geometry has to do the work. Validation runs every fragment of a
 # 5 cm grid sampling and votes per point, so every original point is predicted and scored.
 dataset_type = "PointSceneDataset"
 data_root = "data/synthetic/"
@@ -17,15 +19,13 @@ train_pipeline = [
     dict(type="PointRandomJitter", sigma=0.005, clip=0.02),
     dict(type="PointGridSample", grid_size=grid_size, mode="train"),
     dict(type="CentreShift", apply_z=False),
-    dict(type="NormalizeColor"),
-    dict(type="PackPointInputs", features=("color", "normal")),
+    dict(type="PackPointInputs", features=("normal",)),
 ]
 test_pipeline = [
     dict(type="CentreShift", apply_z=True),
     dict(type="PointGridSample", grid_size=grid_size, mode="test", fragments=True),
     dict(type="CentreShift", apply_z=False),
-    dict(type="NormalizeColor"),
-    dict(type="PackPointInputs", features=("color", "normal")),
+    dict(type="PackPointInputs", features=("normal",)),
 ]
 
 train_dataloader = dict(

@@ -221,10 +221,10 @@ def _shapes(seed: int, stream: str, start: int, count: int, num_points: int, **k
 
 def write_point_datasets(
     root: str | os.PathLike,
-    num_train: int = 60,
-    num_val: int = 24,
+    num_train: int = 600,
+    num_val: int = 240,
     num_points: int = 1024,
-    num_scenes: tuple[int, int] = (8, 2),
+    num_scenes: tuple[int, int] = (48, 12),
     scene_points: int = 8192,
     seed: int = 0,
 ) -> dict[str, Path]:
