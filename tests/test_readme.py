@@ -29,8 +29,12 @@ ENV = {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
 # Text in the README's blocks -> what runs instead. Each must occur, so none goes stale.
 SUBSTITUTIONS = {
     # 18 images, not 2,200; clips of 8 frames
-    "--num-train 2000 --num-val 200": "--num-train 12 --num-val 6 --video-frames 8 8",
+    "--num-train 2000 --num-val 200": "--num-train 12 --num-val 6 --video-frames 8 8 "
+    "--num-shapes 12 6 --num-scenes 2 1",
     "epoch_5.pth": "epoch_1.pth",  # the runs train one epoch (FAST)
+    "point_cls/epoch_8.pth": "point_cls/epoch_1.pth",
+    "point_seg/epoch_12.pth": "point_seg/epoch_1.pth",
+    "pretrain/epoch_10.pth": "pretrain/epoch_1.pth",
     "/path/to/mydata/": "{mydata}/",  # the synthetic data, laid out as the recipe's step 1
 }
 _NO_WORKERS = "{0}_dataloader.num_workers=0 {0}_dataloader.persistent_workers=False"
