@@ -62,8 +62,12 @@ def fast_options(command: str, cwd: Path) -> str:
         from visionfm.engine import load_config
 
         config = shlex.split(command)[shlex.split(command).index(tool) + 1]
-        loop = load_config(str(cwd / config)).train_cfg.get("type", "EpochBasedTrainLoop")
+        cfg = load_config(str(cwd / config))
+        loop = cfg.train_cfg.get("type", "EpochBasedTrainLoop")
         train_cfg = _SHORT[loop]
+        if cfg.get("val_dataloader") is None:  # a pre-training config: no validation
+            train_cfg = train_cfg.split(" train_cfg.val_interval")[0]
+            return "--cfg-options " + train_cfg + " " + _NO_WORKERS.format("train")
     return FAST[tool].format(train_cfg=train_cfg)
 
 

@@ -111,6 +111,16 @@ def test_scene_dataset_reads_segments(point_root, layout):
     np.testing.assert_allclose(out["inputs"][:, 3:6].numpy(), expected["color"] / 127.5 - 1)
 
 
+def test_scene_dataset_reads_several_splits_in_order(point_root):
+    """``split`` as a list (S3DIS's training areas) reads each split's scenes in turn."""
+    one = PointSceneDataset(str(point_root["scenes"]), "train", pipeline=[PACK])
+    both = PointSceneDataset(str(point_root["scenes"]), ("train", "val"), pipeline=[PACK])
+    val = PointSceneDataset(str(point_root["scenes"]), "val", pipeline=[PACK])
+    files = [both.get_data_info(i)["file"] for i in range(len(both))]
+    assert files == [d.get_data_info(i)["file"] for d in (one, val) for i in range(len(d))]
+    assert len(both) == len(one) + len(val) > len(one)
+
+
 def test_bad_files_named(point_root, tmp_path):
     # a missing ModelNet shape
     root = tmp_path / "modelnet"

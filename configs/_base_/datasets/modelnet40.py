@@ -4,6 +4,10 @@
 # farthest point sampling, coordinates only, normalised to the unit sphere; training scales
 # each axis by 2/3 .. 3/2 (Point-MAE's PointcloudScaleAndTranslate, without its +-0.2 shift).
 dataset_type = "ModelNetDataset"
+# Bad data, for the train / val / test datasets at once (--cfg-options on_error=skip): 'raise',
+# or 'skip' = leave out clouds whose files fail to load or hold labels out of range
+# (logged, counted; visionfm/data/datasets/bad_samples.py).
+on_error = "raise"
 data_root = "data/modelnet40_normal_resampled/"
 num_points = 1024
 
@@ -21,6 +25,7 @@ train_dataloader = dict(
     drop_last=True,
     sampler=dict(type="DefaultSampler", shuffle=True),
     dataset=dict(
+        on_error=on_error,
         type=dataset_type,
         data_root=data_root,
         split="train",
@@ -35,6 +40,7 @@ val_dataloader = dict(
     drop_last=False,
     sampler=dict(type="DefaultSampler", shuffle=False),
     dataset=dict(
+        on_error=on_error,
         type=dataset_type,
         data_root=data_root,
         split="test",

@@ -4,6 +4,10 @@
 # colour + normal; its chromatic augmentations are not here. Evaluation votes over every
 # fragment of the 2 cm grid sampling, on every original point.
 dataset_type = "PointSceneDataset"
+# Bad data, for the train / val / test datasets at once (--cfg-options on_error=skip): 'raise',
+# or 'skip' = leave out clouds whose files fail to load or hold labels out of range
+# (logged, counted; visionfm/data/datasets/bad_samples.py).
+on_error = "raise"
 data_root = "data/scannet/"
 classes = ("wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window",
            "bookshelf", "picture", "counter", "desk", "curtain", "refridgerator",
@@ -40,6 +44,7 @@ train_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type="DefaultSampler", shuffle=True),
     dataset=dict(
+        on_error=on_error,
         type=dataset_type,
         data_root=data_root,
         split="train",
@@ -55,6 +60,7 @@ val_dataloader = dict(
     drop_last=False,
     sampler=dict(type="DefaultSampler", shuffle=False),
     dataset=dict(
+        on_error=on_error,
         type=dataset_type,
         data_root=data_root,
         split="val",

@@ -5,6 +5,10 @@
 # coordinates only; training scales each axis by 2/3 .. 3/2 (its PointcloudScaleAndTranslate,
 # without the +-0.2 shift).
 dataset_type = "ScanObjectNNDataset"
+# Bad data, for the train / val / test datasets at once (--cfg-options on_error=skip): 'raise',
+# or 'skip' = leave out clouds whose files fail to load or hold labels out of range
+# (logged, counted; visionfm/data/datasets/bad_samples.py).
+on_error = "raise"
 data_root = "data/ScanObjectNN/h5_files/main_split/"
 classes = ("bag", "bin", "box", "cabinet", "chair", "desk", "display", "door", "shelf", "table",
            "bed", "pillow", "sink", "sofa", "toilet")  # fmt: skip
@@ -22,6 +26,7 @@ train_dataloader = dict(
     drop_last=True,
     sampler=dict(type="DefaultSampler", shuffle=True),
     dataset=dict(
+        on_error=on_error,
         type=dataset_type,
         data_root=data_root,
         ann_file="training_objectdataset_augmentedrot_scale75.h5",
@@ -37,6 +42,7 @@ val_dataloader = dict(
     drop_last=False,
     sampler=dict(type="DefaultSampler", shuffle=False),
     dataset=dict(
+        on_error=on_error,
         type=dataset_type,
         data_root=data_root,
         ann_file="test_objectdataset_augmentedrot_scale75.h5",

@@ -6,6 +6,10 @@
 # geometry has to do the work. Validation runs every fragment of a
 # 5 cm grid sampling and votes per point, so every original point is predicted and scored.
 dataset_type = "PointSceneDataset"
+# Bad data, for the train / val / test datasets at once (--cfg-options on_error=skip): 'raise',
+# or 'skip' = leave out clouds whose files fail to load or hold labels out of range
+# (logged, counted; visionfm/data/datasets/bad_samples.py).
+on_error = "raise"
 data_root = "data/synthetic/"
 classes = ("floor", "wall", "sphere", "cube", "cylinder", "cone", "torus", "pyramid")
 grid_size = 0.05
@@ -34,6 +38,7 @@ train_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type="DefaultSampler", shuffle=True),
     dataset=dict(
+        on_error=on_error,
         type=dataset_type,
         data_root=data_root + "points/scenes/",
         split="train",
@@ -49,6 +54,7 @@ val_dataloader = dict(
     drop_last=False,
     sampler=dict(type="DefaultSampler", shuffle=False),
     dataset=dict(
+        on_error=on_error,
         type=dataset_type,
         data_root=data_root + "points/scenes/",
         split="val",

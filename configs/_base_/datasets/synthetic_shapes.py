@@ -3,6 +3,10 @@
 # random 3-D poses), read by the real ModelNet40 reader. 1024 points per shape (FPS), coords
 # only. Shapes lie in any orientation, so training rotates them about all three axes.
 dataset_type = "ModelNetDataset"
+# Bad data, for the train / val / test datasets at once (--cfg-options on_error=skip): 'raise',
+# or 'skip' = leave out clouds whose files fail to load or hold labels out of range
+# (logged, counted; visionfm/data/datasets/bad_samples.py).
+on_error = "raise"
 data_root = "data/synthetic/"
 num_points = 1024
 
@@ -23,6 +27,7 @@ train_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type="DefaultSampler", shuffle=True),
     dataset=dict(
+        on_error=on_error,
         type=dataset_type,
         data_root=data_root + "points/modelnet/",
         split="train",
@@ -37,6 +42,7 @@ val_dataloader = dict(
     drop_last=False,
     sampler=dict(type="DefaultSampler", shuffle=False),
     dataset=dict(
+        on_error=on_error,
         type=dataset_type,
         data_root=data_root + "points/modelnet/",
         split="test",

@@ -12,6 +12,7 @@ error naming it, or is skipped and counted with ``on_error='skip'`` (``bad_sampl
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -140,19 +141,28 @@ class PointSceneDataset(_PointDataset):
     folder or file name without extension)."""
 
     def __init__(
-        self, data_root: str, split: str = "train", num_classes: int | None = None, **base_args
+        self,
+        data_root: str,
+        split: str | Sequence[str] = "train",
+        num_classes: int | None = None,
+        **base_args,
     ) -> None:
         self.split, self.num_classes = split, num_classes
         base_args.setdefault("data_prefix", {})
         super().__init__(data_root=data_root, **base_args)
 
     def load_data_list(self) -> list[dict]:
-        folder = Path(self.data_root) / self.split
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{folder}: no such split folder (data_root / split)")
-        entries = sorted(p for p in folder.iterdir() if p.is_dir() or p.suffix == ".ply")
-        if not entries:
-            raise FileNotFoundError(f"{folder}: no scene folders or .ply files")
+        """The scenes of ``data_root / split``, or of each split in turn when ``split`` is a
+        list (S3DIS's training areas: ``split=('Area_1', 'Area_2', ...)``)."""
+        entries = []
+        for split in [self.split] if isinstance(self.split, str) else self.split:
+            folder = Path(self.data_root) / split
+            if not folder.is_dir():
+                raise FileNotFoundError(f"{folder}: no such split folder (data_root / split)")
+            found = sorted(p for p in folder.iterdir() if p.is_dir() or p.suffix == ".ply")
+            if not found:
+                raise FileNotFoundError(f"{folder}: no scene folders or .ply files")
+            entries += found
         return [{"file": str(p), "scene": p.stem, "sample_idx": i} for i, p in enumerate(entries)]
 
     def _load(self, info: dict) -> dict:
