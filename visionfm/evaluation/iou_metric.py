@@ -123,7 +123,6 @@ class IoUMetric(BaseMetric):
 
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
         """Store one (3, K) count array per image (see ``area_counts``)."""
-        k = self.num_classes
         for sample in data_samples:
             if "pred_sem_seg" not in sample or "gt_sem_seg" not in sample:
                 raise KeyError(
@@ -151,22 +150,34 @@ class IoUMetric(BaseMetric):
                         f"{gt.shape} differ in size (predictions are at the original image "
                         f"size; load the annotations after Resize in the test pipeline)"
                     )
-            bad = (gt != self.ignore_index) & ((gt < 0) | (gt >= k))
-            if bad.any() or pred.min(initial=0) < 0 or pred.max(initial=0) >= k:
-                raise ValueError(
-                    f"IoUMetric: {where}: labels outside 0..{k - 1} (ground truth "
-                    f"{np.unique(gt[bad])[:10].tolist()}, prediction range "
-                    f"{pred.min(initial=0)}..{pred.max(initial=0)})"
-                )
-            self.results.append(area_counts(pred, gt, k, self.ignore_index))
+            self._count(pred, gt, where)
 
-    def compute_metrics(self, results: list) -> dict[str, float]:
-        """Sum the per-image counts and derive ``mIoU``, ``mAcc``, ``aAcc`` (4 decimals)."""
+    def _count(self, pred: np.ndarray, gt: np.ndarray, where: str) -> None:
+        """Refuse labels outside ``0..K-1`` (naming ``where``), then store the (3, K)
+        ``area_counts`` of one prediction against its same-shaped ground truth."""
+        k = self.num_classes
+        bad = (gt != self.ignore_index) & ((gt < 0) | (gt >= k))
+        if bad.any() or pred.min(initial=0) < 0 or pred.max(initial=0) >= k:
+            raise ValueError(
+                f"{type(self).__name__}: {where}: labels outside 0..{k - 1} (ground truth "
+                f"{np.unique(gt[bad])[:10].tolist()}, prediction range "
+                f"{pred.min(initial=0)}..{pred.max(initial=0)})"
+            )
+        self.results.append(area_counts(pred, gt, k, self.ignore_index))
+
+    def _scores(self, results: list) -> dict:
+        """Summed counts -> ``scores_from_counts`` (the per-class table logged when
+        ``classwise``)."""
         if not results:
-            raise ValueError("IoUMetric: no results to evaluate")
+            raise ValueError(f"{type(self).__name__}: no results to evaluate")
         scores = scores_from_counts(np.sum(results, axis=0))
         if self.classwise:
             self._log_table(scores)
+        return scores
+
+    def compute_metrics(self, results: list) -> dict[str, float]:
+        """Sum the per-image counts and derive ``mIoU``, ``mAcc``, ``aAcc`` (4 decimals)."""
+        scores = self._scores(results)
         return {k: round(float(scores[k]), 4) for k in ("mIoU", "mAcc", "aAcc")}
 
     def _log_table(self, scores: dict) -> None:

@@ -24,7 +24,7 @@ from mmengine.evaluator import BaseMetric
 
 from visionfm.registry import METRICS
 
-from .iou_metric import IoUMetric, _numpy, area_counts, scores_from_counts
+from .iou_metric import IoUMetric, _numpy
 
 __all__ = ["PointClsMetric", "PointSegMetric"]
 
@@ -106,7 +106,6 @@ class PointSegMetric(IoUMetric):
 
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
         """Store one (3, K) count array per cloud (``area_counts``)."""
-        k = self.num_classes
         for i, sample in enumerate(data_samples):
             if "pred_segment" not in sample or "gt_segment" not in sample:
                 raise KeyError(
@@ -120,22 +119,11 @@ class PointSegMetric(IoUMetric):
                     f"{gt.shape} labelled points: predictions cover the original cloud, so the "
                     "test pipeline must keep its labels (PointGridSample(mode='test') does)"
                 )
-            bad = (gt != self.ignore_index) & ((gt < 0) | (gt >= k))
-            if bad.any() or pred.min(initial=0) < 0 or pred.max(initial=0) >= k:
-                raise ValueError(
-                    f"PointSegMetric: {_where(sample, i)}: labels outside 0..{k - 1} (ground "
-                    f"truth {np.unique(gt[bad])[:10].tolist()}, predictions "
-                    f"{pred.min(initial=0)}..{pred.max(initial=0)})"
-                )
-            self.results.append(area_counts(pred, gt, k, self.ignore_index))
+            self._count(pred, gt, _where(sample, i))
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         """Summed counts -> ``mIoU``, ``mAcc``, ``allAcc`` (4 decimals)."""
-        if not results:
-            raise ValueError("PointSegMetric: no results to evaluate")
-        scores = scores_from_counts(np.sum(results, axis=0))
-        if self.classwise:
-            self._log_table(scores)
+        scores = self._scores(results)
         return dict(
             mIoU=round(float(scores["mIoU"]), 4),
             mAcc=round(float(scores["mAcc"]), 4),
