@@ -7,37 +7,12 @@
 # (the encoder is saved under backbone.*); Point-MAE's released pretrain.pth loads into the
 # backbone through PointPatchTransformer.load_pretrained (its MAE_encoder.* converted).
 # Point-MAE reports 85.18 % on PB_T50_RS (no voting).
-_base_ = ["../_base_/datasets/scanobjectnn.py", "../_base_/default_runtime.py"]
+_base_ = [
+    "../_base_/models/point_mae_finetune.py",
+    "../_base_/datasets/scanobjectnn.py",
+    "../_base_/default_runtime.py",
+]
 
 num_classes = 15
-model = dict(
-    type="PointModel",
-    backbone=dict(type="point_mae_base", num_groups=128, drop_path_rate=0.1),
-    head=dict(type="PointClsHead", num_classes=num_classes, in_channels=2 * 384),
-    data_preprocessor=dict(type="PointDataPreprocessor"),
-    test_cfg=dict(votes=1),
-)
-
-max_epochs = 300
-optim_wrapper = dict(
-    type="OptimWrapper",
-    optimizer=dict(type="AdamW", lr=5e-4, weight_decay=0.05),
-    clip_grad=dict(max_norm=10, norm_type=2),
-)
-param_scheduler = [
-    dict(
-        type="LinearLR",
-        start_factor=1e-3,
-        by_epoch=True,
-        begin=0,
-        end=10,
-        convert_to_iter_based=True,
-    ),
-    dict(
-        type="CosineAnnealingLR", by_epoch=True, begin=10, eta_min=1e-6, convert_to_iter_based=True
-    ),
-]
-train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=max_epochs, val_interval=1)
-val_cfg = dict(type="ValLoop")
-test_cfg = dict(type="TestLoop")
+model = dict(backbone=dict(num_groups=128), head=dict(num_classes=num_classes))
 default_hooks = dict(checkpoint=dict(interval=10, max_keep_ckpts=2, save_best="cls/acc"))
