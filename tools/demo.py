@@ -4,6 +4,8 @@
                                                 [--amp]
     python tools/demo.py DET_CONFIG DET_CHECKPOINT INPUT --pose-config POSE_CONFIG \
         --pose-checkpoint POSE_CHECKPOINT      # detection, then top-down pose per person
+        [--cfg-options k=v ...]                # both models (data_root=..., ...)
+        [--pose-cfg-options k=v ...]           # the pose model alone, after --cfg-options
     python tools/demo.py GROUNDING_CONFIG CHECKPOINT INPUT --text "person . red car ."
                                                # a prompted model: class names or a phrase
     python tools/demo.py MODEL_FOLDER INPUT    # a published model's Hugging Face folder, or
@@ -75,6 +77,12 @@ def main() -> None:
     parser.add_argument("--cfg-options", nargs="+", action=DictAction)
     parser.add_argument("--pose-config", help="top-down pose model run on the person boxes")
     parser.add_argument("--pose-checkpoint", help="weights of --pose-config")
+    parser.add_argument(
+        "--pose-cfg-options",
+        nargs="+",
+        action=DictAction,
+        help="overrides of --pose-config alone (--cfg-options apply to both models)",
+    )
     parser.add_argument("--person-class", default="person", help="the detector's person class")
     parser.add_argument(
         "--text", help="prompt of a grounding model: 'cat . red car .' or a free-text phrase"
@@ -98,6 +106,8 @@ def main() -> None:
         )
     if args.text is not None and args.pose_config:
         parser.error("--text is for a grounding model alone, not with --pose-config")
+    if args.pose_cfg_options and not args.pose_config:
+        parser.error("--pose-cfg-options is for the model of --pose-config: give that too")
 
     inferencer = Inferencer(
         args.config,
@@ -115,7 +125,13 @@ def main() -> None:
     if inferencer.prompted and args.text is None:
         parser.error("this model is prompted: pass --text 'cat . dog .' or a phrase")
     if args.pose_config:
-        pose = Inferencer(args.pose_config, args.pose_checkpoint, device=args.device, amp=args.amp)
+        pose = Inferencer(
+            args.pose_config,
+            args.pose_checkpoint,
+            device=args.device,
+            cfg_options={**(args.cfg_options or {}), **(args.pose_cfg_options or {})},
+            amp=args.amp,
+        )
         inferencer = TopDownPipeline(
             pose, inferencer, det_score_thr=args.score_thr, person_class=args.person_class
         )
