@@ -59,11 +59,18 @@ from hf_deformable_detr import LONG_SIDE, run_hf
 from hf_rt_detr import run_rtdetr
 
 CONFIG = "configs/dino/dino_vit-t_synthetic.py"
+# visionfm configs trained by tools/train.py (run_ours): the demo, and the HF Deformable DETR
+# baseline's recipe rebuilt from visionfm's own modules (a check of that baseline)
+CONFIGS = {
+    "ours": CONFIG,
+    "visionfm-deformable": "benchmarks/configs/deformable-detr_r18_two-stage_synthetic.py",
+}
 OUT = common.RESULTS / "time_to_accuracy.md"
 METRICS = ("bbox_mAP", "bbox_mAP_50")
 BASELINES = {"hf-deformable": run_hf, "hf-rtdetr": run_rtdetr}
 NAMES = {
     "ours": f"ours (`{CONFIG}`)",
+    "visionfm-deformable": "visionfm Deformable DETR, the HF baseline's recipe (a check)",
     "hf-deformable": "HF `DeformableDetrForObjectDetection` (original recipe)",
     "hf-rtdetr": "HF `RTDetrV2ForObjectDetection` (RT-DETRv2-S recipe)",
 }
@@ -93,12 +100,15 @@ def subset_annotations(src: Path, dst: Path, max_images: int | None, with_boxes:
 # ---------------------------------------------------------------- ours (subprocess)
 
 
-def run_ours(args, train_ann: Path, val_ann: Path, run_dir: Path) -> dict:
-    """Train ours with tools/train.py until the budget; rows of (epoch, minutes, AP)."""
+def run_ours(args, train_ann: Path, val_ann: Path, run_dir: Path, key="ours") -> dict:
+    """Train ``CONFIGS[key]`` with tools/train.py until the budget (the demo in
+    ``--ours-procs`` DDP processes, as ``make demo``; other configs in one process of
+    ``--threads`` threads, as the HF baselines); rows of (epoch, minutes, AP)."""
     sys.path.insert(0, str(common.ROOT / "tools"))
     from analyze_logs import read_work_dir
 
-    work_dir = run_dir / "ours"
+    config, procs = CONFIGS[key], args.ours_procs if key == "ours" else 1
+    work_dir = run_dir / key
     options = [
         f"data_root={args.data.resolve()}/",
         f"train_dataloader.dataset.ann_file={train_ann.resolve()}",
@@ -107,12 +117,16 @@ def run_ours(args, train_ann: Path, val_ann: Path, run_dir: Path) -> dict:
     ]
     if args.epochs:
         options.append(f"train_cfg.max_epochs={args.epochs}")
-    cmd = [sys.executable, "tools/train.py", CONFIG, "--work-dir", str(work_dir)]
+    cmd = [sys.executable, "tools/train.py", config, "--work-dir", str(work_dir)]
+    if procs > 1:  # as `make demo`: N gloo DDP processes sharing the threads
+        torchrun = [sys.executable, "-m", "torch.distributed.run"]
+        cmd = [*torchrun, f"--nproc_per_node={procs}", *cmd[1:], "--launcher", "pytorch"]
     cmd += ["--cfg-options", *options]
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    threads = max(1, args.threads // procs)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     work_dir.mkdir(parents=True, exist_ok=True)
     budget_s = args.minutes * 60
-    print(f"[ours] {' '.join(cmd)}", flush=True)
+    print(f"[{key}] {' '.join(cmd)}", flush=True)
     with open(work_dir / "stdout.log", "w") as stdout:
         proc = subprocess.Popen(
             cmd,
@@ -131,7 +145,7 @@ def run_ours(args, train_ann: Path, val_ann: Path, run_dir: Path) -> dict:
                         train, _ = read_work_dir(str(work_dir), "coco/bbox_mAP")
                         if train:
                             start = time.time() - train[-1]["minutes"] * 60
-                            print(f"[ours] training started {time.time() - start:.0f} s ago")
+                            print(f"[{key}] training started {time.time() - start:.0f} s ago")
                 # stop at the budget (or, never having logged, at the budget plus 10 minutes)
                 if time.time() >= (start + budget_s if start else spawned + budget_s + 600):
                     _stop(proc)
@@ -143,6 +157,7 @@ def run_ours(args, train_ann: Path, val_ann: Path, run_dir: Path) -> dict:
         tail = (work_dir / "stdout.log").read_text()[-3000:]
         raise RuntimeError(f"tools/train.py failed ({proc.returncode}):\n{tail}")
     train, val = read_work_dir(str(work_dir), "coco/bbox_mAP")
+    params_m, batch = _params_and_batch(config)
     rows = [
         dict(
             epoch=v["epoch"],
@@ -159,8 +174,8 @@ def run_ours(args, train_ann: Path, val_ann: Path, run_dir: Path) -> dict:
         stopped_at_budget=stopped,
         iterations=iters,
         s_per_iter=train[-1]["minutes"] * 60 / iters if iters else None,
-        params_m=_ours_params(),
-        batch=4,  # the config's train_dataloader.batch_size
+        params_m=params_m,
+        batch=batch * procs,  # the config's train_dataloader.batch_size is per process
         work_dir=str(work_dir),
     )
 
@@ -175,13 +190,15 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def _ours_params() -> float:
+def _params_and_batch(config: str) -> tuple[float, int]:
+    """-> (parameters in millions, train_dataloader.batch_size) of a visionfm config."""
     sys.path.insert(0, str(common.ROOT))
     from visionfm.engine import load_config
     from visionfm.registry import MODELS
 
-    model = MODELS.build(load_config(str(common.ROOT / CONFIG), None).model)
-    return sum(p.numel() for p in model.parameters()) / 1e6
+    cfg = load_config(str(common.ROOT / config), None)
+    model = MODELS.build(cfg.model)
+    return sum(p.numel() for p in model.parameters()) / 1e6, cfg.train_dataloader.batch_size
 
 
 # ---------------------------------------------------------------- report
@@ -276,6 +293,8 @@ def _model_text(key: str, run: dict) -> str:
             f"{run['backbone']}, 4 levels, 100 queries, 3 enc + 3 dec layers, d 128, "
             f"AdamW lr {run['lr']:g}"
         )
+    if key == "visionfm-deformable":
+        return f"the same model and recipe from visionfm's modules (`{CONFIGS[key]}`)"
     return (
         f"RT-DETRv2-S, {run['backbone']}, 300 queries + 100 denoising, 3 dec layers, d 256, "
         f"AdamW lr {run['lr']:g}, warm-up {run['warmup']} it, EMA"
@@ -330,6 +349,12 @@ def main() -> None:
     parser.add_argument("--target-ap", type=float, default=0.5)
     parser.add_argument("--metric", choices=METRICS, default="bbox_mAP")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--ours-procs",
+        type=int,
+        default=2,
+        help="ours: DDP processes (torchrun, gloo) sharing --threads, as `make demo` trains",
+    )
     parser.add_argument("--data", type=Path, default=common.ROOT / "data" / "synthetic")
     parser.add_argument("--max-train-images", type=int, help="first N training images only")
     parser.add_argument("--max-val-images", type=int, help="first N validation images only")
@@ -347,7 +372,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
     which = _which(args.which)
-    baselines = [k for k in which if k != "ours"]
+    baselines = [k for k in which if k not in CONFIGS]
     if args.side_by_side and ("ours" not in which or len(baselines) != 1):
         parser.error("--side-by-side trains ours and one HF baseline: e.g. --which ours hf-rtdetr")
 
@@ -382,8 +407,8 @@ def main() -> None:
     else:
         for key in which:
             run = (
-                run_ours(args, train_ann, val_ann, run_dir)
-                if key == "ours"
+                run_ours(args, train_ann, val_ann, run_dir, key)
+                if key in CONFIGS
                 else BASELINES[key](args, train_ann, val_ann)
             )
             result[key] = summarise(run, args.metric, args.target_ap)

@@ -145,3 +145,14 @@ def test_rtdetr_ema_and_weight_decay_groups():
             want = d * start[key] + (1 - d) * model.state_dict()[key]
             torch.testing.assert_close(value, want)
     assert not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_visionfm_check_config_is_the_hf_baseline_architecture():
+    """benchmarks/configs/deformable-detr_r18_two-stage_synthetic.py rebuilds the HF baseline
+    from visionfm's modules: the same number of parameters (13,590,500)."""
+    from bench_time_to_accuracy import CONFIGS, _params_and_batch
+
+    hf = build_hf_model(5, "resnet18")
+    params_m, batch = _params_and_batch(CONFIGS["visionfm-deformable"])
+    assert round(params_m * 1e6) == sum(p.numel() for p in hf.parameters())
+    assert batch == 8
