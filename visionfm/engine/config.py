@@ -4,7 +4,9 @@ mmengine resolves a config file's variables when the file is read, so overriding
 the command line would silently leave every value computed from it unchanged (a
 well-known trap in OpenMMLab projects). ``load_config`` follows two kinds:
 
-- ``data_root``: every string that starts with the old root is moved to the new one;
+- ``data_root``: every string that starts with the old root is moved to the new one; a new
+  root given without the old one's trailing ``/`` gets it (``data_root=/data/coco`` and
+  ``/data/coco/`` are the same: configs build paths as ``data_root + "annotations/..."``);
 - any other top-level variable (``max_epochs``, ``num_classes``, ``lr``, ...): every key of
   the same name that holds the variable's old value takes the new one
   (``max_epochs=10`` also sets ``train_cfg.max_epochs``). Keys of that name holding other
@@ -136,6 +138,9 @@ def _merge(cfg: Config, cfg_options: dict) -> Config:
     old_root = cfg.get(_ROOT)
     cfg.merge_from_dict(cfg_options)
     new_root = cfg.get(_ROOT)
+    if isinstance(old_root, str) and old_root.endswith("/") and isinstance(new_root, str):
+        if new_root and not new_root.endswith("/"):
+            new_root = cfg[_ROOT] = new_root + "/"
     body = cfg.to_dict()
     for name, old in variables.items():
         if body[name] != old:

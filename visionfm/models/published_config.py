@@ -326,7 +326,7 @@ def published_config(
     model = dict(family.model_config(state, hf_config))
     if family.data_config is not None:  # not an image model: its benchmark's data
         return dict(model=model, **family.data_config(model, data_root)), family
-    data_root = data_root or "data/coco/"
+    data_root = os.path.join(data_root or "data/coco", "")  # ends in "/": paths are root + name
     processor = read_processor_config(path) if hf_config is not None else None
     if hf_config is not None and processor is None:
         raise CheckpointError(
