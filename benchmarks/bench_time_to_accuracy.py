@@ -1,8 +1,9 @@
 """Time to accuracy: our DINO demo detector vs HF transformers' Deformable DETR (the
 original recipe) and RT-DETRv2, trained from random weights on the synthetic data on CPU.
 
-    python benchmarks/bench_time_to_accuracy.py [--which ours hf-deformable hf-rtdetr]
-        [--side-by-side] [--minutes 15] [--target-ap 0.5] [--metric bbox_mAP] [--threads 2]
+    python benchmarks/bench_time_to_accuracy.py [--which ours hf-deformable hf-rtdetr
+        visionfm-deformable] [--side-by-side] [--minutes 15] [--target-ap 0.5]
+        [--metric bbox_mAP] [--threads 2] [--ours-procs 2]
         [--data data/synthetic] [--max-train-images N] [--max-val-images N] [--epochs N]
         [--hf-backbone resnet18] [--hf-lr 2e-4] [--rtdetr-lr 1e-4] [--rtdetr-warmup 2000]
         [--work-dir work_dirs/time_to_accuracy] [--out results/time_to_accuracy.md] [--json FILE]
@@ -14,10 +15,12 @@ are evaluated after every epoch on the validation json by pycocotools (COCO bbox
 run of each stops at the time budget ``--minutes``; an evaluation that ends after the
 budget does not count.
 
-- ``ours``: ``tools/train.py configs/dino/dino_vit-t_synthetic.py`` in a subprocess, as the
-  demo runs it (its schedule, batch 4, its EMA weights validated; ``--epochs`` overrides
-  ``train_cfg.max_epochs``), stopped at the budget. Minutes, iterations and AP are read from
-  its mmengine logs with ``tools/analyze_logs.py``'s ``read_work_dir``.
+- ``ours``: ``tools/train.py configs/dino/dino_vit-t_synthetic.py`` in a subprocess, as
+  ``make demo`` runs it: ``--ours-procs`` (2) gloo DDP processes started by torchrun, each
+  with ``--threads / --ours-procs`` threads and batch 4 (its schedule, its EMA weights
+  validated; ``--epochs`` overrides ``train_cfg.max_epochs``), stopped at the budget.
+  Minutes, iterations and AP are read from its mmengine logs with ``tools/analyze_logs.py``'s
+  ``read_work_dir``.
 - ``hf-deformable``: ``transformers.DeformableDetrForObjectDetection`` trained as the
   original Deformable DETR trains it (d_model 128, 3 + 3 layers, 4 levels, 100 queries,
   two-stage + box refinement with the encoder proposal loss HF omits, AdamW 2e-4, batch 8):
@@ -26,6 +29,11 @@ budget does not count.
   with its own loss (denoising, VFL) and its authors' recipe (AdamW 1e-4, warm-up, EMA),
   batch 8, 128 x 128: see ``benchmarks/hf_rt_detr.py``. (``hf`` / ``both`` still mean
   ``hf-deformable`` / ``ours hf-deformable``.)
+- ``visionfm-deformable``: a check of the ``hf-deformable`` baseline, not a competitor: the
+  same model (the same 13.6 M parameters) and recipe rebuilt from visionfm's own modules
+  (``benchmarks/configs/deformable-detr_r18_two-stage_synthetic.py``), one process of
+  ``--threads`` threads, trained like ``ours``. Two implementations of one recipe should
+  learn alike per iteration.
 
 They train one after the other, each alone on the machine, in the order given; with
 ``--side-by-side`` ours and one HF baseline train at the same time, each with ``--threads``

@@ -31,7 +31,7 @@ SUBSTITUTIONS = {
     # 18 images, not 2,200; clips of 8 frames
     "--num-train 2000 --num-val 200": "--num-train 12 --num-val 6 --video-frames 8 8 "
     "--num-shapes 12 6 --num-scenes 2 1",
-    "epoch_5.pth": "epoch_1.pth",  # the runs train one epoch (FAST)
+    "epoch_9.pth": "epoch_1.pth",  # the runs train one epoch (FAST)
     "point_cls/epoch_8.pth": "point_cls/epoch_1.pth",
     "point_seg/epoch_12.pth": "point_seg/epoch_1.pth",
     "pretrain/epoch_10.pth": "pretrain/epoch_1.pth",
