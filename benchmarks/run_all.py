@@ -112,10 +112,19 @@ SUITES = {
         "bench_time_to_accuracy.py",
         "time_to_accuracy",
         quick=["--minutes", "0.5", "--max-train-images", "40", "--max-val-images", "16"],
-        # both at once, one thread each (a core each on 2 cores): one budget of wall time,
-        # same conditions; 20 minutes, as one thread is slower than the demo's two
-        full=["--minutes", "20", "--side-by-side", "--which", "ours", "hf-deformable"],
-        threads=1,
+        # one after the other, each alone on the 2 cores, 15 minutes each (issue 18's run);
+        # RT-DETRv2's 2000-iteration warm-up would outlast the budget (see its docstring)
+        full=[
+            "--minutes",
+            "15",
+            "--which",
+            "ours",
+            "hf-deformable",
+            "hf-rtdetr",
+            "--rtdetr-warmup",
+            "200",
+        ],
+        threads=2,
     ),
 }
 
@@ -286,15 +295,18 @@ def time_to_accuracy_row(results: Path) -> dict | None:
             reached = run["minutes_to_target"]
             text = f"{reached:.1f} min" if reached is not None else "not reached"
             parts.append(f"{label}: {text} (best {run['best'] or 0:.3f})")
-    # ours must reach the target, and sooner than every HF baseline (which may not reach it)
+    # ours must reach the target in at most 2/3 of the minutes of the fastest HF baseline; a
+    # baseline that does not reach it within the budget needs more than the budget
     passed = None
     baselines = [tta[k]["minutes_to_target"] for k in labels if k != "ours" and k in tta]
     if "ours" in tta and baselines:
         ours = tta["ours"]["minutes_to_target"]
-        passed = ours is not None and all(hf is None or ours < hf for hf in baselines)
+        best = min(tta["minutes"] if hf is None else hf for hf in baselines)
+        passed = ours is not None and ours <= 2 / 3 * best
     return _row(
-        f"time to {tta['metric']} {tta['target']:g}: ours sooner than the HF baselines "
-        f"({tta['minutes']:g}-min budget, {tta['train_images']} training images)",
+        f"time to {tta['metric']} {tta['target']:g}: ours in <= 2/3 of the fastest HF "
+        f"baseline's minutes ({tta['minutes']:g}-min budget, {tta['train_images']} training "
+        "images)",
         "; ".join(parts),
         passed,
         "bench_time_to_accuracy",
