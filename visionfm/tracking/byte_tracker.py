@@ -202,7 +202,11 @@ class ByteTracker:
             track.mean, track.cov = self.kalman.update(
                 track.mean, track.cov, xyxy_to_xyah(bboxes[i])
             )
-            track.label, track.score, track.last_frame = int(labels[i]), float(scores[i]), self.frame
+            track.label, track.score, track.last_frame = (
+                int(labels[i]),
+                float(scores[i]),
+                self.frame,
+            )
             if track.state == TENTATIVE:
                 self._confirm(track)
             track.state = TRACKED

@@ -13,6 +13,7 @@ Layout under ``out_dir`` (names are fixed; readers rely on them)::
     annotations/odvg_{split}.jsonl       ODVG detection + grounding json lines
     annotations/refcoco_{split}.json     MDETR-style RefCOCO json, one entry per expression
     videos/{split}/video_000.mp4         mp4v, 10 fps
+    videos/{split}/video_000.txt         its ground-truth tracks, MOT-challenge text
     annotations/videos_{split}.json      COCO-VID-style per-frame annotations
 
 COCO details: image ``id`` = index + 1 (file ``{index:06d}.jpg``); annotation ids
@@ -21,7 +22,9 @@ start at 1; ``bbox`` is the tight box of the VISIBLE mask (``pycocotools.mask.to
 square or triangle and a compressed RLE (``counts`` as a str) otherwise; every
 annotation also carries ``attributes`` = {color, size, depth_m}. Video frames are
 ``images`` entries with ``video_id``, ``frame_id`` and ``file_name`` = the clip's mp4;
-annotations add ``video_id`` and ``instance_id`` (unique within the split file).
+annotations add ``video_id`` and ``instance_id`` (unique within the split file). The
+``.txt`` beside each clip holds the same boxes as ``frame,id,x,y,w,h,1,-1,-1,-1`` lines
+(``visionfm.data.mot_format``: frames from 1, ``id`` = the clip's ``instance_id``, 1..N).
 
 Every image and clip draws from its own generator seeded by ``(seed, stream,
 index)``, so outputs are byte-identical for a given seed and image k does not
@@ -41,6 +44,7 @@ import numpy as np
 import pycocotools.mask as mask_utils
 from tqdm import tqdm
 
+from ..mot_format import write_mot
 from .grounding import HOLDOUT_PAIRS, write_grounding, write_label_map
 from .panoptic import panoptic_categories, panoptic_segments
 from .refer import Referent, referring_expressions
@@ -185,6 +189,14 @@ def _write_video(job: tuple) -> tuple[dict, list[tuple[dict, list[dict]]]]:
             anns.append(ann)
         image = {"frame_id": t, "file_name": video["file_name"], "width": w, "height": h}
         frames.append((image, anns))
+    tracks = [
+        {
+            "ids": [a["instance_id"] for a in anns],
+            "bboxes": [[x, y, x + bw, y + bh] for x, y, bw, bh in (a["bbox"] for a in anns)],
+        }
+        for _, anns in frames
+    ]
+    write_mot(root / "videos" / split / f"{name}.txt", tracks)
     return video, frames
 
 
@@ -262,7 +274,7 @@ def _make_videos(
     root, split, num_videos, seed, size_range, frame_range, fps, max_objects, progress
 ):
     (root / "videos" / split).mkdir(parents=True, exist_ok=True)
-    _remove_stale(root / "videos" / split, r"video_(\d{3})\.mp4", num_videos)
+    _remove_stale(root / "videos" / split, r"video_(\d{3})\.(?:mp4|txt)", num_videos)
     jobs = [
         (root, split, i, seed, size_range, frame_range, fps, max_objects) for i in range(num_videos)
     ]
