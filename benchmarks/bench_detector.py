@@ -117,7 +117,7 @@ def latency_worker(case: dict) -> dict:
     torch.set_num_threads(case["threads"])
     torch.manual_seed(0)
     paths = case["paths"]
-    inferencer = Inferencer(case["config"], case["checkpoint"], device="cpu")
+    inferencer = Inferencer(case["config"], case["checkpoint"], device="cpu", score_thr=0.0)
     input_shape = tuple(inferencer._prepare(paths[0])["inputs"].shape[-2:])
 
     def ours(amp: bool):

@@ -48,7 +48,7 @@ def checkpoint(options, tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def grounding(options, checkpoint) -> Inferencer:
-    return Inferencer(CONFIG, checkpoint, device="cpu", cfg_options=options)
+    return Inferencer(CONFIG, checkpoint, device="cpu", score_thr=0.0, cfg_options=options)
 
 
 @pytest.fixture(scope="module")

@@ -77,7 +77,7 @@ def test_inferencer_on_a_folder_equals_hugging_face(tmp_path, two_stage):
     hf = write_tiny_deformable_detr(folder, two_stage=two_stage)
     image = _photo(tmp_path / "street.png")
     ref = _reference(hf, folder, image)
-    inferencer = Inferencer(str(folder), device="cpu")
+    inferencer = Inferencer(str(folder), device="cpu", score_thr=0.0)
     sample = inferencer(str(image))
     _assert_same_detections(sample.pred_instances, ref)
     assert sample.metainfo["classes"] == tuple(f"LABEL_{i}" for i in range(5))  # id2label
@@ -96,7 +96,7 @@ def test_a_coco_detector_folder_runs_over_the_80_coco_categories(tmp_path):
     hf = write_tiny_deformable_detr(folder, num_labels=91, id2label=id2label)
     image = _photo(tmp_path / "street.png")
     ref = _reference(hf, folder, image)
-    inferencer = Inferencer(str(folder), device="cpu")
+    inferencer = Inferencer(str(folder), device="cpu", score_thr=0.0)
     assert inferencer.cfg.model.head.num_classes == 80
     sample = inferencer(str(image))
     assert sample.metainfo["classes"] == tuple(COCO_CATEGORY_NAMES.values())
@@ -117,7 +117,7 @@ def test_inferencer_on_a_detr_folder_equals_hugging_face(tmp_path):
     hf = write_tiny_detr(folder)
     image = _photo(tmp_path / "street.png")
     ref = _reference(hf, folder, image)
-    pred = Inferencer(str(folder), device="cpu")(str(image)).pred_instances
+    pred = Inferencer(str(folder), device="cpu", score_thr=0.0)(str(image)).pred_instances
     order = ref["scores"].argsort(descending=True)
     assert len(pred.scores) == len(ref["scores"]) == 12  # one per query (threshold 0)
     assert ref["scores"].std() > 1e-3
@@ -145,7 +145,7 @@ def test_convert_checkpoint_then_demo(tmp_path):
     assert "deformable_detr" in done.stdout and "model.pth" in done.stdout
     assert {"model.pth", "config.py"} <= set(os.listdir(out))
 
-    _assert_same_detections(Inferencer(str(out), device="cpu")(str(image)).pred_instances,
+    _assert_same_detections(Inferencer(str(out), device="cpu", score_thr=0.0)(str(image)).pred_instances,
                             _reference(hf, folder, image))  # fmt: skip
 
     demo = tmp_path / "demo"

@@ -301,7 +301,8 @@ def test_inferencer_on_the_folder_equals_hugging_face(tmp_path):
         outputs = hf(**processor(images=pil, return_tensors="pt"))
     ref = processor.post_process_object_detection(outputs, threshold=0.0, target_sizes=[size])[0]
     order = ref["scores"].argsort(descending=True)
-    pred = Inferencer(str(tmp_path), device="cpu")(str(tmp_path / "photo.png")).pred_instances
+    inferencer = Inferencer(str(tmp_path), device="cpu", score_thr=0.0)  # every query
+    pred = inferencer(str(tmp_path / "photo.png")).pred_instances
     assert len(pred.scores) == SIZE["num_queries"]
     assert torch.equal(pred.labels, ref["labels"][order])
     assert (pred.scores - ref["scores"][order]).abs().max() < 1e-5

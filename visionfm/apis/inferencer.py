@@ -72,6 +72,14 @@ class Inferencer:
     returned sample carries ``metainfo['classes']``, so ``draw_sample(image, sample)`` names
     its labels without the Inferencer.
 
+    ``score_thr`` filters what is returned, not only what is drawn: instances of a sample's
+    ``pred_instances`` scoring below it are dropped, all their fields alike (``bboxes``,
+    ``labels``, ``scores``, ``masks``, ``keypoints``; detection, instance / panoptic heads'
+    instances, grounding, pose). Dense maps (``pred_sem_seg``, ``pred_panoptic_seg``,
+    ``pred_depth``) have no per-instance score and are returned whole (a panoptic head keeps
+    its own ``test_cfg`` thresholds). ``score_thr=0`` returns every prediction the model makes
+    (e.g. the top 100 of a DETR).
+
     ``amp=True`` runs the model (data preprocessor, forward, post-processing) under
     ``torch.autocast`` in bfloat16 on the inference device: matmuls and convolutions in bf16,
     weights stay fp32; the predictions are returned as float32 again. Faster for large models
@@ -149,6 +157,7 @@ class Inferencer:
         for sample in results:
             if self.amp:
                 _to_float32(sample)
+            _drop_low_scores(sample, self.score_thr)
             if not self.prompted:
                 sample.set_metainfo(dict(classes=tuple(self.dataset_meta["classes"])))
         return results[0] if single else results
@@ -209,6 +218,14 @@ def _set_prompt(
     if kind == "classes":
         sample.phrases = list(phrases)
         sample.phrase_spans = [[list(span) for span in phrase] for phrase in spans]
+
+
+def _drop_low_scores(sample: DataSample, score_thr: float) -> None:
+    """``sample.pred_instances`` (N instances) without those scoring below ``score_thr``, every
+    per-instance field indexed alike, in place; a sample without scored instances is kept."""
+    instances = sample.get("pred_instances")
+    if instances is not None and "scores" in instances and score_thr > 0:
+        sample.pred_instances = instances[instances.scores >= score_thr]
 
 
 def _to_float32(element: BaseDataElement) -> None:
