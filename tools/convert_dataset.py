@@ -20,11 +20,12 @@ import sys
 from pathlib import Path
 
 try:
-    from visionfm.data.converters import FORMATS, ConversionError, convert_dataset
+    from visionfm.data.converters import FORMATS, convert_dataset
 except ModuleNotFoundError:  # run from a source checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from visionfm.data.converters import FORMATS, ConversionError, convert_dataset
+    from visionfm.data.converters import FORMATS, convert_dataset
 from visionfm.data.converters.common import read_class_file
+from visionfm.engine.cli import run_tool
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,33 +44,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="bad input: stop (default) or leave its image out and list it",
     )
     p.add_argument("--split", help="VOC: ImageSets/Main files to convert, comma-separated")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.split and args.format != "voc":
+        p.error(f"--split names VOC's ImageSets/Main files; {args.format} finds its own splits")
+    return args
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     classes = None
-    try:
-        if args.classes is not None:
-            classes = [c.strip() for c in args.classes.split(",")]
-        elif args.classes_file is not None:
-            classes = read_class_file(args.classes_file)
-        report = convert_dataset(
-            args.format,
-            args.src,
-            args.out,
-            classes=classes,
-            images=args.images,
-            on_error=args.on_error,
-            splits=args.split.split(",") if args.split else None,
-        )
-    except (ConversionError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    if args.classes is not None:
+        classes = [c.strip() for c in args.classes.split(",")]
+    elif args.classes_file is not None:
+        classes = read_class_file(args.classes_file)
+    report = convert_dataset(
+        args.format,
+        args.src,
+        args.out,
+        classes=classes,
+        images=args.images,
+        on_error=args.on_error,
+        splits=args.split.split(",") if args.split else None,
+    )
     print(report.summary())
-    print(f"written to {args.out}/annotations and {args.out}/images")
-    return 0
+    print(f"written to {args.out / 'annotations'} and {args.out / 'images'}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

@@ -19,6 +19,7 @@ from pycocotools.coco import COCO
 
 from visionfm.data import CocoDataset
 from visionfm.data.converters import ConversionError, convert_dataset
+from visionfm.engine.cli import run_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINE = [dict(type="LoadImage"), dict(type="LoadAnnotations"), dict(type="PackInputs")]
@@ -384,13 +385,28 @@ def test_command_line(tmp_path, capsys):
     src = _voc(tmp_path / "voc")
     _write(tmp_path / "classes.txt", "person\nbird\n")
     argv = ["voc", str(src), "--out", str(tmp_path / "out"), "--split", "train,val"]
-    assert tool.main([*argv, "--classes-file", str(tmp_path / "classes.txt")]) == 0
+    tool.main([*argv, "--classes-file", str(tmp_path / "classes.txt")])
     out = capsys.readouterr().out
     assert "train: 1 images, 2 annotations" in out and "val: 1 images, 2 annotations" in out
     coco = COCO(str(tmp_path / "out/annotations/instances_train.json"))
     assert [c["name"] for c in coco.loadCats([1, 2])] == ["person", "bird"]
 
-    assert tool.main([*argv, "--classes", "person"]) == 1  # bird is unknown
-    assert re.search(r"error: .*2007_000001.xml:9: unknown class 'bird'", capsys.readouterr().err)
-    assert tool.main([*argv, "--classes", "person", "--on-error", "skip"]) == 0
+    tool.main([*argv, "--classes", "person", "--on-error", "skip"])  # bird is unknown
     assert "2 images left out (on_error='skip')" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        tool.main(["yolo", str(src), "--out", str(tmp_path / "o"), "--split", "train"])
+    assert "--split names VOC's ImageSets/Main files" in capsys.readouterr().err
+
+
+def test_command_line_bad_input_is_one_error_line(tmp_path, monkeypatch):
+    """What ``python tools/convert_dataset.py`` does: ``run_tool(main)``."""
+    tool = _tool()
+    src = _voc(tmp_path / "voc")
+    argv = ["voc", str(src), "--out", str(tmp_path / "out"), "--classes", "person"]
+    monkeypatch.delenv("VISIONFM_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        run_tool(lambda: tool.main(argv))
+    message = str(exc.value.code)  # printed to stderr, exit status 1
+    assert re.fullmatch(
+        rf"error: {src}/Annotations/2007_000001.xml:9: unknown class 'bird' .*", message
+    )

@@ -45,7 +45,7 @@ def convert_dataset(
         raise ValueError(f"splits are VOC's ImageSets/Main files; {fmt} finds its own splits")
     src = Path(src)
     if not src.exists():
-        raise FileNotFoundError(f"{fmt} dataset not found: {src}")
+        raise ConversionError(f"{src}: no such file or folder (the {fmt} dataset to convert)")
     writer = CocoWriter(Path(out), classes, images=images, on_error=on_error)
     if splits is not None:
         convert_voc(src, writer, list(splits))
