@@ -8,6 +8,7 @@ from .iou_metric import IoUMetric
 from .keypoint_metric import CocoKeypointMetric
 from .panoptic_metric import PanopticMetric
 from .point_metric import PointClsMetric, PointSegMetric
+from .prediction_writer import PredictionWriter
 
 __all__ = [
     "CocoKeypointMetric",
@@ -18,5 +19,6 @@ __all__ = [
     "PhraseGroundingMetric",
     "PointClsMetric",
     "PointSegMetric",
+    "PredictionWriter",
     "RefExpMetric",
 ]
