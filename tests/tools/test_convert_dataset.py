@@ -114,6 +114,22 @@ def test_yolo_classes_from_data_yaml_and_images_linked(tmp_path):
     assert linked.is_symlink() and linked.resolve() == (src / "images/train/a.jpg").resolve()
 
 
+def test_exif_rotated_photo_gets_the_size_it_is_shown_and_loaded_at(tmp_path):
+    from PIL import Image
+
+    src = _yolo(tmp_path / "yolo")
+    photo = Image.fromarray(np.zeros((48, 64, 3), np.uint8))  # stored 64 wide, 48 high
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned by 90 degrees: 48 wide, 64 high
+    photo.save(src / "images/train/a.jpg", exif=exif)
+    convert_dataset("yolo", src, tmp_path / "out")
+    coco, read = _read_back(tmp_path / "out", "train")
+    (image,) = [im for im in coco.dataset["images"] if im["file_name"] == "train/a.jpg"]
+    assert (image["height"], image["width"]) == (64, 48)
+    # cx, cy, w, h = 0.5, 0.5, 0.25, 0.5 of 48 x 64 -> [18, 16, 30, 48]
+    assert read["train/a.jpg"][0][0] == pytest.approx([18, 16, 30, 48])
+
+
 # ---- Pascal VOC ---------------------------------------------------------------------------
 VOC_XML = """
 <annotation>

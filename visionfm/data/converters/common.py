@@ -50,6 +50,7 @@ __all__ = [
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 ON_ERROR = ("raise", "skip")
+_ORIENTATION = 0x0112  # the EXIF tag
 IMAGE_MODES = ("copy", "link")
 
 
@@ -210,10 +211,10 @@ class CocoWriter:
     @contextmanager
     def output(self, name: str) -> Iterator[None]:
         """Collect one output json, ``instances_<name>.json``, written when the block ends."""
+        if self.classes is None:
+            raise ConversionError(f"no class names for {name!r} (give --classes)")
         self._coco, self._name = dict(images=[], annotations=[]), name
         yield
-        if self.classes is None:
-            raise ConversionError(f"no classes for {name!r} (give --classes)")
         coco, self._coco = self._coco, None
         coco["categories"] = [
             dict(id=i + 1, name=n, supercategory="") for i, n in enumerate(self.classes)
@@ -225,7 +226,7 @@ class CocoWriter:
         self.report.annotations[name] = len(coco["annotations"])
 
     @contextmanager
-    def image(self, where: str) -> Iterator[None]:
+    def image(self) -> Iterator[None]:
         """Wrap the parsing of one image: with ``on_error='skip'`` a ConversionError inside
         leaves the image out (counted, with its reason) instead of raising."""
         images, anns = len(self._coco["images"]), len(self._coco["annotations"])
@@ -246,12 +247,15 @@ class CocoWriter:
     ) -> tuple[int, int, int]:
         """Add the image file ``src`` as ``images/<file_name>``; returns (image id, H, W).
 
-        ``size`` (H, W) stated by the annotation must match the file's."""
+        H, W are the image's as shown (its EXIF orientation applied, as annotation tools and
+        ``LoadImage`` do); ``size`` (H, W) stated by the annotation must match them."""
         if not src.is_file():
             raise ConversionError(f"{where}: image not found: {src}")
         try:
             with Image.open(src) as im:
                 width, height = im.size
+                if im.getexif().get(_ORIENTATION) in (5, 6, 7, 8):  # turned by 90 degrees
+                    width, height = height, width  # as LoadImage (cv2.IMREAD_COLOR) shows it
         except OSError as e:
             raise ConversionError(f"{where}: cannot read image {src} ({e})") from None
         if size is not None and tuple(size) != (height, width):

@@ -100,5 +100,5 @@ def convert_cvat(src: Path, writer: CocoWriter) -> None:
     for name, members in subsets.items():
         with writer.output(name):
             for image in members:
-                with writer.image(f"{xml}:{image.line}"):
+                with writer.image():
                     _convert_image(writer, xml, image, xml.parent / "images")

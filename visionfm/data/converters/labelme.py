@@ -86,7 +86,7 @@ def convert_labelme(src: Path, writer: CocoWriter) -> None:
         writer.set_classes(sorted(labels), f"{src}: the labels found")
     with writer.output(src.name):
         for path, data in loaded.items():
-            with writer.image(str(path)):
+            with writer.image():
                 if isinstance(data, ConversionError):
                     raise data
                 _convert_file(writer, path, data, src)

@@ -119,7 +119,7 @@ def convert_voc(src: Path, writer: CocoWriter, splits: list[str] | None = None) 
     for name, items in outputs:
         with writer.output(name):
             for where, xml in items:
-                with writer.image(where):
+                with writer.image():
                     root = parsed.get(xml)
                     if root is None:
                         raise ConversionError(f"{where}: image id listed, but no {xml}")

@@ -125,7 +125,7 @@ def convert_yolo(src: Path, writer: CocoWriter) -> None:
         with writer.output(name):
             for image in images:
                 rel = image.relative_to(images_dir)
-                with writer.image(str(image)):
+                with writer.image():
                     _convert_label(
                         writer, image, labels_dir / rel.with_suffix(".txt"), rel.as_posix()
                     )
@@ -134,7 +134,7 @@ def convert_yolo(src: Path, writer: CocoWriter) -> None:
                 if label == labels_dir / "classes.txt":
                     continue
                 if label.relative_to(labels_dir).with_suffix("") not in by_stem:
-                    with writer.image(str(label)):
+                    with writer.image():
                         raise ConversionError(
                             f"{label}: label file without an image (looked for "
                             f"{images_dir / label.relative_to(labels_dir).with_suffix('')}"
