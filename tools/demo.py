@@ -10,6 +10,7 @@
                                                # a prompted model: class names or a phrase
     python tools/demo.py MODEL_FOLDER INPUT    # a published model's Hugging Face folder, or
                                                # a tools/convert_checkpoint.py output folder
+    python tools/demo.py CONFIG CHECKPOINT VIDEO --track [--batch-size 8]   # track objects
 
 CONFIG may be the config a training run saved in its work dir (``WORK_DIR/NAME.py``), which
 holds that run's ``--cfg-options``. INPUT: an image file, a folder of images, a video file,
@@ -18,7 +19,16 @@ Images are written to OUT as PNGs with the predictions drawn (``Inferencer.visua
 ``visionfm.visualization.draw_sample``: boxes, masks, keypoints, semantic and panoptic
 maps over the image, depth beside it); a video becomes OUT/<name>.mp4 at the input's fps,
 its frames drawn the same way (the input's size for detections, wider with dense panels); a
-webcam is recorded to OUT/webcam.mp4 (stop with Ctrl-C or --max-frames).
+webcam is recorded to OUT/webcam.mp4 (stop with Ctrl-C or --max-frames), the frame rate
+drawn at the top left. Video frames go through the model ``--batch-size`` at a time (a webcam's
+one at a time); the progress bar shows frames per second.
+
+``--track`` follows the detected objects from frame to frame (``visionfm.tracking.ByteTracker``:
+detections at or above ``--score-thr`` start and continue tracks, those down to
+``--track-low-thr`` only continue them) and draws each box with its track id, one colour per
+id; the tracks are also written to OUT/<name>.txt in MOT-challenge format
+(``frame,id,x,y,w,h,score,-1,-1,-1``, frames from 1), which ``tools/eval_tracking.py`` scores.
+A folder of images is tracked as the frames of one video, in file-name order.
 
 MODEL_FOLDER: a Hugging Face ``save_pretrained`` folder of a published family
 (``config.json``, weights, ``preprocessor_config.json``) runs with the config
@@ -43,7 +53,9 @@ reported by name and skipped in a folder::
 """
 
 import argparse
+import itertools
 import os
+import time
 from pathlib import Path
 
 import cv2
@@ -52,8 +64,11 @@ from tqdm import tqdm
 
 from visionfm.apis import Inferencer, PointInferencer, TopDownPipeline
 from visionfm.apis.point_inferencer import list_point_inputs
+from visionfm.data.mot_format import write_mot
 from visionfm.data.video import VideoWriter, open_source
 from visionfm.engine.cli import run_tool
+from visionfm.tracking import ByteTracker
+from visionfm.visualization import draw_fps, draw_tracks
 
 
 def main() -> None:
@@ -74,6 +89,14 @@ def main() -> None:
         "--amp", action="store_true", help="bf16 autocast (faster for ViT-B-sized models)"
     )
     parser.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
+    parser.add_argument("--batch-size", type=int, default=1, help="video frames per forward pass")
+    parser.add_argument("--track", action="store_true", help="track objects across frames")
+    parser.add_argument(
+        "--track-low-thr",
+        type=float,
+        default=0.1,
+        help="--track: detections from this score up to --score-thr continue tracks",
+    )
     parser.add_argument("--cfg-options", nargs="+", action=DictAction)
     parser.add_argument("--pose-config", help="top-down pose model run on the person boxes")
     parser.add_argument("--pose-checkpoint", help="weights of --pose-config")
@@ -108,18 +131,23 @@ def main() -> None:
         parser.error("--text is for a grounding model alone, not with --pose-config")
     if args.pose_cfg_options and not args.pose_config:
         parser.error("--pose-cfg-options is for the model of --pose-config: give that too")
+    if args.track and args.pose_config:
+        parser.error("--track follows a detector's boxes: leave out --pose-config")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
 
     inferencer = Inferencer(
         args.config,
         args.checkpoint,
         device=args.device,
-        score_thr=args.score_thr,
+        # the tracker's second stage needs the low-score detections too
+        score_thr=min(args.score_thr, args.track_low_thr) if args.track else args.score_thr,
         cfg_options=args.cfg_options,
         amp=args.amp,
     )
     if isinstance(inferencer, PointInferencer):
-        if args.text is not None or args.pose_config:
-            parser.error("--text and --pose-config are not for a point-cloud model")
+        if args.text is not None or args.pose_config or args.track:
+            parser.error("--text, --pose-config and --track are not for a point-cloud model")
         point_demo(args, inferencer)
         return
     if inferencer.prompted and args.text is None:
@@ -151,29 +179,79 @@ def main() -> None:
         # sized by the first drawn frame: dense predictions add panels (a depth map beside the
         # frame, one panel per semantic / panoptic map), which must not be squeezed
         writer = VideoWriter(os.path.join(args.out, f"{name}.mp4"), source.fps)
+    tracker, tracks = None, []  # tracks: one dict per frame (ByteTracker.update's)
+    if args.track:
+        tracker = ByteTracker(
+            high_thr=args.score_thr, low_thr=min(args.track_low_thr, args.score_thr)
+        )
+    batch_size = 1 if source.kind == "webcam" else args.batch_size
+    frames = itertools.islice(source, args.max_frames)
+    progress = tqdm(total=total, desc=source.kind, unit="frame")
+    fps, last = None, time.perf_counter()
     written = []
     try:
-        for index, (name, frame) in enumerate(tqdm(source, total=total, desc=source.kind)):
-            if args.max_frames is not None and index >= args.max_frames:
-                break
-            sample = inferencer(frame) if args.text is None else inferencer(frame, text=args.text)
-            drawn = inferencer.visualize(frame, sample)
-            if writer is not None:
-                writer.write(drawn)
-            else:
-                path = os.path.join(args.out, os.path.splitext(os.path.basename(name))[0] + ".png")
-                cv2.imwrite(path, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
-                written.append(path)
+        while chunk := list(itertools.islice(frames, batch_size)):
+            images = [frame for _, frame in chunk]
+            samples = (
+                [inferencer(image) for image in images]  # TopDownPipeline: one image a call
+                if args.pose_config
+                else inferencer(images, batch_size=len(images), text=args.text)
+            )
+            for (name, frame), sample in zip(chunk, samples):
+                if tracker is None:
+                    drawn = inferencer.visualize(frame, sample)
+                else:
+                    tracks.append(track_frame(tracker, sample))
+                    boxes, ids, labels = (tracks[-1][k] for k in ("bboxes", "ids", "labels"))
+                    drawn = draw_tracks(frame, boxes, ids, labels, class_names(sample))
+                if source.kind == "webcam":  # smoothed over about ten frames
+                    now = time.perf_counter()
+                    rate = 1.0 / max(now - last, 1e-6)
+                    fps, last = rate if fps is None else 0.9 * fps + 0.1 * rate, now
+                    drawn = draw_fps(drawn, fps)
+                if writer is not None:
+                    writer.write(drawn)
+                else:
+                    stem = os.path.splitext(os.path.basename(name))[0]
+                    path = os.path.join(args.out, stem + ".png")
+                    cv2.imwrite(path, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+                    written.append(path)
+                progress.update()
     except KeyboardInterrupt:
         pass
     finally:
+        progress.close()
         if writer is not None:
             writer.close()
             if os.path.exists(writer.path):  # not when no frame was read
                 written.append(writer.path)
+        if tracker is not None and tracks:
+            stem = "webcam" if source.kind == "webcam" else Path(args.input).stem
+            written.append(os.path.join(args.out, f"{stem}.txt"))
+            write_mot(written[-1], tracks)
     print(
         f"demo output: {', '.join(written) if len(written) <= 4 else args.out + '/ (' + str(len(written)) + ' files)'}"
     )
+
+
+def track_frame(tracker: ByteTracker, sample) -> dict:
+    """``tracker`` advanced by the boxes of ``sample`` (a DataSample with ``pred_instances``);
+    returns the frame's tracks (``ByteTracker.update``'s dict). Boxes without area (an
+    untrained model's) cannot be followed and are left out."""
+    pred = sample.get("pred_instances")
+    if pred is None or "bboxes" not in pred:
+        raise SystemExit(
+            "error: --track follows boxes, and this model predicts none (no "
+            "pred_instances.bboxes): use a detector's config"
+        )
+    boxes, scores = pred.bboxes.float().cpu().numpy(), pred.scores.float().cpu().numpy()
+    keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    return tracker.update(boxes[keep], scores[keep], pred.labels.cpu().numpy()[keep])
+
+
+def class_names(sample) -> list[str]:
+    """What ``sample``'s labels index: a prompted model's phrases, else the class names."""
+    return list(sample.get("phrases") or sample.metainfo["classes"])
 
 
 def point_demo(args: argparse.Namespace, inferencer: PointInferencer) -> None:

@@ -87,7 +87,7 @@ class ByteTracker:
     """Feed it one frame's detections at a time (:meth:`update`); see the module doc.
 
     Defaults are ByteTrack's for MOT17 (``track_thresh`` 0.5 -> ``high_thr``, new tracks from
-    0.6, ``match_thresh`` 0.8 -> ``match_iou`` 0.2, 0.5 / 0.3 for the second stage and the
+    ``new_track_thr`` = ``high_thr + 0.1``, ``match_thresh`` 0.8 -> ``match_iou`` 0.2, 0.5 / 0.3 for the second stage and the
     tentative tracks, a 30-frame buffer).
     """
 
@@ -95,7 +95,7 @@ class ByteTracker:
         self,
         high_thr: float = 0.5,
         low_thr: float = 0.1,
-        new_track_thr: float = 0.6,
+        new_track_thr: float | None = None,
         match_iou: float = 0.2,
         low_match_iou: float = 0.5,
         tentative_match_iou: float = 0.3,
@@ -104,7 +104,8 @@ class ByteTracker:
     ):
         if not 0 <= low_thr <= high_thr:
             raise ValueError(f"need 0 <= low_thr <= high_thr, got {low_thr} and {high_thr}")
-        self.high_thr, self.low_thr, self.new_track_thr = high_thr, low_thr, new_track_thr
+        self.high_thr, self.low_thr = high_thr, low_thr
+        self.new_track_thr = high_thr + 0.1 if new_track_thr is None else new_track_thr
         self.match_iou, self.low_match_iou = match_iou, low_match_iou
         self.tentative_match_iou = tentative_match_iou
         self.max_lost_frames = max_lost_frames

@@ -11,6 +11,8 @@
 - ``colorize_depth`` (``dense.py``): a depth map through a colormap (turbo or viridis);
 - ``draw_depth`` (``dense.py``): ``colorize_depth`` with a colour bar and the min / max values
   beneath;
+- ``draw_tracks`` / ``draw_fps`` (``tracks.py``): boxes captioned with their track id in
+  one colour per id; a frame rate caption;
 - ``side_by_side`` (``sample.py``): images in one row;
 - ``draw_sample`` (``sample.py``): everything a ``DataSample`` holds (what every tool draws
   with); a grounding sample's boxes are named by its ``phrases``;
@@ -28,15 +30,18 @@ from .dense import colorize_depth, draw_depth, draw_panoptic_seg, draw_sem_seg
 from .instances import draw_instances
 from .points import draw_point_sample, render_points, write_turntable
 from .sample import draw_sample, side_by_side
+from .tracks import draw_fps, draw_tracks
 
 __all__ = [
     "colorize_depth",
     "draw_depth",
+    "draw_fps",
     "draw_instances",
     "draw_panoptic_seg",
     "draw_point_sample",
     "draw_sample",
     "draw_sem_seg",
+    "draw_tracks",
     "palette",
     "render_points",
     "side_by_side",
