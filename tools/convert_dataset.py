@@ -5,8 +5,10 @@
     python tools/convert_dataset.py labelme data/labelme --out data/lm --classes cat,dog
     python tools/convert_dataset.py cvat data/cvat_export --out data/cvat_coco --images link
 
-Writes ``OUT/annotations/instances_<split or name>.json`` and ``OUT/images/``; train on it
-with ``configs/custom/`` (``data_root=OUT/``, ``data_prefix=dict(img='images/')``). Each
+Writes ``OUT/annotations/instances_<split or name>.json`` and ``OUT/images/`` (json
+``file_name``s are relative to it); train on it with a copy of
+``configs/custom/dino_vit-t_custom-coco.py`` whose ``data_root`` is OUT/, ``ann_file``s
+``annotations/instances_<split>.json`` and ``data_prefix=dict(img='images/')``. Each
 format's layout, coordinate convention and class order: ``visionfm.data.converters``.
 Bad input (missing image, unknown class, malformed line, box outside the image) stops the
 conversion naming the file and line, or with ``--on-error skip`` leaves that image out and
