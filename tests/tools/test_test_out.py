@@ -149,7 +149,7 @@ def test_point_clouds_are_label_arrays_or_a_json(task, tmp_path, monkeypatch):
         assert len(entries) == 4 and {"file", "label", "class", "score"} <= set(entries[0])
         file = entries[0]["file"]  # ModelNet's columns: xyz, normal
         sample = inferencer({**inferencer.read(file, ["coord", "normal"]), "file": file})
-        assert entries[0]["label"] == int(sample.pred_label[0])
+        assert entries[0]["label"] == int(sample.pred_label)
 
 
 def test_grounding_and_a_json_file_for_maps_are_refused(tmp_path, monkeypatch, capsys):
