@@ -162,3 +162,16 @@ def test_grounding_and_a_json_file_for_maps_are_refused(tmp_path, monkeypatch, c
         with pytest.raises(SystemExit):
             _test_tool(monkeypatch, config, "x.pth", "--out", out)
         assert message in capsys.readouterr().err
+
+
+def test_a_json_file_holds_the_box_results_alone(synthetic_root, tmp_path, monkeypatch):
+    config = "configs/dino/dino_vit-t_synthetic.py"
+    options = _options(synthetic_root, "dino_json")
+    ckpt = _checkpoint(config, options, tmp_path / "model.pth")
+    out = tmp_path / "results.json"
+    _test_tool(monkeypatch, ROOT / config, ckpt, "--out", out, "--work-dir", tmp_path / "work",
+               "--cfg-options", *options)  # fmt: skip
+    entries = json.loads(out.read_text())
+    assert entries and {"image_id", "category_id", "bbox", "score"} <= set(entries[0])
+    assert {e["image_id"] for e in entries} <= {1, 2, 3, 4, 5, 6}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pth", "results.json", "work"]
