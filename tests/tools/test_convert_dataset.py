@@ -275,6 +275,11 @@ def _bad_yolo_missing_image(src):
     return r"labels/train/gone.txt: label file without an image", None
 
 
+def _bad_yolo_label_folder_without_images(src):
+    _write(_yolo(src) / "labels/test/c.txt", "0 0.5 0.5 0.1 0.1\n")
+    return r"labels/test/c.txt: label file without an image \(looked for .*images/test/c\.", None
+
+
 def _bad_voc_missing_image(src):
     (_voc(src) / "JPEGImages/2007_000001.jpg").unlink()
     return r"Annotations/2007_000001.xml:2: image not found: .*2007_000001.jpg", "2007_000001.jpg"
@@ -351,7 +356,13 @@ def _bad_cvat_size(src):
 
 
 BAD = {
-    "yolo": [_bad_yolo_line, _bad_yolo_class, _bad_yolo_outside, _bad_yolo_missing_image],
+    "yolo": [
+        _bad_yolo_line,
+        _bad_yolo_class,
+        _bad_yolo_outside,
+        _bad_yolo_missing_image,
+        _bad_yolo_label_folder_without_images,
+    ],
     "voc": [
         _bad_voc_missing_image,
         _bad_voc_unknown_class,

@@ -114,13 +114,17 @@ def convert_yolo(src: Path, writer: CocoWriter) -> None:
         if not folder.is_dir():
             raise ConversionError(f"{src}: expected the folders images/ and labels/, no {folder}")
     _classes(src, writer)
-    splits = [(src.name, images_dir, False)]  # images directly in images/
-    splits += [(d.name, d, True) for d in sorted(images_dir.iterdir()) if d.is_dir()]
-    for name, folder, recursive in splits:
-        images = _images(folder, recursive)
-        if not recursive and not images:
+    # (name, relative folder, recursive): files directly in images/ and labels/, then one
+    # split per subfolder of either (a label folder without images is reported, not dropped)
+    subfolders = {d.name for top in (images_dir, labels_dir) for d in top.iterdir() if d.is_dir()}
+    splits = [(src.name, Path("."), False)] + [(n, Path(n), True) for n in sorted(subfolders)]
+    for name, rel_folder, recursive in splits:
+        images = _images(images_dir / rel_folder, recursive)
+        labels_folder = labels_dir / rel_folder
+        labels = labels_folder.rglob("*.txt") if recursive else labels_folder.glob("*.txt")
+        labels = sorted(p for p in labels if p != labels_dir / "classes.txt")
+        if not images and not labels:
             continue
-        labels = labels_dir / folder.relative_to(images_dir)
         by_stem = {p.relative_to(images_dir).with_suffix(""): p for p in images}
         with writer.output(name):
             for image in images:
@@ -129,10 +133,7 @@ def convert_yolo(src: Path, writer: CocoWriter) -> None:
                     _convert_label(
                         writer, image, labels_dir / rel.with_suffix(".txt"), rel.as_posix()
                     )
-            glob = labels.rglob("*.txt") if recursive else labels.glob("*.txt")
-            for label in sorted(glob):
-                if label == labels_dir / "classes.txt":
-                    continue
+            for label in labels:
                 if label.relative_to(labels_dir).with_suffix("") not in by_stem:
                     with writer.image():
                         raise ConversionError(
