@@ -69,7 +69,9 @@ def read_mot(path: str | os.PathLike) -> np.ndarray:
                 raise ValueError(f"{where}: the box has no area (w={w:g}, h={h:g})")
             key = (int(frame), int(track_id))
             if key in seen:
-                raise ValueError(f"{where}: id {key[1]} is already in frame {key[0]} (line {seen[key]})")
+                raise ValueError(
+                    f"{where}: id {key[1]} is already in frame {key[0]} (line {seen[key]})"
+                )
             seen[key] = number
             if conf != 0:
                 rows.append([frame, track_id, x, y, w, h, conf])
