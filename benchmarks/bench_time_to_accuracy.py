@@ -54,6 +54,7 @@ import concurrent.futures
 import contextlib
 import datetime
 import json
+import math
 import os
 import signal
 import subprocess
@@ -166,10 +167,14 @@ def run_ours(args, train_ann: Path, val_ann: Path, run_dir: Path, key="ours") ->
         raise RuntimeError(f"tools/train.py failed ({proc.returncode}):\n{tail}")
     train, val = read_work_dir(str(work_dir), "coco/bbox_mAP")
     params_m, batch = _params_and_batch(config)
+    # an epoch's iterations (the log has every 20th): DefaultSampler gives each of the procs
+    # ceil(N / procs) of the N images with boxes, in batches of `batch`
+    images = len({a["image_id"] for a in json.loads(train_ann.read_text())["annotations"]})
+    per_epoch = math.ceil(math.ceil(images / procs) / batch)
     rows = [
         dict(
             epoch=v["epoch"],
-            iteration=max((t["iter"] for t in train if t["epoch"] <= v["epoch"]), default=None),
+            iteration=v["epoch"] * per_epoch,
             minutes=v["minutes"],
             **{m: v[f"coco/{m}"] for m in METRICS},
         )
