@@ -74,7 +74,7 @@ def fast_options(command: str, cwd: Path) -> str:
 # Commands that are not run, and why. They are still checked to name programs and files
 # that exist.
 SKIPPED = {
-    "make demo": "the whole demo: 17 minutes of training; its steps are the quickstart's",
+    "make demo": "the whole demo: 14 minutes of training; its steps are the quickstart's",
     "make test": "runs this test suite",
     ".venv/bin/torchrun": "two training processes; tests/engine/test_ddp.py runs DDP",
     ".venv/bin/python tools/test.py configs/deformable_detr/deformable-detr_r50_coco.py": "COCO "
@@ -83,6 +83,8 @@ SKIPPED = {
     ".venv/bin/python tools/train.py configs/custom/deformable-detr_r50_custom-coco.py": "R-50 "
     "training; tests/engine/test_finetune_published.py fine-tunes a tiny published model with "
     "this config's settings",
+    ".venv/bin/python tools/convert_dataset.py yolo data/my_yolo": "your own YOLO folder; "
+    "tests/tools/test_convert_dataset.py converts every format on files it writes",
 }
 
 _FENCE = re.compile(r"^( *)```(bash|python)\n(.*?)^\1```", re.MULTILINE | re.DOTALL)
