@@ -23,6 +23,9 @@ def test_training_writes_loss_and_lr_to_tensorboard_equal_to_the_json_log(synthe
         {
             "data_root": f"{synthetic_root}/",
             "work_dir": str(tmp_path),
+            # a Visualizer of its own: another test of this worker building the demo config in
+            # the same second would otherwise hand this run its instance (and its save dir)
+            "experiment_name": f"tensorboard_{tmp_path.name}",
             "train_dataloader.batch_size": 2,
             "train_dataloader.num_workers": 0,
             "train_dataloader.persistent_workers": False,
