@@ -14,7 +14,7 @@ PROCS ?= 2
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e ".[dev,text]"
+	$(PY) -m pip install -e ".[dev,text,export,webui]"
 	touch $@
 
 install: $(VENV)/.installed
