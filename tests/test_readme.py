@@ -85,6 +85,8 @@ SKIPPED = {
     "this config's settings",
     ".venv/bin/python tools/convert_dataset.py yolo data/my_yolo": "your own YOLO folder; "
     "tests/tools/test_convert_dataset.py converts every format on files it writes",
+    ".venv/bin/python tools/webui.py": "a web server that runs until stopped; "
+    "tests/tools/test_webui.py serves the page and drives it with gradio_client",
 }
 
 _FENCE = re.compile(r"^( *)```(bash|python)\n(.*?)^\1```", re.MULTILINE | re.DOTALL)
