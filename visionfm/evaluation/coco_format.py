@@ -5,6 +5,7 @@ for ``CocoMetric`` (pycocotools does the evaluation).
   a few hundred bytes per mask, so per-image results stay small for multi-process gathering.
 - ``bbox_results`` / ``segm_results``: per-image results -> COCO results entries.
 - ``load_ann_file`` / ``coco_from_dict``: the pycocotools ``COCO`` api, quietly.
+- ``per_class_ap``: AP, AP50, AP75 of each category from an accumulated ``COCOeval``.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import numpy as np
 import pycocotools.mask as mask_util
 from mmengine.structures import BaseDataElement
 from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 __all__ = [
     "bbox_results",
     "coco_from_dict",
     "encode_masks",
     "load_ann_file",
+    "per_class_ap",
     "plain",
     "quiet",
     "segm_results",
@@ -139,3 +142,20 @@ def segm_results(results: list[dict], cat_ids: list[int]) -> list[dict]:
                 )
             )
     return entries
+
+
+def per_class_ap(coco_eval: COCOeval) -> np.ndarray:
+    """(K, 3) AP (IoU 0.50:0.95), AP50 and AP75 of each category of an accumulated
+    ``coco_eval``, in the order of ``coco_eval.params.catIds`` (COCOeval sorts them); area
+    'all', the last ``maxDets``; nan for a category without ground truth. The same means of
+    the ``precision`` array that ``COCOeval.summarize`` takes over all categories."""
+    precision = coco_eval.eval["precision"]  # (iou thrs, recall thrs, K, areas, maxDets)
+    iou_thrs = list(np.round(coco_eval.params.iouThrs, 2))
+    out = np.full((precision.shape[2], 3), np.nan)
+    for k in range(precision.shape[2]):
+        for j, t in enumerate((slice(None), iou_thrs.index(0.5), iou_thrs.index(0.75))):
+            p = precision[t, :, k, 0, -1]
+            p = p[p > -1]
+            if p.size:
+                out[k, j] = p.mean()
+    return out

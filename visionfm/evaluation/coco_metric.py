@@ -52,6 +52,7 @@ from .coco_format import (
     coco_from_dict,
     encode_masks,
     load_ann_file,
+    per_class_ap,
     plain,
     quiet,
     segm_results,
@@ -371,19 +372,13 @@ class CocoMetric(BaseMetric):
 
     def _class_table(self, coco_eval: COCOeval, cat_ids: list[int]) -> str:
         """Per-class AP, AP50, AP75 (area all, last maxDets) as a text table."""
-        precision = coco_eval.eval["precision"]  # (iou thrs, recall thrs, K, areas, maxDets)
-        iou_thrs = list(np.round(coco_eval.params.iouThrs, 2))
-        sorted_ids = list(coco_eval.params.catIds)  # COCOeval sorts the category ids
+        ap = per_class_ap(coco_eval)  # (K, 3) in the order of COCOeval's sorted category ids
+        sorted_ids = list(coco_eval.params.catIds)
         names = self._classes() or tuple(c["name"] for c in coco_eval.cocoGt.loadCats(cat_ids))
-        rows = []
-        for name, cat_id in zip(names, cat_ids):
-            k = sorted_ids.index(cat_id)
-            values = []
-            for t in (slice(None), iou_thrs.index(0.5), iou_thrs.index(0.75)):
-                p = precision[t, :, k, 0, -1]
-                p = p[p > -1]
-                values.append(f"{p.mean():.3f}" if p.size else "nan")
-            rows.append((str(name), *values))
+        rows = [
+            (str(name), *(f"{v:.3f}" for v in ap[sorted_ids.index(cat_id)]))
+            for name, cat_id in zip(names, cat_ids)
+        ]
         width = max([len("category")] + [len(r[0]) for r in rows])
         lines = [f"{'category':<{width}}  {'AP':>6}  {'AP50':>6}  {'AP75':>6}"]
         lines += [f"{r[0]:<{width}}  {r[1]:>6}  {r[2]:>6}  {r[3]:>6}" for r in rows]

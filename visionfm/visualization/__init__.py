@@ -14,6 +14,8 @@
 - ``draw_tracks`` / ``draw_fps`` (``tracks.py``): boxes captioned with their track id in
   one colour per id; a frame rate caption;
 - ``side_by_side`` (``sample.py``): images in one row;
+- ``add_caption`` (``sample.py``): text beneath an image (an expression, a prompt), wrapped to
+  its width;
 - ``draw_sample`` (``sample.py``): everything a ``DataSample`` holds (what every tool draws
   with); a grounding sample's boxes are named by its ``phrases``;
 - ``render_points`` / ``write_turntable`` / ``draw_point_sample`` (``points.py``): point
@@ -21,7 +23,7 @@
   with a legend and a title; a turning-view mp4; a point sample's labels or class.
 
 None of them modifies its input; each returns a new (H, W, 3) uint8 RGB image
-(``draw_depth`` and ``draw_sample`` a taller / wider one: see there).
+(``draw_depth``, ``add_caption`` and ``draw_sample`` a taller / wider one: see there).
 """
 
 from visionfm.data.palette import palette
@@ -29,10 +31,11 @@ from visionfm.data.palette import palette
 from .dense import colorize_depth, draw_depth, draw_panoptic_seg, draw_sem_seg
 from .instances import draw_instances
 from .points import draw_point_sample, render_points, write_turntable
-from .sample import draw_sample, side_by_side
+from .sample import add_caption, draw_sample, side_by_side
 from .tracks import draw_fps, draw_tracks
 
 __all__ = [
+    "add_caption",
     "colorize_depth",
     "draw_depth",
     "draw_fps",

@@ -1,16 +1,17 @@
-"""Drawing everything a ``DataSample`` holds (``draw_sample``, what every tool draws with)
-and putting images in one row (``side_by_side``)."""
+"""Drawing everything a ``DataSample`` holds (``draw_sample``, what every tool draws with),
+putting images in one row (``side_by_side``) and writing text beneath one (``add_caption``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 
 from visionfm.data.data_sample import PANOPTIC_LABEL_DIVISOR
 
 from .dense import draw_depth, draw_panoptic_seg, draw_sem_seg
-from .instances import _to_rgb, draw_instances
+from .instances import _FONT, _font_scale, _to_rgb, draw_instances
 
 
 def side_by_side(*images: np.ndarray, gap: int = 4, fill: int = 255) -> np.ndarray:
@@ -147,3 +148,43 @@ def draw_sample(
         if depth is not None:
             panels.append(draw_depth(_dense(depth), unit=unit))
     return panels[0] if len(panels) == 1 else side_by_side(*panels)
+
+
+def add_caption(image: np.ndarray, text: str, fill: int = 255) -> np.ndarray:
+    """``image`` ((H, W) or (H, W, 3) uint8) with ``text`` written beneath it, black on a
+    strip of ``fill``, wrapped at spaces to the image's width (a word wider than that is
+    cut into pieces that fit). Returns (H + strip, W, 3) uint8 RGB."""
+    out = _to_rgb(image)
+    scale = _font_scale(out)
+    (_, th), base = cv2.getTextSize("Ag", _FONT, scale, 1)
+    lines = _wrap(text, out.shape[1] - 4, scale)
+    step = th + base + 4
+    strip = np.full((step * len(lines) + 2, out.shape[1], 3), fill, np.uint8)
+    for k, line in enumerate(lines):
+        y = k * step + th + 3
+        cv2.putText(strip, line, (2, y), _FONT, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([out, strip])
+
+
+def _wrap(text: str, width: int, scale: float) -> list[str]:
+    """``text`` in lines of at most ``width`` px at font ``scale`` (at least one line)."""
+
+    def fits(s: str) -> bool:
+        return cv2.getTextSize(s, _FONT, scale, 1)[0][0] <= width
+
+    lines: list[str] = []
+    line = ""
+    for word in text.split():
+        while not fits(word) and len(word) > 1:  # cut a word wider than a line
+            cut = max(k for k in range(1, len(word)) if fits(word[:k]) or k == 1)
+            if line:
+                lines.append(line)
+                line = ""
+            lines.append(word[:cut])
+            word = word[cut:]
+        candidate = f"{line} {word}" if line else word
+        if line and not fits(candidate):
+            lines.append(line)
+            candidate = word
+        line = candidate
+    return [*lines, line]
