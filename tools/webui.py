@@ -185,7 +185,7 @@ def reads_prompt(config: str | None) -> bool | None:
         return None
     try:
         cfg, _ = resolve_config(config, None)
-    except INPUT_ERRORS:
+    except Exception:  # a hint only: a config that cannot be read is reported by the run
         return None
     return _has_prompted_head(cfg.model)
 
