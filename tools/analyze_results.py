@@ -22,7 +22,7 @@ an error naming the file and the entry. Written to DIR:
 - ``worst/NN_<image>.png``: the --show images with the most errors (false positives +
   misses under that matching), ground truth (left) beside the detections scoring >=
   --score-thr (right), their counts beneath;
-- ``analysis.json``: the numbers behind all of these.
+- ``analysis.json``: the numbers behind all of these (the curves: ``pr_curves``).
 """
 
 from __future__ import annotations
@@ -89,19 +89,23 @@ def class_table(names: list[str], ap: np.ndarray, num_gt: list[int], num_det: li
     return "\n".join(lines)
 
 
-def plot_pr_curves(coco_eval, names: list[str], out_dir: str) -> None:
+def plot_pr_curves(coco_eval, names: list[str], out_dir: str) -> dict[str, dict[str, list]]:
     """``out_dir/NN_<class>.png``: precision (R,) against recall thresholds at IoU 0.5 and
-    0.75 (``coco_eval.eval['precision']``: area all, last maxDets)."""
+    0.75 (``coco_eval.eval['precision']``: area all, last maxDets). Returns the curves drawn,
+    class name -> {'0.5': (R,) precision, '0.75': ...} (classes without ground truth: {})."""
     os.makedirs(out_dir, exist_ok=True)
     precision = coco_eval.eval["precision"]  # (T, R, K, areas, maxDets)
     recall = coco_eval.params.recThrs
     iou_thrs = list(np.round(coco_eval.params.iouThrs, 2))
+    curves: dict[str, dict[str, list]] = {}
     for k, name in enumerate(names):
         fig, ax = plt.subplots(figsize=(4, 4))
+        curves[name] = {}
         for thr in (0.5, 0.75):
             p = precision[iou_thrs.index(thr), :, k, 0, -1]
             if (p > -1).any():
                 ax.plot(recall, p, label=f"IoU {thr}: AP {p.mean():.3f}")
+                curves[name][str(thr)] = p.tolist()
         ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision", title=name)
         if ax.lines:
             ax.legend(loc="lower left")
@@ -111,6 +115,7 @@ def plot_pr_curves(coco_eval, names: list[str], out_dir: str) -> None:
         safe = re.sub(r"[^\w.-]+", "_", name)
         fig.savefig(os.path.join(out_dir, f"{k:02d}_{safe}.png"))
         plt.close(fig)
+    return curves
 
 
 def plot_confusion_matrix(matrix: np.ndarray, names: list[str], path: str) -> None:
@@ -201,7 +206,7 @@ def main() -> None:
     with open(os.path.join(args.out, "class_ap.md"), "w", encoding="utf-8") as f:
         f.write(table + "\n")
     print(table)
-    plot_pr_curves(coco_eval, names, os.path.join(args.out, "pr_curves"))
+    curves = plot_pr_curves(coco_eval, names, os.path.join(args.out, "pr_curves"))
 
     matrix, counts = match_detections(
         coco_gt, entries, iou_type, img_ids, score_thr=args.score_thr, iou_thr=args.iou_thr
@@ -227,6 +232,7 @@ def main() -> None:
             for name, row in zip(names, ap.tolist())
         },
         mAP=float(coco_eval.stats[0]),
+        pr_curves=dict(recall=coco_eval.params.recThrs.tolist(), precision=curves),
         confusion_matrix=matrix.tolist(),
         worst=[dict(image_id=i, file=paths[i], **counts[i]) for i in worst],
     )

@@ -172,13 +172,18 @@ def _noisy_masks(gt, seed: int = 0) -> list[dict]:
     return out
 
 
-def _alone(gt, entries, cat_id: int, img_ids, iou_type: str = "bbox") -> np.ndarray:
-    """COCOeval's AP, AP50, AP75 of one category evaluated alone (-1: no ground truth)."""
+def _eval_alone(gt, entries, cat_id: int, img_ids, iou_type: str = "bbox") -> COCOeval:
+    """COCOeval of one category alone, evaluated, accumulated and summarized."""
     dt, _ = quiet(gt.loadRes, [dict(e) for e in entries])
     coco_eval = COCOeval(gt, dt, iouType=iou_type)
     coco_eval.params.catIds, coco_eval.params.imgIds = [cat_id], list(img_ids)
     quiet(lambda: (coco_eval.evaluate(), coco_eval.accumulate(), coco_eval.summarize()))
-    return coco_eval.stats[:3]
+    return coco_eval
+
+
+def _alone(gt, entries, cat_id: int, img_ids, iou_type: str = "bbox") -> np.ndarray:
+    """COCOeval's AP, AP50, AP75 of one category evaluated alone (-1: no ground truth)."""
+    return _eval_alone(gt, entries, cat_id, img_ids, iou_type).stats[:3]
 
 
 def test_class_ap_equals_cocoeval_of_each_category_alone(synthetic_root):
@@ -265,20 +270,27 @@ def test_tool_writes_the_table_curves_matrix_and_worst_images(
     names = [gt.cats[c]["name"] for c in cat_ids]
     table = _table(out / "class_ap.md")
     crowdless = [a for a in gt.dataset["annotations"] if not a["iscrowd"]]
+    summary = json.loads((out / "analysis.json").read_text())
+    curves = summary["pr_curves"]
     for name, cat_id in zip(names, cat_ids):
-        expected = _alone(gt, entries, cat_id, gt.getImgIds(), iou_type)
+        alone = _eval_alone(gt, entries, cat_id, gt.getImgIds(), iou_type)
+        expected, precision = alone.stats[:3], alone.eval["precision"][:, :, 0, 0, -1]
+        assert curves["recall"] == pytest.approx(alone.params.recThrs.tolist())
         cells = table[name]
         if expected[0] == -1:
-            assert cells[:3] == ["-", "-", "-"]
+            assert cells[:3] == ["-", "-", "-"] and curves["precision"][name] == {}
         else:
             assert [float(c) for c in cells[:3]] == pytest.approx(expected, abs=5e-4)
+            assert curves["precision"][name] == {  # (R,) at IoU 0.5 and 0.75
+                "0.5": pytest.approx(precision[0].tolist()),
+                "0.75": pytest.approx(precision[5].tolist()),
+            }
         assert int(cells[3]) == sum(a["category_id"] == cat_id for a in crowdless)
         assert int(cells[4]) == sum(e["category_id"] == cat_id for e in entries)
     assert sorted(p.name for p in (out / "pr_curves").iterdir()) == [
         f"{k:02d}_{name}.png" for k, name in enumerate(names)
     ]
 
-    summary = json.loads((out / "analysis.json").read_text())
     assert summary["iou_type"] == iou_type
     matrix = np.array(summary["confusion_matrix"])
     assert matrix.shape == (len(names) + 1,) * 2

@@ -2,10 +2,11 @@
 tests/tools/test_point_tools.py): a PNG per sample, showing its ground truth where it lies.
 The samples the tool drew are drawn again from the same config and seed, and the PNG is
 compared with the image the pipeline made: pixels inside masks / on box outlines / at
-keypoints are changed (box outlines in their class or phrase colour), pixels away from the
-annotations are not, the depth colour map is monotone in depth, a grounding sample's text
-is written beneath it; test pipelines that load the annotations after resizing are drawn
-over the original image."""
+keypoints are changed (box outlines in their class or phrase colour), semantic and panoptic
+segments are blended with their colour (outside the boxes their class names are written on),
+pixels away from the annotations are not changed, the depth colour map is monotone in depth,
+a grounding sample's text is written beneath it; test pipelines that load the annotations
+after resizing are drawn over the original image, those that load none drawn alone."""
 
 from __future__ import annotations
 
@@ -213,6 +214,19 @@ def test_semantic_maps_in_the_train_and_val_pipelines(
         assert png.shape[:2] == seg.shape == tuple(sample.ori_shape) != _image(item).shape[:2]
         original = cv2.cvtColor(cv2.imread(sample.img_path), cv2.COLOR_BGR2RGB)
         _check_semantic(png, original, seg, colours, boxes)
+
+
+def test_samples_without_ground_truth_are_drawn_alone_and_counted(
+    synthetic_root, tmp_path, monkeypatch, capsys
+):
+    # the panoptic val pipeline loads no annotations: PanopticMetric reads them from the files
+    drawn, items, _ = _browse("synthetic_panoptic", synthetic_root, tmp_path, monkeypatch,
+                              split="val")  # fmt: skip
+    for png, item in zip(drawn, items):
+        assert np.array_equal(png, _image(item))
+    assert "2 of them without ground truth: the val pipeline loads no annotations" in (
+        capsys.readouterr().out
+    )
 
 
 def _turbo_index(rgb: np.ndarray) -> np.ndarray:
