@@ -14,6 +14,7 @@ import visionfm.engine.checkpoint as checkpoint_module
 from visionfm.engine import build_runner, load_checkpoint_file
 from visionfm.engine.checkpoint import find_latest_checkpoint, load_model_weights
 from visionfm.engine.checkpoint_saving import NonFiniteCheckpointError, save_checkpoint
+from visionfm.weights import CheckpointError
 
 _real_save = torch.save
 
@@ -138,14 +139,14 @@ def test_load_model_weights_lists_mismatched_keys(tmp_path):
     source = SafetyToyRegressor(dim=8)
     source.net[2] = nn.Linear(16, 3)  # another head
     with pytest.raises(
-        RuntimeError, match=r"net\.2\.weight: checkpoint \(3, 16\) vs model \(1, 16\)"
+        CheckpointError, match=r"net\.2\.weight: checkpoint \(3, 16\) vs model \(1, 16\)"
     ):
         load_model_weights(SafetyToyRegressor(dim=8), _saved(tmp_path, source))
 
 
 def test_load_model_weights_refuses_another_architecture(tmp_path):
     other = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Conv2d(8, 1, 1))
-    with pytest.raises(RuntimeError, match="looks like a different model"):
+    with pytest.raises(CheckpointError, match="looks like a different model"):
         load_model_weights(SafetyToyRegressor(), _saved(tmp_path, other))
 
 

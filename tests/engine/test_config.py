@@ -3,7 +3,10 @@ file computed from them (mmengine alone fixes those when the file is read)."""
 
 from pathlib import Path
 
+import pytest
+
 from visionfm.engine import load_config
+from visionfm.registry import ConfigError
 
 DEMO = str(Path(__file__).resolve().parents[2] / "configs/dino/dino_vit-t_synthetic.py")
 
@@ -42,3 +45,12 @@ def test_data_root_moves_every_path_under_it(tmp_path):
     assert cfg.data_root == root
     assert cfg.train_dataloader.dataset.data_root == root
     assert cfg.val_evaluator.ann_file == root + "annotations/instances_val.json"
+
+
+def test_a_python_file_that_is_not_a_config_is_a_config_error_naming_it(tmp_path):
+    path = tmp_path / "script.py"
+    path.write_text("x = 1 / 0\n")
+    with pytest.raises(
+        ConfigError, match=rf"{path} could not be read as a config file: ZeroDivisionError"
+    ):
+        load_config(str(path))

@@ -321,11 +321,11 @@ def load_model_weights(model: torch.nn.Module, path: str) -> dict:
 
     ``path``: our checkpoint, or a published one (a Hugging Face folder / ``.safetensors``, an
     original repository's file), converted strictly by its family. Returns the checkpoint's
-    ``meta`` (``{}`` for a bare state dict or a published one). Raises RuntimeError naming
-    ``path`` and listing the missing, unexpected and mismatched-shape keys when the
-    checkpoint does not belong to this model ("looks like a different model" when most
-    keys differ), and CheckpointError when its class layers are of another class count
-    (naming ``num_classes``, or fine-tuning with ``load_from``).
+    ``meta`` (``{}`` for a bare state dict or a published one). Raises CheckpointError (a
+    user error: the tools print it in one line) naming ``path`` and listing the missing,
+    unexpected and mismatched-shape keys when the checkpoint does not belong to this model
+    ("looks like a different model" when most keys differ), or naming ``num_classes`` (or
+    fine-tuning with ``load_from``) when its class layers are of another class count.
     """
     if is_published_path(path):
         converted = convert_published(model, read_checkpoint(path), read_hf_config(path))
@@ -346,7 +346,7 @@ def load_model_weights(model: torch.nn.Module, path: str) -> dict:
     _refuse_other_classes(model, state, path)
     report, _ = describe_key_mismatch(model.state_dict(), state)
     if report:
-        raise RuntimeError(
+        raise CheckpointError(
             f"checkpoint {path} does not match the model ({type(model).__name__}): {report}"
         )
     model.load_state_dict(state, strict=False)  # all but num_batches_tracked checked above

@@ -155,9 +155,18 @@ def _merge(cfg: Config, cfg_options: dict) -> Config:
 def load_config(path: str, cfg_options: dict | None = None) -> Config:
     """``Config.fromfile(path)`` with ``cfg_options`` merged (see the module doc), checked
     before anything is built: a key of the file or of ``cfg_options`` that nothing accepts
-    is a :class:`~visionfm.registry.ConfigError` (:mod:`visionfm.engine.config_check`)."""
-    with _bases_found_in_configs():
-        cfg = Config.fromfile(path)
+    is a :class:`~visionfm.registry.ConfigError` (:mod:`visionfm.engine.config_check`), and
+    so is a file that fails to run as a config (its error named)."""
+    try:
+        with _bases_found_in_configs():
+            cfg = Config.fromfile(path)
+    except (FileNotFoundError, ConfigError):
+        raise
+    except Exception as err:  # a Python file that is not a config: its error, named
+        raise ConfigError(
+            f"{path} could not be read as a config file: {type(err).__name__}"
+            f"{': ' + str(err) if str(err) else ''}"
+        ) from err
     added = added_keys(cfg, cfg_options or {})  # before merging hides which keys are new
     if cfg_options:
         cfg = _merge(cfg, cfg_options)
