@@ -395,12 +395,14 @@ def deform_attn_section(ctx) -> dict:
             dict(case=case, check=check, **compare(got, reference, TOLERANCE[torch.float32]))
         )
         # bf16: the reference from the same rounded inputs; the bound per tensor is the larger
-        # of the bf16 tolerance and the error of the grid_sample formulation run in bf16
+        # of the bf16 tolerance and the error of the grid_sample formulation run in bf16 (the
+        # location gradient jumps at pixel edges, where bf16-rounded locations often fall)
         rounded = {k: t.bfloat16().double() for k, t in inputs.items()}
         reference = _deform_run(deform_attn_reference, rounded, shapes, ctx.device, torch.float64)
         lowp = _deform_run(deform_attn_reference, rounded, shapes, ctx.device, torch.bfloat16)
         baseline = compare(lowp, reference, math.inf)["errors"]
-        bounds = {k: max(TOLERANCE[torch.bfloat16], v) for k, v in baseline.items()}
+        tol = TOLERANCE[torch.bfloat16]  # a baseline of garbage (> 1, NaN) does not widen it
+        bounds = {k: max(tol, v) if v <= 1.0 else tol for k, v in baseline.items()}
         got = _deform_run(op, rounded, shapes, ctx.device, torch.bfloat16)
         rows.append(
             dict(
@@ -431,10 +433,13 @@ def deform_attn_section(ctx) -> dict:
         "outside the maps: zeros). bfloat16: the op takes bf16-rounded inputs and its reference "
         "is computed from the same rounded values in float64; the bound of each tensor is the "
         "larger of the bf16 tolerance and the error of the grid_sample formulation itself run in "
-        "bf16 (given in brackets; bf16-rounded locations often fall on pixel edges, where the "
-        "location gradient jumps). Module: the same module and inputs under bf16 autocast with "
-        "the grid_sample formulation in place of the op (the gradients of query, value and the "
-        "sampling-offset and value-projection weights); its error against float32 is given too.",
+        "bf16, given in brackets (the location gradient jumps at pixel edges, where bf16-rounded "
+        "locations often fall; a bracket above 1 is not used: grid_sample in bf16 computes its "
+        "pixel coordinates in bf16, and on CPU it can return garbage). Module: the same module "
+        "and inputs under bf16 autocast with the grid_sample formulation in place of the op (the "
+        "gradients of query, value and the sampling-offset and value-projection weights); its "
+        "error against float32 is given too (information: bf16 offsets move samples across "
+        "pixel edges).",
         "",
         "| case | check | errors | bound | status |",
         "|---|---|---|---|---|",
