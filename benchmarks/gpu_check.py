@@ -527,22 +527,26 @@ class BudgetSpent(Exception):
 
 class Recorder(Hook):
     """Loss of every iteration, its time, the loss scaler's scale; validation metrics with the
-    minutes since training started. Stops training once ``target`` is reached (after that
-    epoch's validation) or ``budget_s`` has passed (at once, raising ``BudgetSpent``)."""
+    minutes since training started (each reported through ``progress``). Stops training once
+    ``target`` = (metric, value) is reached (after that epoch's validation) or ``budget_s``
+    has passed (at once, raising ``BudgetSpent``)."""
 
     priority = "VERY_LOW"
 
-    def __init__(self, budget_s: float = math.inf, target: tuple[str, float] | None = None):
-        self.budget_s, self.target = budget_s, target
+    def __init__(
+        self,
+        budget_s: float = math.inf,
+        target: tuple[str, float] | None = None,
+        progress: Callable[[str], object] = print,
+    ):
+        self.budget_s, self.target, self.progress = budget_s, target, progress
         self.losses, self.times, self.scales, self.curve = [], [], [], []
 
     def before_train(self, runner) -> None:
         self.start = time.perf_counter()
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-        self.losses.append(
-            float(outputs["loss"].detach())
-        )  # a sync: times below are of finished work
+        self.losses.append(float(outputs["loss"].detach()))  # a sync: the work is finished
         self.times.append(time.perf_counter() - self.start)
         scaler = getattr(runner.optim_wrapper, "loss_scaler", None)
         self.scales.append(None if scaler is None else float(scaler.get_scale()))
@@ -551,23 +555,27 @@ class Recorder(Hook):
 
     def after_val_epoch(self, runner, metrics=None) -> None:
         minutes = (time.perf_counter() - self.start) / 60
-        self.curve.append(
-            dict(
-                epoch=runner.epoch,
-                iteration=runner.iter,
-                minutes=minutes,
-                **{k: float(v) for k, v in (metrics or {}).items()},
-            )
+        point = dict(
+            epoch=runner.epoch,
+            iteration=runner.iter,
+            minutes=minutes,
+            **{k: float(v) for k, v in (metrics or {}).items()},
+        )
+        self.curve.append(point)
+        value = point.get(self.target[0], math.nan) if self.target else math.nan
+        self.progress(
+            f"epoch {point['epoch']}, iteration {point['iteration']}, "
+            f"{minutes:.2f} min: {self.target[0] if self.target else ''} {value:.3f}"
         )
         if minutes * 60 > self.budget_s:
-            self.curve[-1]["after_budget"] = True
-        elif self.target and self.curve[-1].get(self.target[0], -1) >= self.target[1]:
+            point["after_budget"] = True
+        elif self.target and value >= self.target[1]:
             runner.train_loop.stop_training = True
 
 
-def demo_runner(ctx, data_root: Path, name: str, options: dict):
+def demo_runner(ctx, data_root: Path, name: str, options: dict, recorder: Recorder):
     """A runner of the demo config on ``data_root`` in a work dir of its own, logging quietly,
-    with a ``Recorder`` hook (returned too); ``options`` override the config."""
+    with ``recorder`` registered; ``options`` override the config."""
     from visionfm.engine import build_runner, load_config
 
     run_name = f"gpu_check_{name}_{os.getpid()}"
@@ -592,9 +600,8 @@ def demo_runner(ctx, data_root: Path, name: str, options: dict):
         },
     )
     runner = build_runner(cfg)
-    recorder = Recorder(**ctx.recorder_args.get(name, {}))
     runner.register_hook(recorder)
-    return runner, recorder
+    return runner
 
 
 def _mean(values: list[float]) -> float:
@@ -624,7 +631,8 @@ def _precision_options(precision: str, device_type: str) -> dict | str:
 def _amp_run(ctx, data_root: Path, precision: str, options: dict, epochs: int) -> dict:
     """One training run of section 3 -> its table row."""
     _reset_peak(ctx.device)
-    runner, rec = demo_runner(
+    rec = Recorder(progress=ctx.progress)
+    runner = demo_runner(
         ctx,
         data_root,
         f"amp_{precision}",
@@ -636,6 +644,7 @@ def _amp_run(ctx, data_root: Path, precision: str, options: dict, epochs: int) -
             "val_cfg": None,
             "val_evaluator": None,
         },
+        rec,
     )
     runner.train()
     n, warm = len(rec.losses), min(10, len(rec.losses) // 2)
@@ -904,11 +913,11 @@ def time_to_ap_section(ctx) -> dict:
     """Section 5 (module doc)."""
     data_root = ctx.data.wait(*ctx.tta_images)
     metric = "coco/bbox_mAP"
-    ctx.recorder_args["tta"] = dict(budget_s=ctx.tta_minutes * 60, target=(metric, ctx.target_ap))
+    rec = Recorder(ctx.tta_minutes * 60, (metric, ctx.target_ap), ctx.progress)
     options = {"train_dataloader.batch_size": ctx.batch}
     if ctx.quick:
         options["train_cfg.max_epochs"] = 2
-    runner, rec = demo_runner(ctx, data_root, "tta", options)
+    runner = demo_runner(ctx, data_root, "tta", options, rec)
     ended = "the schedule's last epoch"
     try:
         runner.train()
@@ -1069,7 +1078,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tta-minutes", type=float, default=4.0, help="section 5's budget")
     parser.add_argument("--target-ap", type=float, default=0.5, help="section 5's target AP")
     parser.add_argument("--peak-tflops", type=float, help="dense bf16 peak (default: by name)")
-    parser.add_argument("--out", type=Path, help="the markdown report (.json beside it)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="the markdown report, or a folder for gpu_check_<device>.md "
+        "(default: benchmarks/results/); the .json goes beside it",
+    )
     return parser.parse_args(argv)
 
 
@@ -1090,7 +1104,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     facts = device_facts(args.device)
     name = slug(facts["device"]) + ("_quick" if args.quick else "")
-    out = args.out or common.RESULTS / f"gpu_check_{name}.md"
+    out = args.out or common.RESULTS
+    if out.is_dir():  # e.g. --out "$OUT" on a lent machine
+        out = out / f"gpu_check_{name}.md"
     peak, peak_source = peak_for(facts["device"], args.peak_tflops)
     quick = args.quick
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
@@ -1106,7 +1122,6 @@ def main(argv: list[str] | None = None) -> int:
             batch=2 if quick else 8,
             tta_minutes=args.tta_minutes,
             target_ap=args.target_ap,
-            recorder_args={},
             peak_tflops=peak,
             peak_source=peak_source,
             vit_batch=2 if quick else 16,

@@ -149,3 +149,20 @@ def test_out_of_memory_halves_the_batch_then_gives_up():
 def test_cuda_without_a_gpu_is_refused_with_what_to_run_instead():
     with pytest.raises(SystemExit, match="is False.*--device cpu --quick"):
         gpu_check.main(["--device", "cuda"])
+
+
+def test_recorder_stops_training_at_the_target_and_at_the_budget(monkeypatch):
+    loop = SimpleNamespace(stop_training=False)
+    runner = SimpleNamespace(train_loop=loop, epoch=1, iter=10, optim_wrapper=object())
+    clock = iter([0.0, 30.0, 60.0, 61.0, 200.0])
+    monkeypatch.setattr(gpu_check.time, "perf_counter", lambda: next(clock))
+    rec = gpu_check.Recorder(120.0, ("coco/bbox_mAP", 0.5), progress=lambda text: None)
+    rec.before_train(runner)  # t = 0
+    rec.after_train_iter(runner, 0, outputs={"loss": torch.tensor(2.0)})  # t = 30 s
+    rec.after_val_epoch(runner, {"coco/bbox_mAP": 0.4})  # t = 60 s: below the target
+    assert not loop.stop_training and rec.curve[-1]["minutes"] == 1.0
+    rec.after_val_epoch(runner, {"coco/bbox_mAP": 0.5})  # t = 61 s: reached
+    assert loop.stop_training and "after_budget" not in rec.curve[-1]
+    with pytest.raises(gpu_check.BudgetSpent):  # t = 200 s > 120 s
+        rec.after_train_iter(runner, 1, outputs={"loss": torch.tensor(1.0)})
+    assert rec.losses == [2.0, 1.0] and rec.scales == [None, None]
