@@ -18,7 +18,8 @@ where it was):
 2. ``deform_attn``: ``multi_scale_deformable_attention`` (float32 and bfloat16 inputs) against
    Deformable DETR's ``grid_sample`` formulation in float64 (output and the gradients of
    value, sampling locations and attention weights), ``MultiScaleDeformableAttention`` under
-   bfloat16 autocast against float32, and the op on CUDA against the op on CPU.
+   bfloat16 autocast against the same module with the ``grid_sample`` formulation, and the op
+   on CUDA against the op on CPU.
 3. ``amp_training``: the demo detector (``configs/dino/dino_vit-t_synthetic.py``) trained by
    ``build_runner`` on 200 synthetic images in float32, bfloat16 and float16 (mmengine's
    ``AmpOptimWrapper``, a dynamic loss scaler for float16): losses at the start and the end,
@@ -32,9 +33,12 @@ where it was):
    ``--tta-minutes`` have passed (counted from the start of training, evaluations included).
 
 Tolerances are relative: max |got - reference| / max |reference|, per tensor (``TOLERANCE``).
-With ``--quick`` the sizes are tiny and the checks that only mean something at full size
-(loss falling, MFU, AP) are reported as INFO instead of PASS / FAIL. Writes
-``benchmarks/results/gpu_check_<device slug>[_quick].md`` and ``.json`` beside it.
+Statuses: PASS / FAIL; SKIP where a check cannot run here (xformers not installed, float16
+training on CPU); INFO for a measurement without a threshold. With ``--quick`` the sizes are
+tiny and the checks that only mean something at full size (loss falling, MFU, AP) are INFO.
+``--device cpu`` without ``--quick`` runs sections 1-3 and 5 at full size (slowly) and skips 4.
+Writes ``benchmarks/results/gpu_check_<device slug>[_quick].md`` (``--out``: a file or a
+folder) and ``.json`` beside it; exits with 1 if any check failed.
 """
 
 from __future__ import annotations
@@ -949,7 +953,8 @@ def time_to_ap_section(ctx) -> dict:
     if reached:
         summary = f"AP {reached[metric]:.3f} >= {ctx.target_ap} after {reached['minutes']:.2f} min"
     else:
-        summary = f"AP {ctx.target_ap} not reached in {ctx.tta_minutes:g} min (best {best})"
+        best_text = "no evaluation" if best is None else f"best {best:.3f}"
+        summary = f"AP {ctx.target_ap} not reached ({best_text}; training ended at {ended})"
     return dict(
         status=status,
         summary=summary,
