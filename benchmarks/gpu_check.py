@@ -93,21 +93,26 @@ PASS, FAIL, SKIP, INFO = "PASS", "FAIL", "SKIP", "INFO"
 # ---------------------------------------------------------------- comparisons
 
 
-def rel_error(got: torch.Tensor, ref: torch.Tensor) -> float:
-    """max |got - ref| / max |ref| (NaN/inf in ``got`` give inf)."""
+def abs_error(got: torch.Tensor, ref: torch.Tensor) -> float:
+    """max |got - ref| (inf where ``got`` has a NaN/inf)."""
     diff = (got.detach().double() - ref.detach().double()).abs().max().item()
-    scale = ref.detach().double().abs().max().item()
-    return math.inf if not math.isfinite(diff) else diff / max(scale, 1e-12)
+    return diff if math.isfinite(diff) else math.inf
+
+
+def rel_error(got: torch.Tensor, ref: torch.Tensor) -> float:
+    """max |got - ref| / max |ref| (inf where ``got`` has a NaN/inf)."""
+    return abs_error(got, ref) / max(ref.detach().double().abs().max().item(), 1e-12)
 
 
 def compare(got: dict[str, torch.Tensor], ref: dict[str, torch.Tensor], tol) -> dict:
     """Each tensor of ``got`` against the same key of ``ref`` -> ``{'errors': {key: relative
-    error}, 'tol': tol, 'status'}``: PASS if every error is within ``tol`` (a float, or a
-    float per key), else FAIL."""
+    error}, 'abs_errors': {key: max abs difference}, 'tol': tol, 'status'}``: PASS if every
+    relative error is within ``tol`` (a float, or a float per key), else FAIL."""
     errors = {key: rel_error(got[key], ref[key]) for key in ref}
     bound = tol if isinstance(tol, dict) else dict.fromkeys(errors, tol)
     ok = all(errors[key] <= bound[key] for key in errors)
-    return dict(errors=errors, tol=tol, status=PASS if ok else FAIL)
+    abs_errors = {key: abs_error(got[key], ref[key]) for key in ref}
+    return dict(errors=errors, abs_errors=abs_errors, tol=tol, status=PASS if ok else FAIL)
 
 
 def judge(ok: bool, applies: bool = True) -> str:
@@ -220,7 +225,8 @@ def attention_section(ctx) -> dict:
         "(and bias). Tolerance per dtype: "
         + ", ".join(f"{str(k).removeprefix('torch.')} {v:g}" for k, v in TOLERANCE.items())
         + ". (B, heads, N, head_dim) as given; bias (1, heads, N, N) needing a gradient; mask "
-        "(B, 1, 1, N) with the last quarter of the second image's keys padded.",
+        "(B, 1, 1, N) with the last quarter of the second image's keys padded. Each tensor's "
+        "relative and absolute errors are in the .json.",
         "",
         "| dtype | (B, heads, N, D) | variant | math out / grad | sdpa out / grad "
         "| xformers out / grad | status |",
@@ -443,7 +449,7 @@ def deform_attn_section(ctx) -> dict:
         "and inputs under bf16 autocast with the grid_sample formulation in place of the op (the "
         "gradients of query, value and the sampling-offset and value-projection weights); its "
         "error against float32 is given too (information: bf16 offsets move samples across "
-        "pixel edges).",
+        "pixel edges). Absolute errors are in the .json.",
         "",
         "| case | check | errors | bound | status |",
         "|---|---|---|---|---|",

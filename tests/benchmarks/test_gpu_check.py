@@ -70,6 +70,7 @@ def test_compare_fails_beyond_tolerance():
     ref = {"out": torch.tensor([1.0, -2.0, 4.0])}
     close = gpu_check.compare({"out": ref["out"] + 1e-5}, ref, 1e-4)
     assert close["status"] == "PASS" and close["errors"]["out"] == pytest.approx(2.5e-6, rel=1e-2)
+    assert close["abs_errors"]["out"] == pytest.approx(1e-5, rel=1e-2)
     assert gpu_check.compare({"out": ref["out"] * 1.01}, ref, 1e-4)["status"] == "FAIL"
     nan = gpu_check.compare({"out": torch.tensor([1.0, float("nan"), 4.0])}, ref, 1.0)
     assert nan["status"] == "FAIL"
