@@ -524,8 +524,9 @@ class SyntheticData:
             return out
         self.start(num_train, num_val)
         proc, log = self.procs[(num_train, num_val)]
-        if proc.wait() != 0:
-            log.flush()
+        proc.wait()
+        log.close()
+        if proc.returncode != 0:
             tail = Path(log.name).read_text()[-2000:]
             raise RuntimeError(f"tools/make_synthetic.py exited with {proc.returncode}:\n{tail}")
         return out

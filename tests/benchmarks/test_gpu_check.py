@@ -167,3 +167,11 @@ def test_recorder_stops_training_at_the_target_and_at_the_budget(monkeypatch):
     with pytest.raises(gpu_check.BudgetSpent):  # t = 200 s > 120 s
         rec.after_train_iter(runner, 1, outputs={"loss": torch.tensor(1.0)})
     assert rec.losses == [2.0, 1.0] and rec.scales == [None, None]
+
+
+def test_background_data_that_fails_is_reported_with_the_tools_output(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "executable", "/bin/sh")  # runs tools/make_synthetic.py as sh
+    data = gpu_check.SyntheticData(tmp_path, background=True)
+    data.start(4, 2)
+    with pytest.raises(RuntimeError, match="tools/make_synthetic.py exited with [1-9]"):
+        data.wait(4, 2)
