@@ -1,6 +1,7 @@
 """benchmarks/gpu_check.py on CPU: the --quick run writes every section, and its checks can
 fail (a comparison beyond tolerance, a broken attention backend or deformable-attention op, a
-section that raises)."""
+section that raises); the out-of-memory retry, the time-to-AP stops (target, budget), a failed
+background data run, the refusal of --device cuda without a GPU."""
 
 from __future__ import annotations
 
