@@ -1,7 +1,8 @@
-"""benchmarks/gpu_check.py on CPU: the --quick run writes every section, and its checks can
-fail (a comparison beyond tolerance, a broken attention backend or deformable-attention op, a
-section that raises); the out-of-memory retry, the time-to-AP stops (target, budget), a failed
-background data run, the refusal of --device cuda without a GPU."""
+"""benchmarks/gpu_check.py and its sections (benchmarks/_gpu_check_*.py) on CPU: the --quick
+run writes every section, and its checks can fail (a comparison beyond tolerance, a broken
+attention backend or deformable-attention op, a section that raises); the out-of-memory retry,
+the time-to-AP stops (target, budget), a failed background data run, the refusal of --device
+cuda without a GPU."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import _gpu_check_common as checks  # noqa: E402
+import _gpu_check_kernels as kernels  # noqa: E402
+import _gpu_check_mfu as mfu  # noqa: E402
+import _gpu_check_training as training  # noqa: E402
 import gpu_check  # noqa: E402
 
 from visionfm.ops import attention as attention_module  # noqa: E402
@@ -69,13 +74,13 @@ def test_quick_cpu_run_reports_every_section(tmp_path):
 
 def test_compare_fails_beyond_tolerance():
     ref = {"out": torch.tensor([1.0, -2.0, 4.0])}
-    close = gpu_check.compare({"out": ref["out"] + 1e-5}, ref, 1e-4)
+    close = checks.compare({"out": ref["out"] + 1e-5}, ref, 1e-4)
     assert close["status"] == "PASS" and close["errors"]["out"] == pytest.approx(2.5e-6, rel=1e-2)
     assert close["abs_errors"]["out"] == pytest.approx(1e-5, rel=1e-2)
-    assert gpu_check.compare({"out": ref["out"] * 1.01}, ref, 1e-4)["status"] == "FAIL"
-    nan = gpu_check.compare({"out": torch.tensor([1.0, float("nan"), 4.0])}, ref, 1.0)
+    assert checks.compare({"out": ref["out"] * 1.01}, ref, 1e-4)["status"] == "FAIL"
+    nan = checks.compare({"out": torch.tensor([1.0, float("nan"), 4.0])}, ref, 1.0)
     assert nan["status"] == "FAIL"
-    per_key = gpu_check.compare(
+    per_key = checks.compare(
         {"a": ref["out"] * 1.01, "b": ref["out"]},
         {"a": ref["out"], "b": ref["out"]},
         {"a": 0.02, "b": 0.0},
@@ -90,7 +95,7 @@ def test_attention_section_fails_on_a_wrong_backend(monkeypatch):
         return sdpa(q, k, v, bias, mask, dropout_p, scale * 1.01)
 
     monkeypatch.setitem(attention_module._IMPLS, "sdpa", off_scale)
-    result = gpu_check.attention_section(_ctx())
+    result = kernels.attention_section(_ctx())
     assert result["status"] == "FAIL"
     float32 = [row for row in result["data"] if row["dtype"] == "float32"]
     assert all(
@@ -105,7 +110,7 @@ def test_deform_attn_section_fails_on_a_wrong_op(monkeypatch):
         return op(value, spatial_shapes, level_start_index, locations + 1e-3, weights)
 
     monkeypatch.setattr(deform_attn, "multi_scale_deformable_attention", shifted)
-    result = gpu_check.deform_attn_section(_ctx())
+    result = kernels.deform_attn_section(_ctx())
     assert result["status"] == "FAIL"
     assert result["data"][0]["status"] == "FAIL"  # float32 against the grid_sample reference
     assert result["data"][0]["errors"]["out"] > 1e-3
@@ -140,11 +145,11 @@ def test_out_of_memory_halves_the_batch_then_gives_up():
             raise torch.cuda.OutOfMemoryError("CUDA out of memory")
         return dict(batch=ctx.batch)
 
-    assert gpu_check.halving_batch_on_oom(step, ctx, "batch") == dict(batch=2, oom_retries=2)
+    assert mfu.halving_batch_on_oom(step, ctx, "batch") == dict(batch=2, oom_retries=2)
     assert tried == [8, 4, 2]
     ctx.batch = 1
     with pytest.raises(torch.cuda.OutOfMemoryError):
-        gpu_check.halving_batch_on_oom(lambda ctx: step(SimpleNamespace(batch=64)), ctx, "batch")
+        mfu.halving_batch_on_oom(lambda ctx: step(SimpleNamespace(batch=64)), ctx, "batch")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a GPU")
@@ -157,22 +162,22 @@ def test_recorder_stops_training_at_the_target_and_at_the_budget(monkeypatch):
     loop = SimpleNamespace(stop_training=False)
     runner = SimpleNamespace(train_loop=loop, epoch=1, iter=10, optim_wrapper=object())
     clock = iter([0.0, 30.0, 60.0, 61.0, 200.0])
-    monkeypatch.setattr(gpu_check.time, "perf_counter", lambda: next(clock))
-    rec = gpu_check.Recorder(120.0, ("coco/bbox_mAP", 0.5), progress=lambda text: None)
+    monkeypatch.setattr(training.time, "perf_counter", lambda: next(clock))
+    rec = training.Recorder(120.0, ("coco/bbox_mAP", 0.5), progress=lambda text: None)
     rec.before_train(runner)  # t = 0
     rec.after_train_iter(runner, 0, outputs={"loss": torch.tensor(2.0)})  # t = 30 s
     rec.after_val_epoch(runner, {"coco/bbox_mAP": 0.4})  # t = 60 s: below the target
     assert not loop.stop_training and rec.curve[-1]["minutes"] == 1.0
     rec.after_val_epoch(runner, {"coco/bbox_mAP": 0.5})  # t = 61 s: reached
     assert loop.stop_training and "after_budget" not in rec.curve[-1]
-    with pytest.raises(gpu_check.BudgetSpent):  # t = 200 s > 120 s
+    with pytest.raises(training.BudgetSpent):  # t = 200 s > 120 s
         rec.after_train_iter(runner, 1, outputs={"loss": torch.tensor(1.0)})
     assert rec.losses == [2.0, 1.0] and rec.scales == [None, None]
 
 
 def test_background_data_that_fails_is_reported_with_the_tools_output(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "executable", "/bin/sh")  # runs tools/make_synthetic.py as sh
-    data = gpu_check.SyntheticData(tmp_path, background=True)
+    data = training.SyntheticData(tmp_path, background=True)
     data.start(4, 2)
     with pytest.raises(RuntimeError, match="tools/make_synthetic.py exited with [1-9]"):
         data.wait(4, 2)
