@@ -11,6 +11,7 @@
     python tools/demo.py MODEL_FOLDER INPUT    # a published model's Hugging Face folder, or
                                                # a tools/convert_checkpoint.py output folder
     python tools/demo.py CONFIG CHECKPOINT VIDEO --track [--batch-size 8]   # track objects
+    python tools/demo.py CONFIG model.onnx INPUT [--backend onnxruntime]  # an exported model
 
 CONFIG may be the config a training run saved in its work dir (``WORK_DIR/NAME.py``), which
 holds that run's ``--cfg-options``. INPUT: an image file, a folder of images, a video file,
@@ -64,9 +65,11 @@ from tqdm import tqdm
 
 from visionfm.apis import Inferencer, PointInferencer, TopDownPipeline
 from visionfm.apis.point_inferencer import list_point_inputs
+from visionfm.apis.summary import label_names
 from visionfm.data.mot_format import write_mot
 from visionfm.data.video import VideoWriter, open_source
 from visionfm.engine.cli import run_tool
+from visionfm.export import BACKENDS
 from visionfm.tracking import ByteTracker
 from visionfm.visualization import draw_fps, draw_tracks
 
@@ -87,6 +90,13 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument(
         "--amp", action="store_true", help="bf16 autocast (faster for ViT-B-sized models)"
+    )
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=None,
+        help="run CHECKPOINT as a PyTorch checkpoint or as a tools/export.py file (.onnx in "
+        "onnxruntime, .pt2 torch.export); default: from its extension",
     )
     parser.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
     parser.add_argument("--batch-size", type=int, default=1, help="video frames per forward pass")
@@ -144,6 +154,7 @@ def main() -> None:
         score_thr=min(args.score_thr, args.track_low_thr) if args.track else args.score_thr,
         cfg_options=args.cfg_options,
         amp=args.amp,
+        backend=args.backend,
     )
     if isinstance(inferencer, PointInferencer):
         if args.text is not None or args.pose_config or args.track:
@@ -203,7 +214,7 @@ def main() -> None:
                 else:
                     tracks.append(track_frame(tracker, sample))
                     boxes, ids, labels = (tracks[-1][k] for k in ("bboxes", "ids", "labels"))
-                    drawn = draw_tracks(frame, boxes, ids, labels, class_names(sample))
+                    drawn = draw_tracks(frame, boxes, ids, labels, label_names(sample))
                 if source.kind == "webcam":  # smoothed over about ten frames
                     now = time.perf_counter()
                     rate = 1.0 / max(now - last, 1e-6)
@@ -247,11 +258,6 @@ def track_frame(tracker: ByteTracker, sample) -> dict:
     boxes, scores = pred.bboxes.float().cpu().numpy(), pred.scores.float().cpu().numpy()
     keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     return tracker.update(boxes[keep], scores[keep], pred.labels.cpu().numpy()[keep])
-
-
-def class_names(sample) -> list[str]:
-    """What ``sample``'s labels index: a prompted model's phrases, else the class names."""
-    return list(sample.get("phrases") or sample.metainfo["classes"])
 
 
 def point_demo(args: argparse.Namespace, inferencer: PointInferencer) -> None:

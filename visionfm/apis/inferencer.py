@@ -4,6 +4,7 @@ inferencer = Inferencer("configs/dino/dino_vit-s_synthetic.py", "work_dirs/.../e
 sample = inferencer("demo.jpg")            # DataSample, predictions in original pixels
 samples = inferencer([img_a, "b.jpg"])     # list of DataSample
 drawn = inferencer.visualize(img_rgb, sample)
+exported = Inferencer("configs/dino/dino_vit-s_synthetic.py", "dino.onnx")  # tools/export.py
 
 A published model runs from its folder alone: a Hugging Face ``save_pretrained`` folder
 (``config.json``, the weights, ``preprocessor_config.json``) of a family that describes its
@@ -43,6 +44,7 @@ from mmengine.structures import BaseDataElement
 from visionfm.data import Compose, DataSample
 from visionfm.engine.checkpoint import load_model_weights
 from visionfm.engine.config import load_config
+from visionfm.export.runtime import ExportedModel, open_backend
 from visionfm.heads.base import Head
 from visionfm.models.published_config import find_num_classes, published_config
 from visionfm.registry import MODELS
@@ -86,6 +88,13 @@ class Inferencer:
     on CPUs with bf16 matrix units (AMX) and on GPUs, not for tiny ones; scores and boxes
     carry bf16's rounding (``benchmarks/bench_detector.py`` measures both).
 
+    ``checkpoint`` may also be a file of ``tools/export.py``: a ``.onnx`` file runs in ONNX
+    Runtime (CPU), a ``.pt2`` ``torch.export`` program in PyTorch; ``backend`` (``'pytorch'``,
+    ``'onnxruntime'``, ``'torch-export'``; default: from the extension) names it and refuses
+    a file of another kind. The config's data preprocessor and the heads' own post-processing
+    run around the exported network (``visionfm.export.ExportedModel``), so the predictions
+    match the checkpoint's; ``dataset_meta`` comes from the file.
+
     A prompted model (a head that ``needs_text``) takes the prompt as ``text=`` in every
     call, parsed by :func:`~visionfm.text.parse_prompt`: class names ending in ``.``
     (``"cat . red car ."``) set the samples' ``text``, ``phrases`` and ``phrase_spans`` (one
@@ -114,14 +123,25 @@ class Inferencer:
         score_thr: float = 0.3,
         cfg_options: dict | None = None,
         amp: bool = False,
+        backend: str | None = None,
     ):
         cfg, checkpoint = resolve_config(config, checkpoint, cfg_options)
         self.cfg = cfg
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = MODELS.build(cfg.model)
         self.prompted = any(isinstance(m, Head) and m.needs_text for m in self.model.modules())
-        meta = load_model_weights(self.model, checkpoint) if checkpoint else {}
+        exported = open_backend(checkpoint, backend)
+        if exported is not None and amp:
+            raise ValueError(
+                "amp=True runs the PyTorch model under autocast; an exported file runs as it "
+                "was exported: leave amp out"
+            )
+        if exported is None:
+            meta = load_model_weights(self.model, checkpoint) if checkpoint else {}
+        else:  # the weights are in the file; the model gives the pre- and post-processing
+            meta = {"dataset_meta": exported.meta.get("dataset_meta")}
         self.model.to(self.device).eval()
+        self.exported = None if exported is None else ExportedModel(self.model, exported)
         test_dataset = (cfg.get("test_dataloader") or {}).get("dataset") or {}
         self.dataset_meta = dict(
             meta.get("dataset_meta") or cfg.get("metainfo") or test_dataset.get("metainfo") or {}
@@ -153,7 +173,8 @@ class Inferencer:
                 for item in batch:
                     _set_prompt(item["data_samples"], *prompt)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                results.extend(self.model.test_step(pseudo_collate(batch)))
+                step = self.model.test_step if self.exported is None else self.exported.test_step
+                results.extend(step(pseudo_collate(batch)))
         for sample in results:
             if self.amp:
                 _to_float32(sample)

@@ -39,6 +39,8 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from visionfm.layers import make_act, make_embed, make_mlp, make_norm, resize_pos_embed
+from visionfm.layers.positional import known_same_size
+from visionfm.ops.deform_attn_grid import is_exporting
 from visionfm.registry import MODELS
 from visionfm.weights import ConvertedCheckpoint
 
@@ -305,13 +307,17 @@ class ViT(Backbone):
         (optimizer steps, ``load_state_dict``) and ``.to()`` invalidate it.
         """
         pos = self.pos_embed
-        if tuple(pos.shape[1:3]) == tuple(hw):
+        if known_same_size(pos.shape[1:3], hw):
             return pos.reshape(1, -1, pos.shape[-1])
-        cacheable = not (torch.is_grad_enabled() and pos.requires_grad)
-        key = (tuple(hw), pos._version, pos.data_ptr(), pos.dtype, pos.device)
-        key += (torch.is_inference_mode_enabled(),)
-        if cacheable and self._pos_cache is not None and self._pos_cache[0] == key:
-            return self._pos_cache[1]
+        # not while exporting: a traced parameter has no data pointer, and the program must
+        # compute the table for whatever grid it gets
+        cacheable = not (torch.is_grad_enabled() and pos.requires_grad) and not is_exporting()
+        key = None
+        if cacheable:
+            key = (tuple(hw), pos._version, pos.data_ptr(), pos.dtype, pos.device)
+            key += (torch.is_inference_mode_enabled(),)
+            if self._pos_cache is not None and self._pos_cache[0] == key:
+                return self._pos_cache[1]
         resized = resize_pos_embed(
             pos,
             hw,

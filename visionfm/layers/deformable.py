@@ -36,6 +36,8 @@ class Memory:
     feats: (B, S, C); pos: (B, S, C) positional + level embedding; padding_mask: (B, S) bool,
     True on padding; spatial_shapes: (L, 2) long ``(H_l, W_l)``; level_start_index: (L,) long;
     valid_ratios: (B, L, 2) ``(w, h)``: fraction of each level's map the image covers.
+    level_shapes: the same ``(H_l, W_l)`` as Python ints, read from the maps' shapes (under
+    ``torch.export`` symbolic sizes, so that an exported program keeps any input size).
     text: None, or the prompt's ``visionfm.text.TextFeatures`` (``feats`` (B, T, C), ``mask``
     (B, T) True on real tokens, ...) that grounding layers attend to next to the image.
     """
@@ -46,13 +48,14 @@ class Memory:
     spatial_shapes: Tensor
     level_start_index: Tensor
     valid_ratios: Tensor
+    level_shapes: tuple[tuple[int, int], ...]
     text: Any = None
 
     def token_centres(self) -> Tensor:
         """(B, S, 2) ``(x, y)`` centre of every token normalised to the image's valid region
         (``(j + 0.5) / valid_W``): the same for an image whatever the batch's padding."""
         points = []
-        for lvl, (h, w) in enumerate(self.spatial_shapes.tolist()):
+        for lvl, (h, w) in enumerate(self.level_shapes):
             ys, xs = torch.meshgrid(
                 torch.arange(h, device=self.feats.device) + 0.5,
                 torch.arange(w, device=self.feats.device) + 0.5,
@@ -66,8 +69,13 @@ class Memory:
 
     def token_levels(self) -> Tensor:
         """(S,) long: the level of every token."""
-        sizes = self.spatial_shapes[:, 0] * self.spatial_shapes[:, 1]
-        return torch.arange(len(sizes), device=sizes.device).repeat_interleave(sizes)
+        device = self.spatial_shapes.device
+        return torch.cat(
+            [
+                torch.full((h * w,), lvl, dtype=torch.long, device=device)
+                for lvl, (h, w) in enumerate(self.level_shapes)
+            ]
+        )
 
     def reference_points(self) -> Tensor:
         """(B, S, L, 2) token centres normalised to each level's padded map (the centres
@@ -83,7 +91,8 @@ def flatten_levels(
 ) -> Memory:
     """L maps (B, C, H_l, W_l), padding masks (B, H_l, W_l) and positional codes (B, C, H_l,
     W_l) -> one :class:`Memory`; ``level_embed`` (L, C) is added to each level's positions."""
-    shapes = torch.tensor([m.shape[-2:] for m in maps], dtype=torch.long, device=maps[0].device)
+    level_shapes = tuple((m.shape[-2], m.shape[-1]) for m in maps)
+    shapes = torch.tensor(level_shapes, dtype=torch.long, device=maps[0].device)
     starts = torch.cat((shapes.new_zeros(1), (shapes[:, 0] * shapes[:, 1]).cumsum(0)[:-1]))
     pos_flat = [p.flatten(2).transpose(1, 2) for p in pos]  # each (B, H_l * W_l, C)
     if level_embed is not None:
@@ -97,6 +106,7 @@ def flatten_levels(
         spatial_shapes=shapes,
         level_start_index=starts,
         valid_ratios=torch.stack((valid_w, valid_h), dim=-1).to(maps[0].dtype),
+        level_shapes=level_shapes,
     )
 
 
@@ -145,4 +155,5 @@ class DeformableMemoryAttention(nn.Module):
             memory.spatial_shapes,
             memory.level_start_index,
             memory.padding_mask,
+            memory.level_shapes,
         )

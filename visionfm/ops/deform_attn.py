@@ -3,12 +3,15 @@
 ``MultiScaleDeformableAttention`` holds the value / offset / attention / output
 projections, with offsets initialised in the paper's radial pattern, and is registered in
 ``MODELS``. The functional op, ``multi_scale_deformable_attention`` (pure PyTorch, exact
-hand-written backward), lives in ``deform_attn_function.py`` and is re-exported here.
+hand-written backward), lives in ``deform_attn_function.py`` and is re-exported here; while a
+model is exported the module runs the traceable ``grid_sample`` formulation
+(``deform_attn_grid.py``) instead.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -16,6 +19,7 @@ import torch.nn as nn
 from visionfm.registry import MODELS
 
 from .deform_attn_function import multi_scale_deformable_attention
+from .deform_attn_grid import deform_attn_grid_sample, is_exporting
 
 __all__ = ["MultiScaleDeformableAttention", "multi_scale_deformable_attention"]
 
@@ -88,6 +92,7 @@ class MultiScaleDeformableAttention(nn.Module):
         spatial_shapes: torch.Tensor,
         level_start_index: torch.Tensor | None = None,
         value_padding_mask: torch.Tensor | None = None,
+        level_shapes: Sequence[tuple[int, int]] | None = None,
     ) -> torch.Tensor:
         """Deformable attention of the queries to the multi-level value.
 
@@ -100,6 +105,9 @@ class MultiScaleDeformableAttention(nn.Module):
             spatial_shapes: (L, 2) integer (H_l, W_l).
             level_start_index: (L,) or None, see ``multi_scale_deformable_attention``.
             value_padding_mask: (B, S) bool, True where value is padding (zeroed).
+            level_shapes: the same (H_l, W_l) as Python ints (symbolic sizes under
+                ``torch.export``), e.g. ``Memory.level_shapes``; needed while exporting, when
+                the traceable ``grid_sample`` formulation runs (``deform_attn_grid``).
 
         Returns:
             (B, Q, C) (or (Q, B, C)).
@@ -158,12 +166,17 @@ class MultiScaleDeformableAttention(nn.Module):
         dtype = torch.promote_types(
             torch.promote_types(value.dtype, locations.dtype), weights.dtype
         )
-        out = multi_scale_deformable_attention(
-            value.to(dtype),
-            spatial_shapes,
-            level_start_index,
-            locations.to(dtype),
-            weights.to(dtype),
-        )
+        value, locations, weights = value.to(dtype), locations.to(dtype), weights.to(dtype)
+        if is_exporting():
+            if level_shapes is None:
+                raise ValueError(
+                    "exporting deformable attention needs level_shapes=((H_l, W_l), ...) "
+                    "read from the maps' shapes (e.g. Memory.level_shapes)"
+                )
+            out = deform_attn_grid_sample(value, level_shapes, locations, weights)
+        else:
+            out = multi_scale_deformable_attention(
+                value, spatial_shapes, level_start_index, locations, weights
+            )
         out = self.dropout(self.output_proj(out))
         return out if self.batch_first else out.transpose(0, 1)

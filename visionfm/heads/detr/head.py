@@ -345,11 +345,14 @@ class DETRHead(DETRLosses, DETRPostprocess, Head):
         self.queries.reset_parameters()
 
     # ------------------------------------------------------------------ forward
-    def _memory(self, feats: Mapping[str, Tensor], data_samples) -> Memory:
-        """Project, mask and flatten the input levels (see the module doc)."""
+    def _memory(
+        self, feats: Mapping[str, Tensor], data_samples, padding: Tensor | None = None
+    ) -> Memory:
+        """Project, mask and flatten the input levels (see the module doc); ``padding``: the
+        (B, H, W) padding mask, else the samples' (``padding_mask``), else none."""
         inputs = _select(feats, self.in_channels)
-        pixels = None
-        if data_samples is not None:
+        pixels = padding
+        if pixels is None and data_samples is not None:
             first = next(iter(inputs.values()))
             pixels = padding_mask(data_samples, device=first.device)  # (B, H, W)
         if pixels is not None and self.mask_padded_inputs:
@@ -384,17 +387,26 @@ class DETRHead(DETRLosses, DETRPostprocess, Head):
             return memory
         return replace(memory, feats=self.encoder(memory))
 
-    def forward(self, feats: Mapping[str, Tensor], data_samples, targets=None, text=None) -> dict:
+    def forward(
+        self,
+        feats: Mapping[str, Tensor],
+        data_samples,
+        targets=None,
+        text=None,
+        padding: Tensor | None = None,
+    ) -> dict:
         """feats: ``{level: (B, C_l, H_l, W_l)}``; targets (training, for denoising): as
         :meth:`targets`; text: the prompts' ``visionfm.text.TextFeatures`` (grounding heads),
-        carried by the memory to the encoder, decoder and class heads.
+        carried by the memory to the encoder, decoder and class heads; padding: (B, H, W) bool,
+        True on the batch's padded pixels, instead of the one the samples' ``img_shape`` give
+        (an exported network takes it as a tensor, ``visionfm.export``).
 
         Returns ``logits`` (num_layers, B, Q, num_classes), ``boxes`` (num_layers, B, Q, 4)
         normalised cxcywh; with two-stage ``enc_logits`` / ``enc_boxes`` (B, Q, ...); with
         denoising in training ``dn_logits`` / ``dn_boxes`` (num_layers, B, num_dn, ...) and
         ``dn_meta``.
         """
-        memory = self._encode(replace(self._memory(feats, data_samples), text=text))
+        memory = self._encode(replace(self._memory(feats, data_samples, padding), text=text))
         out: dict = {} if memory.text is None else {"text_mask": memory.text.mask}
         proposals = None
         if self.proposals is not None:
@@ -458,6 +470,4 @@ class DETRHead(DETRLosses, DETRPostprocess, Head):
         queries by their best class), above ``score_thr``; in original-image pixels when
         ``rescale``, else input pixels."""
         out = self(feats, data_samples)
-        for logits, boxes, sample in zip(out["logits"][-1], out["boxes"][-1], data_samples):
-            sample.pred_instances = self.postprocess(logits, boxes, sample.metainfo, rescale)
-        return list(data_samples)
+        return self.predict_by_outputs(out["logits"][-1], out["boxes"][-1], data_samples, rescale)

@@ -4,7 +4,7 @@ mixin): one image's logits and normalised boxes -> ``InstanceData`` in pixels.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from mmengine.structures import InstanceData
 from torch import Tensor
@@ -18,6 +18,16 @@ __all__ = ["DETRPostprocess"]
 class DETRPostprocess:
     """:meth:`postprocess` of :class:`~visionfm.heads.detr.DETRHead`; it reads its
     ``classification``, ``num_classes`` and ``test_cfg`` (``max_per_img``, ``score_thr``)."""
+
+    def predict_by_outputs(
+        self, logits: Tensor, boxes: Tensor, data_samples: Sequence, rescale: bool = True
+    ) -> list:
+        """The last decoder layer's logits (B, Q, num_classes) and boxes (B, Q, 4) normalised
+        cxcywh (from the head, or from an exported network, ``visionfm.export``) -> the
+        samples with ``pred_instances`` (see ``DETRHead.predict``)."""
+        for scores, cxcywh, sample in zip(logits, boxes, data_samples):
+            sample.pred_instances = self.postprocess(scores, cxcywh, sample.metainfo, rescale)
+        return list(data_samples)
 
     def postprocess(self, logits: Tensor, boxes: Tensor, metainfo: Mapping, rescale=True):
         """One image: logits (Q, num_classes), boxes (Q, 4) normalised cxcywh ->

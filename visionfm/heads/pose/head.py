@@ -163,9 +163,22 @@ class TopDownHeatmapHead(Head):
         """Fill each sample's ``pred_instances`` (see the module doc); ``flip_feats``: the
         features of the mirrored inputs for flip testing. ``rescale=False`` leaves keypoints
         and boxes in input pixels."""
-        heatmaps = self(feats)
-        if flip_feats is not None:
-            heatmaps = 0.5 * (heatmaps + flip_heatmaps(self(flip_feats), self.flip_pairs))
+        flipped = None if flip_feats is None else self(flip_feats)
+        return self.predict_by_heatmaps(self(feats), data_samples, flipped, rescale)
+
+    def predict_by_heatmaps(
+        self,
+        heatmaps: Tensor,
+        data_samples,
+        flipped: Tensor | None = None,
+        rescale: bool = True,
+    ) -> list:
+        """Heatmaps (B, K, h, w) of the crops, and ``flipped`` (B, K, h, w) those of the
+        mirrored crops (flip testing; as the network gives them, not yet mirrored back), from
+        :meth:`forward` or an exported network (``visionfm.export``) -> the samples with
+        ``pred_instances`` (see :meth:`predict`)."""
+        if flipped is not None:
+            heatmaps = 0.5 * (heatmaps + flip_heatmaps(flipped, self.flip_pairs))
         input_hw = batch_input_shape(data_samples, heatmaps.shape[-2:])
         coords, scores = self.codec.decode(heatmaps, input_hw)  # (B, K, 2), (B, K)
         for sample, xy, score in zip(data_samples, coords, scores):

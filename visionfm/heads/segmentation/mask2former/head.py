@@ -196,9 +196,15 @@ class Mask2FormerHead(Head):
         cls_logits, mask_logits = self.predictions(feats, data_samples)
         return dict(cls_logits=torch.stack(cls_logits), mask_logits=torch.stack(mask_logits))
 
-    def predictions(self, feats, data_samples=None) -> tuple[list[Tensor], list[Tensor]]:
-        """As :meth:`forward`, unstacked: L + 1 class logits and L + 1 mask logits."""
-        pix = self.pixel_decoder(feats, data_samples if self.mask_padding else None)
+    def predictions(
+        self, feats, data_samples=None, padding: Tensor | None = None
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """As :meth:`forward`, unstacked: L + 1 class logits and L + 1 mask logits.
+        ``padding``: the (B, H, W) padding mask instead of the samples' (an exported
+        network's input, ``visionfm.export``)."""
+        if not self.mask_padding:
+            data_samples, padding = None, None
+        pix = self.pixel_decoder(feats, data_samples, padding)
         batch = pix.mask_features.shape[0]
         embeds = [e[None, :, None, None] for e in self.level_embed]  # each (1, C, 1, 1)
         pos = [self.positional_encoding(m).to(x.dtype) for m, x in zip(pix.padding, pix.levels)]
@@ -290,9 +296,17 @@ class Mask2FormerHead(Head):
         (H, W) long, as enabled in ``test_cfg``, at the original image size when
         ``rescale``."""
         all_cls, all_masks = self.predictions(feats, data_samples)
+        return self.predict_by_outputs(all_cls[-1], all_masks[-1], data_samples, rescale)
+
+    def predict_by_outputs(
+        self, batch_cls: Tensor, batch_masks: Tensor, data_samples, rescale: bool = True
+    ) -> list:
+        """The last prediction's class logits ``batch_cls`` (B, Q, K + 1) and mask logits
+        ``batch_masks`` (B, Q, h, w) (from the head, or an exported network,
+        ``visionfm.export``) -> the samples with the fields of :meth:`predict`."""
         cfg = self.test_cfg
         mode, shape = cfg["postprocess"], batch_input_shape(data_samples)
-        for cls_logits, mask_logits, sample in zip(all_cls[-1], all_masks[-1], data_samples):
+        for cls_logits, mask_logits, sample in zip(batch_cls, batch_masks, data_samples):
             if mode == "transformers":
                 self._predict_hf(cls_logits, mask_logits, sample, rescale, shape)
                 continue

@@ -144,11 +144,16 @@ class MSDeformAttnPixelDecoder(nn.Module):
         nn.init.xavier_uniform_(self.mask_feature.weight)
         nn.init.zeros_(self.mask_feature.bias)
 
-    def forward(self, feats: Mapping[str, Tensor], data_samples=None) -> PixelDecoderOutput:
+    def forward(
+        self, feats: Mapping[str, Tensor], data_samples=None, padding: Tensor | None = None
+    ) -> PixelDecoderOutput:
         """feats: ``{level: (B, C_l, H_l, W_l)}`` (at least the levels of ``in_channels``);
-        data_samples give the padding (``img_shape`` / ``batch_input_shape``)."""
+        data_samples give the padding (``img_shape`` / ``batch_input_shape``), or ``padding``
+        (B, H, W) bool, True on padded pixels, does (an exported network's input)."""
         first = feats[self.encoder_names[0]]
-        if data_samples is None:  # no metainfo: nothing is padding
+        if padding is not None:
+            pixels = padding
+        elif data_samples is None:  # no metainfo: nothing is padding
             pixels = torch.zeros(first.shape[0], 1, 1, dtype=torch.bool, device=first.device)
         else:
             pixels = padding_mask(data_samples, device=first.device)  # (B, H, W)
@@ -160,7 +165,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
         pos = [self.positional_encoding(m) for m in masks]
         memory = flatten_levels(maps, masks, pos, self.level_embed)
         encoded = self.encoder(memory)  # (B, S, C)
-        sizes = [h * w for h, w in memory.spatial_shapes.tolist()]
+        sizes = [h * w for h, w in memory.level_shapes]
         levels = [
             x.transpose(1, 2).reshape(x.shape[0], -1, *m.shape[-2:])
             for x, m in zip(encoded.split(sizes, dim=1), maps)
