@@ -22,6 +22,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.fx.experimental.symbolic_shapes import statically_known_true
 
 from visionfm.registry import MODELS
 
@@ -114,6 +115,13 @@ class SinePositionalEncoding(nn.Module):
         return torch.cat((pos_y, pos_x), dim=-1).permute(0, 3, 1, 2)
 
 
+def known_same_size(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """``a == b`` for concrete sizes; False for symbolic ones (``torch.export``), without the
+    guard a comparison would add, so that an exported program resizes for any grid (an
+    identity at the table's own size unless ``offset``)."""
+    return statically_known_true(a[0] == b[0]) and statically_known_true(a[1] == b[1])
+
+
 def resize_pos_embed(
     pos: torch.Tensor,
     size: tuple[int, int],
@@ -136,7 +144,7 @@ def resize_pos_embed(
         (1, H, W, C), in ``pos``'s dtype (computed in float32).
     """
     h, w = pos.shape[1:3]
-    if (h, w) == tuple(size):
+    if known_same_size((h, w), size):
         return pos
     grid = pos.permute(0, 3, 1, 2).float()  # (1, C, h, w)
     if offset:

@@ -87,7 +87,7 @@ def encoder_proposals(
     """
     centres = memory.token_centres()  # (B, S, 2)
     size = base_scale * 2.0 ** memory.token_levels().to(centres)  # (S,)
-    proposals = torch.cat((centres, size[None, :, None].expand(len(centres), -1, 2)), dim=-1)
+    proposals = torch.cat((centres, size[None, :, None].expand(centres.shape[0], -1, 2)), dim=-1)
     inside = ((proposals > margin) & (proposals < 1 - margin)).all(-1)
     valid = inside & ~memory.padding_mask
     if box_param == "logit":

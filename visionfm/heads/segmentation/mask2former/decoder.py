@@ -52,7 +52,7 @@ def masked_attention_mask(
     valid = torch.ones_like(allowed[:, :1]) if padding is None else ~padding.flatten(1)[:, None]
     allowed = allowed & valid
     empty = ~allowed.any(-1, keepdim=True)  # (B, Q, 1)
-    return torch.where(empty, valid, allowed)[:, None]
+    return (allowed | (empty & valid))[:, None]  # as a where(empty, valid, allowed) of bools
 
 
 @MODELS.register_module()
