@@ -1,7 +1,8 @@
 """Sections 1 and 2 of the GPU check (``benchmarks/gpu_check.py``): the attention backends
 against the math backend in float64, and multi-scale deformable attention against Deformable
-DETR's ``grid_sample`` formulation in float64. Each section takes the run's ``ctx`` and returns
-``{'status', 'summary', 'lines' (markdown), 'data' (for the .json)}``.
+DETR's ``grid_sample`` formulation (``visionfm.ops.deform_attn_grid``) in float64. Each section
+takes the run's ``ctx`` and returns ``{'status', 'summary', 'lines' (markdown), 'data' (for the
+.json)}``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import contextlib
 import math
 
 import torch
-import torch.nn.functional as F
 from _gpu_check_common import FAIL, PASS, SKIP, compare, overall
 
 # Largest relative error (max |got - ref| / max |ref|) accepted per compute dtype: float32
@@ -136,29 +136,6 @@ def attention_section(ctx) -> dict:
 # ---------------------------------------------------------------- 2. deformable attention
 
 
-def deform_attn_reference(value, shapes, locations, weights) -> torch.Tensor:
-    """Deformable DETR's pure-PyTorch formulation (``ms_deform_attn_core_pytorch``): one
-    ``F.grid_sample`` per level (bilinear, zeros outside, align_corners=False).
-
-    value (B, S, heads, D), shapes [(H_l, W_l)] * L, locations (B, Q, heads, L, P, 2) in
-    [0, 1], weights (B, Q, heads, L, P) -> (B, Q, heads * D).
-    """
-    b, _, heads, d = value.shape
-    _, queries, _, levels, points, _ = locations.shape
-    maps = value.split([h * w for h, w in shapes], dim=1)
-    grids = 2 * locations - 1
-    samples = []
-    for lvl, (h, w) in enumerate(shapes):
-        level = maps[lvl].flatten(2).transpose(1, 2).reshape(b * heads, d, h, w)
-        grid = grids[:, :, :, lvl].transpose(1, 2).flatten(0, 1)  # (B * heads, Q, P, 2)
-        samples.append(
-            F.grid_sample(level, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        )  # (B * heads, D, Q, P)
-    w = weights.transpose(1, 2).reshape(b * heads, 1, queries, levels * points)
-    out = (torch.stack(samples, dim=-2).flatten(-2) * w).sum(-1)  # (B * heads, D, Q)
-    return out.view(b, heads * d, queries).transpose(1, 2)
-
-
 def _deform_inputs(case: dict, gen: torch.Generator) -> dict[str, torch.Tensor]:
     """float64 value (B, S, heads, D), locations (B, Q, heads, L, P, 2) in [-0.1, 1.1] (some
     outside the maps), softmaxed weights (B, Q, heads, L, P), and an output gradient."""
@@ -197,12 +174,13 @@ def _deform_op(device: str):
 
 @contextlib.contextmanager
 def _module_op_replaced_by_reference():
-    """``MultiScaleDeformableAttention`` calling ``deform_attn_reference`` instead of the op."""
+    """``MultiScaleDeformableAttention`` calling ``deform_attn_grid_sample`` instead of the op."""
     from visionfm.ops import deform_attn
+    from visionfm.ops.deform_attn_grid import deform_attn_grid_sample
 
     op = deform_attn.multi_scale_deformable_attention
     deform_attn.multi_scale_deformable_attention = lambda value, spatial, start, loc, w: (
-        deform_attn_reference(value, spatial.tolist(), loc, w)
+        deform_attn_grid_sample(value, spatial.tolist(), loc, w)
     )
     try:
         yield
@@ -268,11 +246,13 @@ def _deform_cases(quick: bool) -> list[dict]:
 
 def deform_attn_section(ctx) -> dict:
     """Section 2 (module doc)."""
+    from visionfm.ops.deform_attn_grid import deform_attn_grid_sample as reference_op
+
     gen, rows = _gen(1), []
     op = _deform_op(ctx.device)
     for case in _deform_cases(ctx.quick):
         inputs, shapes = _deform_inputs(case, gen), case["shapes"]
-        reference = _deform_run(deform_attn_reference, inputs, shapes, ctx.device, torch.float64)
+        reference = _deform_run(reference_op, inputs, shapes, ctx.device, torch.float64)
         got = _deform_run(op, inputs, shapes, ctx.device, torch.float32)
         check = "op float32 vs grid_sample float64"
         rows.append(
@@ -282,8 +262,8 @@ def deform_attn_section(ctx) -> dict:
         # of the bf16 tolerance and the error of the grid_sample formulation run in bf16 (the
         # location gradient jumps at pixel edges, where bf16-rounded locations often fall)
         rounded = {k: t.bfloat16().double() for k, t in inputs.items()}
-        reference = _deform_run(deform_attn_reference, rounded, shapes, ctx.device, torch.float64)
-        lowp = _deform_run(deform_attn_reference, rounded, shapes, ctx.device, torch.bfloat16)
+        reference = _deform_run(reference_op, rounded, shapes, ctx.device, torch.float64)
+        lowp = _deform_run(reference_op, rounded, shapes, ctx.device, torch.bfloat16)
         baseline = compare(lowp, reference, math.inf)["errors"]
         tol = TOLERANCE[torch.bfloat16]  # a baseline of garbage (> 1, NaN) does not widen it
         bounds = {k: max(tol, v) if v <= 1.0 else tol for k, v in baseline.items()}

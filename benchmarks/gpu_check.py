@@ -16,10 +16,10 @@ where it was):
    inputs: the output and the gradients of q, k, v and a learned (1, heads, N, N) bias, with
    no bias, a bias, a key padding mask, and both; N 197 and 1024, head dims 64 and 80.
 2. ``deform_attn``: ``multi_scale_deformable_attention`` (float32 and bfloat16 inputs) against
-   Deformable DETR's ``grid_sample`` formulation in float64 (output and the gradients of
-   value, sampling locations and attention weights), ``MultiScaleDeformableAttention`` under
-   bfloat16 autocast against the same module with the ``grid_sample`` formulation, and the op
-   on CUDA against the op on CPU.
+   Deformable DETR's ``grid_sample`` formulation (``visionfm.ops.deform_attn_grid``) in float64
+   (output and the gradients of value, sampling locations and attention weights),
+   ``MultiScaleDeformableAttention`` under bfloat16 autocast against the same module with the
+   ``grid_sample`` formulation, and the op on CUDA against the op on CPU.
 3. ``amp_training``: the demo detector (``configs/dino/dino_vit-t_synthetic.py``) trained by
    ``build_runner`` on 200 synthetic images in float32, bfloat16 and float16 (mmengine's
    ``AmpOptimWrapper``, a dynamic loss scaler for float16): losses at the start and the end,
