@@ -69,7 +69,7 @@ from visionfm.apis.summary import label_names
 from visionfm.data.mot_format import write_mot
 from visionfm.data.video import VideoWriter, open_source
 from visionfm.engine.cli import run_tool
-from visionfm.export import BACKENDS
+from visionfm.export import BACKENDS, ExportError
 from visionfm.tracking import ByteTracker
 from visionfm.visualization import draw_fps, draw_tracks
 
@@ -146,16 +146,19 @@ def main() -> None:
     if args.batch_size < 1:
         parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
 
-    inferencer = Inferencer(
-        args.config,
-        args.checkpoint,
-        device=args.device,
-        # the tracker's second stage needs the low-score detections too
-        score_thr=min(args.score_thr, args.track_low_thr) if args.track else args.score_thr,
-        cfg_options=args.cfg_options,
-        amp=args.amp,
-        backend=args.backend,
-    )
+    try:
+        inferencer = Inferencer(
+            args.config,
+            args.checkpoint,
+            device=args.device,
+            # the tracker's second stage needs the low-score detections too
+            score_thr=min(args.score_thr, args.track_low_thr) if args.track else args.score_thr,
+            cfg_options=args.cfg_options,
+            amp=args.amp,
+            backend=args.backend,
+        )
+    except ExportError as err:  # an exported file that does not fit --backend or the config
+        parser.error(str(err))
     if isinstance(inferencer, PointInferencer):
         if args.text is not None or args.pose_config or args.track:
             parser.error("--text, --pose-config and --track are not for a point-cloud model")

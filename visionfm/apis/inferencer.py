@@ -44,7 +44,7 @@ from mmengine.structures import BaseDataElement
 from visionfm.data import Compose, DataSample
 from visionfm.engine.checkpoint import load_model_weights
 from visionfm.engine.config import load_config
-from visionfm.export.runtime import ExportedModel, open_backend
+from visionfm.export import ExportedModel, ExportError, open_backend
 from visionfm.heads.base import Head
 from visionfm.models.published_config import find_num_classes, published_config
 from visionfm.registry import MODELS
@@ -132,7 +132,7 @@ class Inferencer:
         self.prompted = any(isinstance(m, Head) and m.needs_text for m in self.model.modules())
         exported = open_backend(checkpoint, backend)
         if exported is not None and amp:
-            raise ValueError(
+            raise ExportError(
                 "amp=True runs the PyTorch model under autocast; an exported file runs as it "
                 "was exported: leave amp out"
             )

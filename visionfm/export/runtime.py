@@ -124,15 +124,15 @@ def open_backend(
     ``torch-export``, anything else -> ``pytorch``); a backend that does not fit the file
     is refused."""
     if backend is not None and backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        raise ExportError(f"backend must be one of {BACKENDS}, got {backend!r}")
     ext = os.path.splitext(os.fspath(path or ""))[1].lower()
     found = {suffix: name for name, suffix in FORMATS.items()}.get(ext)
     wanted = None if backend is None or backend == "pytorch" else _FORMAT_OF[backend]
     if backend is not None and wanted != found:
         what = "a PyTorch checkpoint"
         if wanted:
-            what = f"a {FORMATS[wanted]} file (tools/export.py --format {wanted})"
-        raise ValueError(f"backend={backend!r} runs {what}, got {path!r}")
+            what = f"a {FORMATS[wanted]} file (tools/export.py --out *{FORMATS[wanted]})"
+        raise ExportError(f"backend={backend!r} runs {what}, got {path!r}")
     if found is None:
         return None
     if not os.path.isfile(path):
