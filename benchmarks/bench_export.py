@@ -2,7 +2,7 @@
 same network in PyTorch eager.
 
     python benchmarks/bench_export.py [--rounds 20] [--threads 1] [--families dino upernet ...]
-        [--out results/export_latency.md]
+        [--out results/export_latency.md] [--note "what else ran on the machine"]
 
 Per family (the synthetic configs, random weights: latency does not depend on them) the
 network that ``tools/export.py`` exports (``visionfm.export.ExportNetwork``: preprocessed
@@ -71,12 +71,13 @@ def _case(name: str, folder: str, threads: int) -> dict:
     return dict(fns=fns, diff=diff, size=(h, w))
 
 
-def _markdown(rows: list[dict], facts: dict, rounds: int) -> str:
+def _markdown(rows: list[dict], facts: dict, rounds: int, note: str | None) -> str:
     lines = [
         "# Exported models: ONNX Runtime and torch.export vs PyTorch eager (CPU)",
         "",
         f"{common.run_line(facts)}",
         "",
+        *([note, ""] if note else []),
         "One preprocessed image per call, the exported network only (backbone -> neck -> raw "
         f"head outputs); {rounds} calls each, in turns, after a warm-up call; random weights. "
         "ORT: ONNX Runtime's CPU provider on the `.onnx` file; program: the `.pt2` "
@@ -111,6 +112,7 @@ def main() -> None:
     parser.add_argument("--families", nargs="+", choices=sorted(FAMILIES), default=["dino"])
     parser.add_argument("--out", type=Path, default=common.RESULTS / "export_latency.md")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument("--note", help="a sentence under the run line (what else ran meanwhile)")
     args = parser.parse_args()
     os.chdir(common.ROOT)
     sys.path.insert(0, str(common.ROOT))
@@ -133,7 +135,7 @@ def main() -> None:
                 )
             )
     facts = common.run_facts("benchmarks/bench_export.py", args.threads, load_before)
-    markdown = _markdown(rows, facts, args.rounds)
+    markdown = _markdown(rows, facts, args.rounds, args.note)
     common.write_results(args.out, markdown, args.json, dict(rows=rows, **facts))
     print(markdown)
 
