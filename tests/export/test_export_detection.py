@@ -31,8 +31,8 @@ from visionfm.apis import Inferencer
 from visionfm.data import DataSample
 from visionfm.data.batch import padding_mask
 from visionfm.engine.config import load_config
-from visionfm.export import ExportNetwork, open_backend, padding_from_sizes
-from visionfm.export.runtime import OnnxRuntimeBackend, ProgramBackend
+from visionfm.export import ExportError, ExportNetwork, open_backend, padding_from_sizes
+from visionfm.export.runtime import OnnxRuntimeBackend, ProgramBackend, check_images
 from visionfm.ops.deform_attn import multi_scale_deformable_attention
 from visionfm.ops.deform_attn_grid import deform_attn_grid_sample
 from visionfm.registry import MODELS
@@ -189,3 +189,14 @@ def test_an_out_file_of_no_known_format_is_a_usage_error(capsys):
         run_export(CONFIG, "model.pth", "--out", "model.onnx", "model.trt")
     assert exit_info.value.code == 2
     assert "--out 'model.trt': name the file *.onnx (ONNX) or *.pt2" in capsys.readouterr().err
+
+
+def test_a_static_file_refuses_another_shape_saying_why():
+    meta = dict(traced_shape=[1, 3, 64, 48], static_dims=dict(images=[0, 2, 3], image_sizes=[0]))
+    check_images(meta, torch.zeros(1, 3, 64, 48), "model.onnx")  # the traced shape passes
+    with pytest.raises(
+        ExportError,
+        match=r"model.onnx takes images of batch 1, height 64, "
+        r"width 48 only \(it was exported with --static\); got .*\(2, 3, 64, 48\)",
+    ):
+        check_images(meta, torch.zeros(2, 3, 64, 48), "model.onnx")
