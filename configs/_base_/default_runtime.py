@@ -29,4 +29,6 @@ vis_backends = [dict(type="LocalVisBackend")] + (
     if __import__("importlib.util").util.find_spec("tensorboard") is not None
     else []
 )
-visualizer = dict(type="Visualizer", vis_backends=vis_backends, name="visualizer")
+# No `name`: the runner names it after the run (config name + timestamp), so that a second
+# run in one process (a notebook, the tests) writes to its own work dir, not the first one's.
+visualizer = dict(type="Visualizer", vis_backends=vis_backends)

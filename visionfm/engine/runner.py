@@ -23,6 +23,8 @@ by the global gradient norm).
 from __future__ import annotations
 
 import copy
+import itertools
+from pathlib import Path
 
 from mmengine.config import Config
 from mmengine.runner import Runner
@@ -40,6 +42,8 @@ from .dist import (
 from .loops import ResumableEpochBasedTrainLoop, ResumableIterBasedTrainLoop
 
 # Runner arguments taken from the config as they are (mmengine's names).
+_RUNS = itertools.count(1)  # runners built in this process
+
 _RUNNER_KEYS = (
     "work_dir",
     "train_dataloader",
@@ -92,6 +96,12 @@ def build_runner(cfg: Config) -> Runner:
         raise ValueError(f"default_scope must be 'visionfm', got {cfg.default_scope!r}")
     check_config(cfg)  # unknown types / arguments / misspelt keys, before anything is built
     setup_distributed(cfg)  # gloo and CPU placement without CUDA; FSDP checks
+    run = next(_RUNS)
+    if run > 1 and cfg.get("experiment_name") is None:
+        # mmengine names a run's Visualizer, logger and message hub after the config and the
+        # second it started, and hands a later run of the same name the earlier one's (which
+        # writes into the earlier work dir): a second run in this process gets its own name
+        cfg.experiment_name = f"{Path(cfg.filename or 'run').stem}_run{run}"
     kwargs = {key: cfg[key] for key in _RUNNER_KEYS if key in cfg}
     custom_hooks = list(cfg.get("custom_hooks") or [])
     nan_guard = dict(type="NonFiniteLossHook", policy=cfg.get("nan_policy", "raise"))
