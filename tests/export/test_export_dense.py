@@ -4,8 +4,7 @@ panoptic segmentation (Mask2Former: deformable pixel decoder, masked attention),
 and top-down pose (ViTPose, flip test: the network gives the mirrored crops' heatmaps too).
 The ONNX file in ONNX Runtime and the ``torch.export`` program, both from one trace and
 reloaded, against the eager network and the model's own ``predict`` on batches of two sizes
-other than the traced one. CI runs ViTPose and UperNet (fixed size); SegFormer, DPT and
-Mask2Former take 10-50 s each to trace on one core: ``VISIONFM_EXPORT_TESTS=all`` runs them.
+other than the traced one: ViTPose, SegFormer, DPT, Mask2Former and UperNet (fixed size).
 
 Tolerances: raw maps / heatmaps / logits 1e-4 absolute + 1e-4 relative; semantic labels equal
 wherever the two best logits differ by more than 1e-3; panoptic and semantic maps of
@@ -16,7 +15,6 @@ keypoints 1e-2 px, their scores 1e-4.
 from __future__ import annotations
 
 import copy
-import os
 
 import pytest
 import torch
@@ -44,9 +42,6 @@ FAMILIES = {
         [((64, 96), (48, 80)), ((96, 64),)],
     ),
 }
-# run in CI (semantic segmentation there: the UperNet test); the others take 10-50 s each on
-# one core to trace: VISIONFM_EXPORT_TESTS=all runs them
-IN_CI = ("vitpose",)
 UPERNET = "configs/upernet/upernet_vit-t_synthetic.py"
 WEIGHT_SCALE = {"dpt": 0.05}  # DPT's sigmoid depth saturates at 0.2 (most pixels at 0 or 10 m)
 
@@ -89,16 +84,7 @@ def _assert_same_predictions(ours: DataSample, theirs: DataSample) -> None:
         torch.testing.assert_close(a.keypoints[..., 2], b.keypoints[..., 2], atol=1e-4, rtol=0)
 
 
-def _families() -> list:
-    run_all = os.environ.get("VISIONFM_EXPORT_TESTS") == "all"
-    skip = pytest.mark.skip(reason="10-50 s to trace: VISIONFM_EXPORT_TESTS=all runs it")
-    return [
-        pytest.param(name, marks=() if run_all or name in IN_CI else skip)
-        for name in sorted(FAMILIES)
-    ]
-
-
-@pytest.mark.parametrize("name", _families())
+@pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_exported_network_equals_eager_on_two_sizes(name, tmp_path):
     """Both files from one trace, each against the eager network and ``predict``."""
     config, options, batches = FAMILIES[name]
