@@ -85,6 +85,12 @@ SKIPPED = {
     "this config's settings",
     ".venv/bin/python tools/convert_dataset.py yolo data/my_yolo": "your own YOLO folder; "
     "tests/tools/test_convert_dataset.py converts every format on files it writes",
+    ".venv/bin/python tools/export.py": "~2 minutes of tracing on one core; "
+    "tests/export/test_export_detection.py exports the demo config's DINO (fewer layers) to "
+    "both formats and checks them against eager",
+    ".venv/bin/python tools/demo.py configs/dino/dino_vit-t_synthetic.py outputs/export/": "needs "
+    "the export above; tests/export/test_export_detection.py runs tools/demo.py on an exported "
+    "ONNX file",
     ".venv/bin/python tools/webui.py": "a web server that runs until stopped; "
     "tests/tools/test_webui.py serves the page and drives it with gradio_client",
 }
