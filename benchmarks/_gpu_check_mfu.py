@@ -65,38 +65,10 @@ def _bench_mfu_shrunk(image: int, **vit: int):
         bench_mfu.build_vit, bench_mfu.TRAIN_IMAGE = build, size
 
 
-def _detection_batch(num: int, size: int, seed: int = 0) -> dict:
-    """``num`` rendered synthetic scenes of size x size: ``{'inputs': [uint8 (3, H, W)],
-    'data_samples': [DataSample with gt_instances]}``, as a dataset yields them."""
-    import numpy as np
-    from mmengine.structures import InstanceData
-
-    from visionfm.data.data_sample import DataSample
-    from visionfm.data.synthetic import render_scene
-
-    rng, images, samples = np.random.default_rng(seed), [], []
-    for i in range(num):
-        scene = render_scene(rng, size, size, max_objects=6)
-        images.append(torch.from_numpy(scene.image).permute(2, 0, 1).contiguous())
-        sample = DataSample(
-            metainfo=dict(
-                img_id=i,
-                img_shape=(size, size),
-                ori_shape=(size, size),
-                homography_matrix=np.eye(3, dtype=np.float32),
-            )
-        )
-        sample.gt_instances = InstanceData(
-            bboxes=torch.tensor(np.stack([o.bbox for o in scene.objects])),
-            labels=torch.tensor([o.category_id - 1 for o in scene.objects]),
-        )
-        samples.append(sample)
-    return dict(inputs=images, data_samples=samples)
-
-
 def vitl_dino_step(ctx) -> dict:
     """One bf16-autocast AdamW training step of DINO on ViTDet-L at ``ctx.dino_image`` px:
     counted FLOPs (forward + backward), best / median step time over the runs, MFU."""
+    from visionfm.data.synthetic import detection_batch
     from visionfm.engine import load_config
     from visionfm.registry import MODELS
 
@@ -120,7 +92,7 @@ def vitl_dino_step(ctx) -> dict:
     torch.manual_seed(0)
     model = MODELS.build(cfg.model).to(ctx.device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=ctx.device_type == "cuda")
-    data = model.data_preprocessor(_detection_batch(ctx.dino_batch, ctx.dino_image), True)
+    data = model.data_preprocessor(detection_batch(ctx.dino_batch, ctx.dino_image), True)
 
     def fwd_bwd():
         with torch.autocast(ctx.device_type, dtype=torch.bfloat16):

@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 import torch
 from _tiny_models import overfit, tiny_vit_dino
-from mmengine.structures import InstanceData
 from torch import nn
 
 from visionfm.data.data_sample import DataSample
-from visionfm.data.synthetic import render_scene
+from visionfm.data.synthetic import detection_batch
 from visionfm.evaluation.coco_metric import CocoMetric
 from visionfm.heads import Head
 from visionfm.models import TaskModel
@@ -33,25 +32,8 @@ def dino_cfg() -> dict:
 
 def synthetic_batch(num: int, size: int = 64, seed: int = 0):
     """``num`` rendered scenes: uint8 (3, H, W) images and DataSamples with ground truth."""
-    rng = np.random.default_rng(seed)
-    images, samples = [], []
-    for i in range(num):
-        scene = render_scene(rng, size, size, max_objects=3)
-        images.append(torch.from_numpy(scene.image).permute(2, 0, 1).contiguous())
-        sample = DataSample(
-            metainfo=dict(
-                img_id=i,
-                img_shape=(size, size),
-                ori_shape=(size, size),
-                homography_matrix=np.eye(3, dtype=np.float32),
-            )
-        )
-        sample.gt_instances = InstanceData(
-            bboxes=torch.tensor(np.stack([o.bbox for o in scene.objects])),
-            labels=torch.tensor([o.category_id - 1 for o in scene.objects]),
-        )
-        samples.append(sample)
-    return images, samples
+    batch = detection_batch(num, size, seed, max_objects=3)
+    return batch["inputs"], batch["data_samples"]
 
 
 def test_build_from_config_and_modes():
